@@ -1,0 +1,215 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { LightmemError } from '../../core/errors.js';
+import { MemoryKindValues, type MemoryEntry } from '../../core/model/generated.js';
+
+/**
+ * Schema of the SQLite memory store. Migrations are append-only: never edit a shipped entry, add one.
+ *
+ * - `memories`: one row per MemoryEntry. `rid` is an INTEGER PRIMARY KEY (a stable rowid alias that VACUUM
+ *   cannot renumber) shared as rowid by the FTS and vector tables; `id` is the entry id.
+ * - `memories_fts`: contentless FTS5 (the text lives in `memories`; `contentless_delete` lets us delete and
+ *   replace rows). Columns: text, speaker (so a query naming a person finds what that person said; weighted
+ *   lower than the text at query time) and scope (hashed scope tokens, see fts-query.ts).
+ * - `meta`: key/value facts about the store, e.g. the embedder id and dims of the stored vectors.
+ * - `memory_vectors` (vec0) is not here: its dimension comes from the first embedding written, so it is
+ *   created then (see vectorTableSql).
+ */
+export const MEMORY_MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE memories (
+    rid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    tenant_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    agent_id TEXT,
+    conversation_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('fact', 'relation', 'summary')),
+    topic_id TEXT NOT NULL,
+    speaker TEXT NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    zone_offset TEXT NOT NULL,
+    ingested_at INTEGER NOT NULL,
+    valid_from INTEGER NOT NULL,
+    valid_to INTEGER,
+    superseded_by TEXT,
+    source_turn_ids TEXT NOT NULL, -- JSON array of strings
+    pipeline TEXT NOT NULL,        -- JSON PipelineVersion
+    content_hash TEXT NOT NULL     -- of the entry as written + its embedding: detects unchanged upserts
+  ) STRICT;
+  CREATE INDEX memories_user_time ON memories (tenant_id, user_id, occurred_at, id);
+  CREATE INDEX memories_tenant_time ON memories (tenant_id, occurred_at, id);
+  CREATE INDEX memories_conversation ON memories (tenant_id, conversation_id);
+  CREATE VIRTUAL TABLE memories_fts USING fts5(
+    text, speaker, scope,
+    tokenize = 'porter unicode61', content = '', contentless_delete = 1
+  );
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+  `,
+];
+
+/**
+ * The vector table. Partitioned by tenant (a KNN query must name one partition, so it never reads another
+ * tenant's vectors) with the other scope fields, the event time and a superseded flag as metadata columns
+ * so KNN filters on them while scanning instead of after the top k was cut.
+ */
+export function vectorTableSql(dims: number): string {
+  if (!Number.isSafeInteger(dims) || dims <= 0 || dims > 8192) {
+    throw new LightmemError('invalid_input', `embedding dimension ${dims} is out of range`, { field: 'embedding' });
+  }
+  return `CREATE VIRTUAL TABLE memory_vectors USING vec0(
+    tenant_id TEXT PARTITION KEY,
+    user_id TEXT,
+    agent_id TEXT,
+    conversation_id TEXT,
+    session_id TEXT,
+    occurred_at INTEGER,
+    superseded INTEGER,
+    embedding float[${dims}] distance_metric=cosine
+  )`;
+}
+
+/** A `memories` row as SQLite returns it (read with `SELECT m.*`). */
+const memoryRowSchema = z.object({
+  rid: z.number().int(),
+  id: z.string(),
+  tenant_id: z.string(),
+  user_id: z.string(),
+  agent_id: z.string().nullable(),
+  conversation_id: z.string(),
+  session_id: z.string(),
+  text: z.string(),
+  kind: z.enum(MemoryKindValues),
+  topic_id: z.string(),
+  speaker: z.string(),
+  occurred_at: z.number().int(),
+  zone_offset: z.string(),
+  ingested_at: z.number().int(),
+  valid_from: z.number().int(),
+  valid_to: z.number().int().nullable(),
+  superseded_by: z.string().nullable(),
+  source_turn_ids: z.string(),
+  pipeline: z.string(),
+});
+export type MemoryRow = z.infer<typeof memoryRowSchema>;
+
+const sourceTurnIdsSchema = z.array(z.string());
+const pipelineSchema = z.object({
+  scorer: z.string(),
+  segmenter: z.string(),
+  extractor: z.string(),
+  promptHash: z.string().nullable(),
+  embedder: z.string().nullable(),
+});
+
+function corrupt(what: string, cause: unknown): LightmemError {
+  return new LightmemError('storage_corrupt', `memory store: unreadable ${what}`, { cause });
+}
+
+export function parseMemoryRow(row: unknown): MemoryRow {
+  const parsed = memoryRowSchema.safeParse(row);
+  if (!parsed.success) throw corrupt('memories row', parsed.error);
+  return parsed.data;
+}
+
+export function rowToEntry(row: MemoryRow): MemoryEntry {
+  let sourceTurnIds: string[];
+  let pipeline: MemoryEntry['pipeline'];
+  try {
+    sourceTurnIds = sourceTurnIdsSchema.parse(JSON.parse(row.source_turn_ids));
+    pipeline = pipelineSchema.parse(JSON.parse(row.pipeline));
+  } catch (error) {
+    throw corrupt(`JSON column of memory ${row.id}`, error);
+  }
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    userId: row.user_id,
+    agentId: row.agent_id,
+    conversationId: row.conversation_id,
+    sessionId: row.session_id,
+    text: row.text,
+    kind: row.kind,
+    topicId: row.topic_id,
+    speaker: row.speaker,
+    occurredAt: row.occurred_at,
+    zoneOffset: row.zone_offset,
+    ingestedAt: row.ingested_at,
+    validFrom: row.valid_from,
+    validTo: row.valid_to,
+    supersededBy: row.superseded_by,
+    sourceTurnIds,
+    pipeline,
+  };
+}
+
+/** Parameters of the INSERT/UPDATE statements, named after the columns. */
+export function entryParams(entry: MemoryEntry, validTo: number | null, supersededBy: string | null, hash: string) {
+  return {
+    id: entry.id,
+    tenant_id: entry.tenantId,
+    user_id: entry.userId,
+    agent_id: entry.agentId,
+    conversation_id: entry.conversationId,
+    session_id: entry.sessionId,
+    text: entry.text,
+    kind: entry.kind,
+    topic_id: entry.topicId,
+    speaker: entry.speaker,
+    occurred_at: entry.occurredAt,
+    zone_offset: entry.zoneOffset,
+    ingested_at: entry.ingestedAt,
+    valid_from: entry.validFrom,
+    valid_to: validTo,
+    superseded_by: supersededBy,
+    source_turn_ids: JSON.stringify(entry.sourceTurnIds),
+    pipeline: JSON.stringify({
+      scorer: entry.pipeline.scorer,
+      segmenter: entry.pipeline.segmenter,
+      extractor: entry.pipeline.extractor,
+      promptHash: entry.pipeline.promptHash,
+      embedder: entry.pipeline.embedder,
+    }),
+    content_hash: hash,
+  };
+}
+
+/**
+ * Hash of what an upsert writes. Fields go in a fixed order (an array, not an object) so the hash does not
+ * depend on key order, and the embedding bytes are included so a new vector for the same text counts as a
+ * change. `ingestedAt` is left out on purpose: re-processing the same turns later stamps a new ingest time
+ * on an otherwise identical memory, and that must be `unchanged` (the first ingest time is kept).
+ */
+export function contentHash(entry: MemoryEntry, embedding: Float32Array | undefined): string {
+  const p = entry.pipeline;
+  const fields = [
+    entry.id,
+    entry.tenantId,
+    entry.userId,
+    entry.agentId,
+    entry.conversationId,
+    entry.sessionId,
+    entry.text,
+    entry.kind,
+    entry.topicId,
+    entry.speaker,
+    entry.occurredAt,
+    entry.zoneOffset,
+    entry.validFrom,
+    entry.validTo,
+    entry.supersededBy,
+    entry.sourceTurnIds,
+    [p.scorer, p.segmenter, p.extractor, p.promptHash, p.embedder],
+  ];
+  const hash = createHash('sha256').update(JSON.stringify(fields));
+  hash.update(embedding === undefined ? '|none' : '|vec');
+  if (embedding !== undefined) hash.update(vectorBlob(embedding));
+  return hash.digest('hex').slice(0, 32);
+}
+
+/** The bytes of a Float32Array as sqlite-vec reads them (a view, no copy). */
+export function vectorBlob(vector: Float32Array): Buffer {
+  return Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength);
+}

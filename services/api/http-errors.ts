@@ -1,0 +1,33 @@
+import { LightmemError } from '../core/errors.js';
+
+export interface ErrorBody {
+  readonly error: { readonly code: string; readonly message: string; readonly field: string | null; readonly retryable: boolean };
+}
+
+/** HTTP status for a typed error: the client's fault (4xx) or ours / transient (5xx). */
+export function statusFor(error: unknown): number {
+  if (!(error instanceof LightmemError)) return 500;
+  switch (error.code) {
+    case 'invalid_input':
+    case 'scope_required':
+    case 'model_mismatch':
+      return 400;
+    case 'not_found':
+      return 404;
+    case 'conflict':
+      return 409;
+    case 'busy':
+      return 429;
+    case 'storage_unavailable':
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+export function errorBody(error: unknown): ErrorBody {
+  if (error instanceof LightmemError) {
+    return { error: { code: error.code, message: error.message, field: error.field ?? null, retryable: error.retryable } };
+  }
+  return { error: { code: 'internal', message: 'internal error', field: null, retryable: true } };
+}

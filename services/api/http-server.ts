@@ -1,0 +1,157 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { z } from 'zod';
+import type { Logger } from '../core/ports/logger.js';
+import { InvalidInputError, LightmemError, errorMessage } from '../core/errors.js';
+import { decodeTurnInput, type InputItem } from '../ingest/index.js';
+import type { Ingestion } from '../app/ingestion.js';
+import { memoryView, maxSearchLimit, type MemorySearch } from '../app/memory-search.js';
+import type { MemoryStore } from '../core/ports/memory-store.js';
+import { errorBody, statusFor } from './http-errors.js';
+
+export interface HttpApiDeps {
+  readonly ingestion: Ingestion;
+  readonly search: MemorySearch;
+  readonly store: MemoryStore;
+  readonly defaultTenant: string;
+  readonly maxBodyBytes: number;
+  readonly logger: Logger;
+  /** Waits until the pipeline has processed everything appended so far (for `?wait=true`). */
+  readonly waitForDrain: (timeoutMs: number) => Promise<boolean>;
+  readonly health: () => Promise<Record<string, unknown>>;
+}
+
+const EventsBody = z.object({
+  events: z.array(z.unknown()).min(1).max(10_000),
+  /** Close the sessions of these events after appending them (end of a call or chat). */
+  endSession: z.boolean().default(false),
+});
+
+const isoOrMs = z.union([z.number().int(), z.string().transform((s, ctx) => {
+  const ms = Date.parse(s);
+  if (Number.isNaN(ms)) {
+    ctx.addIssue({ code: 'custom', message: `not a timestamp: ${JSON.stringify(s)}` });
+    return z.NEVER;
+  }
+  return ms;
+})]);
+
+const SearchBody = z.object({
+  tenantId: z.string().optional(),
+  userId: z.string().min(1),
+  agentId: z.string().optional(),
+  conversationId: z.string().optional(),
+  query: z.string().min(1),
+  limit: z.number().int().min(1).max(maxSearchLimit).default(10),
+  from: isoOrMs.optional(),
+  to: isoOrMs.optional(),
+  includeSuperseded: z.boolean().default(false),
+});
+
+function decodeBody<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const field = issue?.path.join('.') || '(body)';
+  throw new InvalidInputError(`${field}: ${issue?.message ?? 'invalid'}`, field);
+}
+
+/**
+ * The HTTP API: POST /v1/events, POST /v1/search, GET /v1/memories/:id, GET /healthz. Every error is JSON
+ * `{error: {code, message, field, retryable}}`. The tenant comes from the body or the X-Lightmem-Tenant
+ * header, else the configured default tenant.
+ */
+export function createHttpApi(deps: HttpApiDeps): Server {
+  return createServer((request, response) => {
+    handle(deps, request, response).catch((error: unknown) => {
+      if (statusFor(error) >= 500) deps.logger.error('request failed', { url: request.url, error: errorMessage(error) });
+      send(response, statusFor(error), errorBody(error));
+    });
+  });
+}
+
+async function handle(deps: HttpApiDeps, request: IncomingMessage, response: ServerResponse): Promise<void> {
+  const url = new URL(request.url ?? '/', 'http://localhost');
+  const tenantHeader = request.headers['x-lightmem-tenant'];
+  const tenant = (typeof tenantHeader === 'string' && tenantHeader !== '' ? tenantHeader : undefined) ?? deps.defaultTenant;
+  const route = `${request.method ?? 'GET'} ${url.pathname}`;
+
+  if (route === 'GET /healthz') {
+    send(response, 200, { status: 'ok', ...(await deps.health()) });
+    return;
+  }
+  if (route === 'POST /v1/events') {
+    const body = decodeBody(EventsBody, await readJson(request, deps.maxBodyBytes));
+    const items: InputItem[] = body.events.map((raw, index) => {
+      const text = JSON.stringify(raw) ?? 'undefined';
+      const result = decodeTurnInput(raw, { tenantId: tenant });
+      const labelled = result.ok ? result : { ok: false as const, error: { ...result.error, field: `events.${index}.${result.error.field}` } };
+      return { line: null, label: `events[${index}]`, raw: text.slice(0, 64 * 1024), result: labelled };
+    });
+    const report = await deps.ingestion.ingest(items, { source: 'http', endSessions: body.endSession });
+    const wait = url.searchParams.get('wait') === 'true';
+    const drained = wait ? await deps.waitForDrain(30_000) : false;
+    send(response, 202, {
+      accepted: report.accepted,
+      duplicates: report.duplicates,
+      rejected: items.flatMap((item, index) =>
+        item.result.ok ? [] : [{ index, field: item.result.error.field, message: item.result.error.message }],
+      ),
+      sessionEnds: report.sessionEnds,
+      ...(wait ? { processed: drained } : {}),
+    });
+    return;
+  }
+  if (route === 'POST /v1/search') {
+    const body = decodeBody(SearchBody, await readJson(request, deps.maxBodyBytes));
+    const results = await deps.search.search({
+      scope: {
+        tenantId: body.tenantId ?? tenant,
+        userId: body.userId,
+        agentId: body.agentId,
+        conversationId: body.conversationId,
+      },
+      query: body.query,
+      limit: body.limit,
+      from: body.from,
+      to: body.to,
+      includeSuperseded: body.includeSuperseded,
+    });
+    send(response, 200, { results });
+    return;
+  }
+  const memoryMatch = /^\/v1\/memories\/([^/]+)$/.exec(url.pathname);
+  if (request.method === 'GET' && memoryMatch !== null) {
+    const id = decodeURIComponent(memoryMatch[1] ?? '');
+    const userId = url.searchParams.get('userId') ?? undefined;
+    const entry = await deps.store.get({ tenantId: url.searchParams.get('tenantId') ?? tenant, userId }, id);
+    if (entry === undefined) throw new LightmemError('not_found', `no memory ${id} in this scope`, { field: 'id' });
+    send(response, 200, memoryView(entry));
+    return;
+  }
+  throw new LightmemError('not_found', `no route ${route}`);
+}
+
+async function readJson(request: IncomingMessage, maxBytes: number): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    const buffer = chunk instanceof Buffer ? chunk : Buffer.from(String(chunk));
+    size += buffer.length;
+    if (size > maxBytes) {
+      throw new InvalidInputError(`request body is over the ${maxBytes}-byte limit`, '(body)');
+    }
+    chunks.push(buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch (error) {
+    throw new InvalidInputError('request body is not valid JSON', '(body)', error);
+  }
+}
+
+function send(response: ServerResponse, status: number, body: unknown): void {
+  if (response.headersSent) return;
+  const text = JSON.stringify(body);
+  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  response.end(text);
+}

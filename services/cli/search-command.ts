@@ -1,0 +1,49 @@
+import { InvalidInputError } from '../core/errors.js';
+import { MemorySearch } from '../app/memory-search.js';
+import { commonOptions, intOption, parse, stringOption, timeOption } from './args.js';
+import { openContext } from './context.js';
+
+export const searchUsage = `lightmem search <query> --user U [--tenant T] [--limit N] [--from T] [--to T] [--json] [--data-dir D]
+  Ranked memories of one user: score, time, speaker, text and the source turn ids.`;
+
+export async function searchCommand(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    ...commonOptions,
+    user: { type: 'string' },
+    tenant: { type: 'string' },
+    limit: { type: 'string', short: 'n' },
+    from: { type: 'string' },
+    to: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (values['help'] === true) {
+    console.log(searchUsage);
+    return 0;
+  }
+  const query = positionals.join(' ');
+  if (query.trim() === '') throw new InvalidInputError(`missing <query>\n${searchUsage}`, 'query');
+  const user = stringOption(values, 'user');
+  if (user === undefined) throw new InvalidInputError('--user is required: memories are always searched for one user', 'user');
+  const { config, runtime } = openContext(values, { logLevel: 'warn' });
+  try {
+    const results = await new MemorySearch(runtime.store, runtime.components.embedder).search({
+      scope: { tenantId: stringOption(values, 'tenant') ?? config.defaultTenant, userId: user },
+      query,
+      limit: intOption(values, 'limit', 10),
+      from: timeOption(values, 'from'),
+      to: timeOption(values, 'to'),
+    });
+    if (values['json'] === true) {
+      console.log(JSON.stringify(results));
+      return 0;
+    }
+    if (results.length === 0) console.log('no memories found');
+    results.forEach((r, i) => {
+      console.log(`${String(i + 1).padStart(2)}. ${r.score.toFixed(3)}  ${r.occurredAt}  ${r.speaker}: ${r.text}`);
+      console.log(`    sources: ${r.sourceTurnIds.join(', ')}  (${r.id})`);
+    });
+    return 0;
+  } finally {
+    await runtime.close();
+  }
+}

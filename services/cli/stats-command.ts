@@ -1,0 +1,40 @@
+import { collectStats } from '../app/pipeline-stats.js';
+import { commonOptions, parse } from './args.js';
+import { openContext } from './context.js';
+
+export const statsUsage = `lightmem stats [--json] [--data-dir D]
+  Events in the log, memories (live and superseded), records pending per stage, dead letters.`;
+
+export async function statsCommand(argv: readonly string[]): Promise<number> {
+  const { values } = parse(argv, { ...commonOptions, json: { type: 'boolean' } });
+  if (values['help'] === true) {
+    console.log(statsUsage);
+    return 0;
+  }
+  const { runtime } = openContext(values, { logLevel: 'warn' });
+  try {
+    const c = runtime.components;
+    const stats = await collectStats(runtime.eventLog, runtime.store, await runtime.lag(), {
+      scorer: c.scorer.version,
+      segmenter: c.segmenter.capability,
+      extractor: c.extractor.version,
+      embedder: c.embedder?.id ?? 'none (lexical search only)',
+    });
+    if (values['json'] === true) {
+      console.log(JSON.stringify(stats));
+      return 0;
+    }
+    console.log(`events     ${stats.events.appended} appended to the log`);
+    console.log(`memories   ${stats.memories.live} live, ${stats.memories.superseded} superseded`);
+    for (const stage of stats.stages) console.log(`stage      ${stage.stage.padEnd(11)} ${stage.processed} processed, ${stage.pending} pending`);
+    for (const [name, value] of Object.entries(stats.components)) console.log(`${name.padEnd(10)} ${value}`);
+    console.log(`dead letters ${stats.deadLetters.count}`);
+    for (const letter of stats.deadLetters.recent) {
+      const where = letter.sourceLine === null ? `${letter.sourceTopic} ${letter.key}` : `${letter.sourceTopic}:${letter.sourceLine}`;
+      console.log(`  [${letter.stage}] ${where}: ${letter.field ?? '-'}: ${letter.reason}`);
+    }
+    return 0;
+  } finally {
+    await runtime.close();
+  }
+}

@@ -1,0 +1,64 @@
+import { z } from 'zod';
+import { RoleValues } from './model/generated.js';
+
+const roles = z.array(z.enum(RoleValues)).min(1);
+
+/** The one configuration schema, validated at start-up (file + environment, see runtime/load-config.ts). */
+export const LightmemConfig = z
+  .object({
+    dataDir: z.string().min(1).default('.lightmem'),
+    defaultTenant: z.string().min(1).default('default'),
+    compressor: z
+      .object({
+        /** Retention ratio r (1 = off). LightMem uses 0.5–0.8. */
+        rate: z.number().gt(0).max(1).default(0.8),
+        maxTurnTokens: z.number().int().positive().default(512),
+        recompressRate: z.number().gt(0).max(1).default(0.5),
+      })
+      .prefault({}),
+    segmenter: z
+      .object({
+        /** Sensory buffer capacity in tokens of the counted roles (LightMem: 512). */
+        bufferTokens: z.number().int().positive().default(512),
+        countedRoles: roles.default(['user', 'customer', 'agent', 'supervisor']),
+        thresholdStart: z.number().min(0).max(1).default(0.2),
+        thresholdStep: z.number().gt(0).max(1).default(0.05),
+        thresholdMax: z.number().min(0).max(1).default(0.5),
+      })
+      .prefault({}),
+    summarizer: z
+      .object({
+        /** STM threshold th in tokens (LightMem: 512). */
+        thresholdTokens: z.number().int().nonnegative().default(512),
+        countedRoles: roles.default(['user', 'customer', 'agent', 'supervisor']),
+        memorizeRoles: roles.default(['user', 'customer', 'agent', 'supervisor', 'assistant']),
+        granularity: z.enum(['turn', 'segment', 'both']).default('turn'),
+      })
+      .prefault({}),
+    store: z
+      .object({
+        lexicalWeight: z.number().min(0).default(0.5),
+        semanticWeight: z.number().min(0).default(0.5),
+      })
+      .prefault({}),
+    pipeline: z
+      .object({
+        batchSize: z.number().int().positive().max(10_000).default(256),
+        /** A conversation quiet this long has its buffers flushed (a flush event is logged, so replays agree). */
+        idleFlushMs: z.number().int().positive().default(10 * 60_000),
+        idleCheckMs: z.number().int().positive().default(30_000),
+      })
+      .prefault({}),
+    server: z
+      .object({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65_535).default(8787),
+        maxBodyBytes: z.number().int().positive().default(16 * 1024 * 1024),
+      })
+      .prefault({}),
+    logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  })
+  .strict();
+
+export type LightmemConfig = z.infer<typeof LightmemConfig>;
+export type LightmemConfigInput = z.input<typeof LightmemConfig>;

@@ -1,0 +1,58 @@
+/**
+ * Typed errors. Every error says whether retrying can help (`retryable`), carries a stable `code`, and
+ * keeps its `cause`. Stages dead-letter non-retryable errors and retry retryable ones with backoff.
+ */
+export type ErrorCode =
+  | 'invalid_input'
+  | 'not_found'
+  | 'scope_required'
+  | 'conflict'
+  | 'model_mismatch'
+  | 'storage_unavailable'
+  | 'storage_corrupt'
+  | 'config_invalid'
+  | 'busy'
+  | 'internal';
+
+export class LightmemError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  /** Name of the offending input field, when there is one (dotted path). */
+  readonly field: string | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { retryable?: boolean; field?: string | undefined; cause?: unknown } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'LightmemError';
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+    this.field = options.field;
+  }
+}
+
+/** Input that can never be processed as it is (terminal, dead-lettered). */
+export class InvalidInputError extends LightmemError {
+  constructor(message: string, field?: string, cause?: unknown) {
+    super('invalid_input', message, { field, cause, retryable: false });
+    this.name = 'InvalidInputError';
+  }
+}
+
+/** A transient failure of a dependency (storage locked, server down). Retry with backoff. */
+export class UnavailableError extends LightmemError {
+  constructor(message: string, cause?: unknown) {
+    super('storage_unavailable', message, { cause, retryable: true });
+    this.name = 'UnavailableError';
+  }
+}
+
+export function isRetryable(error: unknown): boolean {
+  return error instanceof LightmemError && error.retryable;
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

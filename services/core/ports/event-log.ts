@@ -1,0 +1,78 @@
+import type { TopicName, TopicValues } from '../model/topics.js';
+
+export interface LogRecord<T extends TopicName = TopicName> {
+  readonly topic: T;
+  /** Position in the topic, from 0. */
+  readonly offset: number;
+  readonly key: string;
+  readonly value: TopicValues[T];
+  readonly appendedAt: number;
+}
+
+export interface AppendRecord<T extends TopicName = TopicName> {
+  readonly key: string;
+  readonly value: TopicValues[T];
+  /**
+   * Idempotency key: a record whose dedupKey is already in the topic is not appended again. Adapters that
+   * cannot check this cheaply (Kafka) leave it to the consuming stage, which dedups by the same key.
+   */
+  readonly dedupKey?: string | undefined;
+}
+
+export type OutputRecord = { [T in TopicName]: { readonly topic: T } & AppendRecord<T> }[TopicName];
+
+/** A change to a stage's keyed state; `value: null` deletes the key. */
+export interface StateWrite {
+  readonly key: string;
+  readonly value: string | null;
+}
+
+/**
+ * What a stage produced for a batch. The log commits the output records, the state writes and the
+ * consumer offset together (atomically where the adapter can), so a crash never loses or repeats work.
+ */
+export interface StageOutput {
+  readonly records: readonly OutputRecord[];
+  readonly state: readonly StateWrite[];
+}
+
+export interface StateReader {
+  get(key: string): Promise<string | undefined>;
+  /** Keys with a prefix (for example every buffered conversation of a stage). */
+  keys(prefix: string): Promise<string[]>;
+}
+
+export type BatchHandler<T extends TopicName> = (
+  records: readonly LogRecord<T>[],
+  state: StateReader,
+) => Promise<StageOutput>;
+
+export interface ConsumeOptions<T extends TopicName> {
+  readonly group: string;
+  readonly topic: T;
+  readonly signal: AbortSignal;
+  readonly batchSize?: number;
+}
+
+export interface AppendResult {
+  readonly appended: number;
+  readonly duplicates: number;
+}
+
+export interface EventLog {
+  append<T extends TopicName>(topic: T, records: readonly AppendRecord<T>[]): Promise<AppendResult>;
+  /**
+   * Runs the handler over the topic from the group's committed offset until the signal aborts.
+   * At-least-once per record, ordered per key; a retryable error is retried with backoff, a
+   * non-retryable one isolates the failing record and dead-letters it, and the group goes on.
+   */
+  consume<T extends TopicName>(options: ConsumeOptions<T>, handler: BatchHandler<T>): Promise<void>;
+  /** Replay: records from an offset, in order. */
+  read<T extends TopicName>(topic: T, fromOffset: number, limit: number): Promise<LogRecord<T>[]>;
+  /** The offset the next appended record will get (= number of records ever appended). */
+  endOffset(topic: TopicName): Promise<number>;
+  committedOffset(group: string, topic: TopicName): Promise<number>;
+  /** Read-only view of a group's state (for schedulers and stats). */
+  stateOf(group: string): StateReader;
+  close(): Promise<void>;
+}

@@ -1,0 +1,10 @@
+export type * from './event-log.js';
+export type * from './memory-store.js';
+export type * from './embedder.js';
+export type * from './token-scorer.js';
+export type * from './segmenter.js';
+export type * from './extractor.js';
+export type * from './scheduler.js';
+export type * from './clock.js';
+export type * from './logger.js';
+export { systemClock } from './clock.js';

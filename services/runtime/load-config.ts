@@ -1,0 +1,69 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { LightmemConfig, type LightmemConfigInput } from '../core/config.js';
+import { LightmemError } from '../core/errors.js';
+
+export interface ConfigSources {
+  /** process.env (only entry points pass it). */
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** --config path, if given. */
+  readonly file?: string | undefined;
+  /** Command-line overrides (e.g. --data-dir, --port). */
+  readonly overrides?: LightmemConfigInput | undefined;
+}
+
+/**
+ * Configuration precedence: defaults < config file (LIGHTMEM_CONFIG, --config, or <dataDir>/config.json)
+ * < environment (LIGHTMEM_DATA_DIR, LIGHTMEM_PORT, LIGHTMEM_HOST, LIGHTMEM_LOG_LEVEL) < command-line flags.
+ */
+export function loadConfig(sources: ConfigSources): LightmemConfig {
+  const env = sources.env;
+  const fromEnv: Record<string, unknown> = {};
+  if (env['LIGHTMEM_DATA_DIR'] !== undefined) fromEnv['dataDir'] = env['LIGHTMEM_DATA_DIR'];
+  if (env['LIGHTMEM_LOG_LEVEL'] !== undefined) fromEnv['logLevel'] = env['LIGHTMEM_LOG_LEVEL'];
+  const server: Record<string, unknown> = {};
+  if (env['LIGHTMEM_PORT'] !== undefined) server['port'] = Number(env['LIGHTMEM_PORT']);
+  if (env['LIGHTMEM_HOST'] !== undefined) server['host'] = env['LIGHTMEM_HOST'];
+  const overrides = (sources.overrides ?? {}) as Record<string, unknown>;
+  const dataDir = String(overrides['dataDir'] ?? fromEnv['dataDir'] ?? '.lightmem');
+  const file = sources.file ?? env['LIGHTMEM_CONFIG'] ?? defaultFile(dataDir);
+  const fromFile = file === undefined ? {} : readConfigFile(file);
+  const merged = deepMerge(deepMerge(deepMerge(fromFile, fromEnv), Object.keys(server).length > 0 ? { server } : {}), overrides);
+  const parsed = LightmemConfig.safeParse(merged);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = issue?.path.join('.') ?? '';
+    throw new LightmemError('config_invalid', `invalid configuration${file === undefined ? '' : ` (${file})`}: ${field}: ${issue?.message ?? 'invalid'}`, { field });
+  }
+  return { ...parsed.data, dataDir: resolve(parsed.data.dataDir) };
+}
+
+function defaultFile(dataDir: string): string | undefined {
+  const candidate = join(dataDir, 'config.json');
+  return existsSync(candidate) ? candidate : undefined;
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  try {
+    const value: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
+    return value as Record<string, unknown>;
+  } catch (error) {
+    throw new LightmemError('config_invalid', `cannot read configuration file ${file}`, { cause: error });
+  }
+}
+
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    if (value === undefined) continue;
+    const current = out[key];
+    out[key] =
+      isPlainObject(current) && isPlainObject(value) ? deepMerge(current, value) : value;
+  }
+  return out;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,121 @@
+import type { BatchHandler, EventLog } from '../core/ports/event-log.js';
+import type { Logger } from '../core/ports/logger.js';
+import type { TokenScorer } from '../core/ports/token-scorer.js';
+import type { Segmenter } from '../core/ports/segmenter.js';
+import type { Extractor } from '../core/ports/extractor.js';
+import type { Embedder } from '../core/ports/embedder.js';
+import type { MemoryStore } from '../core/ports/memory-store.js';
+import type { Clock } from '../core/ports/clock.js';
+import type { LightmemConfig } from '../core/config.js';
+import { Topics, type TopicName } from '../core/model/topics.js';
+import { errorMessage } from '../core/errors.js';
+import { compressorStage } from '../stages/compressor/compressor-stage.js';
+import { segmenterStage } from '../stages/segmenter/segmenter-stage.js';
+import { summarizerStage } from '../stages/summarizer/summarizer-stage.js';
+import { indexerStage } from '../stages/indexer/indexer-stage.js';
+
+export interface PipelineComponents {
+  readonly scorer: TokenScorer;
+  readonly segmenter: Segmenter;
+  readonly extractor: Extractor;
+  readonly embedder: Embedder | null;
+}
+
+export interface StageDefinition {
+  readonly name: 'compressor' | 'segmenter' | 'summarizer' | 'indexer';
+  readonly input: TopicName;
+  readonly handler: BatchHandler<never>;
+}
+
+/** The one pipeline definition: four stages over ports, in order. Both runtimes run exactly these. */
+export function pipelineStages(
+  config: LightmemConfig,
+  components: PipelineComponents,
+  store: MemoryStore,
+  clock: Clock,
+): StageDefinition[] {
+  const stages = [
+    {
+      name: 'compressor',
+      input: Topics.raw,
+      handler: compressorStage({
+        scorer: components.scorer,
+        settings: {
+          rate: config.compressor.rate,
+          maxTokens: config.compressor.maxTurnTokens,
+          recompressRate: config.compressor.recompressRate,
+        },
+      }),
+    },
+    {
+      name: 'segmenter',
+      input: Topics.compressed,
+      handler: segmenterStage({
+        segmenter: components.segmenter,
+        capacityTokens: config.segmenter.bufferTokens,
+        countedRoles: new Set(config.segmenter.countedRoles),
+      }),
+    },
+    {
+      name: 'summarizer',
+      input: Topics.segments,
+      handler: summarizerStage({
+        extractor: components.extractor,
+        thresholdTokens: config.summarizer.thresholdTokens,
+        countedRoles: new Set(config.summarizer.countedRoles),
+        embedderId: components.embedder?.id ?? null,
+        clock,
+      }),
+    },
+    {
+      name: 'indexer',
+      input: Topics.memories,
+      handler: indexerStage({ store, embedder: components.embedder }),
+    },
+  ] as const;
+  return stages.map((stage) => ({ ...stage, handler: stage.handler as BatchHandler<never> }));
+}
+
+/** Runs every stage's consumer loop until the signal aborts. */
+export async function runStages(
+  log: EventLog,
+  stages: readonly StageDefinition[],
+  options: { signal: AbortSignal; batchSize: number; logger: Logger },
+): Promise<void> {
+  await Promise.all(
+    stages.map((stage) =>
+      log
+        // The definition pairs each input topic with a handler of that topic's records (see pipelineStages).
+        .consume(
+          { group: stage.name, topic: stage.input as never, signal: options.signal, batchSize: options.batchSize },
+          stage.handler,
+        )
+        .catch((error: unknown) => {
+          options.logger.error('stage stopped', { stage: stage.name, error: errorMessage(error) });
+          throw error;
+        }),
+    ),
+  );
+}
+
+export interface StageLag {
+  readonly stage: string;
+  readonly topic: TopicName;
+  readonly committed: number;
+  readonly end: number;
+}
+
+/** Lag of every stage, read in pipeline order (so work in flight between two stages is never missed). */
+export async function pipelineLag(log: EventLog, stages: readonly StageDefinition[]): Promise<StageLag[]> {
+  const lags: StageLag[] = [];
+  for (const stage of stages) {
+    const committed = await log.committedOffset(stage.name, stage.input);
+    const end = await log.endOffset(stage.input);
+    lags.push({ stage: stage.name, topic: stage.input, committed, end });
+  }
+  return lags;
+}
+
+export function isDrained(lags: readonly StageLag[]): boolean {
+  return lags.every((lag) => lag.committed >= lag.end);
+}

@@ -1,0 +1,45 @@
+import type { ScoredWord, TokenScorer } from '../../core/ports/token-scorer.js';
+import { selectWords } from './percentile-selection.js';
+
+export interface CompressionSettings {
+  /** Retention ratio r: roughly this fraction of tokens survives (1 = no compression). */
+  readonly rate: number;
+  /** A compressed text still over this many tokens is compressed again (at `recompressRate`). */
+  readonly maxTokens: number;
+  readonly recompressRate: number;
+}
+
+export interface Compressed {
+  readonly text: string;
+  readonly originalTokens: number;
+  readonly keptTokens: number;
+}
+
+function tokensOf(words: readonly ScoredWord[]): number {
+  return words.reduce((sum, word) => sum + word.tokens, 0);
+}
+
+/**
+ * Light1a of LightMem: keep the words above the retention percentile; compress again while the result is
+ * over the limit; keep the original when compression leaves nothing. Texts are scored in one batch.
+ */
+export async function compressTexts(
+  texts: readonly string[],
+  scorer: TokenScorer,
+  settings: CompressionSettings,
+): Promise<Compressed[]> {
+  if (texts.length === 0) return [];
+  const scored = await scorer.score(texts);
+  return texts.map((text, index) => {
+    const words = scored[index] ?? [];
+    const originalTokens = tokensOf(words);
+    if (settings.rate >= 1) return { text, originalTokens, keptTokens: originalTokens };
+    let kept = selectWords(words, settings.rate);
+    // Re-compression reuses the first pass's probabilities (a model would give the same ones for the same words).
+    for (let round = 0; round < 8 && tokensOf(kept) > settings.maxTokens; round++) {
+      kept = selectWords(kept, settings.recompressRate);
+    }
+    if (kept.length === 0) return { text, originalTokens, keptTokens: originalTokens };
+    return { text: kept.map((w) => w.word).join(' '), originalTokens, keptTokens: tokensOf(kept) };
+  });
+}

@@ -1,0 +1,30 @@
+import { z } from 'zod';
+import { RoleValues } from '../../core/model/generated.js';
+
+/** The persisted sensory buffer of one conversation (state of the segmenter stage). */
+export const SensoryBufferState = z.object({
+  tenantId: z.string(),
+  userId: z.string(),
+  agentId: z.string().nullable(),
+  conversationId: z.string(),
+  sessionId: z.string(),
+  scorerVersion: z.string(),
+  /** Tokens of the turns whose roles count toward the capacity. */
+  countedTokens: z.number(),
+  lastTurnId: z.string(),
+  lastReceivedAt: z.number(),
+  turns: z.array(
+    z.object({
+      turnId: z.string(),
+      seq: z.number(),
+      role: z.enum(RoleValues),
+      speaker: z.string(),
+      text: z.string(),
+      tokens: z.number(),
+      occurredAt: z.number(),
+      zoneOffset: z.string(),
+    }),
+  ),
+});
+export type SensoryBufferState = z.infer<typeof SensoryBufferState>;
+

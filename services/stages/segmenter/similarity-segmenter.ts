@@ -1,0 +1,88 @@
+import type { Embedder } from '../../core/ports/embedder.js';
+import type { Boundary, SegmentableTurn, Segmenter } from '../../core/ports/segmenter.js';
+import type { Role } from '../../core/model/generated.js';
+
+export interface SimilaritySettings {
+  /** Adaptive threshold schedule (reference §5.3): start, step, and the last value tried. */
+  readonly thresholdStart: number;
+  readonly thresholdStep: number;
+  readonly thresholdMax: number;
+}
+
+export const defaultSimilaritySettings: SimilaritySettings = {
+  thresholdStart: 0.2,
+  thresholdStep: 0.05,
+  thresholdMax: 0.5,
+};
+
+/** Roles whose turns answer someone else's: they join the unit of the turn before them. */
+const responderRoles: ReadonlySet<Role> = new Set(['assistant', 'tool', 'system']);
+
+export function cosine(a: Float32Array, b: Float32Array): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] ?? 0;
+    const y = b[i] ?? 0;
+    dot += x * y;
+    na += x * x;
+    nb += y * y;
+  }
+  return na === 0 || nb === 0 ? 0 : dot / Math.sqrt(na * nb);
+}
+
+/**
+ * Embedding-similarity drops between adjacent exchange units (a speaker's turn plus the assistant's reply),
+ * with the adaptive threshold of LightMem: τ starts low and rises by a step until at least one drop is
+ * found or τ passes its maximum. Works for multi-party conversations: every human turn starts a unit.
+ */
+export class SimilaritySegmenter implements Segmenter {
+  readonly version: string;
+  readonly capability: string;
+
+  constructor(
+    private readonly embedder: Embedder,
+    private readonly settings: SimilaritySettings = defaultSimilaritySettings,
+  ) {
+    this.version = `similarity-v1(${embedder.id};${settings.thresholdStart}+${settings.thresholdStep}..${settings.thresholdMax})`;
+    this.capability = `topic boundaries from embedding-similarity drops (${embedder.id}); attention half not installed`;
+  }
+
+  async boundaries(turns: readonly SegmentableTurn[]): Promise<Boundary[]> {
+    const unitStarts: number[] = [];
+    turns.forEach((turn, index) => {
+      if (index === 0 || !responderRoles.has(turn.role)) unitStarts.push(index);
+    });
+    if (unitStarts.length < 2) return [];
+    const unitTexts = unitStarts.map((start, u) => {
+      const end = unitStarts[u + 1] ?? turns.length;
+      return turns
+        .slice(start, end)
+        .map((turn) => turn.text)
+        .join(' ');
+    });
+    const vectors = await this.embedder.embed(unitTexts);
+    const similarities: number[] = [];
+    for (let u = 1; u < vectors.length; u++) {
+      const previous = vectors[u - 1];
+      const current = vectors[u];
+      similarities.push(previous !== undefined && current !== undefined ? cosine(previous, current) : 1);
+    }
+    const { thresholdStart, thresholdStep, thresholdMax } = this.settings;
+    // Integer steps avoid floating drift (0.2 + 6 × 0.05 must reach 0.5).
+    const steps = Math.round((thresholdMax - thresholdStart) / thresholdStep);
+    for (let step = 0; step <= steps; step++) {
+      const threshold = thresholdStart + step * thresholdStep;
+      const cuts: Boundary[] = [];
+      similarities.forEach((similarity, i) => {
+        const index = unitStarts[i + 1];
+        if (similarity < threshold && index !== undefined) {
+          cuts.push({ index, reason: 'similarity_drop', similarity, threshold });
+        }
+      });
+      if (cuts.length > 0) return cuts;
+    }
+    return [];
+  }
+}

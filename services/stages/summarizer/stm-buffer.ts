@@ -1,0 +1,40 @@
+import { z } from 'zod';
+import { RoleValues, BoundaryReasonValues } from '../../core/model/generated.js';
+
+const SegmentTurnState = z.object({
+  turnId: z.string(),
+  seq: z.number(),
+  role: z.enum(RoleValues),
+  speaker: z.string(),
+  text: z.string(),
+  tokens: z.number(),
+  occurredAt: z.number(),
+  zoneOffset: z.string(),
+});
+
+/** The persisted short-term memory buffer of one conversation (state of the summarizer stage). */
+export const StmBufferState = z.object({
+  tokens: z.number(),
+  lastReceivedAt: z.number(),
+  segments: z.array(
+    z.object({
+      segmentId: z.string(),
+      tenantId: z.string(),
+      userId: z.string(),
+      agentId: z.string().nullable(),
+      conversationId: z.string(),
+      sessionId: z.string(),
+      turns: z.array(SegmentTurnState),
+      boundary: z.object({
+        reason: z.enum(BoundaryReasonValues),
+        similarity: z.number().nullable(),
+        threshold: z.number().nullable(),
+        note: z.string(),
+      }),
+      endOfSession: z.boolean(),
+      segmenterVersion: z.string(),
+      scorerVersion: z.string(),
+    }),
+  ),
+});
+export type StmBufferState = z.infer<typeof StmBufferState>;

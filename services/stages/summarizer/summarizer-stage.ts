@@ -1,0 +1,116 @@
+import type { BatchHandler, OutputRecord, StateWrite } from '../../core/ports/event-log.js';
+import type { Extractor } from '../../core/ports/extractor.js';
+import type { Clock } from '../../core/ports/clock.js';
+import type { MemoryEntry, PipelineVersion, Role, TopicSegment } from '../../core/model/generated.js';
+import { Topics } from '../../core/model/topics.js';
+import { stableId } from '../../core/model/ids.js';
+import { conversationStateKey } from '../state-keys.js';
+import { StmBufferState } from './stm-buffer.js';
+
+export interface SummarizerStageDeps {
+  readonly extractor: Extractor;
+  /** STM threshold th in tokens (LightMem: 512): a batch is extracted when the next segment would overflow it. */
+  readonly thresholdTokens: number;
+  /** Roles whose tokens count toward th. */
+  readonly countedRoles: ReadonlySet<Role>;
+  /** Embedder id recorded in the pipeline version (null when none is installed). */
+  readonly embedderId: string | null;
+  readonly clock: Clock;
+}
+
+export const stmStatePrefix = 'stm';
+
+export function memoryKey(entry: { tenantId: string; userId: string }): string {
+  return `${entry.tenantId}/${entry.userId}`;
+}
+
+/**
+ * Light2 of LightMem: topic segments gather in a persisted STM buffer per conversation; when the next one
+ * would overflow th tokens, the buffer goes to the extractor as one batch. A session end flushes it.
+ */
+export function summarizerStage(deps: SummarizerStageDeps): BatchHandler<typeof Topics.segments> {
+  const extractorVersion = `${deps.extractor.version}@th${deps.thresholdTokens}`;
+
+  async function extract(batch: readonly TopicSegment[], out: OutputRecord[]): Promise<void> {
+    const [first] = batch;
+    if (first === undefined) return;
+    const pipeline: PipelineVersion = {
+      scorer: first.scorerVersion,
+      segmenter: first.segmenterVersion,
+      extractor: extractorVersion,
+      promptHash: deps.extractor.promptHash,
+      embedder: deps.embedderId,
+    };
+    const versionParts = [pipeline.scorer, pipeline.segmenter, pipeline.extractor, pipeline.promptHash ?? '', pipeline.embedder ?? ''];
+    const segments = new Map(batch.map((segment) => [segment.segmentId, segment]));
+    const now = deps.clock.now();
+    for (const memory of await deps.extractor.extract(batch)) {
+      const segment = segments.get(memory.topicId) ?? first;
+      const entry: MemoryEntry = {
+        id: stableId('mem', [
+          segment.tenantId,
+          segment.userId,
+          segment.conversationId,
+          memory.kind,
+          ...versionParts,
+          ...memory.sourceTurnIds,
+        ]),
+        tenantId: segment.tenantId,
+        userId: segment.userId,
+        agentId: segment.agentId,
+        conversationId: segment.conversationId,
+        sessionId: segment.sessionId,
+        text: memory.text,
+        kind: memory.kind,
+        topicId: memory.topicId,
+        speaker: memory.speaker,
+        occurredAt: memory.occurredAt,
+        zoneOffset: memory.zoneOffset,
+        ingestedAt: now,
+        validFrom: memory.occurredAt,
+        validTo: null,
+        supersededBy: null,
+        sourceTurnIds: [...memory.sourceTurnIds],
+        pipeline,
+      };
+      out.push({ topic: Topics.memories, key: memoryKey(entry), value: entry, dedupKey: entry.id });
+    }
+  }
+
+  function tokensOf(segment: TopicSegment): number {
+    return segment.turns.filter((t) => deps.countedRoles.has(t.role)).reduce((sum, t) => sum + t.tokens, 0);
+  }
+
+  return async (records, state) => {
+    const out: OutputRecord[] = [];
+    const cache = new Map<string, StmBufferState>();
+    for (const { value: segment, appendedAt } of records) {
+      const key = conversationStateKey(stmStatePrefix, segment);
+      let buffer = cache.get(key);
+      if (buffer === undefined) {
+        const raw = await state.get(key);
+        buffer = raw === undefined ? { tokens: 0, lastReceivedAt: appendedAt, segments: [] } : StmBufferState.parse(JSON.parse(raw));
+      }
+      if (segment.turns.length > 0) {
+        const tokens = tokensOf(segment);
+        if (buffer.segments.length > 0 && buffer.tokens + tokens > deps.thresholdTokens) {
+          await extract(buffer.segments, out);
+          buffer = { tokens: 0, lastReceivedAt: appendedAt, segments: [] };
+        }
+        buffer.segments.push(segment);
+        buffer.tokens += tokens;
+        buffer.lastReceivedAt = appendedAt;
+      }
+      if (segment.endOfSession && buffer.segments.length > 0) {
+        await extract(buffer.segments, out);
+        buffer = { tokens: 0, lastReceivedAt: appendedAt, segments: [] };
+      }
+      cache.set(key, buffer);
+    }
+    const writes: StateWrite[] = [...cache.entries()].map(([key, buffer]) => ({
+      key,
+      value: buffer.segments.length === 0 ? null : JSON.stringify(buffer),
+    }));
+    return { records: out, state: writes };
+  };
+}
