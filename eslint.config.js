@@ -9,24 +9,40 @@ const adapterImports = {
       message: 'The core and the stages talk to ports only: import no adapter, runtime or front end.',
     },
     {
-      group: ['better-sqlite3', 'sqlite-vec', 'kafkajs', '@elastic/*', '@temporalio/*', 'onnxruntime-node', 'node:http'],
+      group: [
+        'better-sqlite3',
+        'sqlite-vec',
+        'kafkajs',
+        '@elastic/*',
+        '@temporalio/*',
+        'onnxruntime-node',
+        'node:http',
+      ],
       message: 'Infrastructure libraries belong in adapters.',
     },
   ],
 };
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.lightmem/**', '.cache/**', 'services/core/model/generated.ts'] },
+  {
+    ignores: ['dist/**', 'node_modules/**', '.lightmem/**', '.cache/**', 'services/core/model/generated.ts'],
+  },
   ...tseslint.configs.strictTypeChecked,
   {
     languageOptions: {
-      parserOptions: { projectService: { allowDefaultProject: ['eslint.config.js', 'bin/*.js'] }, tsconfigRootDir: import.meta.dirname },
+      parserOptions: {
+        projectService: { allowDefaultProject: ['eslint.config.js', 'bin/*.js'] },
+        tsconfigRootDir: import.meta.dirname,
+      },
     },
     plugins: { 'import-x': importX },
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-explicit-any': 'error',
-      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true }],
+      '@typescript-eslint/restrict-template-expressions': [
+        'error',
+        { allowNumber: true, allowBoolean: true },
+      ],
       '@typescript-eslint/no-unnecessary-condition': 'off',
       '@typescript-eslint/no-confusing-void-expression': 'off',
       'import-x/no-cycle': 'error',
@@ -44,14 +60,28 @@ export default tseslint.config(
     ignores: ['services/cli/**'],
     rules: {
       // Only entry points read the environment; everything else gets a parsed config.
-      'no-restricted-properties': ['error', { object: 'process', property: 'env', message: 'Read configuration in the CLI entry point and pass it down.' }],
+      'no-restricted-properties': [
+        'error',
+        {
+          object: 'process',
+          property: 'env',
+          message: 'Read configuration in the CLI entry point and pass it down.',
+        },
+      ],
     },
   },
   {
     files: ['test/**/*.ts', 'scripts/**/*.ts'],
     rules: {
       '@typescript-eslint/no-non-null-assertion': 'off',
-      '@typescript-eslint/no-floating-promises': ['error', { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite'] }] }],
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        {
+          allowForKnownSafeCalls: [
+            { from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite'] },
+          ],
+        },
+      ],
     },
   },
   { files: ['**/*.js'], ...tseslint.configs.disableTypeChecked },

@@ -1,7 +1,12 @@
 import { LightmemError } from '../core/errors.js';
 
 export interface ErrorBody {
-  readonly error: { readonly code: string; readonly message: string; readonly field: string | null; readonly retryable: boolean };
+  readonly error: {
+    readonly code: string;
+    readonly message: string;
+    readonly field: string | null;
+    readonly retryable: boolean;
+  };
 }
 
 /** HTTP status for a typed error: the client's fault (4xx) or ours / transient (5xx). */
@@ -27,7 +32,14 @@ export function statusFor(error: unknown): number {
 
 export function errorBody(error: unknown): ErrorBody {
   if (error instanceof LightmemError) {
-    return { error: { code: error.code, message: error.message, field: error.field ?? null, retryable: error.retryable } };
+    return {
+      error: {
+        code: error.code,
+        message: error.message,
+        field: error.field ?? null,
+        retryable: error.retryable,
+      },
+    };
   }
   return { error: { code: 'internal', message: 'internal error', field: null, retryable: true } };
 }

@@ -26,14 +26,17 @@ const EventsBody = z.object({
   endSession: z.boolean().default(false),
 });
 
-const isoOrMs = z.union([z.number().int(), z.string().transform((s, ctx) => {
-  const ms = Date.parse(s);
-  if (Number.isNaN(ms)) {
-    ctx.addIssue({ code: 'custom', message: `not a timestamp: ${JSON.stringify(s)}` });
-    return z.NEVER;
-  }
-  return ms;
-})]);
+const isoOrMs = z.union([
+  z.number().int(),
+  z.string().transform((s, ctx) => {
+    const ms = Date.parse(s);
+    if (Number.isNaN(ms)) {
+      ctx.addIssue({ code: 'custom', message: `not a timestamp: ${JSON.stringify(s)}` });
+      return z.NEVER;
+    }
+    return ms;
+  }),
+]);
 
 const SearchBody = z.object({
   tenantId: z.string().optional(),
@@ -63,7 +66,8 @@ function decodeBody<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> 
 export function createHttpApi(deps: HttpApiDeps): Server {
   return createServer((request, response) => {
     handle(deps, request, response).catch((error: unknown) => {
-      if (statusFor(error) >= 500) deps.logger.error('request failed', { url: request.url, error: errorMessage(error) });
+      if (statusFor(error) >= 500)
+        deps.logger.error('request failed', { url: request.url, error: errorMessage(error) });
       send(response, statusFor(error), errorBody(error));
     });
   });
@@ -72,7 +76,9 @@ export function createHttpApi(deps: HttpApiDeps): Server {
 async function handle(deps: HttpApiDeps, request: IncomingMessage, response: ServerResponse): Promise<void> {
   const url = new URL(request.url ?? '/', 'http://localhost');
   const tenantHeader = request.headers['x-lightmem-tenant'];
-  const tenant = (typeof tenantHeader === 'string' && tenantHeader !== '' ? tenantHeader : undefined) ?? deps.defaultTenant;
+  const tenant =
+    (typeof tenantHeader === 'string' && tenantHeader !== '' ? tenantHeader : undefined) ??
+    deps.defaultTenant;
   const route = `${request.method ?? 'GET'} ${url.pathname}`;
 
   if (route === 'GET /healthz') {
@@ -83,8 +89,11 @@ async function handle(deps: HttpApiDeps, request: IncomingMessage, response: Ser
     const body = decodeBody(EventsBody, await readJson(request, deps.maxBodyBytes));
     const items: InputItem[] = body.events.map((raw, index) => {
       const text = JSON.stringify(raw) ?? 'undefined';
-      const result = decodeTurnInput(raw, { tenantId: tenant });
-      const labelled = result.ok ? result : { ok: false as const, error: { ...result.error, field: `events.${index}.${result.error.field}` } };
+      // Order within the batch stands in for seq when the caller gives a turnId but no seq.
+      const result = decodeTurnInput(raw, { tenantId: tenant, seq: index });
+      const labelled = result.ok
+        ? result
+        : { ok: false as const, error: { ...result.error, field: `events.${index}.${result.error.field}` } };
       return { line: null, label: `events[${index}]`, raw: text.slice(0, 64 * 1024), result: labelled };
     });
     const report = await deps.ingestion.ingest(items, { source: 'http', endSessions: body.endSession });
@@ -124,7 +133,8 @@ async function handle(deps: HttpApiDeps, request: IncomingMessage, response: Ser
     const id = decodeURIComponent(memoryMatch[1] ?? '');
     const userId = url.searchParams.get('userId') ?? undefined;
     const entry = await deps.store.get({ tenantId: url.searchParams.get('tenantId') ?? tenant, userId }, id);
-    if (entry === undefined) throw new LightmemError('not_found', `no memory ${id} in this scope`, { field: 'id' });
+    if (entry === undefined)
+      throw new LightmemError('not_found', `no memory ${id} in this scope`, { field: 'id' });
     send(response, 200, memoryView(entry));
     return;
   }
@@ -135,7 +145,7 @@ async function readJson(request: IncomingMessage, maxBytes: number): Promise<unk
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of request) {
-    const buffer = chunk instanceof Buffer ? chunk : Buffer.from(String(chunk));
+    const buffer: Buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
     size += buffer.length;
     if (size > maxBytes) {
       throw new InvalidInputError(`request body is over the ${maxBytes}-byte limit`, '(body)');
@@ -152,6 +162,9 @@ async function readJson(request: IncomingMessage, maxBytes: number): Promise<unk
 function send(response: ServerResponse, status: number, body: unknown): void {
   if (response.headersSent) return;
   const text = JSON.stringify(body);
-  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  response.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+  });
   response.end(text);
 }

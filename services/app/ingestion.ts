@@ -47,7 +47,10 @@ export class Ingestion {
     private readonly clock: Clock,
   ) {}
 
-  async ingest(items: AsyncIterable<InputItem> | Iterable<InputItem>, options: IngestOptions): Promise<IngestReport> {
+  async ingest(
+    items: AsyncIterable<InputItem> | Iterable<InputItem>,
+    options: IngestOptions,
+  ): Promise<IngestReport> {
     const report: IngestReport = { accepted: 0, duplicates: 0, rejected: 0, sessionEnds: 0, errors: [] };
     const open = new Map<string, ConversationEvent>();
     let events: AppendRecord<typeof Topics.raw>[] = [];

@@ -73,7 +73,10 @@ export class MemorySearch {
     assertScope(query.scope);
     if (query.query.trim() === '') throw new InvalidInputError('query must not be empty', 'query');
     if (query.query.length > maxQueryChars) {
-      throw new InvalidInputError(`query is ${query.query.length} characters; the limit is ${maxQueryChars}`, 'query');
+      throw new InvalidInputError(
+        `query is ${query.query.length} characters; the limit is ${maxQueryChars}`,
+        'query',
+      );
     }
     if (!Number.isInteger(query.limit) || query.limit < 1 || query.limit > maxSearchLimit) {
       throw new InvalidInputError(`limit must be an integer from 1 to ${maxSearchLimit}`, 'limit');
@@ -88,6 +91,11 @@ export class MemorySearch {
       timeRange: { from: query.from, to: query.to },
       includeSuperseded: query.includeSuperseded,
     });
-    return hits.map((hit) => ({ ...memoryView(hit.memory), score: hit.score, lexical: hit.lexical, semantic: hit.semantic }));
+    return hits.map((hit) => ({
+      ...memoryView(hit.memory),
+      score: hit.score,
+      lexical: hit.lexical,
+      semantic: hit.semantic,
+    }));
   }
 }

@@ -7,7 +7,11 @@ import type { StageLag } from '../runtime/pipeline.js';
 export interface PipelineStats {
   readonly events: { readonly appended: number };
   readonly memories: { readonly live: number; readonly superseded: number; readonly embedder: string | null };
-  readonly stages: readonly { readonly stage: string; readonly pending: number; readonly processed: number }[];
+  readonly stages: readonly {
+    readonly stage: string;
+    readonly pending: number;
+    readonly processed: number;
+  }[];
   readonly deadLetters: { readonly count: number; readonly recent: readonly DeadLetter[] };
   readonly components: Readonly<Record<string, string>>;
 }
@@ -21,11 +25,19 @@ export async function collectStats(
 ): Promise<PipelineStats> {
   const storeStats = await store.stats();
   const deadCount = await log.endOffset(Topics.deadLetters);
-  const recent = await log.read(Topics.deadLetters, Math.max(0, deadCount - recentDeadLetters), recentDeadLetters);
+  const recent = await log.read(
+    Topics.deadLetters,
+    Math.max(0, deadCount - recentDeadLetters),
+    recentDeadLetters,
+  );
   return {
     events: { appended: await log.endOffset(Topics.raw) },
     memories: { live: storeStats.live, superseded: storeStats.superseded, embedder: storeStats.embedderId },
-    stages: lags.map((lag) => ({ stage: lag.stage, pending: Math.max(0, lag.end - lag.committed), processed: lag.committed })),
+    stages: lags.map((lag) => ({
+      stage: lag.stage,
+      pending: Math.max(0, lag.end - lag.committed),
+      processed: lag.committed,
+    })),
     deadLetters: { count: deadCount, recent: recent.map((r) => r.value) },
     components,
   };

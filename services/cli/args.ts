@@ -3,33 +3,53 @@ import { InvalidInputError } from '../core/errors.js';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 
-export function parse(argv: readonly string[], options: Options): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+export function parse(
+  argv: readonly string[],
+  options: Options,
+): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
   try {
-    const { values, positionals } = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
+    const { values, positionals } = parseArgs({
+      args: [...argv],
+      options,
+      allowPositionals: true,
+      strict: true,
+    });
     return { values: values as Record<string, string | boolean | undefined>, positionals };
   } catch (error) {
     throw new InvalidInputError(error instanceof Error ? error.message : String(error), 'argv');
   }
 }
 
-export function stringOption(values: Record<string, string | boolean | undefined>, name: string): string | undefined {
+export function stringOption(
+  values: Record<string, string | boolean | undefined>,
+  name: string,
+): string | undefined {
   const value = values[name];
   return typeof value === 'string' ? value : undefined;
 }
 
-export function intOption(values: Record<string, string | boolean | undefined>, name: string, fallback: number): number {
+export function intOption(
+  values: Record<string, string | boolean | undefined>,
+  name: string,
+  fallback: number,
+): number {
   const value = stringOption(values, name);
   if (value === undefined) return fallback;
   const parsed = Number(value);
-  if (!Number.isInteger(parsed)) throw new InvalidInputError(`--${name} must be an integer (got ${value})`, name);
+  if (!Number.isInteger(parsed))
+    throw new InvalidInputError(`--${name} must be an integer (got ${value})`, name);
   return parsed;
 }
 
-export function timeOption(values: Record<string, string | boolean | undefined>, name: string): number | undefined {
+export function timeOption(
+  values: Record<string, string | boolean | undefined>,
+  name: string,
+): number | undefined {
   const value = stringOption(values, name);
   if (value === undefined) return undefined;
   const parsed = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
-  if (Number.isNaN(parsed)) throw new InvalidInputError(`--${name} must be an ISO-8601 time or epoch ms (got ${value})`, name);
+  if (Number.isNaN(parsed))
+    throw new InvalidInputError(`--${name} must be an ISO-8601 time or epoch ms (got ${value})`, name);
   return parsed;
 }
 

@@ -29,7 +29,10 @@ export function openContext(
       ...(logLevel === undefined ? {} : { logLevel: logLevel as LogLevel }),
     },
   });
-  const level = logLevel !== undefined || process.env['LIGHTMEM_LOG_LEVEL'] !== undefined ? config.logLevel : defaults.logLevel;
+  const level =
+    logLevel !== undefined || process.env['LIGHTMEM_LOG_LEVEL'] !== undefined
+      ? config.logLevel
+      : defaults.logLevel;
   const logger = stderrLogger(level);
   const runtime = EmbeddedRuntime.open(config, { logger, clock: systemClock });
   return { config, logger, runtime };

@@ -45,7 +45,12 @@ export async function ingestCommand(argv: readonly string[]): Promise<number> {
       {
         source: file,
         endSessions: true,
-        onProgress: (r) => reading.update(r.accepted + r.duplicates + r.rejected, r.accepted + r.duplicates + r.rejected, 'items'),
+        onProgress: (r) =>
+          reading.update(
+            r.accepted + r.duplicates + r.rejected,
+            r.accepted + r.duplicates + r.rejected,
+            'items',
+          ),
       },
     );
     reading.finish();
@@ -78,9 +83,12 @@ export async function ingestCommand(argv: readonly string[]): Promise<number> {
       console.log(JSON.stringify(summary));
     } else {
       for (const error of report.errors.slice(0, 50)) {
-        console.error(`error: ${file}${error.line === null ? ` ${error.label}` : `:${error.line}`}: ${error.field}: ${error.message}`);
+        console.error(
+          `error: ${file}${error.line === null ? ` ${error.label}` : `:${error.line}`}: ${error.field}: ${error.message}`,
+        );
       }
-      if (report.errors.length > 50) console.error(`… and ${report.errors.length - 50} more (lightmem stats lists the dead letters)`);
+      if (report.errors.length > 50)
+        console.error(`… and ${report.errors.length - 50} more (lightmem stats lists the dead letters)`);
       console.log(
         `ingested ${file}: ${report.accepted} events appended, ${report.duplicates} already present, ${report.rejected} rejected, ` +
           `${report.sessionEnds} session ends; store holds ${stats.live} live memories (${stats.superseded} superseded); ` +

@@ -3,6 +3,7 @@ import { ingestCommand, ingestUsage } from './ingest-command.js';
 import { searchCommand, searchUsage } from './search-command.js';
 import { statsCommand, statsUsage } from './stats-command.js';
 import { serveCommand, serveUsage } from './serve-command.js';
+import { benchCommand, benchUsage } from './bench-command.js';
 
 const usage = `lightmem — long-term memory for LLM agents
 
@@ -14,6 +15,8 @@ ${statsUsage}
 
 ${serveUsage}
 
+${benchUsage}
+
 Common options: --data-dir D (default ./.lightmem or LIGHTMEM_DATA_DIR), --config FILE (or LIGHTMEM_CONFIG),
 --log-level debug|info|warn|error|silent.`;
 
@@ -22,6 +25,7 @@ const commands: Record<string, (argv: readonly string[]) => Promise<number>> = {
   search: searchCommand,
   stats: statsCommand,
   serve: serveCommand,
+  bench: benchCommand,
 };
 
 /** Runs one CLI command; returns the exit code. Errors are printed as one line naming the field. */

@@ -23,7 +23,8 @@ export async function searchCommand(argv: readonly string[]): Promise<number> {
   const query = positionals.join(' ');
   if (query.trim() === '') throw new InvalidInputError(`missing <query>\n${searchUsage}`, 'query');
   const user = stringOption(values, 'user');
-  if (user === undefined) throw new InvalidInputError('--user is required: memories are always searched for one user', 'user');
+  if (user === undefined)
+    throw new InvalidInputError('--user is required: memories are always searched for one user', 'user');
   const { config, runtime } = openContext(values, { logLevel: 'warn' });
   try {
     const results = await new MemorySearch(runtime.store, runtime.components.embedder).search({
@@ -39,7 +40,9 @@ export async function searchCommand(argv: readonly string[]): Promise<number> {
     }
     if (results.length === 0) console.log('no memories found');
     results.forEach((r, i) => {
-      console.log(`${String(i + 1).padStart(2)}. ${r.score.toFixed(3)}  ${r.occurredAt}  ${r.speaker}: ${r.text}`);
+      console.log(
+        `${String(i + 1).padStart(2)}. ${r.score.toFixed(3)}  ${r.occurredAt}  ${r.speaker}: ${r.text}`,
+      );
       console.log(`    sources: ${r.sourceTurnIds.join(', ')}  (${r.id})`);
     });
     return 0;

@@ -13,16 +13,26 @@ export const serveUsage = `lightmem serve [--port 8787] [--host 127.0.0.1] [--da
   Runs the pipeline and the HTTP API: POST /v1/events, POST /v1/search, GET /v1/memories/:id, GET /healthz.`;
 
 export async function serveCommand(argv: readonly string[]): Promise<number> {
-  const { values } = parse(argv, { ...commonOptions, port: { type: 'string', short: 'p' }, host: { type: 'string' } });
+  const { values } = parse(argv, {
+    ...commonOptions,
+    port: { type: 'string', short: 'p' },
+    host: { type: 'string' },
+  });
   if (values['help'] === true) {
     console.log(serveUsage);
     return 0;
   }
   const port = stringOption(values, 'port') === undefined ? undefined : intOption(values, 'port', 8787);
   const host = stringOption(values, 'host');
-  const { config, logger, runtime } = openContext(values, { logLevel: 'info' }, {
-    ...(port === undefined && host === undefined ? {} : { server: { ...(port === undefined ? {} : { port }), ...(host === undefined ? {} : { host }) } }),
-  });
+  const { config, logger, runtime } = openContext(
+    values,
+    { logLevel: 'info' },
+    {
+      ...(port === undefined && host === undefined
+        ? {}
+        : { server: { ...(port === undefined ? {} : { port }), ...(host === undefined ? {} : { host }) } }),
+    },
+  );
   if (!runtime.startPipeline()) {
     logger.warn('another lightmem process runs the pipeline on this data dir; this one serves the API only');
   }
@@ -57,7 +67,10 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
     throw error;
   }
   const address = server.address() as AddressInfo;
-  logger.info('lightmem serving', { url: `http://${address.address}:${address.port}`, dataDir: config.dataDir });
+  logger.info('lightmem serving', {
+    url: `http://${address.address}:${address.port}`,
+    dataDir: config.dataDir,
+  });
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
   process.once('SIGINT', onSignal);

@@ -26,11 +26,17 @@ export async function statsCommand(argv: readonly string[]): Promise<number> {
     }
     console.log(`events     ${stats.events.appended} appended to the log`);
     console.log(`memories   ${stats.memories.live} live, ${stats.memories.superseded} superseded`);
-    for (const stage of stats.stages) console.log(`stage      ${stage.stage.padEnd(11)} ${stage.processed} processed, ${stage.pending} pending`);
+    for (const stage of stats.stages)
+      console.log(
+        `stage      ${stage.stage.padEnd(11)} ${stage.processed} processed, ${stage.pending} pending`,
+      );
     for (const [name, value] of Object.entries(stats.components)) console.log(`${name.padEnd(10)} ${value}`);
     console.log(`dead letters ${stats.deadLetters.count}`);
     for (const letter of stats.deadLetters.recent) {
-      const where = letter.sourceLine === null ? `${letter.sourceTopic} ${letter.key}` : `${letter.sourceTopic}:${letter.sourceLine}`;
+      const where =
+        letter.sourceLine === null
+          ? `${letter.sourceTopic} ${letter.key}`
+          : `${letter.sourceTopic}:${letter.sourceLine}`;
       console.log(`  [${letter.stage}] ${where}: ${letter.field ?? '-'}: ${letter.reason}`);
     }
     return 0;

@@ -45,7 +45,11 @@ export const LightmemConfig = z
       .object({
         batchSize: z.number().int().positive().max(10_000).default(256),
         /** A conversation quiet this long has its buffers flushed (a flush event is logged, so replays agree). */
-        idleFlushMs: z.number().int().positive().default(10 * 60_000),
+        idleFlushMs: z
+          .number()
+          .int()
+          .positive()
+          .default(10 * 60_000),
         idleCheckMs: z.number().int().positive().default(30_000),
       })
       .prefault({}),
@@ -53,7 +57,11 @@ export const LightmemConfig = z
       .object({
         host: z.string().default('127.0.0.1'),
         port: z.number().int().min(0).max(65_535).default(8787),
-        maxBodyBytes: z.number().int().positive().default(16 * 1024 * 1024),
+        maxBodyBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(16 * 1024 * 1024),
       })
       .prefault({}),
     logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),

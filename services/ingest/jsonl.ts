@@ -12,7 +12,7 @@ import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { InvalidInputError, errorMessage } from '../core/errors.js';
+import { InvalidInputError, LightmemError, errorMessage } from '../core/errors.js';
 import { type InputItem, decodeTurnInput, truncateUtf8 } from './turn-input.js';
 
 const READ_CHUNK_BYTES = 1024 * 1024;
@@ -34,13 +34,19 @@ export interface InputText {
   close(): void;
 }
 
+/** A failure to read the file itself (I/O, corrupt gzip): terminal for the whole file. */
+function readError(path: string, error: unknown): unknown {
+  if (error instanceof LightmemError) return error;
+  return new InvalidInputError(`cannot read input file ${path}: ${errorMessage(error)}`, 'path', error);
+}
+
 /** Opens a plain or gzip file as a UTF-8 text stream. Throws InvalidInputError when it cannot be read. */
 export async function openInputText(path: string): Promise<InputText> {
   let gzip: boolean;
   try {
     gzip = await isGzip(path);
   } catch (error) {
-    throw new InvalidInputError(`cannot read input file ${path}: ${errorMessage(error)}`, 'path', error);
+    throw readError(path, error);
   }
   const file = createReadStream(path, { highWaterMark: READ_CHUNK_BYTES });
   const text = gzip ? file.pipe(createGunzip({ chunkSize: 256 * 1024 })) : file;
@@ -99,6 +105,8 @@ export async function* loadJsonl(
         nextSeq.set(key, Math.max((nextSeq.get(key) ?? 0) + 1, result.event.seq + 1));
       yield { ...item, result };
     }
+  } catch (error) {
+    throw readError(path, error);
   } finally {
     lines.close();
     input.close();
@@ -229,6 +237,8 @@ export async function* readJsonArray(path: string): AsyncGenerator<JsonArrayElem
           : 'the file ends inside the top-level array (truncated?)';
       yield { ok: false, index: null, text: truncateUtf8(parts.join('')), message: `${path}: ${message}` };
     }
+  } catch (error) {
+    throw readError(path, error);
   } finally {
     input.close();
   }

@@ -61,7 +61,8 @@ export function embeddedComponents(config: LightmemConfig, embedder: Embedder | 
 export class EmbeddedRuntime {
   readonly stages: StageDefinition[];
   private readonly lock: OwnerLock;
-  private running: { controller: AbortController; done: Promise<void>; heartbeat: NodeJS.Timeout } | null = null;
+  private running: { controller: AbortController; done: Promise<void>; heartbeat: NodeJS.Timeout } | null =
+    null;
   private readonly scheduler: InProcessScheduler;
 
   private constructor(
@@ -80,7 +81,10 @@ export class EmbeddedRuntime {
   }
 
   static open(config: LightmemConfig, options: RuntimeOptions): EmbeddedRuntime {
-    const log = SqliteEventLog.open(join(config.dataDir, 'log.db'), { logger: options.logger, clock: options.clock });
+    const log = SqliteEventLog.open(join(config.dataDir, 'log.db'), {
+      logger: options.logger,
+      clock: options.clock,
+    });
     const store = SqliteMemoryStore.open(join(config.dataDir, 'memories.db'), {
       fusion: { lexicalWeight: config.store.lexicalWeight, semanticWeight: config.store.semanticWeight },
     });
@@ -145,7 +149,9 @@ export class EmbeddedRuntime {
    * Resolves when every stage has caught up. If the process running the pipeline dies meanwhile, this
    * process takes over, so waiting never hangs on a dead owner.
    */
-  async waitForDrain(options: { signal?: AbortSignal; onProgress?: (lags: StageLag[]) => void; pollMs?: number } = {}): Promise<void> {
+  async waitForDrain(
+    options: { signal?: AbortSignal; onProgress?: (lags: StageLag[]) => void; pollMs?: number } = {},
+  ): Promise<void> {
     for (;;) {
       options.signal?.throwIfAborted();
       const lags = await this.lag();

@@ -25,15 +25,23 @@ export function loadConfig(sources: ConfigSources): LightmemConfig {
   if (env['LIGHTMEM_PORT'] !== undefined) server['port'] = Number(env['LIGHTMEM_PORT']);
   if (env['LIGHTMEM_HOST'] !== undefined) server['host'] = env['LIGHTMEM_HOST'];
   const overrides = (sources.overrides ?? {}) as Record<string, unknown>;
-  const dataDir = String(overrides['dataDir'] ?? fromEnv['dataDir'] ?? '.lightmem');
+  const dataDirSetting = overrides['dataDir'] ?? fromEnv['dataDir'];
+  const dataDir = typeof dataDirSetting === 'string' ? dataDirSetting : '.lightmem';
   const file = sources.file ?? env['LIGHTMEM_CONFIG'] ?? defaultFile(dataDir);
   const fromFile = file === undefined ? {} : readConfigFile(file);
-  const merged = deepMerge(deepMerge(deepMerge(fromFile, fromEnv), Object.keys(server).length > 0 ? { server } : {}), overrides);
+  const merged = deepMerge(
+    deepMerge(deepMerge(fromFile, fromEnv), Object.keys(server).length > 0 ? { server } : {}),
+    overrides,
+  );
   const parsed = LightmemConfig.safeParse(merged);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const field = issue?.path.join('.') ?? '';
-    throw new LightmemError('config_invalid', `invalid configuration${file === undefined ? '' : ` (${file})`}: ${field}: ${issue?.message ?? 'invalid'}`, { field });
+    throw new LightmemError(
+      'config_invalid',
+      `invalid configuration${file === undefined ? '' : ` (${file})`}: ${field}: ${issue?.message ?? 'invalid'}`,
+      { field },
+    );
   }
   return { ...parsed.data, dataDir: resolve(parsed.data.dataDir) };
 }
@@ -46,7 +54,8 @@ function defaultFile(dataDir: string): string | undefined {
 function readConfigFile(file: string): Record<string, unknown> {
   try {
     const value: unknown = JSON.parse(readFileSync(file, 'utf8'));
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      throw new Error('not a JSON object');
     return value as Record<string, unknown>;
   } catch (error) {
     throw new LightmemError('config_invalid', `cannot read configuration file ${file}`, { cause: error });
@@ -58,8 +67,7 @@ function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>)
   for (const [key, value] of Object.entries(over)) {
     if (value === undefined) continue;
     const current = out[key];
-    out[key] =
-      isPlainObject(current) && isPlainObject(value) ? deepMerge(current, value) : value;
+    out[key] = isPlainObject(current) && isPlainObject(value) ? deepMerge(current, value) : value;
   }
   return out;
 }

@@ -21,10 +21,21 @@ export interface PipelineComponents {
   readonly embedder: Embedder | null;
 }
 
+export type StageName = 'compressor' | 'segmenter' | 'summarizer' | 'indexer';
+
 export interface StageDefinition {
-  readonly name: 'compressor' | 'segmenter' | 'summarizer' | 'indexer';
+  readonly name: StageName;
   readonly input: TopicName;
-  readonly handler: BatchHandler<never>;
+  /** Runs this stage's consumer loop (its consumer group is the stage name) until the signal aborts. */
+  readonly consume: (log: EventLog, options: { signal: AbortSignal; batchSize: number }) => Promise<void>;
+}
+
+function stage<T extends TopicName>(name: StageName, input: T, handler: BatchHandler<T>): StageDefinition {
+  return {
+    name,
+    input,
+    consume: (log, options) => log.consume({ group: name, topic: input, ...options }, handler),
+  };
 }
 
 /** The one pipeline definition: four stages over ports, in order. Both runtimes run exactly these. */
@@ -34,11 +45,11 @@ export function pipelineStages(
   store: MemoryStore,
   clock: Clock,
 ): StageDefinition[] {
-  const stages = [
-    {
-      name: 'compressor',
-      input: Topics.raw,
-      handler: compressorStage({
+  return [
+    stage(
+      'compressor',
+      Topics.raw,
+      compressorStage({
         scorer: components.scorer,
         settings: {
           rate: config.compressor.rate,
@@ -46,34 +57,29 @@ export function pipelineStages(
           recompressRate: config.compressor.recompressRate,
         },
       }),
-    },
-    {
-      name: 'segmenter',
-      input: Topics.compressed,
-      handler: segmenterStage({
+    ),
+    stage(
+      'segmenter',
+      Topics.compressed,
+      segmenterStage({
         segmenter: components.segmenter,
         capacityTokens: config.segmenter.bufferTokens,
         countedRoles: new Set(config.segmenter.countedRoles),
       }),
-    },
-    {
-      name: 'summarizer',
-      input: Topics.segments,
-      handler: summarizerStage({
+    ),
+    stage(
+      'summarizer',
+      Topics.segments,
+      summarizerStage({
         extractor: components.extractor,
         thresholdTokens: config.summarizer.thresholdTokens,
         countedRoles: new Set(config.summarizer.countedRoles),
         embedderId: components.embedder?.id ?? null,
         clock,
       }),
-    },
-    {
-      name: 'indexer',
-      input: Topics.memories,
-      handler: indexerStage({ store, embedder: components.embedder }),
-    },
-  ] as const;
-  return stages.map((stage) => ({ ...stage, handler: stage.handler as BatchHandler<never> }));
+    ),
+    stage('indexer', Topics.memories, indexerStage({ store, embedder: components.embedder })),
+  ];
 }
 
 /** Runs every stage's consumer loop until the signal aborts. */
@@ -84,16 +90,10 @@ export async function runStages(
 ): Promise<void> {
   await Promise.all(
     stages.map((stage) =>
-      log
-        // The definition pairs each input topic with a handler of that topic's records (see pipelineStages).
-        .consume(
-          { group: stage.name, topic: stage.input as never, signal: options.signal, batchSize: options.batchSize },
-          stage.handler,
-        )
-        .catch((error: unknown) => {
-          options.logger.error('stage stopped', { stage: stage.name, error: errorMessage(error) });
-          throw error;
-        }),
+      stage.consume(log, { signal: options.signal, batchSize: options.batchSize }).catch((error: unknown) => {
+        options.logger.error('stage stopped', { stage: stage.name, error: errorMessage(error) });
+        throw error;
+      }),
     ),
   );
 }

@@ -12,7 +12,9 @@ export function stderrLogger(level: LogLevel, base: LogFields = {}): Logger {
     if (levels[name] < threshold) return;
     const merged: LogFields = { ...base, ...fields };
     for (const key of Object.keys(merged)) if (secretKey.test(key)) merged[key] = '[redacted]';
-    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: name, message, ...merged })}\n`);
+    process.stderr.write(
+      `${JSON.stringify({ time: new Date().toISOString(), level: name, message, ...merged })}\n`,
+    );
   };
   return {
     debug: (message, fields) => write('debug', message, fields),

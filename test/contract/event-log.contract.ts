@@ -27,7 +27,8 @@ export function eventLogContract(
     let log: EventLog;
     let groupCounter = 0;
     /** A consumer group name used by no other test (also across runs against a shared broker). */
-    const group = (label: string): string => `contract-${label}-${process.pid}-${Date.now()}-${++groupCounter}`;
+    const group = (label: string): string =>
+      `contract-${label}-${process.pid}-${Date.now()}-${++groupCounter}`;
 
     beforeEach(async () => {
       opened = await open();
@@ -37,10 +38,8 @@ export function eventLogContract(
       await opened.close();
     });
 
-    const committedAt =
-      (g: string, topic: TopicName, offset: number) =>
-      async (): Promise<boolean> =>
-        (await log.committedOffset(g, topic)) >= offset;
+    const committedAt = (g: string, topic: TopicName, offset: number) => async (): Promise<boolean> =>
+      (await log.committedOffset(g, topic)) >= offset;
 
     /** Runs a consumer until `until` holds, then aborts it and waits for it to stop. */
     async function consumeUntil<T extends TopicName>(
@@ -61,12 +60,16 @@ export function eventLogContract(
         },
       );
       try {
-        await waitFor(async () => settled || (await until()), `consumer ${options.group} to reach its condition`);
+        await waitFor(
+          async () => settled || (await until()),
+          `consumer ${options.group} to reach its condition`,
+        );
       } finally {
         controller.abort();
         await running;
       }
-      if (failure !== undefined) throw failure;
+      if (failure !== undefined)
+        throw failure instanceof Error ? failure : new Error('consume rejected', { cause: failure });
       assert.ok(await until(), `consumer ${options.group} stopped before its condition held`);
     }
 
@@ -78,7 +81,9 @@ export function eventLogContract(
       });
 
       it('appends in order with offsets from 0 and reads them back', async () => {
-        const events = [0, 1, 2, 3, 4].map((i) => turn(i, { conversationId: i % 2 === 0 ? 'conv-even' : 'conv-odd' }));
+        const events = [0, 1, 2, 3, 4].map((i) =>
+          turn(i, { conversationId: i % 2 === 0 ? 'conv-even' : 'conv-odd' }),
+        );
         const result = await log.append(Topics.raw, events.map(toAppend));
         assert.deepEqual(result, { appended: 5, duplicates: 0 });
 
@@ -142,7 +147,9 @@ export function eventLogContract(
         const first = await log.append(Topics.raw, [{ ...toAppend(turn(0)), dedupKey: 'turn-0' }]);
         assert.deepEqual(first, { appended: 1, duplicates: 0 });
 
-        const again = await log.append(Topics.raw, [{ ...toAppend(turn(0, { text: 'resent' })), dedupKey: 'turn-0' }]);
+        const again = await log.append(Topics.raw, [
+          { ...toAppend(turn(0, { text: 'resent' })), dedupKey: 'turn-0' },
+        ]);
         assert.deepEqual(again, { appended: 0, duplicates: 1 });
         assert.equal(await log.endOffset(Topics.raw), 1);
 
@@ -165,7 +172,9 @@ export function eventLogContract(
         );
 
         // Dedup keys are per topic.
-        const otherTopic = await log.append(Topics.compressed, [{ ...compressedRecord(turn(0)), dedupKey: 'turn-0' }]);
+        const otherTopic = await log.append(Topics.compressed, [
+          { ...compressedRecord(turn(0)), dedupKey: 'turn-0' },
+        ]);
         assert.deepEqual(otherTopic, { appended: 1, duplicates: 0 });
       });
     });
@@ -207,14 +216,20 @@ export function eventLogContract(
 
       it('a restarted consumer resumes from the committed offset', async () => {
         const g = group('resume');
-        await log.append(Topics.raw, [0, 1, 2].map((i) => toAppend(turn(i))));
+        await log.append(
+          Topics.raw,
+          [0, 1, 2].map((i) => toAppend(turn(i))),
+        );
         await consumeUntil(
           { group: g, topic: Topics.raw },
           async () => ({ records: [], state: [] }),
           committedAt(g, Topics.raw, 3),
         );
 
-        await log.append(Topics.raw, [3, 4].map((i) => toAppend(turn(i))));
+        await log.append(
+          Topics.raw,
+          [3, 4].map((i) => toAppend(turn(i))),
+        );
         const second: number[] = [];
         await consumeUntil(
           { group: g, topic: Topics.raw },
@@ -231,10 +246,13 @@ export function eventLogContract(
         const g = group('wake');
         const controller = new AbortController();
         const seen: string[] = [];
-        const running = log.consume({ group: g, topic: Topics.raw, signal: controller.signal }, async (records) => {
-          seen.push(...records.map((r) => r.value.turnId));
-          return { records: [], state: [] };
-        });
+        const running = log.consume(
+          { group: g, topic: Topics.raw, signal: controller.signal },
+          async (records) => {
+            seen.push(...records.map((r) => r.value.turnId));
+            return { records: [], state: [] };
+          },
+        );
         try {
           await log.append(Topics.raw, [toAppend(turn(0))]);
           await waitFor(async () => (await log.committedOffset(g, Topics.raw)) >= 1, 'first record');
@@ -274,7 +292,11 @@ export function eventLogContract(
         await crashed.catch(() => undefined);
 
         assert.ok(firstBatchEnd >= 1 && firstBatchEnd < 4, `first batch ended at ${firstBatchEnd}`);
-        assert.equal(await log.committedOffset(g, Topics.raw), firstBatchEnd, 'offset stays after the last good batch');
+        assert.equal(
+          await log.committedOffset(g, Topics.raw),
+          firstBatchEnd,
+          'offset stays after the last good batch',
+        );
         const outputAfterCrash = await log.read(Topics.compressed, 0, 100);
         assert.deepEqual(
           outputAfterCrash.map((r) => r.value.event.turnId),
@@ -296,14 +318,22 @@ export function eventLogContract(
           ['t0', 't1', 't2', 't3'],
         );
         assert.equal(await log.stateOf(g).get('last-turn'), 't3');
-        assert.deepEqual((await log.stateOf(g).keys('done/')).sort(), ['done/t0', 'done/t1', 'done/t2', 'done/t3']);
+        assert.deepEqual((await log.stateOf(g).keys('done/')).sort(), [
+          'done/t0',
+          'done/t1',
+          'done/t2',
+          'done/t3',
+        ]);
       });
     });
 
     describe('failures', () => {
       it('a retryable error is retried, then the batch succeeds', async () => {
         const g = group('retry');
-        await log.append(Topics.raw, [0, 1, 2].map((i) => toAppend(turn(i))));
+        await log.append(
+          Topics.raw,
+          [0, 1, 2].map((i) => toAppend(turn(i))),
+        );
         const attempts: number[][] = [];
         await consumeUntil(
           { group: g, topic: Topics.raw },
@@ -366,7 +396,10 @@ export function eventLogContract(
     describe('state', () => {
       it('state written by one batch is visible to the next and through stateOf(group)', async () => {
         const g = group('state');
-        await log.append(Topics.raw, [0, 1, 2].map((i) => toAppend(turn(i))));
+        await log.append(
+          Topics.raw,
+          [0, 1, 2].map((i) => toAppend(turn(i))),
+        );
 
         let processed = 0;
         // What each batch read, beside what the batches before it had written.
@@ -374,7 +407,10 @@ export function eventLogContract(
         await consumeUntil(
           { group: g, topic: Topics.raw, batchSize: 1 },
           async (records, state) => {
-            seen.push({ read: await state.get('count'), expected: processed === 0 ? undefined : String(processed) });
+            seen.push({
+              read: await state.get('count'),
+              expected: processed === 0 ? undefined : String(processed),
+            });
             processed += records.length;
             return {
               records: [],
@@ -420,7 +456,14 @@ export function eventLogContract(
       it('keys(prefix) finds keys whatever characters follow the prefix', async () => {
         const g = group('state-keys');
         await log.append(Topics.raw, [toAppend(turn(0))]);
-        const keys = ['conv\u001fa', 'conv\u001fzz', 'conv\u001f\u{20000}', 'conv\u001f\u00e9', 'convx', 'other'];
+        const keys = [
+          'conv\u001fa',
+          'conv\u001fzz',
+          'conv\u001f\u{20000}',
+          'conv\u001f\u00e9',
+          'convx',
+          'other',
+        ];
         await consumeUntil(
           { group: g, topic: Topics.raw },
           async () => ({ records: [], state: keys.map((key) => ({ key, value: key })) }),

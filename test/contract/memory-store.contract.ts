@@ -33,10 +33,19 @@ export function memoryStoreContract(name: string, open: () => Promise<MemoryStor
       limit: 10,
       ...extra,
     });
-    const hybrid = async (scope: Scope, text: string, extra: Partial<SearchRequest> = {}): Promise<SearchHit[]> =>
-      store.search(request(scope, text, { vector: embedder.embedOne(text), embedderId: embedder.id, ...extra }));
-    const lexical = async (scope: Scope, text: string, extra: Partial<SearchRequest> = {}): Promise<SearchHit[]> =>
-      store.search(request(scope, text, extra));
+    const hybrid = async (
+      scope: Scope,
+      text: string,
+      extra: Partial<SearchRequest> = {},
+    ): Promise<SearchHit[]> =>
+      store.search(
+        request(scope, text, { vector: embedder.embedOne(text), embedderId: embedder.id, ...extra }),
+      );
+    const lexical = async (
+      scope: Scope,
+      text: string,
+      extra: Partial<SearchRequest> = {},
+    ): Promise<SearchHit[]> => store.search(request(scope, text, extra));
     const ids = (hits: readonly SearchHit[]) => hits.map((hit) => hit.memory.id);
 
     describe('upsert', () => {
@@ -99,7 +108,10 @@ export function memoryStoreContract(name: string, open: () => Promise<MemoryStor
         assert.deepEqual(await lexical(A1, 'zyxel'), []);
         const hits = await hybrid(A1, 'Netgear');
         assert.deepEqual(ids(hits), [entry.id]);
-        assert.ok(hits[0]?.semantic !== null && (hits[0]?.semantic ?? 0) > 0.3, 'vector follows the new text');
+        assert.ok(
+          hits[0]?.semantic !== null && (hits[0]?.semantic ?? 0) > 0.3,
+          'vector follows the new text',
+        );
         assert.equal((await store.stats(A)).live, 1);
       });
 
@@ -129,7 +141,10 @@ export function memoryStoreContract(name: string, open: () => Promise<MemoryStor
       it('refuses vectors of another embedder or dimension (model_mismatch)', async () => {
         await write([makeEntry({ text: 'first' })], true);
         const other = new HashingEmbedder(32);
-        await expectCode(store.upsert(await embeddedWrites(other, [makeEntry({ text: 'second' })])), 'model_mismatch');
+        await expectCode(
+          store.upsert(await embeddedWrites(other, [makeEntry({ text: 'second' })])),
+          'model_mismatch',
+        );
         const sameIdOtherDims = [
           {
             entry: makeEntry({ text: 'third', pipeline: { embedder: embedder.id } }),
@@ -147,7 +162,10 @@ export function memoryStoreContract(name: string, open: () => Promise<MemoryStor
         await write([makeEntry({ text: 'first' })], true);
         await expectCode(hybrid(A1, 'first', { embedderId: 'some-other-model' }), 'model_mismatch');
         await expectCode(
-          lexical(A1, 'first', { vector: new HashingEmbedder(32).embedOne('first'), embedderId: embedder.id }),
+          lexical(A1, 'first', {
+            vector: new HashingEmbedder(32).embedOne('first'),
+            embedderId: embedder.id,
+          }),
           'model_mismatch',
         );
       });
@@ -265,7 +283,10 @@ export function memoryStoreContract(name: string, open: () => Promise<MemoryStor
         const old = makeEntry({ text: 'Ivo lives in Porto.', occurredAt: T0 });
         const replacement = makeEntry({ text: 'Ivo lives in Braga.', occurredAt: T0 + DAY });
         const expired = makeEntry({ text: 'Ivo lives in Faro for the summer.', validTo: T0 + 2 * DAY });
-        const future = makeEntry({ text: 'Ivo lives in Evora until next decade.', validTo: Date.now() + 3650 * DAY });
+        const future = makeEntry({
+          text: 'Ivo lives in Evora until next decade.',
+          validTo: Date.now() + 3650 * DAY,
+        });
         await write([old, replacement, expired, future], true);
         assert.equal(await store.supersede(A1, [old.id], replacement.id, T0 + DAY), 1);
         const liveIds = [replacement.id, future.id].sort();
@@ -297,8 +318,14 @@ export function memoryStoreContract(name: string, open: () => Promise<MemoryStor
       const tenantB: Scope = { tenantId: 'tenant-b', userId: 'user-1' };
       const seed = async () => {
         const mine = makeEntry({ text: 'Alpha project kickoff notes.', speaker: 'Kim' });
-        const sameTenantOtherUser = makeEntry({ userId: 'user-2', text: 'Zebra secret password tenant-b user-1' });
-        const otherTenantSameUser = makeEntry({ tenantId: 'tenant-b', text: 'Zebra alpha secret from tenant b' });
+        const sameTenantOtherUser = makeEntry({
+          userId: 'user-2',
+          text: 'Zebra secret password tenant-b user-1',
+        });
+        const otherTenantSameUser = makeEntry({
+          tenantId: 'tenant-b',
+          text: 'Zebra alpha secret from tenant b',
+        });
         await write([mine, sameTenantOtherUser, otherTenantSameUser], true);
         return { mine, sameTenantOtherUser, otherTenantSameUser };
       };
@@ -319,9 +346,24 @@ export function memoryStoreContract(name: string, open: () => Promise<MemoryStor
       });
 
       it('filters by agent, conversation and session', async () => {
-        const e1 = makeEntry({ agentId: 'agent-1', conversationId: 'c1', sessionId: 's1', text: 'refund approved' });
-        const e2 = makeEntry({ agentId: 'agent-2', conversationId: 'c1', sessionId: 's2', text: 'refund denied' });
-        const e3 = makeEntry({ agentId: null, conversationId: 'c2', sessionId: 's3', text: 'refund pending' });
+        const e1 = makeEntry({
+          agentId: 'agent-1',
+          conversationId: 'c1',
+          sessionId: 's1',
+          text: 'refund approved',
+        });
+        const e2 = makeEntry({
+          agentId: 'agent-2',
+          conversationId: 'c1',
+          sessionId: 's2',
+          text: 'refund denied',
+        });
+        const e3 = makeEntry({
+          agentId: null,
+          conversationId: 'c2',
+          sessionId: 's3',
+          text: 'refund pending',
+        });
         await write([e1, e2, e3], true);
         const find = async (scope: Scope) => ids(await hybrid(scope, 'refund')).sort();
         assert.deepEqual(await find({ ...A1, agentId: 'agent-1' }), [e1.id]);
@@ -375,8 +417,16 @@ export function memoryStoreContract(name: string, open: () => Promise<MemoryStor
         for (const text of attacks) {
           for (const hits of [await lexical(A1, text), await hybrid(A1, text)]) {
             for (const hit of hits) {
-              assert.equal(hit.memory.tenantId, 'tenant-a', `tenant escaped with ${JSON.stringify(text.slice(0, 40))}`);
-              assert.equal(hit.memory.userId, 'user-1', `user escaped with ${JSON.stringify(text.slice(0, 40))}`);
+              assert.equal(
+                hit.memory.tenantId,
+                'tenant-a',
+                `tenant escaped with ${JSON.stringify(text.slice(0, 40))}`,
+              );
+              assert.equal(
+                hit.memory.userId,
+                'user-1',
+                `user escaped with ${JSON.stringify(text.slice(0, 40))}`,
+              );
             }
           }
         }
@@ -397,7 +447,11 @@ export function memoryStoreContract(name: string, open: () => Promise<MemoryStor
     describe('list', () => {
       it('pages in (occurredAt, id) order with an opaque cursor', async () => {
         const entries = Array.from({ length: 23 }, (_, i) =>
-          makeEntry({ id: `mem_${String(i).padStart(2, '0')}`, text: `entry ${i}`, occurredAt: T0 + (i % 5) * HOUR }),
+          makeEntry({
+            id: `mem_${String(i).padStart(2, '0')}`,
+            text: `entry ${i}`,
+            occurredAt: T0 + (i % 5) * HOUR,
+          }),
         );
         await write([...entries].reverse());
         await write([makeEntry({ tenantId: 'tenant-b', text: 'not mine' })]);
@@ -450,7 +504,10 @@ export function memoryStoreContract(name: string, open: () => Promise<MemoryStor
         assert.equal(await store.supersede(A1, [old.id, old2.id, foreign.id, 'mem_missing'], next.id, at), 2);
         assert.equal(await store.supersede(A1, [old.id], next.id, at), 0, 'already superseded');
         assert.equal(await store.supersede(A1, [next.id], next.id, at), 0, 'never superseded by itself');
-        assert.equal(await store.supersede({ tenantId: 'tenant-a', userId: 'user-2' }, [next.id], old.id, at), 0);
+        assert.equal(
+          await store.supersede({ tenantId: 'tenant-a', userId: 'user-2' }, [next.id], old.id, at),
+          0,
+        );
         const closed = await store.get(A1, old.id);
         assert.equal(closed?.validTo, at);
         assert.equal(closed?.supersededBy, next.id);

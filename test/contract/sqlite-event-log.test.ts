@@ -35,7 +35,13 @@ function tempFile(): { dir: string; file: string } {
 }
 
 function openLog(file: string): SqliteEventLog {
-  return SqliteEventLog.open(file, { logger: silentLogger, clock, pollIntervalMs: 10, retryBaseMs: 5, retryMaxMs: 40 });
+  return SqliteEventLog.open(file, {
+    logger: silentLogger,
+    clock,
+    pollIntervalMs: 10,
+    retryBaseMs: 5,
+    retryMaxMs: 40,
+  });
 }
 
 eventLogContract('SqliteEventLog', async () => {
@@ -77,6 +83,16 @@ function toAppend(event: ConversationEvent, dedupKey?: string): AppendRecord<typ
   return { key: conversationKey(event), value: event, dedupKey };
 }
 
+/** A copy of a record without some of its fields (as an older or a broken writer would produce it). */
+function withoutFields(
+  value: ConversationEvent,
+  ...fields: (keyof ConversationEvent)[]
+): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(value).filter(([name]) => !fields.includes(name as keyof ConversationEvent)),
+  );
+}
+
 async function waitFor(condition: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
@@ -109,7 +125,10 @@ async function drain(log: EventLog, group: string, target: number): Promise<void
     },
   );
   try {
-    await waitFor(async () => (await log.committedOffset(group, Topics.raw)) >= target, `${group} at ${target}`);
+    await waitFor(
+      async () => (await log.committedOffset(group, Topics.raw)) >= target,
+      `${group} at ${target}`,
+    );
   } finally {
     controller.abort();
     await running;
@@ -120,7 +139,10 @@ describe('SqliteEventLog', () => {
   it('keeps records, offsets and state across a close and reopen', async () => {
     const { file } = tempFile();
     const first = openLog(file);
-    await first.append(Topics.raw, [0, 1, 2].map((i) => toAppend(turn(i), `turn-${i}`)));
+    await first.append(
+      Topics.raw,
+      [0, 1, 2].map((i) => toAppend(turn(i), `turn-${i}`)),
+    );
     await drain(first, 'reopen-stage', 3);
     await first.close();
 
@@ -140,8 +162,14 @@ describe('SqliteEventLog', () => {
         ],
       );
       // Dedup keys survive too, and new records continue the offsets.
-      assert.deepEqual(await second.append(Topics.raw, [toAppend(turn(1), 'turn-1')]), { appended: 0, duplicates: 1 });
-      assert.deepEqual(await second.append(Topics.raw, [toAppend(turn(3), 'turn-3')]), { appended: 1, duplicates: 0 });
+      assert.deepEqual(await second.append(Topics.raw, [toAppend(turn(1), 'turn-1')]), {
+        appended: 0,
+        duplicates: 1,
+      });
+      assert.deepEqual(await second.append(Topics.raw, [toAppend(turn(3), 'turn-3')]), {
+        appended: 1,
+        duplicates: 0,
+      });
       assert.equal((await second.read(Topics.raw, 3, 1))[0]?.offset, 3);
       // The consumer resumes where it stopped before the restart.
       await drain(second, 'reopen-stage', 4);
@@ -159,14 +187,17 @@ describe('SqliteEventLog', () => {
       await log.append(Topics.raw, [toAppend(turn(0))]);
 
       // The v0 ConversationEvent had no zoneOffset and no metadata (both now have defaults).
-      const current = avroSchemas.ConversationEvent as { fields: { name: string }[] } & Record<string, unknown>;
+      const current = avroSchemas.ConversationEvent as { fields: { name: string }[] } & Record<
+        string,
+        unknown
+      >;
       const oldSchema = {
         ...current,
         fields: current.fields.filter((field) => field.name !== 'zoneOffset' && field.name !== 'metadata'),
       };
       const oldType = avro.Type.forSchema(oldSchema as avro.Schema);
       const fingerprint = oldType.fingerprint('sha256').toString('hex');
-      const { zoneOffset: _zone, metadata: _metadata, ...oldValue } = turn(1, { text: 'written by lightmem 0.0' });
+      const oldValue = withoutFields(turn(1, { text: 'written by lightmem 0.0' }), 'zoneOffset', 'metadata');
       const buffer = oldType.toBuffer(oldValue);
 
       const db = log.database;
@@ -207,9 +238,13 @@ describe('SqliteEventLog', () => {
     const { file } = tempFile();
     const log = openLog(file);
     try {
-      const { speaker: _speaker, ...withoutSpeaker } = turn(0);
+      const withoutSpeaker = withoutFields(turn(0), 'speaker');
       await assert.rejects(
-        () => log.append(Topics.raw, [toAppend(turn(1)), toAppend(withoutSpeaker as ConversationEvent)]),
+        () =>
+          log.append(Topics.raw, [
+            toAppend(turn(1)),
+            toAppend(withoutSpeaker as unknown as ConversationEvent),
+          ]),
         (error: unknown) => {
           assert.ok(error instanceof LightmemError, `expected a LightmemError, got ${String(error)}`);
           assert.equal(error.code, 'invalid_input');
@@ -236,7 +271,11 @@ describe('SqliteEventLog', () => {
           ]),
         (error: unknown) => error instanceof LightmemError && error.field === 'event.seq',
       );
-      assert.equal(await log.endOffset(Topics.raw), 0, 'the valid record of the refused call was not appended');
+      assert.equal(
+        await log.endOffset(Topics.raw),
+        0,
+        'the valid record of the refused call was not appended',
+      );
       assert.equal(await log.endOffset(Topics.compressed), 0);
     } finally {
       await log.close();
@@ -247,24 +286,30 @@ describe('SqliteEventLog', () => {
     const { file } = tempFile();
     const log = openLog(file);
     try {
-      await log.append(Topics.raw, [0, 1, 2].map((i) => toAppend(turn(i))));
+      await log.append(
+        Topics.raw,
+        [0, 1, 2].map((i) => toAppend(turn(i))),
+      );
       const controller = new AbortController();
-      const running = log.consume({ group: 'bad-output', topic: Topics.raw, signal: controller.signal }, async (records) => ({
-        records: records.map((r) => ({
-          topic: Topics.compressed,
-          key: r.key,
-          value: {
-            event: r.value,
-            compressedText: r.value.text,
-            // A stage bug on one record: a non-integer where the schema wants an int.
-            originalTokens: r.value.turnId === 't1' ? 1.5 : 3,
-            keptTokens: 3,
-            keepRatio: 1,
-            scorerVersion: 'none',
-          },
-        })),
-        state: [],
-      }));
+      const running = log.consume(
+        { group: 'bad-output', topic: Topics.raw, signal: controller.signal },
+        async (records) => ({
+          records: records.map((r) => ({
+            topic: Topics.compressed,
+            key: r.key,
+            value: {
+              event: r.value,
+              compressedText: r.value.text,
+              // A stage bug on one record: a non-integer where the schema wants an int.
+              originalTokens: r.value.turnId === 't1' ? 1.5 : 3,
+              keptTokens: 3,
+              keepRatio: 1,
+              scorerVersion: 'none',
+            },
+          })),
+          state: [],
+        }),
+      );
       let failure: unknown = undefined;
       const stopped = running.catch((error: unknown) => {
         failure = error;
@@ -293,6 +338,30 @@ describe('SqliteEventLog', () => {
     }
   });
 
+  it('a waiting consumer wakes on an in-process append and stops on abort without waiting for its poll', async () => {
+    const { file } = tempFile();
+    const log = SqliteEventLog.open(file, { logger: silentLogger, clock, pollIntervalMs: 60_000 });
+    try {
+      const controller = new AbortController();
+      const running = log.consume(
+        { group: 'slow-poll', topic: Topics.raw, signal: controller.signal },
+        async () => ({ records: [], state: [] }),
+      );
+      await log.append(Topics.raw, [toAppend(turn(0))]);
+      await waitFor(
+        async () => (await log.committedOffset('slow-poll', Topics.raw)) >= 1,
+        'the append',
+        5000,
+      );
+      const abortedAt = Date.now();
+      controller.abort();
+      await running;
+      assert.ok(Date.now() - abortedAt < 1000, `stopped after ${Date.now() - abortedAt} ms`);
+    } finally {
+      await log.close();
+    }
+  });
+
   it('two logs on the same file (two processes) see each other’s appends', async () => {
     const { file } = tempFile();
     const a = openLog(file);
@@ -307,7 +376,10 @@ describe('SqliteEventLog', () => {
 
       // Appends from both continue one sequence of offsets; dedup keys are shared.
       await b.append(Topics.raw, [toAppend(turn(2), 'turn-2')]);
-      assert.deepEqual(await a.append(Topics.raw, [toAppend(turn(2), 'turn-2')]), { appended: 0, duplicates: 1 });
+      assert.deepEqual(await a.append(Topics.raw, [toAppend(turn(2), 'turn-2')]), {
+        appended: 0,
+        duplicates: 1,
+      });
       await a.append(Topics.raw, [toAppend(turn(3))]);
       assert.deepEqual(
         (await b.read(Topics.raw, 0, 10)).map((r) => [r.offset, r.value.turnId]),
@@ -322,14 +394,20 @@ describe('SqliteEventLog', () => {
       // A consumer in one process picks up what the other appends while it waits (by polling).
       const controller = new AbortController();
       const seen: string[] = [];
-      const running = b.consume({ group: 'cross-process', topic: Topics.raw, signal: controller.signal }, async (records) => {
-        seen.push(...records.map((r) => r.value.turnId));
-        return { records: [], state: [{ key: 'last', value: records.at(-1)?.value.turnId ?? '' }] };
-      });
+      const running = b.consume(
+        { group: 'cross-process', topic: Topics.raw, signal: controller.signal },
+        async (records) => {
+          seen.push(...records.map((r) => r.value.turnId));
+          return { records: [], state: [{ key: 'last', value: records.at(-1)?.value.turnId ?? '' }] };
+        },
+      );
       try {
         await waitFor(async () => (await a.committedOffset('cross-process', Topics.raw)) >= 4, 'first four');
         await a.append(Topics.raw, [toAppend(turn(4))]);
-        await waitFor(async () => (await a.committedOffset('cross-process', Topics.raw)) >= 5, 'the record from a');
+        await waitFor(
+          async () => (await a.committedOffset('cross-process', Topics.raw)) >= 5,
+          'the record from a',
+        );
       } finally {
         controller.abort();
         await running;

@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { openDatabase } from '../../services/adapters/sqlite/database.js';
-import { buildMatchExpression, queryTerms, scopeQueryTokens } from '../../services/adapters/sqlite/fts-query.js';
+import {
+  buildMatchExpression,
+  queryTerms,
+  scopeQueryTokens,
+} from '../../services/adapters/sqlite/fts-query.js';
 import { SqliteMemoryStore } from '../../services/adapters/sqlite/sqlite-memory-store.js';
 import type { Scope } from '../../services/core/model/scope.js';
 import { HashingEmbedder } from '../support/hashing-embedder.js';
@@ -32,7 +36,14 @@ function inspect<T>(file: string, read: (db: ReturnType<typeof openDatabase>) =>
   }
 }
 const count = (file: string, sql: string, ...params: unknown[]): number =>
-  inspect(file, (db) => Number(db.prepare(sql).pluck().get(...params)));
+  inspect(file, (db) =>
+    Number(
+      db
+        .prepare(sql)
+        .pluck()
+        .get(...params),
+    ),
+  );
 
 describe('SqliteMemoryStore', () => {
   it('persists memories, vectors and the embedder across a reopen', async () => {
@@ -79,7 +90,8 @@ describe('SqliteMemoryStore', () => {
   it('creates the vector table on the first embedding and records the embedder in meta', async () => {
     const file = tempFile();
     const store = SqliteMemoryStore.open(file);
-    const vectorTables = () => count(file, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'memory_vectors'`);
+    const vectorTables = () =>
+      count(file, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'memory_vectors'`);
     await store.upsert(plainWrites([makeEntry({ text: 'no vector yet' })]));
     assert.equal(vectorTables(), 0);
     await store.upsert(await embeddedWrites(embedder, [makeEntry({ text: 'now with a vector' })]));
@@ -96,7 +108,10 @@ describe('SqliteMemoryStore', () => {
   it('writes nothing from a batch that fails part-way, including the vector table', async () => {
     const file = tempFile();
     const store = SqliteMemoryStore.open(file);
-    const good = await embeddedWrites(embedder, [makeEntry({ text: 'good one' }), makeEntry({ text: 'good two' })]);
+    const good = await embeddedWrites(embedder, [
+      makeEntry({ text: 'good one' }),
+      makeEntry({ text: 'good two' }),
+    ]);
     const bad = await embeddedWrites(new HashingEmbedder(32), [makeEntry({ text: 'bad' })]);
     await expectCode(store.upsert([...good, ...bad]), 'model_mismatch');
     assert.equal(count(file, 'SELECT COUNT(*) FROM memories'), 0);
@@ -115,7 +130,8 @@ describe('SqliteMemoryStore', () => {
     const kept = makeEntry({ userId: 'user-2', text: 'Otto kept memory' });
     await store.upsert(await embeddedWrites(embedder, [gone, kept]));
     assert.deepEqual(await store.erase(A1), [gone.id]);
-    const fts = (word: string) => count(file, 'SELECT COUNT(*) FROM memories_fts WHERE memories_fts MATCH ?', word);
+    const fts = (word: string) =>
+      count(file, 'SELECT COUNT(*) FROM memories_fts WHERE memories_fts MATCH ?', word);
     assert.equal(fts('quasar'), 0);
     assert.equal(fts('otto'), 1);
     assert.equal(count(file, 'SELECT COUNT(*) FROM memory_vectors'), 1);
@@ -135,7 +151,10 @@ describe('SqliteMemoryStore', () => {
   });
 
   it('applies the configured fusion weights', async () => {
-    const entries = [makeEntry({ text: 'solar panel warranty claim' }), makeEntry({ text: 'panel inspection' })];
+    const entries = [
+      makeEntry({ text: 'solar panel warranty claim' }),
+      makeEntry({ text: 'panel inspection' }),
+    ];
     const run = async (lexicalWeight: number, semanticWeight: number) => {
       const store = SqliteMemoryStore.open(':memory:', { fusion: { lexicalWeight, semanticWeight } });
       await store.upsert(await embeddedWrites(embedder, entries));
@@ -154,7 +173,9 @@ describe('SqliteMemoryStore', () => {
     for (const hit of await run(2, 2)) {
       assert.ok(Math.abs(hit.score - 0.5 * (hit.lexical ?? 0) - 0.5 * (hit.semantic ?? 0)) < 1e-12);
     }
-    assert.throws(() => SqliteMemoryStore.open(':memory:', { fusion: { lexicalWeight: 0, semanticWeight: 0 } }));
+    assert.throws(() =>
+      SqliteMemoryStore.open(':memory:', { fusion: { lexicalWeight: 0, semanticWeight: 0 } }),
+    );
   });
 
   it('judges validity against the injected clock', async () => {
@@ -181,7 +202,8 @@ describe('SqliteMemoryStore', () => {
 
 describe('FTS query building', () => {
   const scope: Scope = { tenantId: 'tenant-a', userId: 'user-1' };
-  const allowed = /^\(\{text speaker\}: \((?:"[\p{L}\p{N}\p{M}]+"(?: OR )?)+\)\)(?: AND scope: "[tucas][0-9a-f]{20}0")+$/u;
+  const allowed =
+    /^\(\{text speaker\}: \((?:"[\p{L}\p{N}\p{M}]+"(?: OR )?)+\)\)(?: AND scope: "[tucas][0-9a-f]{20}0")+$/u;
 
   it('keeps only quoted words from hostile text', () => {
     const hostile = [
@@ -197,7 +219,10 @@ describe('FTS query building', () => {
     }
     assert.deepEqual(queryTerms('Zebra zebra "OR" near( NEAR'), ['zebra', 'or', 'near']);
     assert.equal(buildMatchExpression(' "* ( ) : ^ -', scope), null);
-    assert.equal(queryTerms('w '.repeat(100) + Array.from({ length: 100 }, (_, i) => `t${i}`).join(' ')).length, 32);
+    assert.equal(
+      queryTerms('w '.repeat(100) + Array.from({ length: 100 }, (_, i) => `t${i}`).join(' ')).length,
+      32,
+    );
   });
 
   it('derives scope tokens per tenant, so equal user ids in two tenants never share a token', () => {
@@ -206,7 +231,13 @@ describe('FTS query building', () => {
     assert.equal(a.length, 2);
     for (const token of a) assert.ok(!b.includes(token));
     assert.deepEqual(scopeQueryTokens({ tenantId: 'tenant-a', userId: 'user-1' }), a);
-    const full = scopeQueryTokens({ tenantId: 't', userId: 'x', agentId: 'x', conversationId: 'x', sessionId: 'x' });
+    const full = scopeQueryTokens({
+      tenantId: 't',
+      userId: 'x',
+      agentId: 'x',
+      conversationId: 'x',
+      sessionId: 'x',
+    });
     assert.equal(new Set(full).size, 5, 'the level is part of the token');
   });
 });

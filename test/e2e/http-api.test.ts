@@ -31,7 +31,10 @@ describe('lightmem serve (HTTP API)', () => {
     dir.remove();
   });
 
-  const post = async (path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
+  const post = async (
+    path: string,
+    body: unknown,
+  ): Promise<{ status: number; json: Record<string, unknown> }> => {
     const response = await fetch(`${base}${path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -41,8 +44,24 @@ describe('lightmem serve (HTTP API)', () => {
   };
 
   const conversation = [
-    { userId: 'u1', conversationId: 'c1', turnId: '1', seq: 1, role: 'user', text: 'I just adopted a corgi named Waffles.', occurredAt: '2024-06-01T10:00:00+02:00' },
-    { userId: 'u1', conversationId: 'c1', turnId: '2', seq: 2, role: 'assistant', text: 'Congratulations on Waffles!', occurredAt: '2024-06-01T10:00:05+02:00' },
+    {
+      userId: 'u1',
+      conversationId: 'c1',
+      turnId: '1',
+      seq: 1,
+      role: 'user',
+      text: 'I just adopted a corgi named Waffles.',
+      occurredAt: '2024-06-01T10:00:00+02:00',
+    },
+    {
+      userId: 'u1',
+      conversationId: 'c1',
+      turnId: '2',
+      seq: 2,
+      role: 'assistant',
+      text: 'Congratulations on Waffles!',
+      occurredAt: '2024-06-01T10:00:05+02:00',
+    },
   ];
 
   it('GET /healthz', async () => {
@@ -60,7 +79,12 @@ describe('lightmem serve (HTTP API)', () => {
     assert.equal(ingest.json['processed'], true);
     const search = await post('/v1/search', { userId: 'u1', query: 'what is the name of my dog corgi?' });
     assert.equal(search.status, 200);
-    const results = search.json['results'] as { id: string; text: string; sourceTurnIds: string[]; occurredAt: string }[];
+    const results = search.json['results'] as {
+      id: string;
+      text: string;
+      sourceTurnIds: string[];
+      occurredAt: string;
+    }[];
     assert.ok(results.length > 0);
     const top = results[0]!;
     assert.match(top.text, /Waffles/);
@@ -71,7 +95,9 @@ describe('lightmem serve (HTTP API)', () => {
     assert.equal(((await got.json()) as { id: string }).id, top.id);
     const otherUser = await fetch(`${base}/v1/memories/${top.id}?userId=u2`);
     assert.equal(otherUser.status, 404);
-    const otherTenant = await fetch(`${base}/v1/memories/${top.id}`, { headers: { 'x-lightmem-tenant': 'someone-else' } });
+    const otherTenant = await fetch(`${base}/v1/memories/${top.id}`, {
+      headers: { 'x-lightmem-tenant': 'someone-else' },
+    });
     assert.equal(otherTenant.status, 404);
   });
 
@@ -84,9 +110,19 @@ describe('lightmem serve (HTTP API)', () => {
   it('errors are JSON naming the offending field', async () => {
     const badJson = await post('/v1/events', '{"events": [');
     assert.equal(badJson.status, 400);
-    assert.deepEqual(Object.keys(badJson.json['error'] as object).sort(), ['code', 'field', 'message', 'retryable']);
+    assert.deepEqual(Object.keys(badJson.json['error'] as object).sort(), [
+      'code',
+      'field',
+      'message',
+      'retryable',
+    ]);
 
-    const mixed = await post('/v1/events', { events: [{ ...conversation[0], turnId: '9', role: 'robot' }, { ...conversation[0], turnId: '10' }] });
+    const mixed = await post('/v1/events', {
+      events: [
+        { ...conversation[0], turnId: '9', role: 'robot' },
+        { ...conversation[0], turnId: '10' },
+      ],
+    });
     assert.equal(mixed.status, 202);
     assert.equal(mixed.json['accepted'], 1);
     const rejected = mixed.json['rejected'] as { index: number; field: string }[];

@@ -18,9 +18,20 @@ describe('lightmem ingest + search on LoCoMo (embedded default)', () => {
   let firstIds: string[] = [];
 
   before(async () => {
-    const result = await runCli(['ingest', locomoFile, '--format', 'locomo', '--data-dir', dir.path, '--json']);
+    const result = await runCli([
+      'ingest',
+      locomoFile,
+      '--format',
+      'locomo',
+      '--data-dir',
+      dir.path,
+      '--json',
+    ]);
     assert.equal(result.code, 0, result.stderr);
-    const summary = JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}') as { accepted: number; memories: { live: number } };
+    const summary = JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}') as {
+      accepted: number;
+      memories: { live: number };
+    };
     assert.ok(summary.accepted > 3000, `accepted ${summary.accepted}`);
     assert.ok(summary.memories.live > 3000, `memories ${summary.memories.live}`);
     firstIds = await memoryIds(dir.path);
@@ -50,16 +61,36 @@ describe('lightmem ingest + search on LoCoMo (embedded default)', () => {
   });
 
   it('prints ranked memories with score, time, speaker, text and sources', async () => {
-    const result = await runCli(['search', 'LGBTQ support group', '--user', 'conv-26', '--data-dir', dir.path, '--limit', '3']);
+    const result = await runCli([
+      'search',
+      'LGBTQ support group',
+      '--user',
+      'conv-26',
+      '--data-dir',
+      dir.path,
+      '--limit',
+      '3',
+    ]);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^ 1\. \d\.\d{3} {2}2023-\d{2}-\d{2}T[\d:]+Z {2}\w+: /m);
     assert.match(result.stdout, /sources: D\d+:\d+/);
   });
 
   it('is idempotent: ingesting the same file again changes nothing', async () => {
-    const again = await runCli(['ingest', locomoFile, '--format', 'locomo', '--data-dir', dir.path, '--json']);
+    const again = await runCli([
+      'ingest',
+      locomoFile,
+      '--format',
+      'locomo',
+      '--data-dir',
+      dir.path,
+      '--json',
+    ]);
     assert.equal(again.code, 0, again.stderr);
-    const summary = JSON.parse(again.stdout.trim().split('\n').at(-1) ?? '{}') as { accepted: number; duplicates: number };
+    const summary = JSON.parse(again.stdout.trim().split('\n').at(-1) ?? '{}') as {
+      accepted: number;
+      duplicates: number;
+    };
     assert.equal(summary.accepted, 0);
     assert.ok(summary.duplicates > 3000);
     assert.deepEqual(await memoryIds(dir.path), firstIds);

@@ -67,7 +67,11 @@ describe('scope isolation', () => {
 
   it('the same queries do find bob his own secret (the test can fail)', async () => {
     const search = new MemorySearch(runtime.store, runtime.components.embedder);
-    const results = await search.search({ scope: { tenantId: 'acme', userId: 'bob' }, query: 'PIN 4471 Zephyr', limit: 5 });
+    const results = await search.search({
+      scope: { tenantId: 'acme', userId: 'bob' },
+      query: 'PIN 4471 Zephyr',
+      limit: 5,
+    });
     assert.ok(results.some((row) => row.text.includes('4471')));
   });
 

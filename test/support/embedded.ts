@@ -8,9 +8,17 @@ import type { Embedder } from '../../services/core/ports/embedder.js';
 import type { LightmemConfigInput } from '../../services/core/config.js';
 
 /** An embedded runtime in this process, on a data dir, with its pipeline running. */
-export function openRuntime(dataDir: string, overrides: LightmemConfigInput = {}, embedder: Embedder | null = null): EmbeddedRuntime {
+export function openRuntime(
+  dataDir: string,
+  overrides: LightmemConfigInput = {},
+  embedder: Embedder | null = null,
+): EmbeddedRuntime {
   const config = loadConfig({ env: {}, overrides: { ...overrides, dataDir } });
-  const runtime = EmbeddedRuntime.open(config, { logger: stderrLogger('warn'), clock: systemClock, embedder });
+  const runtime = EmbeddedRuntime.open(config, {
+    logger: stderrLogger('warn'),
+    clock: systemClock,
+    embedder,
+  });
   runtime.startPipeline();
   return runtime;
 }

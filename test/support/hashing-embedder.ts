@@ -10,7 +10,8 @@ export class HashingEmbedder implements Embedder {
   readonly calls: number[] = [];
 
   constructor(readonly dims: number = 64) {
-    if (!Number.isSafeInteger(dims) || dims < 2) throw new Error(`dims must be an integer >= 2 (got ${dims})`);
+    if (!Number.isSafeInteger(dims) || dims < 2)
+      throw new Error(`dims must be an integer >= 2 (got ${dims})`);
     this.id = `test-hashing-${dims}`;
   }
 

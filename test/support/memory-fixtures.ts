@@ -68,7 +68,10 @@ export function plainWrites(entries: readonly MemoryEntry[]): MemoryWrite[] {
 }
 
 /** Embeds every entry's text with `embedder` and stamps `pipeline.embedder` with its id. */
-export async function embeddedWrites(embedder: Embedder, entries: readonly MemoryEntry[]): Promise<MemoryWrite[]> {
+export async function embeddedWrites(
+  embedder: Embedder,
+  entries: readonly MemoryEntry[],
+): Promise<MemoryWrite[]> {
   const vectors = await embedder.embed(entries.map((entry) => entry.text));
   return entries.map((entry, i) => {
     const embedding = vectors[i];

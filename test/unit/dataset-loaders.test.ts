@@ -538,6 +538,23 @@ describe('jsonl loader', () => {
 });
 
 describe('loadDataset', () => {
+  it('rejects a corrupt gzip file as a whole, naming the path', async () => {
+    const gz = gzipSync(JSON.stringify([{ sample_id: 'a', conversation: {} }]));
+    const path = tempFile(
+      'corrupt.json.gz',
+      Buffer.concat([gz.subarray(0, gz.length - 12), Buffer.from('garbage')]),
+    );
+    for (const format of ['locomo', 'jsonl'] as const) {
+      await assert.rejects(collect(path, format), (error: unknown) => {
+        return (
+          error instanceof InvalidInputError &&
+          error.field === 'path' &&
+          error.message.includes('corrupt.json.gz')
+        );
+      });
+    }
+  });
+
   it('rejects an unknown format and a missing file with the field to fix', async () => {
     assert.throws(
       () => loadDataset(locomoPath, 'csv' as DatasetFormat, {}),

@@ -8,7 +8,10 @@ import { errorMessage } from '../../core/errors.js';
  * logged and the job runs again at its next tick. stop() aborts running jobs and waits for them.
  */
 export class InProcessScheduler implements Scheduler {
-  private readonly jobs = new Map<string, { job: ScheduledJob; running: Promise<void> | null; timer: NodeJS.Timeout | null }>();
+  private readonly jobs = new Map<
+    string,
+    { job: ScheduledJob; running: Promise<void> | null; timer: NodeJS.Timeout | null }
+  >();
   private readonly controller = new AbortController();
   private started = false;
 
@@ -29,7 +32,9 @@ export class InProcessScheduler implements Scheduler {
     if (slot.running !== null) return slot.running;
     const run = slot.job
       .run({ signal: this.controller.signal, now: this.clock.now() })
-      .catch((error: unknown) => this.logger.error('scheduled job failed', { job: name, error: errorMessage(error) }))
+      .catch((error: unknown) =>
+        this.logger.error('scheduled job failed', { job: name, error: errorMessage(error) }),
+      )
       .finally(() => {
         slot.running = null;
       });

@@ -39,9 +39,13 @@ export class AvroCodec {
     const type = this.typeOf(topic);
     const problems: string[] = [];
     if (!type.isValid(value, { errorHook: (path) => problems.push(path.join('.')) })) {
-      throw new LightmemError('invalid_input', `record does not match the ${topic} schema at ${problems.join(', ')}`, {
-        field: problems[0],
-      });
+      throw new LightmemError(
+        'invalid_input',
+        `record does not match the ${topic} schema at ${problems.join(', ')}`,
+        {
+          field: problems[0],
+        },
+      );
     }
     return type.toBuffer(value);
   }

@@ -16,9 +16,13 @@ export const DEFAULT_FUSION: FusionWeights = { lexicalWeight: 0.5, semanticWeigh
 export function normaliseWeights(weights: FusionWeights): FusionWeights {
   const { lexicalWeight: wl, semanticWeight: ws } = weights;
   if (!Number.isFinite(wl) || !Number.isFinite(ws) || wl < 0 || ws < 0 || wl + ws <= 0) {
-    throw new LightmemError('config_invalid', `fusion weights must be finite, >= 0 and not both 0 (got ${wl}, ${ws})`, {
-      field: 'fusion',
-    });
+    throw new LightmemError(
+      'config_invalid',
+      `fusion weights must be finite, >= 0 and not both 0 (got ${wl}, ${ws})`,
+      {
+        field: 'fusion',
+      },
+    );
   }
   return { lexicalWeight: wl / (wl + ws), semanticWeight: ws / (wl + ws) };
 }

@@ -57,7 +57,9 @@ export const MEMORY_MIGRATIONS: readonly string[] = [
  */
 export function vectorTableSql(dims: number): string {
   if (!Number.isSafeInteger(dims) || dims <= 0 || dims > 8192) {
-    throw new LightmemError('invalid_input', `embedding dimension ${dims} is out of range`, { field: 'embedding' });
+    throw new LightmemError('invalid_input', `embedding dimension ${dims} is out of range`, {
+      field: 'embedding',
+    });
   }
   return `CREATE VIRTUAL TABLE memory_vectors USING vec0(
     tenant_id TEXT PARTITION KEY,
@@ -146,7 +148,12 @@ export function rowToEntry(row: MemoryRow): MemoryEntry {
 }
 
 /** Parameters of the INSERT/UPDATE statements, named after the columns. */
-export function entryParams(entry: MemoryEntry, validTo: number | null, supersededBy: string | null, hash: string) {
+export function entryParams(
+  entry: MemoryEntry,
+  validTo: number | null,
+  supersededBy: string | null,
+  hash: string,
+) {
   return {
     id: entry.id,
     tenant_id: entry.tenantId,

@@ -14,20 +14,29 @@ export class OwnerLock {
   ) {}
 
   tryAcquire(now: number): boolean {
-    return this.db.transaction(() => {
-      const row = this.db
-        .prepare<[string], { pid: number; heartbeat_at: number }>('SELECT pid, heartbeat_at FROM owners WHERE name = ?')
-        .get(this.name);
-      if (row !== undefined && row.pid !== this.pid && isAlive(row.pid) && now - row.heartbeat_at < this.staleMs) {
-        return false;
-      }
-      this.db
-        .prepare<[string, number, number]>(
-          'INSERT INTO owners (name, pid, heartbeat_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET pid = excluded.pid, heartbeat_at = excluded.heartbeat_at',
-        )
-        .run(this.name, this.pid, now);
-      return true;
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        const row = this.db
+          .prepare<[string], { pid: number; heartbeat_at: number }>(
+            'SELECT pid, heartbeat_at FROM owners WHERE name = ?',
+          )
+          .get(this.name);
+        if (
+          row !== undefined &&
+          row.pid !== this.pid &&
+          isAlive(row.pid) &&
+          now - row.heartbeat_at < this.staleMs
+        ) {
+          return false;
+        }
+        this.db
+          .prepare<[string, number, number]>(
+            'INSERT INTO owners (name, pid, heartbeat_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET pid = excluded.pid, heartbeat_at = excluded.heartbeat_at',
+          )
+          .run(this.name, this.pid, now);
+        return true;
+      })
+      .immediate();
   }
 
   /** Refreshes the heartbeat; false if another process took the lock meanwhile. */
@@ -39,11 +48,15 @@ export class OwnerLock {
   }
 
   release(): void {
-    this.db.prepare<[string, number]>('DELETE FROM owners WHERE name = ? AND pid = ?').run(this.name, this.pid);
+    this.db
+      .prepare<[string, number]>('DELETE FROM owners WHERE name = ? AND pid = ?')
+      .run(this.name, this.pid);
   }
 
   owner(): number | null {
-    const row = this.db.prepare<[string], { pid: number }>('SELECT pid FROM owners WHERE name = ?').get(this.name);
+    const row = this.db
+      .prepare<[string], { pid: number }>('SELECT pid FROM owners WHERE name = ?')
+      .get(this.name);
     return row === undefined ? null : row.pid;
   }
 }

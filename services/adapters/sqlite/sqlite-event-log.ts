@@ -92,7 +92,9 @@ export class SqliteEventLog implements EventLog {
     this.retryMaxMs = options.retryMaxMs ?? 30_000;
     this.appended.setMaxListeners(0);
     this.statements = {
-      end: db.prepare<[string], { next_offset: number }>('SELECT next_offset FROM topic_ends WHERE topic = ?'),
+      end: db.prepare<[string], { next_offset: number }>(
+        'SELECT next_offset FROM topic_ends WHERE topic = ?',
+      ),
       setEnd: db.prepare<[string, number]>(
         'INSERT INTO topic_ends (topic, next_offset) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET next_offset = excluded.next_offset',
       ),
@@ -121,7 +123,9 @@ export class SqliteEventLog implements EventLog {
         'INSERT INTO stage_state (grp, key, value) VALUES (?, ?, ?) ON CONFLICT (grp, key) DO UPDATE SET value = excluded.value',
       ),
       stateDelete: db.prepare<[string, string]>('DELETE FROM stage_state WHERE grp = ? AND key = ?'),
-      schema: db.prepare<[string], { schema: string }>('SELECT schema FROM writer_schemas WHERE fingerprint = ?'),
+      schema: db.prepare<[string], { schema: string }>(
+        'SELECT schema FROM writer_schemas WHERE fingerprint = ?',
+      ),
     };
     this.codec = new AvroCodec((fingerprint) => this.statements.schema.get(fingerprint)?.schema);
     const register = db.prepare<[string, string]>(
@@ -189,7 +193,9 @@ export class SqliteEventLog implements EventLog {
       get: (key) => Promise.resolve(this.statements.stateGet.get(group, key)?.value),
       keys: (prefix) =>
         // U+10FFFF sorts after every character in SQLite's (UTF-8 byte) order; U+FFFF would miss astral ones.
-        Promise.resolve(this.statements.stateKeys.all(group, prefix, `${prefix}\u{10FFFF}`).map((row) => row.key)),
+        Promise.resolve(
+          this.statements.stateKeys.all(group, prefix, `${prefix}\u{10FFFF}`).map((row) => row.key),
+        ),
     };
   }
 
@@ -217,7 +223,14 @@ export class SqliteEventLog implements EventLog {
         attempt++;
         if (isRetryable(error) || isTransientSqliteError(error)) {
           const delay = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(attempt - 1, 16));
-          this.options.logger.warn('stage failed, retrying', { group, topic, offset, attempt, delayMs: delay, error: errorMessage(error) });
+          this.options.logger.warn('stage failed, retrying', {
+            group,
+            topic,
+            offset,
+            attempt,
+            delayMs: delay,
+            error: errorMessage(error),
+          });
           await sleep(delay, undefined, { signal }).catch(() => undefined);
           continue;
         }
@@ -229,7 +242,12 @@ export class SqliteEventLog implements EventLog {
         }
         const [poison] = records;
         if (poison === undefined) continue;
-        this.options.logger.error('record dead-lettered', { group, topic, offset, error: errorMessage(error) });
+        this.options.logger.error('record dead-lettered', {
+          group,
+          topic,
+          offset,
+          error: errorMessage(error),
+        });
         output = this.encodeOutput({
           records: [deadLetterFor(group, poison, error, attempt, this.options.clock.now())],
           state: [],
@@ -258,26 +276,39 @@ export class SqliteEventLog implements EventLog {
 
   private encodeOutput(output: StageOutput): EncodedOutput {
     return {
-      records: output.records.map((record) => ({ record, buffer: this.codec.encode(record.topic, record.value as never) })),
+      records: output.records.map((record) => ({
+        record,
+        buffer: this.codec.encode(record.topic, record.value as never),
+      })),
       state: output.state,
     };
   }
 
   /** Output, state and offset in one transaction; refuses if another consumer of the group moved the offset. */
-  private commit(group: string, topic: TopicName, expected: number, next: number, output: EncodedOutput): void {
+  private commit(
+    group: string,
+    topic: TopicName,
+    expected: number,
+    next: number,
+    output: EncodedOutput,
+  ): void {
     const encoded = output.records;
     const touched = new Set<TopicName>();
     this.withTransientRetry(() =>
       this.db.transaction(() => {
         const current = this.statements.committed.get(group, topic)?.offset ?? 0;
         if (current !== expected) {
-          throw new LightmemError('conflict', `consumer group ${group} on ${topic} was advanced by another process`);
+          throw new LightmemError(
+            'conflict',
+            `consumer group ${group} on ${topic} was advanced by another process`,
+          );
         }
         const now = this.options.clock.now();
         const ends = new Map<TopicName, number>();
         for (const { record, buffer } of encoded) {
           const dedupKey = record.dedupKey ?? null;
-          if (dedupKey !== null && this.statements.dedupHit.get(record.topic, dedupKey) !== undefined) continue;
+          if (dedupKey !== null && this.statements.dedupHit.get(record.topic, dedupKey) !== undefined)
+            continue;
           const end = ends.get(record.topic) ?? this.statements.end.get(record.topic)?.next_offset ?? 0;
           this.statements.insert.run(
             record.topic,

@@ -134,14 +134,18 @@ export class SqliteMemoryStore implements MemoryStore {
         embedder = this.checkEmbedder(embedder, entry, embedding);
       }
       const hash = contentHash(entry, embedding);
-      const existing = this.stmt('select-existing', () =>
-        'SELECT rid, tenant_id, user_id, valid_to, superseded_by, content_hash FROM memories WHERE id = ?',
+      const existing = this.stmt(
+        'select-existing',
+        () =>
+          'SELECT rid, tenant_id, user_id, valid_to, superseded_by, content_hash FROM memories WHERE id = ?',
       ).get(entry.id);
       let rid: number;
       let validTo = entry.validTo;
       let supersededBy = entry.supersededBy;
       if (existing === undefined) {
-        const row = this.stmt('insert', () => INSERT_SQL).get(entryParams(entry, validTo, supersededBy, hash));
+        const row = this.stmt('insert', () => INSERT_SQL).get(
+          entryParams(entry, validTo, supersededBy, hash),
+        );
         rid = ridSchema.parse(row).rid;
         inserted++;
       } else {
@@ -163,17 +167,18 @@ export class SqliteMemoryStore implements MemoryStore {
           supersededBy = old.superseded_by;
         }
         rid = old.rid;
-        this.stmt('update', () => UPDATE_SQL).run({ ...entryParams(entry, validTo, supersededBy, hash), rid });
+        this.stmt('update', () => UPDATE_SQL).run({
+          ...entryParams(entry, validTo, supersededBy, hash),
+          rid,
+        });
         this.stmt('fts-delete', () => 'DELETE FROM memories_fts WHERE rowid = ?').run(rid);
         if (embedder !== null) this.vectorStmt('delete').run(BigInt(rid));
         updated++;
       }
-      this.stmt('fts-insert', () => 'INSERT INTO memories_fts (rowid, text, speaker, scope) VALUES (?, ?, ?, ?)').run(
-        rid,
-        entry.text,
-        entry.speaker,
-        entryScopeColumn(entry),
-      );
+      this.stmt(
+        'fts-insert',
+        () => 'INSERT INTO memories_fts (rowid, text, speaker, scope) VALUES (?, ?, ?, ?)',
+      ).run(rid, entry.text, entry.speaker, entryScopeColumn(entry));
       if (embedding !== undefined) {
         this.vectorStmt('insert').run(
           BigInt(rid),
@@ -240,8 +245,10 @@ export class SqliteMemoryStore implements MemoryStore {
     if (!Number.isSafeInteger(at)) throw new InvalidInputError('at must be an integer epoch ms', 'at');
     const filter = scopeFilter(scope);
     // Only live rows change (a memory keeps the first replacement it got), and never the replacement itself.
-    const statement = this.stmt(`supersede:${filter.key}`, () =>
-      `UPDATE memories AS m SET valid_to = ?, superseded_by = ?
+    const statement = this.stmt(
+      `supersede:${filter.key}`,
+      () =>
+        `UPDATE memories AS m SET valid_to = ?, superseded_by = ?
        WHERE m.id = ? AND m.id <> ? AND m.superseded_by IS NULL AND ${filter.sql} RETURNING rid`,
     );
     return this.db
@@ -269,9 +276,13 @@ export class SqliteMemoryStore implements MemoryStore {
     this.ensureOpen();
     assertScope(scope);
     if (scope.userId === undefined && scope.conversationId === undefined) {
-      throw new LightmemError('scope_required', 'erase needs a userId or a conversationId besides the tenantId', {
-        field: 'scope.userId',
-      });
+      throw new LightmemError(
+        'scope_required',
+        'erase needs a userId or a conversationId besides the tenantId',
+        {
+          field: 'scope.userId',
+        },
+      );
     }
     return this.eraseWhere(scope);
   }
@@ -285,7 +296,10 @@ export class SqliteMemoryStore implements MemoryStore {
 
   private eraseWhere(scope: Scope): string[] {
     const filter = scopeFilter(scope);
-    const select = this.stmt(`erase-select:${filter.key}`, () => `SELECT m.rid, m.id FROM memories m WHERE ${filter.sql}`);
+    const select = this.stmt(
+      `erase-select:${filter.key}`,
+      () => `SELECT m.rid, m.id FROM memories m WHERE ${filter.sql}`,
+    );
     const erased = this.db
       .transaction(() => {
         const hasVectors = this.storedEmbedder() !== null;
@@ -341,21 +355,31 @@ export class SqliteMemoryStore implements MemoryStore {
     const lexical = [];
     const match = buildMatchExpression(request.text, scope);
     if (match !== null) {
-      const statement = this.stmt(`lexical:${filter.key}`, () =>
-        `SELECT m.*, ${BM25} AS bm FROM memories_fts JOIN memories m ON m.rid = memories_fts.rowid
+      const statement = this.stmt(
+        `lexical:${filter.key}`,
+        () =>
+          `SELECT m.*, ${BM25} AS bm FROM memories_fts JOIN memories m ON m.rid = memories_fts.rowid
          WHERE memories_fts MATCH ? AND ${filter.sql} ORDER BY bm LIMIT ?`,
       );
       for (const row of statement.all(match, ...filter.params, Math.max(limit * 4, 50))) {
         const c = candidateSchema.parse(row);
-        lexical.push({ key: c.rid, id: c.id, occurredAt: c.occurred_at, item: row, bm25: lexicalScore.parse(row).bm });
+        lexical.push({
+          key: c.rid,
+          id: c.id,
+          occurredAt: c.occurred_at,
+          item: row,
+          bm25: lexicalScore.parse(row).bm,
+        });
       }
     }
 
     const semantic = [];
     if (queryVector !== undefined) {
       const knn = knnFilter(scope, range, live);
-      const statement = this.stmt(`semantic:${knn.key}:${filter.key}`, () =>
-        `WITH knn AS (
+      const statement = this.stmt(
+        `semantic:${knn.key}:${filter.key}`,
+        () =>
+          `WITH knn AS (
            SELECT rowid AS rid, distance FROM memory_vectors WHERE embedding MATCH ? AND k = ? AND ${knn.sql}
          )
          SELECT m.*, knn.distance AS distance FROM knn JOIN memories m ON m.rid = knn.rid WHERE ${filter.sql}`,
@@ -384,10 +408,10 @@ export class SqliteMemoryStore implements MemoryStore {
     assertScope(scope);
     assertId(id, 'id');
     const filter = scopeFilter(scope);
-    const row = this.stmt(`get:${filter.key}`, () => `SELECT m.* FROM memories m WHERE m.id = ? AND ${filter.sql}`).get(
-      id,
-      ...filter.params,
-    );
+    const row = this.stmt(
+      `get:${filter.key}`,
+      () => `SELECT m.* FROM memories m WHERE m.id = ? AND ${filter.sql}`,
+    ).get(id, ...filter.params);
     return row === undefined ? undefined : rowToEntry(parseMemoryRow(row));
   }
 
@@ -400,27 +424,36 @@ export class SqliteMemoryStore implements MemoryStore {
     const live = request.includeSuperseded !== true;
     const filter = memoryFilter(scope, {}, live ? this.clock.now() : null);
     const keyset = after === null ? '' : 'AND (m.occurred_at > ? OR (m.occurred_at = ? AND m.id > ?))';
-    const statement = this.stmt(`list:${filter.key}:${after === null ? 0 : 1}`, () =>
-      `SELECT m.* FROM memories m WHERE ${filter.sql} ${keyset} ORDER BY m.occurred_at, m.id LIMIT ?`,
+    const statement = this.stmt(
+      `list:${filter.key}:${after === null ? 0 : 1}`,
+      () => `SELECT m.* FROM memories m WHERE ${filter.sql} ${keyset} ORDER BY m.occurred_at, m.id LIMIT ?`,
     );
     const params = after === null ? [] : [after[0], after[0], after[1]];
     const rows = statement.all(...filter.params, ...params, limit + 1);
     const items = rows.slice(0, limit).map((row) => rowToEntry(parseMemoryRow(row)));
     const last = items[items.length - 1];
-    const nextCursor = rows.length > limit && last !== undefined ? encodeCursor(last.occurredAt, last.id) : null;
+    const nextCursor =
+      rows.length > limit && last !== undefined ? encodeCursor(last.occurredAt, last.id) : null;
     return { items, nextCursor };
   }
 
   /** Counts in a scope, or in the whole store without one (operators). */
   async stats(scope?: Scope): Promise<StoreStats> {
     this.ensureOpen();
-    const filter = scope === undefined ? { key: 'all', sql: '1', params: [] } : scopeFilter(assertScope(scope));
-    const row = this.stmt(`stats:${filter.key}`, () =>
-      `SELECT COUNT(*) AS total, SUM(CASE WHEN ${LIVE_SQL} THEN 1 ELSE 0 END) AS live
+    const filter =
+      scope === undefined ? { key: 'all', sql: '1', params: [] } : scopeFilter(assertScope(scope));
+    const row = this.stmt(
+      `stats:${filter.key}`,
+      () =>
+        `SELECT COUNT(*) AS total, SUM(CASE WHEN ${LIVE_SQL} THEN 1 ELSE 0 END) AS live
        FROM memories m WHERE ${filter.sql}`,
     ).get(this.clock.now(), ...filter.params);
     const { total, live } = statsSchema.parse(row);
-    return { live: live ?? 0, superseded: total - (live ?? 0), embedderId: this.storedEmbedder()?.id ?? null };
+    return {
+      live: live ?? 0,
+      superseded: total - (live ?? 0),
+      embedderId: this.storedEmbedder()?.id ?? null,
+    };
   }
 
   async close(): Promise<void> {
@@ -588,7 +621,8 @@ function checkTimeRange(range: TimeRange | undefined): Range {
   for (const side of ['from', 'to'] as const) {
     const value = range?.[side];
     if (value === undefined) continue;
-    if (!Number.isFinite(value)) throw new InvalidInputError(`timeRange.${side} must be a finite number`, `timeRange.${side}`);
+    if (!Number.isFinite(value))
+      throw new InvalidInputError(`timeRange.${side} must be a finite number`, `timeRange.${side}`);
     out[side] = Math.ceil(value);
   }
   return out;
@@ -612,12 +646,14 @@ function validateWrite(write: MemoryWrite, index: number): void {
     assertId(entry[field], at(field));
   }
   if (entry.agentId !== null) assertId(entry.agentId, at('agentId'));
-  if (!MemoryKindValues.includes(entry.kind)) throw new InvalidInputError(`unknown kind ${String(entry.kind)}`, at('kind'));
+  if (!MemoryKindValues.includes(entry.kind))
+    throw new InvalidInputError(`unknown kind ${String(entry.kind)}`, at('kind'));
   for (const field of ['text', 'speaker', 'topicId', 'zoneOffset'] as const) {
     if (typeof entry[field] !== 'string') throw new InvalidInputError(`${field} must be a string`, at(field));
   }
   for (const field of ['occurredAt', 'ingestedAt', 'validFrom'] as const) {
-    if (!Number.isSafeInteger(entry[field])) throw new InvalidInputError(`${field} must be an integer epoch ms`, at(field));
+    if (!Number.isSafeInteger(entry[field]))
+      throw new InvalidInputError(`${field} must be an integer epoch ms`, at(field));
   }
   if (entry.validTo !== null && !Number.isSafeInteger(entry.validTo)) {
     throw new InvalidInputError('validTo must be null or an integer epoch ms', at('validTo'));

@@ -16,7 +16,9 @@ const functionWords = new Set(
   i'm you're we're they're i've you've we've i'll you'll that's there's it'd i'd don't doesn't didn't
   can't won't isn't aren't wasn't weren't`.split(/\s+/),
 );
-const fillers = new Set('um uh uhm er erm hmm mm oh ah well yeah yep okay ok like wow haha lol hey hi hello'.split(' '));
+const fillers = new Set(
+  'um uh uhm er erm hmm mm oh ah well yeah yep okay ok like wow haha lol hey hi hello'.split(' '),
+);
 
 const core = /[\p{L}\p{N}'’]+/u;
 
@@ -42,7 +44,11 @@ export class BuiltinTokenScorer implements TokenScorer {
         const words = text.split(/\s+/).filter((w) => w.length > 0);
         let sentenceStart = true;
         return words.map((word) => {
-          const scored: ScoredWord = { word, keep: scoreWord(word, sentenceStart), tokens: Math.max(1, approxTokenCount(word)) };
+          const scored: ScoredWord = {
+            word,
+            keep: scoreWord(word, sentenceStart),
+            tokens: Math.max(1, approxTokenCount(word)),
+          };
           sentenceStart = /[.!?]["')\]]*$/.test(word);
           return scored;
         });

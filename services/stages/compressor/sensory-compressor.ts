@@ -37,7 +37,11 @@ export async function compressTexts(
     let kept = selectWords(words, settings.rate);
     // Re-compression reuses the first pass's probabilities (a model would give the same ones for the same words).
     for (let round = 0; round < 8 && tokensOf(kept) > settings.maxTokens; round++) {
-      kept = selectWords(kept, settings.recompressRate);
+      const next = selectWords(kept, settings.recompressRate);
+      // Equal probabilities leave nothing above the percentile: keep the last round rather than fall back to
+      // the (longer) original below.
+      if (next.length === 0) break;
+      kept = next;
     }
     if (kept.length === 0) return { text, originalTokens, keptTokens: originalTokens };
     return { text: kept.map((w) => w.word).join(' '), originalTokens, keptTokens: tokensOf(kept) };

@@ -15,7 +15,8 @@ export interface IndexerStageDeps {
 export function indexerStage(deps: IndexerStageDeps): BatchHandler<typeof Topics.memories> {
   return async (records) => {
     const entries = records.map((record) => record.value);
-    const vectors = deps.embedder === null ? [] : await deps.embedder.embed(entries.map((entry) => entry.text));
+    const vectors =
+      deps.embedder === null ? [] : await deps.embedder.embed(entries.map((entry) => entry.text));
     const writes: MemoryWrite[] = entries.map((entry, index) => ({ entry, embedding: vectors[index] }));
     await deps.store.upsert(writes);
     return { records: [], state: [] };

@@ -1,6 +1,12 @@
 import type { BatchHandler, OutputRecord, StateReader, StateWrite } from '../../core/ports/event-log.js';
 import type { Boundary, Segmenter } from '../../core/ports/segmenter.js';
-import type { BoundaryEvidence, CompressedTurn, Role, SegmentTurn, TopicSegment } from '../../core/model/generated.js';
+import type {
+  BoundaryEvidence,
+  CompressedTurn,
+  Role,
+  SegmentTurn,
+  TopicSegment,
+} from '../../core/model/generated.js';
 import { Topics, conversationKey } from '../../core/model/topics.js';
 import { stableId } from '../../core/model/ids.js';
 import { approxTokenCount } from '../../core/text/token-count.js';
@@ -35,12 +41,16 @@ export function segmenterStage(deps: SegmenterStageDeps): BatchHandler<typeof To
     endOfSession: boolean,
     controlTurnId: string,
   ): OutputRecord {
-    const idParts =
-      turns.length > 0
-        ? turns.map((t) => t.turnId)
-        : ['end-of-session', controlTurnId];
+    const idParts = turns.length > 0 ? turns.map((t) => t.turnId) : ['end-of-session', controlTurnId];
     const value: TopicSegment = {
-      segmentId: stableId('seg', [buffer.tenantId, buffer.userId, buffer.conversationId, buffer.sessionId, version, ...idParts]),
+      segmentId: stableId('seg', [
+        buffer.tenantId,
+        buffer.userId,
+        buffer.conversationId,
+        buffer.sessionId,
+        version,
+        ...idParts,
+      ]),
       tenantId: buffer.tenantId,
       userId: buffer.userId,
       agentId: buffer.agentId,
@@ -55,7 +65,11 @@ export function segmenterStage(deps: SegmenterStageDeps): BatchHandler<typeof To
     return { topic: Topics.segments, key: conversationKey(buffer), value, dedupKey: value.segmentId };
   }
 
-  function evidence(cut: Boundary | undefined, fallback: BoundaryEvidence['reason'], note = ''): BoundaryEvidence {
+  function evidence(
+    cut: Boundary | undefined,
+    fallback: BoundaryEvidence['reason'],
+    note = '',
+  ): BoundaryEvidence {
     return cut === undefined
       ? { reason: fallback, similarity: null, threshold: null, note }
       : { reason: cut.reason, similarity: cut.similarity, threshold: cut.threshold, note };
@@ -92,7 +106,8 @@ export function segmenterStage(deps: SegmenterStageDeps): BatchHandler<typeof To
   ): Promise<void> {
     if (buffer.turns.length > 0) {
       const { pieces, tail } = await cut(buffer);
-      for (const piece of pieces) out.push(makeSegment(buffer, piece.turns, evidence(piece.cut, reason), false, controlTurnId));
+      for (const piece of pieces)
+        out.push(makeSegment(buffer, piece.turns, evidence(piece.cut, reason), false, controlTurnId));
       out.push(makeSegment(buffer, tail, evidence(undefined, reason), true, controlTurnId));
     } else {
       out.push(makeSegment(buffer, [], evidence(undefined, reason, 'empty buffer'), true, controlTurnId));
@@ -113,7 +128,7 @@ export function segmenterStage(deps: SegmenterStageDeps): BatchHandler<typeof To
     const out: OutputRecord[] = [];
     const cache = new Map<string, SensoryBufferState | null>();
     for (const { value } of records) {
-      const turn = value as CompressedTurn;
+      const turn: CompressedTurn = value;
       const event = turn.event;
       const key = conversationStateKey(sensoryStatePrefix, event);
       let buffer = await load(state, key, cache);
@@ -143,19 +158,36 @@ export function segmenterStage(deps: SegmenterStageDeps): BatchHandler<typeof To
         zoneOffset: event.zoneOffset,
       };
       const counted = deps.countedRoles.has(segmentTurn.role);
-      if (counted && buffer.countedTokens > 0 && buffer.countedTokens + segmentTurn.tokens > deps.capacityTokens) {
+      if (
+        counted &&
+        buffer.countedTokens > 0 &&
+        buffer.countedTokens + segmentTurn.tokens > deps.capacityTokens
+      ) {
         const { pieces, tail } = await cut(buffer);
         if (pieces.length === 0) {
-          out.push(makeSegment(buffer, buffer.turns, evidence(undefined, 'buffer_full'), false, event.turnId));
+          out.push(
+            makeSegment(buffer, buffer.turns, evidence(undefined, 'buffer_full'), false, event.turnId),
+          );
           buffer.turns = [];
         } else {
-          for (const piece of pieces) out.push(makeSegment(buffer, piece.turns, evidence(piece.cut, 'buffer_full'), false, event.turnId));
+          for (const piece of pieces)
+            out.push(
+              makeSegment(buffer, piece.turns, evidence(piece.cut, 'buffer_full'), false, event.turnId),
+            );
           buffer.turns = tail;
         }
         recount(buffer);
         if (buffer.countedTokens > 0 && buffer.countedTokens + segmentTurn.tokens > deps.capacityTokens) {
           // The tail alone still leaves no room: emit it whole.
-          out.push(makeSegment(buffer, buffer.turns, evidence(undefined, 'buffer_full', 'tail emitted whole'), false, event.turnId));
+          out.push(
+            makeSegment(
+              buffer,
+              buffer.turns,
+              evidence(undefined, 'buffer_full', 'tail emitted whole'),
+              false,
+              event.turnId,
+            ),
+          );
           buffer.turns = [];
           buffer.countedTokens = 0;
         }

@@ -27,4 +27,3 @@ export const SensoryBufferState = z.object({
   ),
 });
 export type SensoryBufferState = z.infer<typeof SensoryBufferState>;
-

@@ -25,7 +25,9 @@ export class ExtractiveExtractor implements Extractor {
   extract(batch: readonly TopicSegment[]): Promise<ExtractedMemory[]> {
     const memories: ExtractedMemory[] = [];
     for (const segment of batch) {
-      const turns = segment.turns.filter((t) => this.settings.memorizeRoles.has(t.role) && t.text.trim() !== '');
+      const turns = segment.turns.filter(
+        (t) => this.settings.memorizeRoles.has(t.role) && t.text.trim() !== '',
+      );
       if (turns.length === 0) continue;
       if (this.settings.granularity !== 'segment') {
         for (const turn of turns) memories.push(turnMemory(segment, turn));

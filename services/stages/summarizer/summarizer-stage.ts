@@ -41,17 +41,29 @@ export function summarizerStage(deps: SummarizerStageDeps): BatchHandler<typeof 
       promptHash: deps.extractor.promptHash,
       embedder: deps.embedderId,
     };
-    const versionParts = [pipeline.scorer, pipeline.segmenter, pipeline.extractor, pipeline.promptHash ?? '', pipeline.embedder ?? ''];
+    const versionParts = [
+      pipeline.scorer,
+      pipeline.segmenter,
+      pipeline.extractor,
+      pipeline.promptHash ?? '',
+      pipeline.embedder ?? '',
+    ];
     const segments = new Map(batch.map((segment) => [segment.segmentId, segment]));
     const now = deps.clock.now();
+    const ordinals = new Map<string, number>();
     for (const memory of await deps.extractor.extract(batch)) {
       const segment = segments.get(memory.topicId) ?? first;
+      // An extractor may find several memories of one kind in the same turns (an LLM: several facts per
+      // message); each needs its own id. The first keeps the plain kind, so ids stay as they were.
+      const sameSources = JSON.stringify([memory.kind, memory.sourceTurnIds]);
+      const ordinal = ordinals.get(sameSources) ?? 0;
+      ordinals.set(sameSources, ordinal + 1);
       const entry: MemoryEntry = {
         id: stableId('mem', [
           segment.tenantId,
           segment.userId,
           segment.conversationId,
-          memory.kind,
+          ordinal === 0 ? memory.kind : `${memory.kind}#${ordinal}`,
           ...versionParts,
           ...memory.sourceTurnIds,
         ]),
@@ -89,7 +101,10 @@ export function summarizerStage(deps: SummarizerStageDeps): BatchHandler<typeof 
       let buffer = cache.get(key);
       if (buffer === undefined) {
         const raw = await state.get(key);
-        buffer = raw === undefined ? { tokens: 0, lastReceivedAt: appendedAt, segments: [] } : StmBufferState.parse(JSON.parse(raw));
+        buffer =
+          raw === undefined
+            ? { tokens: 0, lastReceivedAt: appendedAt, segments: [] }
+            : StmBufferState.parse(JSON.parse(raw));
       }
       if (segment.turns.length > 0) {
         const tokens = tokensOf(segment);
