@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import avro from 'avsc';
 import { SqliteEventLog } from '../../services/adapters/sqlite/sqlite-event-log.js';
-import { LightmemError } from '../../services/core/errors.js';
+import { LightmemError, UnavailableError } from '../../services/core/errors.js';
 import { avroSchemas, type ConversationEvent } from '../../services/core/model/generated.js';
 import { Topics, conversationKey } from '../../services/core/model/topics.js';
 import type { Clock } from '../../services/core/ports/clock.js';
@@ -338,9 +338,14 @@ describe('SqliteEventLog', () => {
     }
   });
 
-  it('a waiting consumer wakes on an in-process append and stops on abort without waiting for its poll', async () => {
+  it('a waiting consumer wakes on an in-process append and stops on abort without waiting for its poll or backoff', async () => {
     const { file } = tempFile();
-    const log = SqliteEventLog.open(file, { logger: silentLogger, clock, pollIntervalMs: 60_000 });
+    const log = SqliteEventLog.open(file, {
+      logger: silentLogger,
+      clock,
+      pollIntervalMs: 60_000,
+      retryBaseMs: 60_000,
+    });
     try {
       const controller = new AbortController();
       const running = log.consume(
@@ -357,6 +362,23 @@ describe('SqliteEventLog', () => {
       controller.abort();
       await running;
       assert.ok(Date.now() - abortedAt < 1000, `stopped after ${Date.now() - abortedAt} ms`);
+
+      // Aborted in the middle of a one-minute retry backoff.
+      const retrying = new AbortController();
+      let calls = 0;
+      const failing = log.consume(
+        { group: 'slow-retry', topic: Topics.raw, signal: retrying.signal },
+        async () => {
+          calls++;
+          throw new UnavailableError('down for a while');
+        },
+      );
+      await waitFor(async () => calls >= 1, 'the first failure', 5000);
+      const retryAbortedAt = Date.now();
+      retrying.abort();
+      await failing;
+      assert.ok(Date.now() - retryAbortedAt < 1000, `stopped after ${Date.now() - retryAbortedAt} ms`);
+      assert.equal(calls, 1);
     } finally {
       await log.close();
     }

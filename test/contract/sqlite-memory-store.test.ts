@@ -7,7 +7,8 @@ import { openDatabase } from '../../services/adapters/sqlite/database.js';
 import {
   buildMatchExpression,
   queryTerms,
-  scopeQueryTokens,
+  scopeMatchTokens,
+  scopeTokens,
 } from '../../services/adapters/sqlite/fts-query.js';
 import { SqliteMemoryStore } from '../../services/adapters/sqlite/sqlite-memory-store.js';
 import type { Scope } from '../../services/core/model/scope.js';
@@ -217,7 +218,7 @@ describe('FTS query building', () => {
       const match = buildMatchExpression(text, scope);
       assert.ok(match !== null && allowed.test(match), `unexpected expression ${match}`);
     }
-    assert.deepEqual(queryTerms('Zebra zebra "OR" near( NEAR'), ['zebra', 'or', 'near']);
+    assert.deepEqual(queryTerms('Zebra zebra "OR" near( NEAR AND'), ['zebra', 'near']);
     assert.equal(buildMatchExpression(' "* ( ) : ^ -', scope), null);
     assert.equal(
       queryTerms('w '.repeat(100) + Array.from({ length: 100 }, (_, i) => `t${i}`).join(' ')).length,
@@ -226,18 +227,20 @@ describe('FTS query building', () => {
   });
 
   it('derives scope tokens per tenant, so equal user ids in two tenants never share a token', () => {
-    const a = scopeQueryTokens({ tenantId: 'tenant-a', userId: 'user-1' });
-    const b = scopeQueryTokens({ tenantId: 'tenant-b', userId: 'user-1' });
+    const a = scopeTokens({ tenantId: 'tenant-a', userId: 'user-1' });
+    const b = scopeTokens({ tenantId: 'tenant-b', userId: 'user-1' });
     assert.equal(a.length, 2);
     for (const token of a) assert.ok(!b.includes(token));
-    assert.deepEqual(scopeQueryTokens({ tenantId: 'tenant-a', userId: 'user-1' }), a);
-    const full = scopeQueryTokens({
-      tenantId: 't',
-      userId: 'x',
-      agentId: 'x',
-      conversationId: 'x',
-      sessionId: 'x',
-    });
+    assert.deepEqual(scopeTokens({ tenantId: 'tenant-a', userId: 'user-1' }), a);
+    const full = scopeTokens({ tenantId: 't', userId: 'x', agentId: 'x', conversationId: 'x', sessionId: 'x' });
     assert.equal(new Set(full).size, 5, 'the level is part of the token');
+    // The narrower token already implies the tenant; a tenant-wide query needs the tenant token.
+    assert.deepEqual(scopeMatchTokens({ tenantId: 'tenant-a', userId: 'user-1' }), a.slice(1));
+    assert.deepEqual(scopeMatchTokens({ tenantId: 'tenant-a' }), a.slice(0, 1));
+  });
+
+  it('drops stopwords unless nothing else is left', () => {
+    assert.deepEqual(queryTerms('What did Alice say about the dog?'), ['alice', 'say', 'dog']);
+    assert.deepEqual(queryTerms('who are you'), ['who', 'are', 'you']);
   });
 });

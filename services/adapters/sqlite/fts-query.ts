@@ -20,18 +20,37 @@ const MAX_QUERY_CHARS = 4_000;
 
 const wordPattern = /[\p{L}\p{N}][\p{L}\p{N}\p{M}]*/gu;
 
-/** The distinct (case-insensitive) words of `text`, in order of first appearance. */
+/**
+ * English function words. They match most memories, so they barely move BM25, yet each one costs a pass
+ * over its (long) doclist in every query. Dropped from queries unless nothing else is left; the index
+ * keeps them, so a query made only of such words still works.
+ */
+const STOPWORDS = new Set(
+  (
+    'a about above after again against all am an and any are as at be because been before being below ' +
+    'between both but by can could did do does doing down during each few for from further had has have ' +
+    'having he her here hers herself him himself his how i if in into is it its itself just me more most ' +
+    'my myself no nor not now of off on once only or other our ours ourselves out over own same she should ' +
+    'so some such than that the their theirs them themselves then there these they this those through to ' +
+    'too under until up very was we were what when where which while who whom why will with would you ' +
+    'your yours yourself yourselves'
+  ).split(' '),
+);
+
+/** The distinct (case-insensitive) words of `text`, in order of first appearance, stopwords dropped. */
 export function queryTerms(text: string, max: number = MAX_QUERY_TERMS): string[] {
   const seen = new Set<string>();
   const terms: string[] = [];
+  const stopwords: string[] = [];
   for (const match of text.slice(0, MAX_QUERY_CHARS).normalize('NFC').matchAll(wordPattern)) {
     const term = match[0].slice(0, MAX_TERM_LENGTH).toLowerCase();
     if (seen.has(term)) continue;
     seen.add(term);
-    terms.push(term);
+    if (STOPWORDS.has(term)) stopwords.push(term);
+    else terms.push(term);
     if (terms.length >= max) break;
   }
-  return terms;
+  return terms.length > 0 ? terms : stopwords.slice(0, max);
 }
 
 /**
@@ -48,8 +67,8 @@ function scopeToken(level: 't' | 'u' | 'a' | 'c' | 's', tenantId: string, value:
   return `${level}${hex.slice(0, 20)}0`;
 }
 
-/** Tokens a query must match: one per scope field that is set. */
-export function scopeQueryTokens(scope: Scope): string[] {
+/** One token per scope field that is set (the tenant always). */
+export function scopeTokens(scope: Scope): string[] {
   const { tenantId } = scope;
   const tokens = [scopeToken('t', tenantId, tenantId)];
   if (scope.userId !== undefined) tokens.push(scopeToken('u', tenantId, scope.userId));
@@ -59,16 +78,25 @@ export function scopeQueryTokens(scope: Scope): string[] {
   return tokens;
 }
 
+/**
+ * The tokens a query must match. Every token hashes the tenant in, so when a narrower one is present the
+ * tenant token adds nothing, and leaving it out saves bm25() a pass over the whole tenant's doclist (it
+ * counts every phrase of the query to weigh it).
+ */
+export function scopeMatchTokens(scope: Scope): string[] {
+  const tokens = scopeTokens(scope);
+  return tokens.length > 1 ? tokens.slice(1) : tokens;
+}
+
 /** The `scope` column value of a memory: every token a query for one of its scopes may ask for. */
 export function entryScopeColumn(entry: MemoryEntry): string {
-  const scope: Scope = {
+  return scopeTokens({
     tenantId: entry.tenantId,
     userId: entry.userId,
     agentId: entry.agentId ?? undefined,
     conversationId: entry.conversationId,
     sessionId: entry.sessionId,
-  };
-  return scopeQueryTokens(scope).join(' ');
+  }).join(' ');
 }
 
 /**
@@ -80,7 +108,7 @@ export function buildMatchExpression(text: string, scope: Scope): string | null 
   if (terms.length === 0) return null;
   // Terms hold letters, digits and marks only, so wrapping them in double quotes needs no escaping.
   const words = terms.map((term) => `"${term}"`).join(' OR ');
-  const scopePart = scopeQueryTokens(scope)
+  const scopePart = scopeMatchTokens(scope)
     .map((token) => `scope: "${token}"`)
     .join(' AND ');
   return `({text speaker}: (${words})) AND ${scopePart}`;

@@ -19,6 +19,7 @@ import { buildMatchExpression, entryScopeColumn } from './fts-query.js';
 import { DEFAULT_FUSION, fuse, normaliseWeights, type FusionWeights } from './memory-fusion.js';
 import {
   MEMORY_MIGRATIONS,
+  type MemoryRow,
   contentHash,
   entryParams,
   parseMemoryRow,
@@ -56,14 +57,19 @@ interface Filter {
   readonly params: readonly unknown[];
 }
 
-const candidateSchema = z.object({
+const lexicalCandidate = z.object({
   rid: z.number().int(),
   id: z.string(),
   occurred_at: z.number().int(),
+  bm: z.number(),
 });
-const lexicalScore = z.object({ bm: z.number() });
-// sqlite-vec reports a null distance for a zero query vector: such a hit has no similarity.
-const semanticScore = z.object({ distance: z.number().nullable() });
+const semanticCandidate = z.object({
+  rid: z.number().int(),
+  id: z.string(),
+  occurred_at: z.number().int(),
+  // sqlite-vec reports a null distance for a zero query vector: such a hit has no similarity.
+  distance: z.number().nullable(),
+});
 const existingSchema = z.object({
   rid: z.number().int(),
   tenant_id: z.string(),
@@ -352,54 +358,70 @@ export class SqliteMemoryStore implements MemoryStore {
     const semanticActive = queryVector !== undefined;
     const filter = memoryFilter(scope, range, live ? now : null);
 
-    const lexical = [];
+    // Candidates carry only keys and scores (every match passes through the ORDER BY sorter, so no text);
+    // full rows are loaded for the hits that are returned.
+    const lexical: { key: number; id: string; occurredAt: number; item: number; bm25: number }[] = [];
     const match = buildMatchExpression(request.text, scope);
     if (match !== null) {
+      // CROSS JOIN pins the join order: FTS first, then a rowid lookup per hit. With a plain JOIN the
+      // planner may walk the user's rows in the scope index and re-run the MATCH for each (~50x slower).
       const statement = this.stmt(
         `lexical:${filter.key}`,
         () =>
-          `SELECT m.*, ${BM25} AS bm FROM memories_fts JOIN memories m ON m.rid = memories_fts.rowid
-         WHERE memories_fts MATCH ? AND ${filter.sql} ORDER BY bm LIMIT ?`,
+          `SELECT m.rid, m.id, m.occurred_at, ${BM25} AS bm FROM memories_fts CROSS JOIN memories m ON m.rid = memories_fts.rowid
+           WHERE memories_fts MATCH ? AND ${filter.sql} ORDER BY bm LIMIT ?`,
       );
       for (const row of statement.all(match, ...filter.params, Math.max(limit * 4, 50))) {
-        const c = candidateSchema.parse(row);
-        lexical.push({
-          key: c.rid,
-          id: c.id,
-          occurredAt: c.occurred_at,
-          item: row,
-          bm25: lexicalScore.parse(row).bm,
-        });
+        const c = lexicalCandidate.parse(row);
+        lexical.push({ key: c.rid, id: c.id, occurredAt: c.occurred_at, item: c.rid, bm25: c.bm });
       }
     }
 
-    const semantic = [];
+    const semantic: { key: number; id: string; occurredAt: number; item: number; distance: number }[] = [];
     if (queryVector !== undefined) {
       const knn = knnFilter(scope, range, live);
       const statement = this.stmt(
         `semantic:${knn.key}:${filter.key}`,
         () =>
           `WITH knn AS (
-           SELECT rowid AS rid, distance FROM memory_vectors WHERE embedding MATCH ? AND k = ? AND ${knn.sql}
-         )
-         SELECT m.*, knn.distance AS distance FROM knn JOIN memories m ON m.rid = knn.rid WHERE ${filter.sql}`,
+             SELECT rowid AS rid, distance FROM memory_vectors WHERE embedding MATCH ? AND k = ? AND ${knn.sql}
+           )
+           SELECT m.rid, m.id, m.occurred_at, knn.distance AS distance
+           FROM knn CROSS JOIN memories m ON m.rid = knn.rid WHERE ${filter.sql}`,
       );
       const k = Math.min(Math.max(limit * 8, 100), MAX_KNN);
       for (const row of statement.all(vectorBlob(queryVector), k, ...knn.params, ...filter.params)) {
-        const c = candidateSchema.parse(row);
-        const { distance } = semanticScore.parse(row);
-        if (distance === null) continue;
-        semantic.push({ key: c.rid, id: c.id, occurredAt: c.occurred_at, item: row, distance });
+        const c = semanticCandidate.parse(row);
+        if (c.distance === null) continue;
+        semantic.push({ key: c.rid, id: c.id, occurredAt: c.occurred_at, item: c.rid, distance: c.distance });
       }
     }
 
-    // Rows are fully decoded only for the hits returned, not for every candidate.
-    return fuse(lexical, semantic, this.weights, semanticActive, limit).map((hit) => ({
-      memory: rowToEntry(parseMemoryRow(hit.item)),
-      score: hit.score,
-      lexical: hit.lexical,
-      semantic: hit.semantic,
-    }));
+    const fused = fuse(lexical, semantic, this.weights, semanticActive, limit);
+    const rows = this.loadRows(
+      scope.tenantId,
+      fused.map((hit) => hit.item),
+    );
+    return fused.flatMap((hit) => {
+      const row = rows.get(hit.item);
+      if (row === undefined) return []; // cannot happen inside one synchronous call; never invent a hit
+      return [{ memory: rowToEntry(row), score: hit.score, lexical: hit.lexical, semantic: hit.semantic }];
+    });
+  }
+
+  /** Full rows by rid, still confined to the tenant. */
+  private loadRows(tenantId: string, rids: readonly number[]): Map<number, MemoryRow> {
+    const rows = new Map<number, MemoryRow>();
+    if (rids.length === 0) return rows;
+    const statement = this.stmt(
+      'load-rows',
+      () => 'SELECT m.* FROM memories m WHERE m.rid IN (SELECT value FROM json_each(?)) AND m.tenant_id = ?',
+    );
+    for (const raw of statement.all(JSON.stringify(rids), tenantId)) {
+      const row = parseMemoryRow(raw);
+      rows.set(row.rid, row);
+    }
+    return rows;
   }
 
   /** Any memory of the scope by id, live or not (history stays readable). */
