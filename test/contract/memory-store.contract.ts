@@ -277,6 +277,9 @@ export function memoryStoreContract(name: string, open: () => Promise<MemoryStor
         assert.deepEqual(ids(await hybrid(A1, 'meeting note', { timeRange: range })).sort(), expected);
         assert.equal((await hybrid(A1, 'meeting note', { timeRange: { from: T0 + 3 * HOUR } })).length, 1);
         assert.equal((await hybrid(A1, 'meeting note', { timeRange: { to: T0 + HOUR } })).length, 1);
+        const everything = { from: -Number.MAX_VALUE, to: Number.MAX_VALUE };
+        assert.equal((await hybrid(A1, 'meeting note', { timeRange: everything })).length, 4);
+        await expectCode(lexical(A1, 'meeting', { timeRange: { from: Number.NaN } }), 'invalid_input');
       });
 
       it('returns live memories by default and history with includeSuperseded', async () => {

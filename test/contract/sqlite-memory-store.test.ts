@@ -232,7 +232,13 @@ describe('FTS query building', () => {
     assert.equal(a.length, 2);
     for (const token of a) assert.ok(!b.includes(token));
     assert.deepEqual(scopeTokens({ tenantId: 'tenant-a', userId: 'user-1' }), a);
-    const full = scopeTokens({ tenantId: 't', userId: 'x', agentId: 'x', conversationId: 'x', sessionId: 'x' });
+    const full = scopeTokens({
+      tenantId: 't',
+      userId: 'x',
+      agentId: 'x',
+      conversationId: 'x',
+      sessionId: 'x',
+    });
     assert.equal(new Set(full).size, 5, 'the level is part of the token');
     // The narrower token already implies the tenant; a tenant-wide query needs the tenant token.
     assert.deepEqual(scopeMatchTokens({ tenantId: 'tenant-a', userId: 'user-1' }), a.slice(1));

@@ -28,7 +28,7 @@ import {
   vectorTableSql,
 } from './memory-schema.js';
 
-type Statement = Database.Statement<unknown[], unknown>;
+type Statement = Database.Statement;
 
 export interface SqliteMemoryStoreOptions {
   /** Weights of the lexical (BM25) and semantic (cosine) parts of the fused score; scaled to sum to 1. */
@@ -321,7 +321,14 @@ export class SqliteMemoryStore implements MemoryStore {
     // contentless_delete only tombstones FTS rows: the erased words stay in the index segments until they
     // are merged. Rewriting the index drops them for good. It is proportional to the index size, but
     // erasure is rare, and it runs after the commit so the deletion itself stays short and atomic.
-    if (erased.length > 0) this.db.exec(`INSERT INTO memories_fts (memories_fts) VALUES ('optimize')`);
+    if (erased.length > 0) {
+      try {
+        this.db.exec(`INSERT INTO memories_fts (memories_fts) VALUES ('optimize')`);
+      } catch {
+        // The erasure is committed and tombstoned rows never match; automerge drops the words later. Failing
+        // here would report a completed erasure as failed (and a retry would return no ids).
+      }
+    }
     return erased;
   }
 
@@ -495,7 +502,7 @@ export class SqliteMemoryStore implements MemoryStore {
   private stmt(key: string, build: () => string): Statement {
     let statement = this.statements.get(key);
     if (statement === undefined) {
-      statement = this.db.prepare<unknown[], unknown>(build());
+      statement = this.db.prepare(build());
       this.statements.set(key, statement);
     }
     return statement;
@@ -637,7 +644,10 @@ function checkLimit(limit: number): number {
   return limit;
 }
 
-/** Occurrence times are integers, so rounding bounds up keeps `>= from` and `< to` exact. */
+/**
+ * Occurrence times are integers, so rounding bounds up keeps `>= from` and `< to` exact; clamping keeps
+ * them bindable as 64-bit integers.
+ */
 function checkTimeRange(range: TimeRange | undefined): Range {
   const out: { from?: number; to?: number } = {};
   for (const side of ['from', 'to'] as const) {
@@ -645,7 +655,7 @@ function checkTimeRange(range: TimeRange | undefined): Range {
     if (value === undefined) continue;
     if (!Number.isFinite(value))
       throw new InvalidInputError(`timeRange.${side} must be a finite number`, `timeRange.${side}`);
-    out[side] = Math.ceil(value);
+    out[side] = Math.min(Math.max(Math.ceil(value), -Number.MAX_SAFE_INTEGER), Number.MAX_SAFE_INTEGER);
   }
   return out;
 }
@@ -668,8 +678,10 @@ function validateWrite(write: MemoryWrite, index: number): void {
     assertId(entry[field], at(field));
   }
   if (entry.agentId !== null) assertId(entry.agentId, at('agentId'));
-  if (!MemoryKindValues.includes(entry.kind))
-    throw new InvalidInputError(`unknown kind ${String(entry.kind)}`, at('kind'));
+  // Typed as MemoryKind, but an untyped caller may pass anything: print it safely.
+  if (!MemoryKindValues.includes(entry.kind)) {
+    throw new InvalidInputError(`unknown kind ${JSON.stringify(entry.kind)}`, at('kind'));
+  }
   for (const field of ['text', 'speaker', 'topicId', 'zoneOffset'] as const) {
     if (typeof entry[field] !== 'string') throw new InvalidInputError(`${field} must be a string`, at(field));
   }
