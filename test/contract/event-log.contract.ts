@@ -12,6 +12,7 @@ import type {
   OutputRecord,
   StageOutput,
 } from '../../services/core/ports/event-log.js';
+import { makeTurn } from '../support/event-fixtures.js';
 
 /**
  * Behaviour every EventLog adapter must have. Uses the port only, so the SQLite adapter and the Kafka one
@@ -564,28 +565,7 @@ export function eventLogContract(
   });
 }
 
-const T0 = Date.UTC(2025, 0, 1);
-
-function turn(i: number, overrides: Partial<ConversationEvent> = {}): ConversationEvent {
-  return {
-    kind: 'turn',
-    tenantId: 'tenant-a',
-    userId: 'user-1',
-    agentId: null,
-    conversationId: 'conv-1',
-    sessionId: 'sess-1',
-    turnId: `t${i}`,
-    seq: i,
-    role: 'user',
-    speaker: 'Ana',
-    text: `message number ${i}`,
-    occurredAt: T0 + i * 1000,
-    zoneOffset: '+00:00',
-    receivedAt: T0 + i * 1000,
-    metadata: { source: 'contract' },
-    ...overrides,
-  };
-}
+const turn = makeTurn;
 
 function toAppend(event: ConversationEvent): AppendRecord<typeof Topics.raw> {
   return { key: conversationKey(event), value: event };

@@ -13,6 +13,7 @@ import type { Clock } from '../../services/core/ports/clock.js';
 import type { AppendRecord, EventLog } from '../../services/core/ports/event-log.js';
 import type { Logger } from '../../services/core/ports/logger.js';
 import { eventLogContract } from './event-log.contract.js';
+import { makeTurn } from '../support/event-fixtures.js';
 
 const silentLogger: Logger = {
   debug: () => undefined,
@@ -56,27 +57,8 @@ eventLogContract('SqliteEventLog', async () => {
   };
 });
 
-const T0 = Date.UTC(2025, 0, 1);
-
 function turn(i: number, overrides: Partial<ConversationEvent> = {}): ConversationEvent {
-  return {
-    kind: 'turn',
-    tenantId: 'tenant-a',
-    userId: 'user-1',
-    agentId: null,
-    conversationId: 'conv-1',
-    sessionId: 'sess-1',
-    turnId: `t${i}`,
-    seq: i,
-    role: 'user',
-    speaker: 'Ana',
-    text: `message number ${i}`,
-    occurredAt: T0 + i * 1000,
-    zoneOffset: '+02:00',
-    receivedAt: T0 + i * 1000,
-    metadata: { channel: 'chat' },
-    ...overrides,
-  };
+  return makeTurn(i, { zoneOffset: '+02:00', metadata: { channel: 'chat' }, ...overrides });
 }
 
 function toAppend(event: ConversationEvent, dedupKey?: string): AppendRecord<typeof Topics.raw> {

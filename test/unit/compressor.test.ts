@@ -11,8 +11,7 @@ import type { CompressedTurn, ConversationEvent } from '../../services/core/mode
 import { Topics } from '../../services/core/model/topics.js';
 import type { LogRecord, StageOutput, StateReader, StateWrite } from '../../services/core/ports/event-log.js';
 import type { ScoredWord, TokenScorer } from '../../services/core/ports/token-scorer.js';
-
-const T0 = Date.UTC(2025, 0, 1);
+import { T0, makeTurn } from '../support/event-fixtures.js';
 
 function words(keeps: readonly number[], tokens: readonly number[] = []): ScoredWord[] {
   return keeps.map((keep, i) => ({ word: `w${i + 1}`, keep, tokens: tokens[i] ?? 1 }));
@@ -32,24 +31,13 @@ function fixedScorer(scored: readonly ScoredWord[]): TokenScorer & { calls: numb
 }
 
 function event(turnId: string, overrides: Partial<ConversationEvent> = {}): ConversationEvent {
-  return {
-    kind: 'turn',
-    tenantId: 'tenant-a',
-    userId: 'user-1',
-    agentId: null,
-    conversationId: 'conv-1',
-    sessionId: 'sess-1',
+  return makeTurn(0, {
     turnId,
-    seq: 0,
-    role: 'user',
     speaker: 'Caroline',
     text: 'I went to a LGBTQ support group yesterday',
-    occurredAt: T0,
-    zoneOffset: '+00:00',
-    receivedAt: T0,
     metadata: {},
     ...overrides,
-  };
+  });
 }
 
 function records(events: readonly ConversationEvent[], firstOffset = 0): LogRecord<typeof Topics.raw>[] {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { RoleValues } from '../../core/model/generated.js';
+import { SegmentTurnState } from '../segment-turn-state.js';
 
 /** The persisted sensory buffer of one conversation (state of the segmenter stage). */
 export const SensoryBufferState = z.object({
@@ -13,17 +13,6 @@ export const SensoryBufferState = z.object({
   countedTokens: z.number(),
   lastTurnId: z.string(),
   lastReceivedAt: z.number(),
-  turns: z.array(
-    z.object({
-      turnId: z.string(),
-      seq: z.number(),
-      role: z.enum(RoleValues),
-      speaker: z.string(),
-      text: z.string(),
-      tokens: z.number(),
-      occurredAt: z.number(),
-      zoneOffset: z.string(),
-    }),
-  ),
+  turns: z.array(SegmentTurnState),
 });
 export type SensoryBufferState = z.infer<typeof SensoryBufferState>;

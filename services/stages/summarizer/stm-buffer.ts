@@ -1,16 +1,6 @@
 import { z } from 'zod';
-import { RoleValues, BoundaryReasonValues } from '../../core/model/generated.js';
-
-const SegmentTurnState = z.object({
-  turnId: z.string(),
-  seq: z.number(),
-  role: z.enum(RoleValues),
-  speaker: z.string(),
-  text: z.string(),
-  tokens: z.number(),
-  occurredAt: z.number(),
-  zoneOffset: z.string(),
-});
+import { BoundaryReasonValues } from '../../core/model/generated.js';
+import { SegmentTurnState } from '../segment-turn-state.js';
 
 /** The persisted short-term memory buffer of one conversation (state of the summarizer stage). */
 export const StmBufferState = z.object({
