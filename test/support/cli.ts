@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const repoRoot = new URL('../../', import.meta.url).pathname;
-export const sharedData = join(repoRoot, '..', 'shared', 'data');
+/** The benchmark data: `shared/data` beside the repository (as in CI), or LIGHTMEM_SHARED_DATA. */
+export const sharedData = process.env['LIGHTMEM_SHARED_DATA'] ?? join(repoRoot, '..', 'shared', 'data');
 export const locomoFile = join(sharedData, 'locomo-dev.json');
 
 export interface CliResult {

@@ -16,8 +16,9 @@ import {
   parseLongMemEvalDate,
   readJsonArray,
 } from '../../services/ingest/index.js';
+import { sharedData } from '../support/cli.js';
 
-const data = '/work/shared/data';
+const data = sharedData;
 const locomoPath = join(data, 'locomo-dev.json');
 const oraclePath = join(data, 'longmemeval-oracle-dev.json');
 const longMemEvalSPath = join(data, 'longmemeval-s-dev.json.gz');
