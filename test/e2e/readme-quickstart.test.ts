@@ -1,0 +1,68 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { repoRoot, spawnCli, tempDir } from '../support/cli.js';
+
+/** The README's curl commands, as a newcomer would paste them: method, URL and JSON body. */
+function quickstartRequests(): { url: URL; body: string }[] {
+  const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+  const requests = [
+    ...readme.matchAll(/^curl -s -X POST '([^']+)' -H 'content-type: application\/json' -d '([^']+)'$/gm),
+  ];
+  return requests.map((match) => ({ url: new URL(match[1] ?? ''), body: match[2] ?? '' }));
+}
+
+describe('README quickstart', () => {
+  const dir = tempDir('readme');
+  let child: ChildProcess;
+  let base = '';
+
+  before(async () => {
+    child = spawnCli(['serve', '--port', '0', '--data-dir', dir.path]);
+    base = await new Promise<string>((resolve, reject) => {
+      let buffered = '';
+      child.stderr?.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString();
+        const match = /"url":"(http:\/\/[^"]+)"/.exec(buffered);
+        if (match?.[1] !== undefined) resolve(match[1]);
+      });
+      child.once('exit', () => reject(new Error(`server exited:\n${buffered}`)));
+    });
+  });
+  after(async () => {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+    dir.remove();
+  });
+
+  it('documents the default address and the two requests, which work verbatim', async () => {
+    const requests = quickstartRequests();
+    assert.equal(
+      requests.length,
+      2,
+      'README must show the POST /v1/events and POST /v1/search curl commands',
+    );
+    const [events, search] = requests;
+    assert.equal(events?.url.origin, 'http://127.0.0.1:8787');
+    assert.equal(events?.url.pathname, '/v1/events');
+    assert.equal(search?.url.pathname, '/v1/search');
+
+    const send = (request: { url: URL; body: string }): Promise<Response> =>
+      fetch(`${base}${request.url.pathname}${request.url.search}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: request.body,
+      });
+    const posted = await send(events);
+    assert.equal(posted.status, 202);
+    assert.equal(((await posted.json()) as { processed: boolean }).processed, true);
+    const found = await send(search);
+    assert.equal(found.status, 200);
+    const { results } = (await found.json()) as { results: { text: string; sourceTurnIds: string[] }[] };
+    assert.match(results[0]?.text ?? '', /Waffles/);
+    assert.deepEqual(results[0]?.sourceTurnIds, ['1']);
+  });
+});
