@@ -1,11 +1,9 @@
 import { once } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
 import { systemClock } from '../core/ports/clock.js';
 import { Ingestion } from '../app/ingestion.js';
 import { MemorySearch } from '../app/memory-search.js';
 import { createHttpApi } from '../api/http-server.js';
-import { isDrained } from '../runtime/pipeline.js';
 import { commonOptions, intOption, parse, stringOption } from './args.js';
 import { openContext } from './context.js';
 
@@ -43,14 +41,11 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
     defaultTenant: config.defaultTenant,
     maxBodyBytes: config.server.maxBodyBytes,
     logger,
-    waitForDrain: async (timeoutMs) => {
-      const deadline = Date.now() + timeoutMs;
-      while (Date.now() < deadline) {
-        if (isDrained(await runtime.lag())) return true;
-        await sleep(20);
-      }
-      return false;
-    },
+    waitForDrain: (timeoutMs) =>
+      runtime.waitForDrain({ signal: AbortSignal.timeout(timeoutMs) }).then(
+        () => true,
+        () => false,
+      ),
     health: async () => {
       const lags = await runtime.lag();
       return {
