@@ -13,7 +13,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { InvalidInputError, LightmemError, errorMessage } from '../core/errors.js';
-import { type InputItem, decodeTurnInput, truncateUtf8 } from './turn-input.js';
+import { type InputItem, datasetFailure, decodeTurnInput, truncateUtf8 } from './turn-input.js';
 
 const READ_CHUNK_BYTES = 1024 * 1024;
 
@@ -241,5 +241,25 @@ export async function* readJsonArray(path: string): AsyncGenerator<JsonArrayElem
     throw readError(path, error);
   } finally {
     input.close();
+  }
+}
+
+/**
+ * The items of a dataset that is one JSON array of records (LoCoMo samples, LongMemEval questions),
+ * streamed: each element is expanded by `expand`; a malformed element becomes one error item, whose raw
+ * text goes through `redact` first (to keep gold labels out of dead letters).
+ */
+export async function* jsonArrayDatasetItems(
+  path: string,
+  expand: (value: unknown, index: number, text: string) => Iterable<InputItem>,
+  redact: (text: string) => string = (text) => text,
+): AsyncGenerator<InputItem> {
+  for await (const element of readJsonArray(path)) {
+    if (!element.ok) {
+      const field = element.index === null ? '(file)' : `[${element.index}]`;
+      yield datasetFailure(field, redact(element.text), field, element.message);
+      continue;
+    }
+    yield* expand(element.value, element.index, element.text);
   }
 }

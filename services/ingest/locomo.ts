@@ -7,7 +7,7 @@
  * `qa` are generated text or gold answers and are never fed to the memory system.
  */
 import { InvalidInputError, errorMessage } from '../core/errors.js';
-import { readJsonArray } from './jsonl.js';
+import { jsonArrayDatasetItems } from './jsonl.js';
 import {
   type InputItem,
   datasetFailure as failure,
@@ -196,12 +196,5 @@ export async function* loadLocomo(
   defaults: { tenantId?: string | undefined },
 ): AsyncGenerator<InputItem> {
   const tenantId = defaults.tenantId ?? 'default';
-  for await (const element of readJsonArray(path)) {
-    if (!element.ok) {
-      const field = element.index === null ? '(file)' : `[${element.index}]`;
-      yield failure(field, element.text, field, element.message);
-      continue;
-    }
-    yield* locomoSampleItems(element.value, element.index, tenantId, element.text);
-  }
+  yield* jsonArrayDatasetItems(path, (value, index, text) => locomoSampleItems(value, index, tenantId, text));
 }

@@ -7,7 +7,7 @@
  * label: it is never put in an event, its metadata, or the raw text kept for dead letters.
  */
 import { InvalidInputError } from '../core/errors.js';
-import { readJsonArray } from './jsonl.js';
+import { jsonArrayDatasetItems } from './jsonl.js';
 import {
   type InputItem,
   datasetFailure as failure,
@@ -226,12 +226,9 @@ export async function* loadLongMemEval(
   defaults: { tenantId?: string | undefined },
 ): AsyncGenerator<InputItem> {
   const tenantId = defaults.tenantId ?? 'default';
-  for await (const element of readJsonArray(path)) {
-    if (!element.ok) {
-      const field = element.index === null ? '(file)' : `[${element.index}]`;
-      yield failure(field, withoutGoldLabels(element.text), field, element.message);
-      continue;
-    }
-    yield* longMemEvalQuestionItems(element.value, element.index, tenantId, element.text);
-  }
+  yield* jsonArrayDatasetItems(
+    path,
+    (value, index, text) => longMemEvalQuestionItems(value, index, tenantId, text),
+    withoutGoldLabels,
+  );
 }

@@ -1,33 +1,18 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { spawnCli, tempDir } from '../support/cli.js';
+import { startServer, tempDir } from '../support/cli.js';
 
 describe('lightmem serve (HTTP API)', () => {
   const dir = tempDir('http');
-  let child: ChildProcess;
+  let server: Awaited<ReturnType<typeof startServer>>;
   let base = '';
 
   before(async () => {
-    child = spawnCli(['serve', '--port', '0', '--data-dir', dir.path]);
-    base = await new Promise<string>((resolve, reject) => {
-      let buffered = '';
-      const timer = setTimeout(() => reject(new Error(`server did not start:\n${buffered}`)), 30_000);
-      child.stderr?.on('data', (chunk: Buffer) => {
-        buffered += chunk.toString();
-        const match = /"url":"(http:\/\/[^"]+)"/.exec(buffered);
-        if (match?.[1] !== undefined) {
-          clearTimeout(timer);
-          resolve(match[1]);
-        }
-      });
-      child.once('exit', () => reject(new Error(`server exited:\n${buffered}`)));
-    });
+    server = await startServer(dir.path);
+    base = server.base;
   });
   after(async () => {
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    await exited;
+    await server.stop();
     dir.remove();
   });
 

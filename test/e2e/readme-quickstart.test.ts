@@ -2,8 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
-import { repoRoot, spawnCli, tempDir } from '../support/cli.js';
+import { repoRoot, startServer, tempDir } from '../support/cli.js';
 
 /** The README's curl commands, as a newcomer would paste them: method, URL and JSON body. */
 function quickstartRequests(): { url: URL; body: string }[] {
@@ -16,25 +15,15 @@ function quickstartRequests(): { url: URL; body: string }[] {
 
 describe('README quickstart', () => {
   const dir = tempDir('readme');
-  let child: ChildProcess;
+  let server: Awaited<ReturnType<typeof startServer>>;
   let base = '';
 
   before(async () => {
-    child = spawnCli(['serve', '--port', '0', '--data-dir', dir.path]);
-    base = await new Promise<string>((resolve, reject) => {
-      let buffered = '';
-      child.stderr?.on('data', (chunk: Buffer) => {
-        buffered += chunk.toString();
-        const match = /"url":"(http:\/\/[^"]+)"/.exec(buffered);
-        if (match?.[1] !== undefined) resolve(match[1]);
-      });
-      child.once('exit', () => reject(new Error(`server exited:\n${buffered}`)));
-    });
+    server = await startServer(dir.path);
+    base = server.base;
   });
   after(async () => {
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    await exited;
+    await server.stop();
     dir.remove();
   });
 

@@ -43,3 +43,29 @@ export function tempDir(prefix: string): { path: string; remove(): void } {
   const path = mkdtempSync(join(tmpdir(), `lightmem-${prefix}-`));
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
+
+/** `lightmem serve --port 0` on a data dir; resolves with its base URL once it listens. */
+export async function startServer(dataDir: string): Promise<{ base: string; stop(): Promise<void> }> {
+  const child = spawnCli(['serve', '--port', '0', '--data-dir', dataDir]);
+  const base = await new Promise<string>((resolve, reject) => {
+    let buffered = '';
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${buffered}`)), 30_000);
+    child.stderr?.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const match = /"url":"(http:\/\/[^"]+)"/.exec(buffered);
+      if (match?.[1] !== undefined) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+    child.once('exit', () => reject(new Error(`server exited:\n${buffered}`)));
+  });
+  return {
+    base,
+    stop: async () => {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
