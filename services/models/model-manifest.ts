@@ -1,0 +1,31 @@
+import { z } from 'zod';
+
+/**
+ * `lightmem-model.json`, written by `lightmem models fetch` into each model's folder
+ * (`<models dir>/<name>/`) beside `model.onnx` and `tokenizer.json`. Loaders read everything they need
+ * from it: nothing about a model is hard-coded at load time.
+ */
+export const ModelManifest = z.object({
+  /** Registry name, e.g. bge-small-en-v1.5. */
+  name: z.string().min(1),
+  kind: z.enum(['embedder', 'token-classifier']),
+  /** Where the files came from: hf (Hugging Face hub), maven (Maven Central jar), local. */
+  source: z.enum(['hf', 'maven', 'local']),
+  /** The exact origin (URL or Maven coordinates) of each file. */
+  origin: z.string(),
+  /** Embedders: how token vectors become one text vector. */
+  pooling: z.enum(['cls', 'mean']).optional(),
+  normalize: z.boolean().default(true),
+  /** Output dimension (embedders) or number of labels (token classifiers). */
+  dims: z.number().int().positive(),
+  /** Longest input in subword tokens, special tokens included. */
+  maxLength: z.number().int().positive(),
+  /** sha256 (hex) of every file in the folder but this one. */
+  files: z.record(z.string(), z.string().regex(/^[0-9a-f]{64}$/)),
+  fetchedAt: z.string(),
+});
+export type ModelManifest = z.infer<typeof ModelManifest>;
+
+export const manifestFileName = 'lightmem-model.json';
+export const modelFileName = 'model.onnx';
+export const tokenizerFileName = 'tokenizer.json';
