@@ -4,6 +4,7 @@ import { searchCommand, searchUsage } from './search-command.js';
 import { statsCommand, statsUsage } from './stats-command.js';
 import { serveCommand, serveUsage } from './serve-command.js';
 import { benchCommand, benchUsage } from './bench-command.js';
+import { modelsCommand, modelsUsage } from './models-command.js';
 
 const usage = `lightmem — long-term memory for LLM agents
 
@@ -17,6 +18,8 @@ ${serveUsage}
 
 ${benchUsage}
 
+${modelsUsage}
+
 Common options: --data-dir D (default ./.lightmem or LIGHTMEM_DATA_DIR), --config FILE (or LIGHTMEM_CONFIG),
 --log-level debug|info|warn|error|silent.`;
 
@@ -26,6 +29,7 @@ const commands: Record<string, (argv: readonly string[]) => Promise<number>> = {
   stats: statsCommand,
   serve: serveCommand,
   bench: benchCommand,
+  models: modelsCommand,
 };
 
 /** Runs one CLI command; returns the exit code. Errors are printed as one line naming the field. */
