@@ -14,6 +14,8 @@ export interface PipelineStats {
   }[];
   readonly deadLetters: { readonly count: number; readonly recent: readonly DeadLetter[] };
   readonly components: Readonly<Record<string, string>>;
+  /** Features that are off, and how to turn them on. */
+  readonly warnings: readonly string[];
 }
 
 export async function collectStats(
@@ -21,6 +23,7 @@ export async function collectStats(
   store: MemoryStore,
   lags: readonly StageLag[],
   components: Readonly<Record<string, string>>,
+  warnings: readonly string[] = [],
   recentDeadLetters = 20,
 ): Promise<PipelineStats> {
   const storeStats = await store.stats();
@@ -40,5 +43,6 @@ export async function collectStats(
     })),
     deadLetters: { count: deadCount, recent: recent.map((r) => r.value) },
     components,
+    warnings,
   };
 }

@@ -31,7 +31,7 @@ export async function benchCommand(argv: readonly string[]): Promise<number> {
   if (questions.length === 0) throw new InvalidInputError(`no questions in ${data}`, 'data');
   const count = intOption(values, 'queries', 1000);
   const limit = intOption(values, 'limit', 10);
-  const { config, runtime } = openContext(values, { logLevel: 'warn' });
+  const { config, runtime } = await openContext(values, { logLevel: 'warn' });
   try {
     const search = new MemorySearch(runtime.store, runtime.components.embedder);
     const tenantId = stringOption(values, 'tenant') ?? config.defaultTenant;

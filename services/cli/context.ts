@@ -5,6 +5,7 @@ import { loadConfig } from '../runtime/load-config.js';
 import { stderrLogger, type LogLevel } from '../runtime/stderr-logger.js';
 import { EmbeddedRuntime } from '../runtime/embedded-runtime.js';
 import { stringOption } from './args.js';
+import { ProgressBar } from './progress.js';
 
 export interface CommandContext {
   readonly config: LightmemConfig;
@@ -13,11 +14,11 @@ export interface CommandContext {
 }
 
 /** Only the CLI entry point reads process.env; everything below gets a parsed config. */
-export function openContext(
+export async function openContext(
   values: Record<string, string | boolean | undefined>,
   defaults: { logLevel: LogLevel },
   overrides: LightmemConfigInput = {},
-): CommandContext {
+): Promise<CommandContext> {
   const dataDir = stringOption(values, 'data-dir');
   const logLevel = stringOption(values, 'log-level');
   const config = loadConfig({
@@ -34,6 +35,12 @@ export function openContext(
       ? config.logLevel
       : defaults.logLevel;
   const logger = stderrLogger(level);
-  const runtime = EmbeddedRuntime.open(config, { logger, clock: systemClock });
+  const download = new ProgressBar('fetching model', process.stderr, level === 'silent');
+  const runtime = await EmbeddedRuntime.open(config, {
+    logger,
+    clock: systemClock,
+    onFetchProgress: (p) => download.update(p.done, p.total === 0 ? p.done : p.total, `${p.phase} bytes`),
+  });
+  download.finish();
   return { config, logger, runtime };
 }

@@ -34,7 +34,7 @@ export async function ingestCommand(argv: readonly string[]): Promise<number> {
     throw new InvalidInputError(`--format must be one of ${formats.join(', ')}`, 'format');
   }
   const quiet = values['quiet'] === true || values['json'] === true;
-  const { config, runtime } = openContext(values, { logLevel: 'warn' });
+  const { config, runtime } = await openContext(values, { logLevel: 'warn' });
   try {
     const started = performance.now();
     const tenant = stringOption(values, 'tenant') ?? (format === 'jsonl' ? undefined : config.defaultTenant);

@@ -25,7 +25,7 @@ export async function searchCommand(argv: readonly string[]): Promise<number> {
   const user = stringOption(values, 'user');
   if (user === undefined)
     throw new InvalidInputError('--user is required: memories are always searched for one user', 'user');
-  const { config, runtime } = openContext(values, { logLevel: 'warn' });
+  const { config, runtime } = await openContext(values, { logLevel: 'warn' });
   try {
     const results = await new MemorySearch(runtime.store, runtime.components.embedder).search({
       scope: { tenantId: stringOption(values, 'tenant') ?? config.defaultTenant, userId: user },

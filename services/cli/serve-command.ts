@@ -22,7 +22,7 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
   }
   const port = stringOption(values, 'port') === undefined ? undefined : intOption(values, 'port', 8787);
   const host = stringOption(values, 'host');
-  const { config, logger, runtime } = openContext(
+  const { config, logger, runtime } = await openContext(
     values,
     { logLevel: 'info' },
     {

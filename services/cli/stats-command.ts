@@ -11,15 +11,21 @@ export async function statsCommand(argv: readonly string[]): Promise<number> {
     console.log(statsUsage);
     return 0;
   }
-  const { runtime } = openContext(values, { logLevel: 'warn' });
+  const { runtime } = await openContext(values, { logLevel: 'warn' });
   try {
     const c = runtime.components;
-    const stats = await collectStats(runtime.eventLog, runtime.store, await runtime.lag(), {
-      scorer: c.scorer.version,
-      segmenter: c.segmenter.capability,
-      extractor: c.extractor.version,
-      embedder: c.embedder?.id ?? 'none (lexical search only)',
-    });
+    const stats = await collectStats(
+      runtime.eventLog,
+      runtime.store,
+      await runtime.lag(),
+      {
+        scorer: c.scorer.version,
+        segmenter: c.segmenter.capability,
+        extractor: c.extractor.version,
+        embedder: c.embedder?.id ?? 'none (lexical search only)',
+      },
+      runtime.warnings,
+    );
     if (values['json'] === true) {
       console.log(JSON.stringify(stats));
       return 0;
@@ -31,6 +37,7 @@ export async function statsCommand(argv: readonly string[]): Promise<number> {
         `stage      ${stage.stage.padEnd(11)} ${stage.processed} processed, ${stage.pending} pending`,
       );
     for (const [name, value] of Object.entries(stats.components)) console.log(`${name.padEnd(10)} ${value}`);
+    for (const warning of stats.warnings) console.log(`off        ${warning}`);
     console.log(`dead letters ${stats.deadLetters.count}`);
     for (const letter of stats.deadLetters.recent) {
       const where =

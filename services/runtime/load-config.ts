@@ -14,7 +14,8 @@ export interface ConfigSources {
 
 /**
  * Configuration precedence: defaults < config file (LIGHTMEM_CONFIG, --config, or <dataDir>/config.json)
- * < environment (LIGHTMEM_DATA_DIR, LIGHTMEM_PORT, LIGHTMEM_HOST, LIGHTMEM_LOG_LEVEL) < command-line flags.
+ * < environment (LIGHTMEM_DATA_DIR, LIGHTMEM_PORT, LIGHTMEM_HOST, LIGHTMEM_LOG_LEVEL, LIGHTMEM_MODELS_DIR,
+ * LIGHTMEM_EMBEDDER, LIGHTMEM_AUTO_FETCH) < command-line flags.
  */
 export function loadConfig(sources: ConfigSources): LightmemConfig {
   const env = sources.env;
@@ -24,6 +25,13 @@ export function loadConfig(sources: ConfigSources): LightmemConfig {
   const server: Record<string, unknown> = {};
   if (env['LIGHTMEM_PORT'] !== undefined) server['port'] = Number(env['LIGHTMEM_PORT']);
   if (env['LIGHTMEM_HOST'] !== undefined) server['host'] = env['LIGHTMEM_HOST'];
+  const models: Record<string, unknown> = {};
+  if (env['LIGHTMEM_MODELS_DIR'] !== undefined && env['LIGHTMEM_MODELS_DIR'] !== '')
+    models['dir'] = env['LIGHTMEM_MODELS_DIR'];
+  if (env['LIGHTMEM_EMBEDDER'] !== undefined) models['embedder'] = env['LIGHTMEM_EMBEDDER'];
+  if (env['LIGHTMEM_AUTO_FETCH'] !== undefined)
+    models['autoFetch'] = !['0', 'false', 'no'].includes(env['LIGHTMEM_AUTO_FETCH']);
+  if (Object.keys(models).length > 0) fromEnv['models'] = models;
   const overrides = (sources.overrides ?? {}) as Record<string, unknown>;
   const dataDirSetting = overrides['dataDir'] ?? fromEnv['dataDir'];
   const dataDir = typeof dataDirSetting === 'string' ? dataDirSetting : '.lightmem';
@@ -43,7 +51,12 @@ export function loadConfig(sources: ConfigSources): LightmemConfig {
       { field },
     );
   }
-  return { ...parsed.data, dataDir: resolve(parsed.data.dataDir) };
+  const dataDirPath = resolve(parsed.data.dataDir);
+  return {
+    ...parsed.data,
+    dataDir: dataDirPath,
+    models: { ...parsed.data.models, dir: resolve(parsed.data.models.dir ?? join(dataDirPath, 'models')) },
+  };
 }
 
 function defaultFile(dataDir: string): string | undefined {

@@ -27,7 +27,7 @@ describe('scope isolation', () => {
   let runtime: EmbeddedRuntime;
   before(async () => {
     // With an embedder too, so the kNN half is isolated as well as BM25.
-    runtime = openRuntime(dir.path, {}, new HashingEmbedder());
+    runtime = await openRuntime(dir.path, {}, new HashingEmbedder());
     await ingestEvents(runtime, [
       turn('acme', 'alice', 0, 'I love hiking in the Alps and my dog is called Biscuit.'),
       turn('acme', 'alice', 1, 'My Zephyr account is the family one.'),

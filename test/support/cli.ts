@@ -19,7 +19,8 @@ export interface CliResult {
 export function spawnCli(args: readonly string[], env: Record<string, string> = {}): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'scripts/dev-cli.ts'), ...args], {
     cwd: repoRoot,
-    env: { ...process.env, ...env },
+    // No model downloads in tests: the default embedder is off unless a test turns it on.
+    env: { ...process.env, LIGHTMEM_EMBEDDER: 'none', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 }

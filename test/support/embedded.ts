@@ -8,16 +8,16 @@ import type { Embedder } from '../../services/core/ports/embedder.js';
 import type { LightmemConfigInput } from '../../services/core/config.js';
 
 /** An embedded runtime in this process, on a data dir, with its pipeline running. */
-export function openRuntime(
+export async function openRuntime(
   dataDir: string,
   overrides: LightmemConfigInput = {},
   embedder: Embedder | null = null,
-): EmbeddedRuntime {
+): Promise<EmbeddedRuntime> {
   const config = loadConfig({ env: {}, overrides: { ...overrides, dataDir } });
-  const runtime = EmbeddedRuntime.open(config, {
+  const runtime = await EmbeddedRuntime.open(config, {
     logger: stderrLogger('warn'),
     clock: systemClock,
-    embedder,
+    models: { embedder },
   });
   runtime.startPipeline();
   return runtime;
