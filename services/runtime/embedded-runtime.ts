@@ -95,6 +95,8 @@ export class EmbeddedRuntime {
     readonly components: PipelineComponents,
     /** Features that are off because a model is missing, and how to turn them on. */
     readonly warnings: readonly string[],
+    /** The encoder attention used by the segmenter, when installed (benchmarks use it directly). */
+    readonly attention: AttentionModel | null,
     private readonly options: RuntimeOptions,
     private readonly closeModels: () => Promise<void>,
   ) {
@@ -138,7 +140,16 @@ export class EmbeddedRuntime {
       embedder: components.embedder?.id ?? 'none (lexical search only)',
       scorer: components.scorer.version,
     });
-    return new EmbeddedRuntime(config, log, store, components, loaded.warnings, options, closeModels);
+    return new EmbeddedRuntime(
+      config,
+      log,
+      store,
+      components,
+      loaded.warnings,
+      loaded.attention,
+      options,
+      closeModels,
+    );
   }
 
   get eventLog(): EventLog {
