@@ -1,9 +1,9 @@
 import type { Segmenter } from '../core/ports/segmenter.js';
 import type { TokenScorer } from '../core/ports/token-scorer.js';
-import type { StateReader } from '../core/ports/event-log.js';
 import type { CompressedTurn, Role, TopicSegment } from '../core/model/generated.js';
 import { Topics } from '../core/model/topics.js';
 import { segmenterStage } from '../stages/segmenter/segmenter-stage.js';
+import { InMemoryState } from '../stages/in-memory-state.js';
 import { compressTexts, type CompressionSettings } from '../stages/compressor/sensory-compressor.js';
 import type { InputItem, TurnInput } from '../ingest/index.js';
 
@@ -68,25 +68,6 @@ export async function* streamsOf(items: AsyncIterable<InputItem>): AsyncGenerato
   if (current.length > 0) yield current;
 }
 
-function memoryState(): {
-  reader: StateReader;
-  apply(writes: readonly { key: string; value: string | null }[]): void;
-} {
-  const map = new Map<string, string>();
-  return {
-    reader: {
-      get: (key) => Promise.resolve(map.get(key)),
-      keys: (prefix) => Promise.resolve([...map.keys()].filter((k) => k.startsWith(prefix))),
-    },
-    apply: (writes) => {
-      for (const w of writes) {
-        if (w.value === null) map.delete(w.key);
-        else map.set(w.key, w.value);
-      }
-    },
-  };
-}
-
 /**
  * Feeds one user's sessions as a single stream through the segmenter stage (the sensory buffer with its
  * capacity, exactly as in the pipeline, but with no session-end cuts) and returns the turn indices where
@@ -108,7 +89,7 @@ export async function segmentStream(
     capacityTokens: settings.capacityTokens,
     countedRoles: settings.countedRoles,
   });
-  const state = memoryState();
+  const state = new InMemoryState();
   const index = new Map(turns.map((t, i) => [t.turnId, i]));
   const records = turns.map((t, i) => {
     const value: CompressedTurn = {
@@ -148,7 +129,7 @@ export async function segmentStream(
   const segments: TopicSegment[] = [];
   // One record at a time, as a stage with batch size 1 would see them (state carried between calls).
   for (const record of records) {
-    const output = await stage([record], state.reader);
+    const output = await stage([record], state);
     state.apply(output.state);
     for (const out of output.records) if (out.topic === Topics.segments) segments.push(out.value);
   }

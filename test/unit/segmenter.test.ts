@@ -16,8 +16,9 @@ import type {
 } from '../../services/core/model/generated.js';
 import { Topics } from '../../services/core/model/topics.js';
 import type { Embedder } from '../../services/core/ports/embedder.js';
-import type { LogRecord, StageOutput, StateReader, StateWrite } from '../../services/core/ports/event-log.js';
+import type { LogRecord, StageOutput } from '../../services/core/ports/event-log.js';
 import type { Boundary, SegmentableTurn, Segmenter } from '../../services/core/ports/segmenter.js';
+import { InMemoryState } from '../../services/stages/in-memory-state.js';
 
 const T0 = Date.UTC(2025, 0, 1);
 
@@ -267,26 +268,6 @@ function asRecords(values: readonly CompressedTurn[]): LogRecord<typeof Topics.c
   }));
 }
 
-class MemoryState implements StateReader {
-  readonly map = new Map<string, string>();
-
-  apply(writes: readonly StateWrite[]): this {
-    for (const write of writes) {
-      if (write.value === null) this.map.delete(write.key);
-      else this.map.set(write.key, write.value);
-    }
-    return this;
-  }
-
-  get(key: string): Promise<string | undefined> {
-    return Promise.resolve(this.map.get(key));
-  }
-
-  keys(prefix: string): Promise<string[]> {
-    return Promise.resolve([...this.map.keys()].filter((key) => key.startsWith(prefix)).sort());
-  }
-}
-
 function segmentsOf(output: StageOutput): TopicSegment[] {
   return output.records.map((record) => {
     assert.equal(record.topic, Topics.segments);
@@ -302,7 +283,7 @@ const bufferKey = conversationStateKey(sensoryStatePrefix, {
   conversationId: 'conv-1',
 });
 
-function bufferIn(state: MemoryState): SensoryBufferState | undefined {
+function bufferIn(state: InMemoryState): SensoryBufferState | undefined {
   const raw = state.map.get(bufferKey);
   return raw === undefined ? undefined : SensoryBufferState.parse(JSON.parse(raw));
 }
@@ -319,8 +300,8 @@ function deps(
 async function run(
   stageDeps: SegmenterStageDeps,
   batches: readonly (readonly CompressedTurn[])[],
-  state = new MemoryState(),
-): Promise<{ segments: TopicSegment[]; outputs: StageOutput[]; state: MemoryState }> {
+  state = new InMemoryState(),
+): Promise<{ segments: TopicSegment[]; outputs: StageOutput[]; state: InMemoryState }> {
   const stage = segmenterStage(stageDeps);
   const outputs: StageOutput[] = [];
   for (const batch of batches) {

@@ -30,16 +30,10 @@ import type {
   TopicSegment,
 } from '../../services/core/model/generated.js';
 import { Topics, conversationKey, type TopicName } from '../../services/core/model/topics.js';
-import type {
-  BatchHandler,
-  EventLog,
-  LogRecord,
-  StageOutput,
-  StateReader,
-  StateWrite,
-} from '../../services/core/ports/event-log.js';
+import type { BatchHandler, EventLog, LogRecord, StageOutput } from '../../services/core/ports/event-log.js';
 import type { Logger } from '../../services/core/ports/logger.js';
 import type { Extractor } from '../../services/core/ports/extractor.js';
+import { InMemoryState } from '../../services/stages/in-memory-state.js';
 
 const T0 = Date.UTC(2025, 0, 1);
 const NOW = T0 + 86_400_000;
@@ -91,26 +85,6 @@ function asRecords(values: readonly TopicSegment[]): LogRecord<typeof Topics.seg
   }));
 }
 
-class MemoryState implements StateReader {
-  readonly map = new Map<string, string>();
-
-  apply(writes: readonly StateWrite[]): this {
-    for (const write of writes) {
-      if (write.value === null) this.map.delete(write.key);
-      else this.map.set(write.key, write.value);
-    }
-    return this;
-  }
-
-  get(key: string): Promise<string | undefined> {
-    return Promise.resolve(this.map.get(key));
-  }
-
-  keys(prefix: string): Promise<string[]> {
-    return Promise.resolve([...this.map.keys()].filter((key) => key.startsWith(prefix)).sort());
-  }
-}
-
 function deps(
   overrides: Partial<SummarizerStageDeps> & { granularity?: ExtractiveGranularity; memorize?: Role[] } = {},
 ): SummarizerStageDeps {
@@ -136,8 +110,8 @@ function memoriesOf(output: StageOutput): MemoryEntry[] {
 async function run(
   stageDeps: SummarizerStageDeps,
   batches: readonly (readonly TopicSegment[])[],
-  state = new MemoryState(),
-): Promise<{ memories: MemoryEntry[]; perBatch: MemoryEntry[][]; state: MemoryState }> {
+  state = new InMemoryState(),
+): Promise<{ memories: MemoryEntry[]; perBatch: MemoryEntry[][]; state: InMemoryState }> {
   const stage = summarizerStage(stageDeps);
   const perBatch: MemoryEntry[][] = [];
   for (const batch of batches) {
@@ -154,7 +128,7 @@ const stmKey = conversationStateKey(stmStatePrefix, {
   conversationId: 'conv-1',
 });
 
-function stmIn(state: MemoryState): StmBufferState | undefined {
+function stmIn(state: InMemoryState): StmBufferState | undefined {
   const raw = state.map.get(stmKey);
   return raw === undefined ? undefined : StmBufferState.parse(JSON.parse(raw));
 }
@@ -289,7 +263,7 @@ describe('summarizerStage with the ExtractiveExtractor', () => {
       });
     }
     const stage = summarizerStage(deps());
-    const output = await stage(asRecords([s1, s2]), new MemoryState());
+    const output = await stage(asRecords([s1, s2]), new InMemoryState());
     assert.ok(output.records.every((record) => record.key === 'tenant-a/user-1'));
   });
 
