@@ -4,6 +4,7 @@ import type { CompressedTurn, Role, TopicSegment } from '../core/model/generated
 import { Topics } from '../core/model/topics.js';
 import { segmenterStage } from '../stages/segmenter/segmenter-stage.js';
 import { InMemoryState } from '../stages/in-memory-state.js';
+import { exchangeUnits } from '../stages/segmenter/similarity-segmenter.js';
 import { compressTexts, type CompressionSettings } from '../stages/compressor/sensory-compressor.js';
 import type { InputItem, TurnInput } from '../ingest/index.js';
 
@@ -12,7 +13,7 @@ export interface BoundaryCounts {
   gold: number;
   /** Predicted boundaries exactly at a gold one. */
   exact: number;
-  /** Predicted boundaries within ±1 turn of a gold one (each gold matched once). */
+  /** Predicted boundaries within ±1 exchange of a gold one (each gold matched once). */
   nearby: number;
 }
 
@@ -30,7 +31,7 @@ export function scores(matched: number, predicted: number, gold: number): Bounda
   return { precision: round(precision), recall: round(recall), f1: round(f1) };
 }
 
-/** Matches predicted to gold boundaries (turn indices): exact, and greedily within ±tolerance. */
+/** Matches predicted to gold boundaries (exchange indices): exact, and greedily within ±tolerance. */
 export function countBoundaries(
   predicted: readonly number[],
   gold: readonly number[],
@@ -70,8 +71,9 @@ export async function* streamsOf(items: AsyncIterable<InputItem>): AsyncGenerato
 
 /**
  * Feeds one user's sessions as a single stream through the segmenter stage (the sensory buffer with its
- * capacity, exactly as in the pipeline, but with no session-end cuts) and returns the turn indices where
- * segments start (predicted boundaries) and where sessions start (gold).
+ * capacity, exactly as in the pipeline, but with no session-end cuts) and returns where segments start
+ * (predicted boundaries) and where sessions start (gold), as exchange indices: an exchange is a human turn
+ * with the replies to it, the unit segmenters cut at, so ±1 in `countBoundaries` means one exchange.
  */
 export async function segmentStream(
   turns: readonly TurnInput[],
@@ -133,13 +135,20 @@ export async function segmentStream(
     state.apply(output.state);
     for (const out of output.records) if (out.topic === Topics.segments) segments.push(out.value);
   }
+  // Turn index → index of the exchange it belongs to.
+  const exchangeOf: number[] = [];
+  exchangeUnits(turns).forEach((unit, u) => {
+    while (exchangeOf.length < unit.start) exchangeOf.push(u - 1);
+    exchangeOf.push(u);
+  });
+  while (exchangeOf.length < turns.length) exchangeOf.push(exchangeOf.at(-1) ?? 0);
   const starts = segments
     .filter((s) => s.turns.length > 0)
-    .map((s) => index.get(s.turns[0]?.turnId ?? '') ?? -1)
-    .filter((i) => i > 0);
-  const gold: number[] = [];
+    .map((s) => exchangeOf[index.get(s.turns[0]?.turnId ?? '') ?? -1] ?? -1)
+    .filter((u) => u > 0);
+  const gold = new Set<number>();
   turns.forEach((t, i) => {
-    if (i > 0 && t.sessionId !== turns[i - 1]?.sessionId) gold.push(i);
+    if (i > 0 && t.sessionId !== turns[i - 1]?.sessionId) gold.add(exchangeOf[i] ?? -1);
   });
-  return { predicted: [...new Set(starts)].sort((a, b) => a - b), gold };
+  return { predicted: [...new Set(starts)].sort((a, b) => a - b), gold: [...gold].filter((u) => u > 0) };
 }

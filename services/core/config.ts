@@ -21,6 +21,13 @@ export const LightmemConfig = z
         /** Sensory buffer capacity in tokens of the counted roles (LightMem: 512). */
         bufferTokens: z.number().int().positive().default(512),
         countedRoles: roles.default(['user', 'customer', 'agent', 'supervisor']),
+        /**
+         * How a similarity drop becomes a cut: `depth` (relative to the buffer's own drops, any encoder) or
+         * `adaptive` (LightMem's τ schedule below, tuned on MiniLM).
+         */
+        similarity: z.enum(['depth', 'adaptive']).default('depth'),
+        depthStdFactor: z.number().default(0.5),
+        depthFloor: z.number().min(0).max(2).default(0.1),
         thresholdStart: z.number().min(0).max(1).default(0.2),
         thresholdStep: z.number().gt(0).max(1).default(0.05),
         thresholdMax: z.number().min(0).max(1).default(0.5),
@@ -47,6 +54,13 @@ export const LightmemConfig = z
         /** Use the embedder's attention for topic boundaries (the attention half of the segmenter). */
         attention: z.boolean().default(true),
         threads: z.number().int().positive().optional(),
+        /** Texts whose vectors are kept in memory (segmenter tails, indexer, repeated queries); 0 = off. */
+        embeddingCache: z.number().int().nonnegative().default(4096),
+        /**
+         * LLMLingua-2 token classifier for pre-compression: a folder name under `dir` (or a path) holding an
+         * ONNX export of kind token-classifier. Absent or `none`: the built-in heuristic scorer.
+         */
+        compressor: z.string().min(1).optional(),
       })
       .prefault({}),
     summarizer: z

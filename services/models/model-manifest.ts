@@ -8,6 +8,10 @@ import { z } from 'zod';
 export const ModelManifest = z.object({
   /** Registry name, e.g. bge-small-en-v1.5. */
   name: z.string().min(1),
+  /**
+   * `token-classifier`: an LLMLingua-2 compressor model (2 labels, output `logits`, label 1 = keep), put in
+   * place by hand (`source: local`) and named by `models.compressor`.
+   */
   kind: z.enum(['embedder', 'token-classifier']),
   /** Where the files came from: hf (Hugging Face hub), maven (Maven Central jar), local. */
   source: z.enum(['hf', 'maven', 'local']),

@@ -25,10 +25,12 @@ import {
   type StageLag,
 } from './pipeline.js';
 import type { Embedder } from '../core/ports/embedder.js';
+import type { TokenScorer } from '../core/ports/token-scorer.js';
 import type { AttentionModel } from '../core/ports/segmenter.js';
 import type { FetchProgress } from '../models/model-fetcher.js';
-import { HybridSegmenter } from '../stages/segmenter/hybrid-segmenter.js';
+import { HybridSegmenter, hybridSettingsFrom } from '../stages/segmenter/hybrid-segmenter.js';
 import { loadModels } from './model-loader.js';
+import { CachingEmbedder } from './caching-embedder.js';
 
 export interface RuntimeOptions {
   readonly logger: Logger;
@@ -38,7 +40,13 @@ export interface RuntimeOptions {
    * attention model. When absent, the configured models are loaded (and fetched on first use).
    */
   readonly models?:
-    { readonly embedder: Embedder | null; readonly attention?: AttentionModel | null } | undefined;
+    | {
+        readonly embedder: Embedder | null;
+        readonly attention?: AttentionModel | null;
+        /** The compressor's token scorer (default: the built-in heuristic one). */
+        readonly scorer?: TokenScorer | null;
+      }
+    | undefined;
   /** Download progress when a model is fetched on first use. */
   readonly onFetchProgress?: ((progress: FetchProgress) => void) | undefined;
 }
@@ -48,31 +56,25 @@ export function embeddedComponents(
   config: LightmemConfig,
   embedder: Embedder | null,
   attention: AttentionModel | null,
+  /** An LLMLingua-2 model (`models.compressor`); null: the built-in heuristic scorer. */
+  scorer: TokenScorer | null = null,
 ): PipelineComponents {
-  const s = config.segmenter;
-  const similarity = {
-    thresholdStart: s.thresholdStart,
-    thresholdStep: s.thresholdStep,
-    thresholdMax: s.thresholdMax,
-  };
+  const settings = hybridSettingsFrom(config.segmenter);
+  // Segmenter (carried tails), indexer (same texts when there are no assistant replies) and search share it.
+  const cached = embedder === null ? null : new CachingEmbedder(embedder, config.models.embeddingCache);
   return {
-    scorer: new BuiltinTokenScorer(),
+    scorer: scorer ?? new BuiltinTokenScorer(),
     segmenter:
       embedder === null
         ? new SessionSegmenter()
         : attention === null
-          ? new SimilaritySegmenter(embedder, similarity)
-          : new HybridSegmenter(attention, embedder, {
-              ...similarity,
-              rule: s.rule,
-              toleranceWindow: s.toleranceWindow,
-              sinkTokens: s.sinkTokens,
-            }),
+          ? new SimilaritySegmenter(cached ?? embedder, settings)
+          : new HybridSegmenter(attention, cached ?? embedder, settings),
     extractor: new ExtractiveExtractor({
       memorizeRoles: new Set(config.summarizer.memorizeRoles),
       granularity: config.summarizer.granularity,
     }),
-    embedder,
+    embedder: cached,
   };
 }
 
@@ -109,7 +111,12 @@ export class EmbeddedRuntime {
   }
 
   static async open(config: LightmemConfig, options: RuntimeOptions): Promise<EmbeddedRuntime> {
-    let loaded: { embedder: Embedder | null; attention: AttentionModel | null; warnings: readonly string[] };
+    let loaded: {
+      embedder: Embedder | null;
+      attention: AttentionModel | null;
+      scorer: TokenScorer | null;
+      warnings: readonly string[];
+    };
     let closeModels = (): Promise<void> => Promise.resolve();
     if (options.models === undefined) {
       const models = await loadModels(config, options.logger, options.onFetchProgress);
@@ -117,11 +124,13 @@ export class EmbeddedRuntime {
       closeModels = async () => {
         await models.embedder?.close();
         await models.attention?.close();
+        await models.scorer?.close();
       };
     } else {
       loaded = {
         embedder: options.models.embedder,
         attention: options.models.attention ?? null,
+        scorer: options.models.scorer ?? null,
         warnings: [],
       };
     }
@@ -133,7 +142,7 @@ export class EmbeddedRuntime {
     const store = SqliteMemoryStore.open(join(config.dataDir, 'memories.db'), {
       fusion: { lexicalWeight: config.store.lexicalWeight, semanticWeight: config.store.semanticWeight },
     });
-    const components = embeddedComponents(config, loaded.embedder, loaded.attention);
+    const components = embeddedComponents(config, loaded.embedder, loaded.attention, loaded.scorer);
     options.logger.info('embedded runtime opened', {
       dataDir: config.dataDir,
       segmenter: components.segmenter.capability,

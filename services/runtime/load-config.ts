@@ -15,7 +15,7 @@ export interface ConfigSources {
 /**
  * Configuration precedence: defaults < config file (LIGHTMEM_CONFIG, --config, or <dataDir>/config.json)
  * < environment (LIGHTMEM_DATA_DIR, LIGHTMEM_PORT, LIGHTMEM_HOST, LIGHTMEM_LOG_LEVEL, LIGHTMEM_MODELS_DIR,
- * LIGHTMEM_EMBEDDER, LIGHTMEM_AUTO_FETCH) < command-line flags.
+ * LIGHTMEM_EMBEDDER, LIGHTMEM_COMPRESSOR, LIGHTMEM_AUTO_FETCH) < command-line flags.
  */
 export function loadConfig(sources: ConfigSources): LightmemConfig {
   const env = sources.env;
@@ -29,6 +29,7 @@ export function loadConfig(sources: ConfigSources): LightmemConfig {
   if (env['LIGHTMEM_MODELS_DIR'] !== undefined && env['LIGHTMEM_MODELS_DIR'] !== '')
     models['dir'] = env['LIGHTMEM_MODELS_DIR'];
   if (env['LIGHTMEM_EMBEDDER'] !== undefined) models['embedder'] = env['LIGHTMEM_EMBEDDER'];
+  if (env['LIGHTMEM_COMPRESSOR'] !== undefined) models['compressor'] = env['LIGHTMEM_COMPRESSOR'];
   if (env['LIGHTMEM_AUTO_FETCH'] !== undefined)
     models['autoFetch'] = !['0', 'false', 'no'].includes(env['LIGHTMEM_AUTO_FETCH']);
   if (Object.keys(models).length > 0) fromEnv['models'] = models;

@@ -1,28 +1,85 @@
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { LightmemConfig } from '../core/config.js';
 import type { Logger } from '../core/ports/logger.js';
-import { errorMessage } from '../core/errors.js';
+import { LightmemError, errorMessage } from '../core/errors.js';
 import { OnnxEmbedder } from '../adapters/onnx/onnx-embedder.js';
 import { OnnxAttentionModel } from '../adapters/onnx/onnx-attention-model.js';
+import { OnnxTokenScorer } from '../adapters/onnx/onnx-token-scorer.js';
+import { manifestFileName, modelFileName, tokenizerFileName } from '../models/model-manifest.js';
 import { checkModelDir, fetchFirstAvailable, type FetchProgress } from '../models/model-fetcher.js';
 
 export interface LoadedModels {
   readonly embedder: OnnxEmbedder | null;
   readonly attention: OnnxAttentionModel | null;
+  /** The LLMLingua-2 scorer of the compressor (`models.compressor`); null: the built-in heuristic scorer. */
+  readonly scorer: OnnxTokenScorer | null;
   /** What is off and how to turn it on, for logs and `lightmem stats`. */
   readonly warnings: readonly string[];
 }
 
 /**
- * Loads the configured embedder (and its attention, for the segmenter). When it is not installed and
- * auto-fetch is on, fetches it first, trying the sources in order. Nothing here fails the start-up: a
- * missing model turns features off, and the warnings say which ones and how to fetch the model.
+ * Loads the configured embedder (and its attention, for the segmenter) and the compressor's token
+ * classifier, if one is configured. When the embedder is not installed and auto-fetch is on, fetches it
+ * first, trying the sources in order. Nothing here fails the start-up: a missing model turns features off
+ * (or falls back to a built-in), and the warnings say which ones and how to install the model.
  */
 export async function loadModels(
   config: LightmemConfig,
   logger: Logger,
   onProgress?: (progress: FetchProgress) => void,
 ): Promise<LoadedModels> {
+  const encoder = await loadEncoder(config, logger, onProgress);
+  const compressor = await loadCompressorModel(config);
+  return {
+    ...encoder,
+    scorer: compressor.scorer,
+    warnings: [...encoder.warnings, ...compressor.warnings],
+  };
+}
+
+/**
+ * The compressor's LLMLingua-2 token classifier (`models.compressor`, a folder under the models dir or a
+ * path). Nothing configured: null, no warning (the built-in scorer, as before). Configured but missing or
+ * unusable: null and a warning; there is no source to fetch LLMLingua-2 weights from, so none is fetched.
+ */
+export async function loadCompressorModel(
+  config: LightmemConfig,
+): Promise<{ readonly scorer: OnnxTokenScorer | null; readonly warnings: readonly string[] }> {
+  const name = config.models.compressor;
+  if (name === undefined || name === 'none') return { scorer: null, warnings: [] };
+  const modelsDir = config.models.dir ?? join(config.dataDir, 'models');
+  const folder = resolve(modelsDir, name);
+  try {
+    const scorer = await OnnxTokenScorer.load(
+      folder,
+      config.models.threads === undefined ? {} : { threads: config.models.threads },
+    );
+    return { scorer, warnings: [] };
+  } catch (error) {
+    // A missing file's own message says to run `lightmem models fetch`, which cannot fetch this model.
+    const problem =
+      error instanceof LightmemError && error.code === 'not_found'
+        ? existsSync(folder)
+          ? `incomplete: ${errorMessage(error).split(';')[0] ?? ''}`
+          : 'not installed'
+        : errorMessage(error);
+    return {
+      scorer: null,
+      warnings: [
+        `compressor model ${name} is not usable (${problem}): compression uses the built-in ` +
+          `heuristic scorer; put an LLMLingua-2 ONNX export (${modelFileName} + ${tokenizerFileName} + ` +
+          `${manifestFileName} with kind token-classifier) in ${folder}`,
+      ],
+    };
+  }
+}
+
+async function loadEncoder(
+  config: LightmemConfig,
+  logger: Logger,
+  onProgress?: (progress: FetchProgress) => void,
+): Promise<Omit<LoadedModels, 'scorer'>> {
   const name = config.models.embedder;
   if (name === 'none') {
     return {

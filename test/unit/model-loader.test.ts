@@ -23,6 +23,24 @@ describe('loading the configured models', () => {
     assert.match(loaded.warnings.join('\n'), /lexical only/);
   });
 
+  it('no compressor model configured: the built-in scorer, no warning; configured but missing: a warning', async () => {
+    const plain = loadConfig({ env: { LIGHTMEM_EMBEDDER: 'none' }, overrides: { dataDir: dir.path } });
+    assert.equal(plain.models.compressor, undefined);
+    const loaded = await loadModels(plain, logger);
+    assert.equal(loaded.scorer, null);
+    assert.doesNotMatch(loaded.warnings.join('\n'), /compressor/);
+    const missing = loadConfig({
+      env: { LIGHTMEM_EMBEDDER: 'none' },
+      overrides: { dataDir: dir.path, models: { compressor: 'llmlingua-2' } },
+    });
+    const fallback = await loadModels(missing, logger);
+    assert.equal(fallback.scorer, null);
+    assert.match(
+      fallback.warnings.join('\n'),
+      /compressor model llmlingua-2 .*built-in heuristic scorer; put an LLMLingua-2 ONNX export/,
+    );
+  });
+
   it('not installed and auto-fetch off: says how to fetch it', async () => {
     const config = loadConfig({ env: { LIGHTMEM_AUTO_FETCH: '0' }, overrides: { dataDir: dir.path } });
     assert.equal(config.models.dir, join(dir.path, 'models'));

@@ -6,7 +6,7 @@ import type { Boundary, Segmenter } from '../../services/core/ports/segmenter.js
 import type { TurnInput } from '../../services/ingest/index.js';
 
 describe('boundary scoring', () => {
-  it('counts exact matches and matches within ±1 turn, each gold boundary once', () => {
+  it('counts exact matches and matches within ±1, each gold boundary once', () => {
     assert.deepEqual(countBoundaries([3, 7, 8, 12], [3, 8, 20]), {
       predicted: 4,
       gold: 3,
@@ -61,5 +61,33 @@ describe('segmentStream', () => {
     assert.deepEqual(gold, [2, 4]);
     // Everything stays buffered until the end of the stream, where the fixed boundary cuts at turn 2.
     assert.deepEqual(predicted, [2]);
+  });
+
+  it('counts in exchanges (a human turn and its replies), so ±1 is one exchange, not one reply', async () => {
+    const reply = (i: number, sessionId: string): TurnInput => ({
+      ...turn(i, sessionId),
+      role: 'assistant',
+      speaker: 'assistant',
+    });
+    // Exchanges: 0 = [u0 a1], 1 = [u2 a3] (session b starts), 2 = [u4 a5].
+    const dialogue = [turn(0, 'a'), reply(1, 'a'), turn(2, 'b'), reply(3, 'b'), turn(4, 'b'), reply(5, 'b')];
+    const cutAtTurnFour: Segmenter = {
+      version: 'fixed',
+      capability: 'test',
+      boundaries: (turns) =>
+        Promise.resolve(
+          turns.length > 4
+            ? [{ index: 4, reason: 'similarity_drop', similarity: 0.1, threshold: 0.2 } satisfies Boundary]
+            : [],
+        ),
+    };
+    const { predicted, gold } = await segmentStream(dialogue, cutAtTurnFour, new BuiltinTokenScorer(), {
+      compression: { rate: 1, maxTokens: 512, recompressRate: 0.5 },
+      capacityTokens: 10_000,
+      countedRoles: new Set(['user']),
+    });
+    assert.deepEqual(gold, [1]);
+    assert.deepEqual(predicted, [2]);
+    assert.equal(countBoundaries(predicted, gold).nearby, 1, 'one exchange late is within ±1');
   });
 });

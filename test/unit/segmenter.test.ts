@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SimilaritySegmenter, cosine } from '../../services/stages/segmenter/similarity-segmenter.js';
+import {
+  SimilaritySegmenter,
+  cosine,
+  defaultSimilaritySettings,
+  depthScores,
+} from '../../services/stages/segmenter/similarity-segmenter.js';
 import {
   segmenterStage,
   sensoryStatePrefix,
@@ -57,6 +62,9 @@ const user = (text: string, speaker = 'Ana'): SegmentableTurn & { speaker: strin
 });
 const assistant = (text: string): SegmentableTurn => ({ role: 'assistant', text });
 
+/** LightMem's adaptive τ schedule (0.20 → 0.50 by 0.05). */
+const adaptive = { ...defaultSimilaritySettings, criterion: 'adaptive' as const };
+
 describe('SimilaritySegmenter', () => {
   it('test vectors have the intended similarities', () => {
     const [a, b, c, d] = chain([0.9, 0.42, 0.9]);
@@ -65,8 +73,47 @@ describe('SimilaritySegmenter', () => {
     assert.ok(Math.abs(cosine(c!, d!) - 0.9) < 1e-6);
   });
 
-  it('raises the threshold from 0.2 by 0.05 until a drop is found, and records it', async () => {
-    const segmenter = new SimilaritySegmenter(new ScriptedEmbedder(chain([0.9, 0.42, 0.9])));
+  it('depth: scores each drop by how far it falls below the peaks on both sides', () => {
+    const depths = depthScores([0.9, 0.3, 0.8, 0.85, 0.2, 0.9]);
+    const expected = [0, 0.6 + 0.6, 0.1 + 0.1, 0.05 + 0.05, 0.7 + 0.7, 0];
+    depths.forEach((d, i) => assert.ok(Math.abs(d - (expected[i] ?? -1)) < 1e-9, `depth ${i}: ${d}`));
+  });
+
+  it('depth (default): finds every deep drop in the buffer, not only the first', async () => {
+    const segmenter = new SimilaritySegmenter(new ScriptedEmbedder(chain([0.9, 0.3, 0.8, 0.85, 0.2, 0.9])));
+    const cuts = await segmenter.boundaries(['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((t) => user(t)));
+    assert.deepEqual(
+      cuts.map((b) => b.index),
+      [2, 5],
+    );
+    for (const cut of cuts) {
+      assert.equal(cut.reason, 'similarity_drop');
+      // The reported threshold is the level under which the drop here is deep enough; the drop is under it.
+      assert.ok((cut.similarity ?? 1) < (cut.threshold ?? 0), JSON.stringify(cut));
+    }
+  });
+
+  it('depth: works on an encoder whose unrelated texts still score above 0.5 (where adaptive τ finds nothing)', async () => {
+    const bgeLike = [0.95, 0.72, 0.94, 0.93, 0.95];
+    const turns = ['a', 'b', 'c', 'd', 'e', 'f'].map((t) => user(t));
+    const depth = await new SimilaritySegmenter(new ScriptedEmbedder(chain(bgeLike))).boundaries(turns);
+    assert.deepEqual(
+      depth.map((b) => b.index),
+      [2],
+    );
+    const tau = await new SimilaritySegmenter(new ScriptedEmbedder(chain(bgeLike)), adaptive).boundaries(
+      turns,
+    );
+    assert.deepEqual(tau, []);
+  });
+
+  it('depth: a buffer on one topic (only shallow dips) is not cut', async () => {
+    const segmenter = new SimilaritySegmenter(new ScriptedEmbedder(chain([0.9, 0.86, 0.89, 0.87, 0.9])));
+    assert.deepEqual(await segmenter.boundaries(['a', 'b', 'c', 'd', 'e', 'f'].map((t) => user(t))), []);
+  });
+
+  it('adaptive: raises the threshold from 0.2 by 0.05 until a drop is found, and records it', async () => {
+    const segmenter = new SimilaritySegmenter(new ScriptedEmbedder(chain([0.9, 0.42, 0.9])), adaptive);
     const boundaries = await segmenter.boundaries([user('a'), user('b'), user('c'), user('d')]);
     assert.equal(boundaries.length, 1);
     const [cut] = boundaries;
@@ -77,9 +124,9 @@ describe('SimilaritySegmenter', () => {
     assert.ok(Math.abs((cut?.threshold ?? 0) - 0.45) < 1e-9, `threshold ${cut?.threshold}`);
   });
 
-  it('stops at the first threshold that finds a drop (does not take every pair under 0.5)', async () => {
+  it('adaptive: stops at the first threshold that finds a drop (does not take every pair under 0.5)', async () => {
     // 0.1 is under 0.2 at once; 0.3 would only be cut at 0.35.
-    const segmenter = new SimilaritySegmenter(new ScriptedEmbedder(chain([0.3, 0.1, 0.8])));
+    const segmenter = new SimilaritySegmenter(new ScriptedEmbedder(chain([0.3, 0.1, 0.8])), adaptive);
     const boundaries = await segmenter.boundaries([user('a'), user('b'), user('c'), user('d')]);
     assert.deepEqual(
       boundaries.map((b) => b.index),
@@ -88,8 +135,8 @@ describe('SimilaritySegmenter', () => {
     assert.ok(Math.abs((boundaries[0]?.threshold ?? 0) - 0.2) < 1e-9);
   });
 
-  it('returns every drop under the threshold that found one', async () => {
-    const segmenter = new SimilaritySegmenter(new ScriptedEmbedder(chain([0.27, 0.9, 0.28])));
+  it('adaptive: returns every drop under the threshold that found one', async () => {
+    const segmenter = new SimilaritySegmenter(new ScriptedEmbedder(chain([0.27, 0.9, 0.28])), adaptive);
     const boundaries = await segmenter.boundaries([user('a'), user('b'), user('c'), user('d')]);
     assert.deepEqual(
       boundaries.map((b) => [b.index, Math.round((b.threshold ?? 0) * 100) / 100]),
@@ -100,20 +147,23 @@ describe('SimilaritySegmenter', () => {
     );
   });
 
-  it('returns no boundary when every similarity is at least 0.5', async () => {
+  it('adaptive: returns no boundary when every similarity is at least 0.5', async () => {
     // (1,0,0,0)·(1,1,1,1) = 1 / (1·2) = 0.5 exactly; 0.5 is not a drop.
     const exactHalf = [Float32Array.from([1, 0, 0, 0]), Float32Array.from([1, 1, 1, 1])];
     assert.equal(cosine(exactHalf[0]!, exactHalf[1]!), 0.5);
     assert.deepEqual(
-      await new SimilaritySegmenter(new ScriptedEmbedder(exactHalf)).boundaries([user('a'), user('b')]),
+      await new SimilaritySegmenter(new ScriptedEmbedder(exactHalf), adaptive).boundaries([
+        user('a'),
+        user('b'),
+      ]),
       [],
     );
 
-    const high = new SimilaritySegmenter(new ScriptedEmbedder(chain([0.5, 0.95, 0.7])));
+    const high = new SimilaritySegmenter(new ScriptedEmbedder(chain([0.5, 0.95, 0.7])), adaptive);
     assert.deepEqual(await high.boundaries([user('a'), user('b'), user('c'), user('d')]), []);
 
     // Just under 0.5 is cut at the last threshold.
-    const justUnder = new SimilaritySegmenter(new ScriptedEmbedder(chain([0.49, 0.9])));
+    const justUnder = new SimilaritySegmenter(new ScriptedEmbedder(chain([0.49, 0.9])), adaptive);
     const [cut] = await justUnder.boundaries([user('a'), user('b'), user('c')]);
     assert.equal(cut?.index, 1);
     assert.ok(Math.abs((cut?.threshold ?? 0) - 0.5) < 1e-9);
@@ -177,10 +227,12 @@ describe('SimilaritySegmenter', () => {
     );
   });
 
-  it('the version names the embedder and the threshold schedule', () => {
-    const segmenter = new SimilaritySegmenter(new ScriptedEmbedder([]));
-    assert.match(segmenter.version, /scripted/);
-    assert.match(segmenter.version, /0\.2\+0\.05\.\.0\.5/);
+  it('the version names the embedder and the criterion with its parameters', () => {
+    const depth = new SimilaritySegmenter(new ScriptedEmbedder([]));
+    assert.match(depth.version, /scripted/);
+    assert.match(depth.version, /depth0\.5σ≥0\.1/);
+    const tau = new SimilaritySegmenter(new ScriptedEmbedder([]), adaptive);
+    assert.match(tau.version, /adaptive0\.2\+0\.05\.\.0\.5/);
   });
 });
 

@@ -1,3 +1,4 @@
+import type { LightmemConfig } from '../../core/config.js';
 import type { Embedder } from '../../core/ports/embedder.js';
 import type { AttentionModel, Boundary, SegmentableTurn, Segmenter } from '../../core/ports/segmenter.js';
 import {
@@ -6,7 +7,13 @@ import {
   sentenceAttention,
   type CombinationRule,
 } from './attention-boundaries.js';
-import { exchangeUnits, similarityCuts, type SimilaritySettings } from './similarity-segmenter.js';
+import {
+  defaultSimilaritySettings,
+  exchangeUnits,
+  similarityCuts,
+  similarityVersion,
+  type SimilaritySettings,
+} from './similarity-segmenter.js';
 
 export interface HybridSettings extends SimilaritySettings {
   /** How attention peaks (B1) and similarity drops (B2) combine; the paper's rule is `intersection`. */
@@ -18,13 +25,26 @@ export interface HybridSettings extends SimilaritySettings {
 }
 
 export const defaultHybridSettings: HybridSettings = {
-  thresholdStart: 0.2,
-  thresholdStep: 0.05,
-  thresholdMax: 0.5,
+  ...defaultSimilaritySettings,
   rule: 'intersection',
   toleranceWindow: 3,
   sinkTokens: 3,
 };
+
+/** The segmenter's settings from the `segmenter` section of the configuration. */
+export function hybridSettingsFrom(s: LightmemConfig['segmenter']): HybridSettings {
+  return {
+    criterion: s.similarity,
+    thresholdStart: s.thresholdStart,
+    thresholdStep: s.thresholdStep,
+    thresholdMax: s.thresholdMax,
+    depthStdFactor: s.depthStdFactor,
+    depthFloor: s.depthFloor,
+    rule: s.rule,
+    toleranceWindow: s.toleranceWindow,
+    sinkTokens: s.sinkTokens,
+  };
+}
 
 /**
  * LightMem's topic segmentation (reference §5): attention peaks over the human turns (B1) combined with
@@ -41,8 +61,8 @@ export class HybridSegmenter implements Segmenter {
     private readonly settings: HybridSettings = defaultHybridSettings,
   ) {
     const s = settings;
-    this.version = `hybrid-v1(${attention.id};${embedder.id};${s.rule}±${s.toleranceWindow};sink${s.sinkTokens};${s.thresholdStart}+${s.thresholdStep}..${s.thresholdMax})`;
-    this.capability = `topic boundaries: attention peaks (${attention.id}) ${s.rule} similarity drops (${embedder.id}), ±${s.toleranceWindow}`;
+    this.version = `hybrid-v1(${attention.id};${embedder.id};${s.rule}±${s.toleranceWindow};sink${s.sinkTokens};${similarityVersion(s)})`;
+    this.capability = `topic boundaries: attention peaks (${attention.id}) ${s.rule} ${s.criterion} similarity drops (${embedder.id}), ±${s.toleranceWindow}`;
   }
 
   async boundaries(turns: readonly SegmentableTurn[]): Promise<Boundary[]> {
