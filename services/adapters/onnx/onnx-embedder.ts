@@ -155,16 +155,28 @@ export class OnnxEmbedder implements Embedder {
     return this.encode(text).ids;
   }
 
+  /** Tokens of each text as the model sees them (special tokens included, truncated), without padding. */
+  tokenCounts(texts: readonly string[]): number[] {
+    return texts.map((text) => this.encode(text).ids.length);
+  }
+
+  /** The [rows, seq] of each session run `embed(texts)` makes, in order: padding included. */
+  batchShapes(texts: readonly string[]): { rows: number; seq: number }[] {
+    const lengths = this.tokenCounts(texts);
+    return batchesOf(lengths, this.batchSize).map((indexes) => ({
+      rows: indexes.length,
+      seq: Math.max(...indexes.map((index) => lengths[index] ?? 0)),
+    }));
+  }
+
   async embed(texts: readonly string[]): Promise<Float32Array[]> {
     if (texts.length === 0) return [];
     const encoded = texts.map((text) => this.encode(text));
-    // Sort by length (stable) so each batch pads to a similar length; results go back to input order.
-    const order = encoded
-      .map((_, index) => index)
-      .sort((a, b) => lengthAt(encoded, a) - lengthAt(encoded, b));
     const out = new Array<Float32Array>(texts.length);
-    for (let start = 0; start < order.length; start += this.batchSize) {
-      const indexes = order.slice(start, start + this.batchSize);
+    for (const indexes of batchesOf(
+      encoded.map((item) => item.ids.length),
+      this.batchSize,
+    )) {
       const vectors = await this.runBatch(indexes.map((index) => encoded[index] as Encoded));
       indexes.forEach((index, row) => (out[index] = vectors[row] as Float32Array));
     }
@@ -241,8 +253,16 @@ export class OnnxEmbedder implements Embedder {
   }
 }
 
-function lengthAt(encoded: readonly Encoded[], index: number): number {
-  return encoded[index]?.ids.length ?? 0;
+/**
+ * Indexes of the texts of each session run: sorted by token length (stable) so each batch pads to a
+ * similar length, then cut into batches of `batchSize`. Results go back to input order.
+ */
+function batchesOf(lengths: readonly number[], batchSize: number): number[][] {
+  const order = lengths.map((_, index) => index).sort((a, b) => (lengths[a] ?? 0) - (lengths[b] ?? 0));
+  const batches: number[][] = [];
+  for (let start = 0; start < order.length; start += batchSize)
+    batches.push(order.slice(start, start + batchSize));
+  return batches;
 }
 
 /**
