@@ -1,0 +1,55 @@
+import { spawnCli } from '../../support/cli.js';
+
+export interface RunningServer {
+  readonly base: string;
+  /** POST a JSON body; resolves with the parsed answer (throws on a non-2xx status). */
+  post<T>(path: string, body: unknown): Promise<T>;
+  stop(): Promise<void>;
+}
+
+/** `lightmem serve --port 0` on a data dir with extra environment; resolves once it listens. */
+export async function serve(
+  dataDir: string,
+  env: Record<string, string>,
+  startTimeoutMs = 120_000,
+): Promise<RunningServer> {
+  const child = spawnCli(['serve', '--port', '0', '--data-dir', dataDir], env);
+  let output = '';
+  const base = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGTERM');
+      reject(new Error(`lightmem serve did not start in ${startTimeoutMs} ms:\n${output}`));
+    }, startTimeoutMs);
+    child.stderr?.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /"url":"(http:\/\/[^"]+)"/.exec(output);
+      if (match?.[1] !== undefined) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`lightmem serve exited (${code}):\n${output}`));
+    });
+  });
+  return {
+    base,
+    post: async <T>(path: string, body: unknown): Promise<T> => {
+      const response = await fetch(`${base}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      const text = await response.text();
+      if (!response.ok) throw new Error(`POST ${path}: ${response.status} ${text}`);
+      return JSON.parse(text) as T;
+    },
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
