@@ -54,15 +54,15 @@ describe('attention boundaries (B1)', () => {
     assert.equal(m[2]![2], 0); // upper triangle stays 0
   });
 
-  it('finds the strict local peaks of the sentence-to-previous series, at the sentence that starts the topic', () => {
-    // Sentence 3 attends almost only to sentence 2: M[3][2] peaks.
+  it('finds the strict local peaks of the sentence-to-previous series: the topic starts at the attended sentence', () => {
+    // Sentence 3 attends almost only to sentence 2: M[3][2] peaks, so sentence 2 starts a topic.
     const { matrix, spans } = synthetic(6, 3, (from, to) => from === 3 && to === 2);
     const m = sentenceAttention(matrix, spans, 1);
     assert.ok(m[3]![2]! > 0.9, `M[3][2] = ${m[3]![2]}`);
-    assert.deepEqual(attentionPeaks(m), [3]);
+    assert.deepEqual(attentionPeaks(m), [2]);
   });
 
-  it('cannot place a topic start at the third sentence: M[1][0] is always 1 after normalisation', () => {
+  it('cannot place a topic start at the second sentence: M[1][0] is always 1 after normalisation', () => {
     const { matrix, spans } = synthetic(6, 3, (from, to) => from === 2 && to === 1);
     assert.deepEqual(attentionPeaks(sentenceAttention(matrix, spans, 1)), []);
   });
@@ -72,7 +72,7 @@ describe('attention boundaries (B1)', () => {
     const m = Array.from({ length: 7 }, (_, i) =>
       Array.from({ length: 7 }, (_, j) => (j === i - 1 ? sub[i - 1]! : 0)),
     );
-    assert.deepEqual(attentionPeaks(m), [3, 5]);
+    assert.deepEqual(attentionPeaks(m), [2, 4]);
     assert.deepEqual(attentionPeaks([[0], [1, 0]]), []);
   });
 
@@ -156,7 +156,7 @@ describe('HybridSegmenter', () => {
       const { matrix, spans } = synthetic(
         sentences.length,
         3,
-        (from, to) => from === unit && to === unit - 1,
+        (from, to) => from === unit + 1 && to === unit,
       );
       return Promise.resolve({ matrix, spans });
     },
@@ -164,21 +164,21 @@ describe('HybridSegmenter', () => {
 
   it('cuts where a similarity drop lies near an attention peak, reported as a turn index', async () => {
     const seen: string[][] = [];
-    const segmenter = new HybridSegmenter(attentionPeakAt(3, seen), embedderWithDropBefore(3), {
+    const segmenter = new HybridSegmenter(attentionPeakAt(2, seen), embedderWithDropBefore(2), {
       ...defaultHybridSettings,
       sinkTokens: 1,
     });
     const cuts = await segmenter.boundaries(turns);
     assert.deepEqual(
       cuts.map((b) => [b.index, b.reason]),
-      [[4, 'hybrid']],
+      [[3, 'hybrid']],
     );
     assert.equal(cuts[0]!.similarity, 0);
     assert.deepEqual(seen[0], ['a', 'b', 'c', 'd', 'e'], 'attention reads the human turns only');
   });
 
   it('drops a similarity boundary far from every peak (window 0)', async () => {
-    const segmenter = new HybridSegmenter(attentionPeakAt(3), embedderWithDropBefore(1), {
+    const segmenter = new HybridSegmenter(attentionPeakAt(2), embedderWithDropBefore(1), {
       ...defaultHybridSettings,
       toleranceWindow: 0,
       sinkTokens: 1,
@@ -196,14 +196,14 @@ describe('HybridSegmenter', () => {
         return Promise.resolve(texts.map(() => new Float32Array([1, 0])));
       },
     };
-    const segmenter = new HybridSegmenter(attentionPeakAt(3), embedder, {
+    const segmenter = new HybridSegmenter(attentionPeakAt(2), embedder, {
       ...defaultHybridSettings,
       rule: 'attention',
       sinkTokens: 1,
     });
     assert.deepEqual(
       (await segmenter.boundaries(turns)).map((b) => [b.index, b.reason]),
-      [[4, 'attention_peak']],
+      [[3, 'attention_peak']],
     );
     assert.equal(embedded, 0);
   });
