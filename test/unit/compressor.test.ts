@@ -268,7 +268,7 @@ describe('compressorStage', () => {
     assert.equal(value?.originalTokens, 10);
     assert.equal(value?.keptTokens, 6);
     assert.equal(value?.keepRatio, 0.6);
-    assert.equal(value?.scorerVersion, 'builtin-heuristic-v1@r0.6');
+    assert.equal(value?.scorerVersion, 'builtin-heuristic-v2@r0.6');
     assert.equal(
       value?.event.text,
       'I went to a LGBTQ support group yesterday',
@@ -343,7 +343,7 @@ describe('compressorStage', () => {
     const passed = values[1];
     assert.equal(passed?.compressedText, '');
     assert.equal(passed?.keepRatio, 1);
-    assert.equal(passed?.scorerVersion, 'builtin-heuristic-v1@r0.6');
+    assert.equal(passed?.scorerVersion, 'builtin-heuristic-v2@r0.6');
 
     // A control event's text (if any) is never compressed.
     const noted = event('end-2', {

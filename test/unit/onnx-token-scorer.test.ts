@@ -296,7 +296,7 @@ describe('the runtime and models.compressor', () => {
       clock: systemClock,
     });
     try {
-      assert.equal(runtime.components.scorer.version, 'builtin-heuristic-v1');
+      assert.equal(runtime.components.scorer.version, 'builtin-heuristic-v2');
       const warnings = runtime.warnings.join('\n');
       assert.match(
         warnings,
@@ -315,7 +315,7 @@ describe('the runtime and models.compressor', () => {
     await writeTinyClassifierFolder({ shape: 'pooled' }, broken);
     const runtime = await EmbeddedRuntime.open(config(modelsDir, 'broken'), { logger, clock: systemClock });
     try {
-      assert.equal(runtime.components.scorer.version, 'builtin-heuristic-v1');
+      assert.equal(runtime.components.scorer.version, 'builtin-heuristic-v2');
       assert.match(runtime.warnings.join('\n'), /compressor model broken is not usable \(.*shape/);
     } finally {
       await runtime.close();
@@ -323,7 +323,7 @@ describe('the runtime and models.compressor', () => {
     await writeFile(join(broken, manifestFileName), '{}');
     const plain = await EmbeddedRuntime.open(config(modelsDir), { logger, clock: systemClock });
     try {
-      assert.equal(plain.components.scorer.version, 'builtin-heuristic-v1');
+      assert.equal(plain.components.scorer.version, 'builtin-heuristic-v2');
       assert.doesNotMatch(plain.warnings.join('\n'), /compressor/);
     } finally {
       await plain.close();
