@@ -100,6 +100,9 @@ export async function embedBench(argv: readonly string[]): Promise<number> {
   const machine = machineCpuPeak();
   const cores = Math.min(threads, machine.cores);
   const peak = peakOnCores(machine, cores);
+  // An int8-quantized model's weight products (all but ~2% of its FLOPs) run on the integer units: its
+  // fraction of peak is of the int8 peak; an fp32 model's of the fp32 peak.
+  const peakBasis = flops.int8Matmuls > 0 && peak.int8 !== null ? 'int8' : 'fp32';
   const progress = new ProgressBar('embedding', process.stderr, json);
   const started = performance.now();
   const result = await runEmbedBench({
@@ -107,7 +110,7 @@ export async function embedBench(argv: readonly string[]): Promise<number> {
     batchSizes,
     passes,
     flops,
-    peakFlops: peak.fp32PeakFlops,
+    peakFlops: peakBasis === 'int8' && peak.int8 !== null ? peak.int8.peakOps : peak.fp32PeakFlops,
     open: (batchSize) => OnnxEmbedder.load(folder, { threads, batchSize }),
     onProgress: (done, total) => progress.update(done, total, 'passes'),
   });
@@ -136,7 +139,7 @@ export async function embedBench(argv: readonly string[]): Promise<number> {
       formula: flopsFormula,
     },
     peak: {
-      basis: 'fp32',
+      basis: peakBasis,
       cores,
       machineCores: machine.cores,
       cpu: machine.model,
@@ -147,7 +150,9 @@ export async function embedBench(argv: readonly string[]): Promise<number> {
       int8PeakGops: peak.int8 === null ? null : Math.round(peak.int8.peakOps / 1e7) / 100,
       int8: peak.int8?.level ?? null,
       note: quantized
-        ? 'the model is int8-quantized: its weight products run on integer units; the fraction is of the fp32 peak'
+        ? peakBasis === 'int8'
+          ? `the model is int8-quantized: its weight products run on the integer units, so the fraction is of the int8 peak (${peak.int8?.level})`
+          : 'the model is int8-quantized but the CPU announces no int8 multiply-add: the fraction is of the fp32 peak'
         : null,
     },
     results: result.results,

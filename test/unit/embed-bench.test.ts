@@ -134,13 +134,16 @@ describe('CPU peak from /proc/cpuinfo', () => {
     assert.match(describePeak(peak), /fp32 peak 512\.0 GFLOP\/s = 4 cores × 2\.00 GHz × 64 FLOP\/cycle/);
   });
 
-  it('AVX2 + FMA: 32 FLOP/cycle, no int8 peak without VNNI; avx_vnni gives one', () => {
+  it('AVX2 + FMA: 32 FLOP/cycle and 64 int8 ops/cycle (two instructions per product); avx_vnni doubles it', () => {
     const peak = cpuPeakFromCpuinfo(cpuinfo('fpu sse sse2 avx fma avx2', 2, '2445.430', 'AMD EPYC'));
     assert.equal(peak.simd, 'avx2+fma');
     assert.equal(peak.model, 'AMD EPYC');
     assert.equal(peak.fp32FlopsPerCycle, 32);
     assert.ok(Math.abs(peak.fp32PeakFlops - 2 * 2445.43e6 * 32) < 1);
-    assert.equal(peak.int8, null);
+    assert.equal(peak.int8?.level, 'avx2');
+    assert.equal(peak.int8?.opsPerCycle, 64);
+    assert.ok(Math.abs((peak.int8?.peakOps ?? 0) - 2 * 2445.43e6 * 64) < 1);
+    assert.equal(cpuPeakFromCpuinfo(cpuinfo('sse sse2 avx', 2, '3000')).int8, null);
     const vnni = cpuPeakFromCpuinfo(cpuinfo('sse avx fma avx2 avx_vnni', 2, '3000'));
     assert.deepEqual(vnni.int8, { level: 'avx_vnni', opsPerCycle: 128, peakOps: 2 * 3e9 * 128 });
     assert.equal(peakOnCores(vnni, 1).fp32PeakFlops, 3e9 * 32);
