@@ -25,6 +25,12 @@ export interface RecallQuestion {
   readonly gold: readonly string[];
   /** In a category the recall figures count (asked and written out either way; needs gold to be scored). */
   readonly scored: boolean;
+  /** The dataset's reference answer (for `--qa` grading only; never fed to the memory system). */
+  readonly answer?: string | undefined;
+  /** When the question is asked, as the dataset writes it (LongMemEval `question_date`). */
+  readonly askedAt?: string | undefined;
+  /** LongMemEval abstention question (`_abs`): the right answer is that the memories do not say. */
+  readonly abstention?: boolean | undefined;
 }
 
 export interface RecallCase {
