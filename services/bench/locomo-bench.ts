@@ -2,8 +2,8 @@
  * LoCoMo as recall cases: each sample is one case, ingested by the normal `locomo` loader into its own
  * user (the loader's userId is the sample id) and questioned in that user's scope only.
  */
-import { LightmemError } from '../core/errors.js';
-import { locomoSampleItems, type InputItem } from '../ingest/index.js';
+import { locomoSampleItems } from '../ingest/index.js';
+import { inCaseScope } from './case-scope.js';
 import { isScoredLocomoCategory, scoredLocomoCategories, type LocomoSample } from './locomo-dataset.js';
 import type { RecallCase } from './recall-bench.js';
 
@@ -14,36 +14,21 @@ export function locomoCases(samples: readonly LocomoSample[], tenantId: string):
       caseId: sample.sampleId,
       scope,
       items: () =>
-        inScope(locomoSampleItems(sample.value, sample.index, tenantId, sample.text), scope, sample.sampleId),
+        inCaseScope(
+          locomoSampleItems(sample.value, sample.index, tenantId, sample.text),
+          scope,
+          sample.sampleId,
+        ),
       questions: sample.questions.map((q) => ({
         questionId: q.questionId,
         category: q.category,
         query: q.question,
         gold: q.gold,
         scored: isScoredLocomoCategory(q.category),
+        answer: q.answer,
       })),
     };
   });
-}
-
-/** Guards the isolation the benchmark relies on: every event of a case lands in the case's scope. */
-function* inScope(
-  items: Iterable<InputItem>,
-  scope: { readonly tenantId: string; readonly userId: string },
-  caseId: string,
-): Generator<InputItem> {
-  for (const item of items) {
-    if (item.result.ok) {
-      const { tenantId, userId } = item.result.event;
-      if (tenantId !== scope.tenantId || userId !== scope.userId) {
-        throw new LightmemError(
-          'internal',
-          `sample ${caseId}: the loader put ${item.label} in ${tenantId}/${userId}, not the sample's scope ${scope.tenantId}/${scope.userId}`,
-        );
-      }
-    }
-    yield item;
-  }
 }
 
 /** What the evidence parser recovered and dropped, for the report. */

@@ -25,6 +25,7 @@ const LocomoSampleJson = z.object({
   qa: z.array(
     z.object({
       question: z.string(),
+      answer: z.union([z.string(), z.number()]).transform(String).optional(),
       category: z.number().int(),
       evidence: z.array(z.unknown()).default([]),
     }),
@@ -37,6 +38,8 @@ export interface LocomoQuestion {
   readonly sampleId: string;
   readonly question: string;
   readonly category: number;
+  /** The reference answer (category 5 has an `adversarial_answer` instead: undefined). */
+  readonly answer: string | undefined;
   /** Gold source turn ids (`dia_id`s of the sample), parsed from `evidence`. */
   readonly gold: readonly string[];
   /** Evidence ids that name no turn of the sample (dropped). */
@@ -84,6 +87,7 @@ export function locomoSample(value: unknown, index: number, text: string): Locom
       sampleId: sample.sample_id,
       question: qa.question,
       category: qa.category,
+      answer: qa.answer,
       gold: evidence.ids,
       unknownEvidence: evidence.unknown,
       unparseableEvidence: evidence.unparseable,

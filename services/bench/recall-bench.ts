@@ -11,7 +11,9 @@ import { LightmemError } from '../core/errors.js';
 import { approxTokenCount } from '../core/text/token-count.js';
 import { Ingestion } from '../app/ingestion.js';
 import { MemorySearch, memoryView } from '../app/memory-search.js';
+import type { Embedder } from '../core/ports/embedder.js';
 import type { InputItem } from '../ingest/index.js';
+import { ingestRawTurns } from './raw-turn-ingest.js';
 import type { EmbeddedRuntime } from '../runtime/embedded-runtime.js';
 import { summarizeLatencies, type LatencySummary } from './latency.js';
 import { promptText } from './prompt-text.js';
@@ -40,6 +42,8 @@ export interface RecallCase {
   /** The case's conversation events (a loader's items, opened when the case is ingested). */
   readonly items: () => AsyncIterable<InputItem> | Iterable<InputItem>;
   readonly questions: readonly RecallQuestion[];
+  /** The dataset's id of one of the case's turn ids (default: the same). */
+  readonly sourceId?: ((turnId: string) => string) | undefined;
 }
 
 /** The parts of the embedded runtime a benchmark drives. */
@@ -120,6 +124,11 @@ export interface RecallBenchOptions {
   /** Untimed queries first (statements compile, pages load); default 20. */
   readonly warmupQueries?: number | undefined;
   readonly onProgress?: ((progress: RecallProgress) => void) | undefined;
+  /**
+   * A raw-turn baseline: turns go straight into the store (one memory per turn, vectors from `embedder`
+   * unless it is null) instead of through the pipeline.
+   */
+  readonly raw?: { readonly embedder: Embedder | null } | undefined;
 }
 
 const listPage = 500;
@@ -133,9 +142,16 @@ export async function runRecallBench(
   const log = runtime.eventLog;
   const deadLettersBefore = await log.endOffset(Topics.deadLetters);
   const ingestion = new Ingestion(log, options.clock);
-  const ranPipeline = runtime.startPipeline();
+  const raw = options.raw;
+  const ranPipeline = raw === undefined ? runtime.startPipeline() : false;
+  const rawTotals = { turns: 0, originalTokens: 0, keptTokens: 0 };
   const results: CaseResult[] = [];
-  const asked: { caseId: string; scope: RecallCase['scope']; question: RecallQuestion }[] = [];
+  const asked: {
+    caseId: string;
+    scope: RecallCase['scope'];
+    question: RecallQuestion;
+    sourceId: (turnId: string) => string;
+  }[] = [];
   const scopes = new Set<string>();
   const total = options.expectedCases ?? 0;
   try {
@@ -148,11 +164,21 @@ export async function runRecallBench(
         detail: `${recallCase.caseId}…`,
       });
       const started = performance.now();
-      const report = await ingestion.ingest(recallCase.items(), {
-        source: options.source,
-        endSessions: true,
-      });
-      await runtime.waitForDrain();
+      let report: { accepted: number; duplicates: number; rejected: number; sessionEnds: number };
+      if (raw === undefined) {
+        report = await ingestion.ingest(recallCase.items(), { source: options.source, endSessions: true });
+        await runtime.waitForDrain();
+      } else {
+        const rawReport = await ingestRawTurns(recallCase.items(), {
+          store: runtime.store,
+          embedder: raw.embedder,
+          clock: options.clock,
+        });
+        report = { ...rawReport, duplicates: 0, sessionEnds: 0 };
+        rawTotals.turns += rawReport.turns;
+        rawTotals.originalTokens += rawReport.tokens;
+        rawTotals.keptTokens += rawReport.tokens;
+      }
       const ingestSeconds = (performance.now() - started) / 1000;
       const memories = await memoryTotals(runtime, recallCase.scope);
       results.push({
@@ -165,7 +191,12 @@ export async function runRecallBench(
         ...memories,
       });
       for (const question of recallCase.questions)
-        asked.push({ caseId: recallCase.caseId, scope: recallCase.scope, question });
+        asked.push({
+          caseId: recallCase.caseId,
+          scope: recallCase.scope,
+          question,
+          sourceId: recallCase.sourceId ?? identity,
+        });
       options.onProgress?.({
         phase: 'ingest',
         done: results.length,
@@ -175,10 +206,10 @@ export async function runRecallBench(
     }
   } finally {
     // Searches run on a quiet store: nothing is left to process, and the stages' polling is not timed.
-    await runtime.stopPipeline();
+    if (raw === undefined) await runtime.stopPipeline();
   }
   const deadLetters = (await log.endOffset(Topics.deadLetters)) - deadLettersBefore;
-  const compression = await compressionTotals(runtime, scopes);
+  const compression = raw === undefined ? await compressionTotals(runtime, scopes) : rawTotals;
 
   const search = new MemorySearch(runtime.store, runtime.components.embedder);
   /** The retrieval and the time of the search call alone (not the prompt rendering after it). */
@@ -202,7 +233,7 @@ export async function runRecallBench(
         id: hit.id,
         score: hit.score,
         text,
-        sources: hit.sourceTurnIds,
+        sources: hit.sourceTurnIds.map(entry.sourceId),
         tokens: approxTokenCount(text),
       };
     });
@@ -278,6 +309,8 @@ async function compressionTotals(
 function scopeKey(scope: { readonly tenantId: string; readonly userId: string }): string {
   return `${scope.tenantId}\u0000${scope.userId}`;
 }
+
+const identity = (turnId: string): string => turnId;
 
 function round(value: number): number {
   return Math.round(value * 1000) / 1000;

@@ -18,6 +18,8 @@ import { recallChartSvg } from './recall-chart.js';
 
 export interface RecallReport {
   readonly benchmark: string;
+  /** A raw-turn baseline (`bm25-raw`, `dense-raw`, `hybrid-raw`), or null for the full pipeline. */
+  readonly baseline: string | null;
   readonly data: string;
   readonly finishedAt: string;
   /** Isolated units ingested (LoCoMo samples, LongMemEval questions). */
@@ -123,6 +125,7 @@ export interface RecallReportInput {
   readonly files: Readonly<Record<string, string>>;
   readonly ks?: readonly number[] | undefined;
   readonly budgets?: readonly number[] | undefined;
+  readonly baseline?: string | undefined;
 }
 
 export function buildRecallReport(input: RecallReportInput): RecallReport {
@@ -157,6 +160,7 @@ export function buildRecallReport(input: RecallReportInput): RecallReport {
   for (const r of run.retrievals) questionsPerCase.set(r.caseId, (questionsPerCase.get(r.caseId) ?? 0) + 1);
   return {
     benchmark: input.benchmark,
+    baseline: input.baseline ?? null,
     data: input.data,
     finishedAt: new Date().toISOString(),
     cases: run.cases.length,
@@ -234,6 +238,7 @@ export function retrievalLine(retrieval: Retrieval, top = retrievalFileTop): str
 export function recallSummary(report: RecallReport): Record<string, unknown> {
   return {
     benchmark: report.benchmark,
+    baseline: report.baseline,
     data: report.data,
     cases: report.cases,
     questions: report.questions.asked,

@@ -5,11 +5,12 @@ import { summarizeLatencies } from '../bench/latency.js';
 import { commonOptions, intOption, parse, stringOption } from './args.js';
 import { openContext } from './context.js';
 import { segmentBench, segmentBenchUsage } from './bench-segment-command.js';
-import { locomoBench, locomoBenchUsage } from './bench-locomo-command.js';
+import { locomoBenchUsage, longMemEvalBenchUsage, recallBenchCommand } from './bench-recall-command.js';
 import { embedBench, embedBenchUsage } from './bench-embed-command.js';
 import { ProgressBar } from './progress.js';
 
 export const benchUsage = `${locomoBenchUsage}
+${longMemEvalBenchUsage}
 ${segmentBenchUsage}
 ${embedBenchUsage}
 lightmem bench search --data <locomo.json> [--queries 1000] [--limit 10] [--tenant T] [--json] [--data-dir D]
@@ -23,7 +24,7 @@ export async function benchCommand(argv: readonly string[]): Promise<number> {
     return kind === undefined ? 1 : 0;
   }
   if (kind === 'segment') return segmentBench(rest);
-  if (kind === 'locomo') return locomoBench(rest);
+  if (kind === 'locomo' || kind === 'longmemeval') return recallBenchCommand(kind, rest);
   if (kind === 'embed') return embedBench(rest);
   if (kind !== 'search') throw new InvalidInputError(`unknown benchmark ${kind}\n${benchUsage}`, 'benchmark');
   const { values } = parse(rest, {

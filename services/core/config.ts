@@ -74,8 +74,11 @@ export const LightmemConfig = z
       .prefault({}),
     store: z
       .object({
-        lexicalWeight: z.number().min(0).default(0.5),
-        semanticWeight: z.number().min(0).default(0.5),
+        /** Fusion weights of the BM25 and kNN parts (scaled to sum to 1). */
+        lexicalWeight: z.number().min(0).default(0.3),
+        semanticWeight: z.number().min(0).default(0.7),
+        /** How each part is scaled to [0, 1]: min-max over its candidates, or BM25 by the best match. */
+        normalization: z.enum(['minmax', 'best']).default('minmax'),
       })
       .prefault({}),
     pipeline: z

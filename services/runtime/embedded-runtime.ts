@@ -140,7 +140,11 @@ export class EmbeddedRuntime {
       clock: options.clock,
     });
     const store = SqliteMemoryStore.open(join(config.dataDir, 'memories.db'), {
-      fusion: { lexicalWeight: config.store.lexicalWeight, semanticWeight: config.store.semanticWeight },
+      fusion: {
+        lexicalWeight: config.store.lexicalWeight,
+        semanticWeight: config.store.semanticWeight,
+        normalization: config.store.normalization,
+      },
     });
     const components = embeddedComponents(config, loaded.embedder, loaded.attention, loaded.scorer);
     options.logger.info('embedded runtime opened', {

@@ -1,0 +1,173 @@
+/**
+ * ChatModel over an OpenAI-compatible `/chat/completions` endpoint, through the `openai` package. The
+ * package retries 408, 409, 429, 5xx and connection failures (`maxRetries`, exponential backoff, honouring
+ * `retry-after`); what still fails is mapped to a LightmemError: transient failures are retryable
+ * (UnavailableError), refusals (400, 401, 403, 404, 422…) are not. Messages name the status, the model and
+ * the endpoint, never the api key.
+ */
+import OpenAI from 'openai';
+import { LightmemError, UnavailableError } from '../../core/errors.js';
+import type { ChatCompletion, ChatModel, ChatRequest } from '../../core/ports/chat-model.js';
+
+export interface OpenAiChatOptions {
+  /** E.g. `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`. */
+  readonly baseUrl: string;
+  readonly apiKey: string;
+  readonly model: string;
+  /** Per attempt; default 60,000. */
+  readonly timeoutMs?: number | undefined;
+  /** Retries after the first attempt; default 3. */
+  readonly maxRetries?: number | undefined;
+}
+
+const defaultTimeoutMs = 60_000;
+const defaultMaxRetries = 3;
+/** How much of an endpoint's error text a message keeps. */
+const detailChars = 300;
+
+export class OpenAiChat implements ChatModel {
+  readonly model: string;
+  /** `<base URL>/chat/completions` without credentials, for messages. */
+  readonly endpoint: string;
+  readonly #client: OpenAI;
+  readonly #apiKey: string;
+  readonly #timeoutMs: number;
+  readonly #maxRetries: number;
+
+  constructor(options: OpenAiChatOptions) {
+    const url = parseBaseUrl(options.baseUrl);
+    if (options.model.trim() === '') throw configError('the chat model name is empty', 'model');
+    this.#timeoutMs = options.timeoutMs ?? defaultTimeoutMs;
+    this.#maxRetries = options.maxRetries ?? defaultMaxRetries;
+    if (!Number.isInteger(this.#timeoutMs) || this.#timeoutMs <= 0) {
+      throw configError(`timeoutMs must be a positive integer, got ${this.#timeoutMs}`, 'timeoutMs');
+    }
+    if (!Number.isInteger(this.#maxRetries) || this.#maxRetries < 0) {
+      throw configError(`maxRetries must be a non-negative integer, got ${this.#maxRetries}`, 'maxRetries');
+    }
+    this.model = options.model;
+    this.#apiKey = options.apiKey;
+    this.endpoint = `${publicUrl(url)}/chat/completions`;
+    this.#client = new OpenAI({
+      baseURL: url.href.replace(/\/+$/, ''),
+      apiKey: options.apiKey,
+      organization: null,
+      project: null,
+      timeout: this.#timeoutMs,
+      maxRetries: this.#maxRetries,
+    });
+  }
+
+  async complete(request: ChatRequest): Promise<ChatCompletion> {
+    let response: OpenAI.Chat.Completions.ChatCompletion;
+    try {
+      response = await this.#client.chat.completions.create({
+        model: this.model,
+        messages: request.messages.map((message) => ({ role: message.role, content: message.content })),
+        ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
+        ...(request.topP === undefined ? {} : { top_p: request.topP }),
+        // `max_tokens`, not `max_completion_tokens`: every OpenAI-compatible server (vLLM, Ollama, …) and
+        // the protocol of the benchmarks (§13.1) use it; only OpenAI's reasoning models refuse it.
+        // eslint-disable-next-line @typescript-eslint/no-deprecated
+        ...(request.maxTokens === undefined ? {} : { max_tokens: request.maxTokens }),
+        ...(request.responseFormat === undefined
+          ? {}
+          : { response_format: { type: request.responseFormat } }),
+      });
+    } catch (error) {
+      throw this.#failure(error);
+    }
+    const text = response.choices[0]?.message.content;
+    if (typeof text !== 'string') {
+      throw new LightmemError(
+        'internal',
+        `chat model ${this.model} at ${this.endpoint} answered without a message content ` +
+          `(${response.choices.length} choices)`,
+        { retryable: false },
+      );
+    }
+    return {
+      text,
+      promptTokens: response.usage?.prompt_tokens ?? 0,
+      completionTokens: response.usage?.completion_tokens ?? 0,
+    };
+  }
+
+  /** The LightmemError for what the client threw after its retries. */
+  #failure(error: unknown): LightmemError {
+    const where = `chat model ${this.model} at ${this.endpoint}`;
+    const attempts = `${this.#maxRetries + 1} attempt${this.#maxRetries === 0 ? '' : 's'}`;
+    if (error instanceof OpenAI.APIConnectionTimeoutError) {
+      return new UnavailableError(`${where}: timed out after ${this.#timeoutMs} ms (${attempts})`, error);
+    }
+    if (error instanceof OpenAI.APIUserAbortError) {
+      return new LightmemError('internal', `${where}: request aborted`, { retryable: false, cause: error });
+    }
+    if (error instanceof OpenAI.APIConnectionError) {
+      const reason = this.#redact(rootCause(error));
+      return new UnavailableError(`${where}: connection failed (${attempts}): ${reason}`, error);
+    }
+    if (error instanceof OpenAI.APIError && typeof error.status === 'number') {
+      const status = error.status;
+      const detail = this.#redact(error.message.replace(/^\d{3}\s*/, '')).slice(0, detailChars);
+      const requestId = typeof error.requestID === 'string' ? `, request id ${error.requestID}` : '';
+      const said = detail === '' || detail === 'status code (no body)' ? '' : `: ${detail}`;
+      // The client's error is not kept as the cause: an endpoint may echo the key in its body.
+      if (isTransientStatus(status)) {
+        return new UnavailableError(`${where}: HTTP ${status} (${attempts}${requestId})${said}`);
+      }
+      const message = `${where} refused the request: HTTP ${status}${requestId}${said}`;
+      if (status === 401 || status === 403 || status === 404) {
+        return new LightmemError('config_invalid', message, { retryable: false });
+      }
+      return new LightmemError('invalid_input', message, { retryable: false });
+    }
+    if (error instanceof LightmemError) return error;
+    const message = error instanceof Error ? this.#redact(error.message) : String(error);
+    return new LightmemError('internal', `${where}: ${message}`, { retryable: false });
+  }
+
+  /** Takes the api key (and anything shaped like one) out of text an endpoint wrote. */
+  #redact(text: string): string {
+    const masked = this.#apiKey.length >= 4 ? text.split(this.#apiKey).join('***') : text;
+    return masked.replace(/\bsk-[\w*-]+/g, 'sk-***');
+  }
+}
+
+/** 408, 409, 429 and 5xx: the statuses the client retries, so still transient after its retries. */
+function isTransientStatus(status: number): boolean {
+  return status === 408 || status === 409 || status === 429 || status >= 500;
+}
+
+/** The innermost reason of a connection failure (`fetch failed` → `connect ECONNREFUSED 127.0.0.1:9`). */
+function rootCause(error: Error): string {
+  let reason = error.message;
+  let cause: unknown = error.cause;
+  for (let depth = 0; cause instanceof Error && depth < 5; depth++) {
+    reason = cause.message;
+    cause = cause.cause;
+  }
+  return reason;
+}
+
+function parseBaseUrl(baseUrl: string): URL {
+  let url: URL;
+  try {
+    url = new URL(baseUrl);
+  } catch {
+    throw configError(`the chat endpoint base URL is not a URL: ${JSON.stringify(baseUrl)}`, 'baseUrl');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw configError(`the chat endpoint base URL must be http(s), got ${url.protocol}`, 'baseUrl');
+  }
+  return url;
+}
+
+/** The URL without user info, query or trailing slash. */
+function publicUrl(url: URL): string {
+  return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
+}
+
+function configError(message: string, field: string): LightmemError {
+  return new LightmemError('config_invalid', message, { retryable: false, field });
+}

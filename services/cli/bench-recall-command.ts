@@ -1,0 +1,239 @@
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { InvalidInputError } from '../core/errors.js';
+import type { LightmemConfigInput } from '../core/config.js';
+import { systemClock } from '../core/ports/clock.js';
+import { loadConfig } from '../runtime/load-config.js';
+import { maxSearchLimit } from '../app/memory-search.js';
+import { defaultRecallKs } from '../bench/evidence-metrics.js';
+import { locomoCases, locomoEvidenceNotes } from '../bench/locomo-bench.js';
+import { locomoCategoryNames, readLocomoSamples, scoredLocomoCategories } from '../bench/locomo-dataset.js';
+import { longMemEvalCases, longMemEvalNotes } from '../bench/longmemeval-bench.js';
+import { longMemEvalQuestionTypes, readLongMemEvalQuestions } from '../bench/longmemeval-dataset.js';
+import { baselineFusion, isRawBaseline, rawBaselines, type RawBaseline } from '../bench/raw-turn-ingest.js';
+import { runRecallBench, type RecallCase } from '../bench/recall-bench.js';
+import {
+  buildRecallReport,
+  recallChart,
+  recallReportMarkdown,
+  recallSummary,
+  recallSummaryTable,
+  retrievalLine,
+} from '../bench/recall-report.js';
+import { commonOptions, intOption, parse, stringOption } from './args.js';
+import { openContext } from './context.js';
+import { ProgressBar } from './progress.js';
+
+export type RecallBenchmark = 'locomo' | 'longmemeval';
+
+const usageTail = `[--limit N] [--search-limit 200] [--baseline ${rawBaselines.join('|')}]
+    [--tenant T] [--json] [--data-dir D] [--config F]`;
+
+export const locomoBenchUsage = `lightmem bench locomo --data <locomo.json> --out <dir> ${usageTail}
+  Evidence recall without an LLM: ingests each sample into its own user through the full pipeline (a fresh
+  data dir under --out unless --data-dir is given), asks every question through the normal search, and
+  scores R@k, All@k (k = 5, 10, 20, 50) and recall within 500/1000/2000 prompt tokens on categories 1–4,
+  overall and per category. --limit N: the first N samples. --search-limit: memories retrieved per question
+  (50–${maxSearchLimit}; more than 50 so that the token budgets can fill). --baseline: the raw turns straight
+  into the store (one memory per turn; no compression, segmentation or extraction), searched by BM25 only,
+  kNN only, or the configured hybrid fusion. Writes <out>/retrieval.jsonl (top 50), report.json, report.md
+  and recall.svg. With --json the last line is one JSON object.`;
+
+export const longMemEvalBenchUsage = `lightmem bench longmemeval --data <longmemeval.json[.gz]> --out <dir> ${usageTail}
+  The same for LongMemEval (oracle, S or M file, streamed): each question's haystack ingested into its own
+  user, the question asked in that scope. Scored: non-abstention questions with gold on the user side,
+  overall and per question type. --limit N: the first N questions.`;
+
+interface BenchSource {
+  readonly cases: Iterable<RecallCase> | AsyncIterable<RecallCase>;
+  readonly expectedCases: number | undefined;
+  readonly categoryNames: Readonly<Record<string, string>>;
+  readonly scoredCategories: readonly string[];
+  /** Read after the run (LongMemEval's notes fill as its questions stream by). */
+  readonly dataset: () => Record<string, unknown>;
+  readonly caseName: string;
+}
+
+async function benchSource(
+  benchmark: RecallBenchmark,
+  data: string,
+  limit: number | undefined,
+  tenantId: string,
+): Promise<BenchSource> {
+  if (benchmark === 'locomo') {
+    const samples = await readLocomoSamples(data, { limit });
+    if (samples.length === 0) throw new InvalidInputError(`no samples in ${data}`, 'data');
+    return {
+      cases: locomoCases(samples, tenantId),
+      expectedCases: samples.length,
+      categoryNames: locomoCategoryNames,
+      scoredCategories: scoredLocomoCategories.map(String),
+      dataset: () => ({ samples: samples.map((s) => s.sampleId), ...locomoEvidenceNotes(samples) }),
+      caseName: 'samples',
+    };
+  }
+  const { notes, add } = longMemEvalNotes();
+  return {
+    cases: longMemEvalCases(readLongMemEvalQuestions(data, { limit }), tenantId, add),
+    expectedCases: limit,
+    categoryNames: Object.fromEntries(longMemEvalQuestionTypes.map((t) => [t, ''])),
+    scoredCategories: [...longMemEvalQuestionTypes],
+    dataset: () => ({ ...notes }),
+    caseName: 'questions',
+  };
+}
+
+export async function recallBenchCommand(
+  benchmark: RecallBenchmark,
+  argv: readonly string[],
+): Promise<number> {
+  const usage = benchmark === 'locomo' ? locomoBenchUsage : longMemEvalBenchUsage;
+  const { values } = parse(argv, {
+    ...commonOptions,
+    data: { type: 'string' },
+    out: { type: 'string' },
+    limit: { type: 'string' },
+    'search-limit': { type: 'string' },
+    baseline: { type: 'string' },
+    tenant: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (values['help'] === true) {
+    console.log(usage);
+    return 0;
+  }
+  const json = values['json'] === true;
+  const data = stringOption(values, 'data');
+  if (data === undefined) throw new InvalidInputError(`--data is required\n${usage}`, 'data');
+  if (!existsSync(data)) throw new InvalidInputError(`no such file: ${data}`, 'data');
+  const outFlag = stringOption(values, 'out');
+  if (outFlag === undefined) throw new InvalidInputError(`--out is required\n${usage}`, 'out');
+  const limit = stringOption(values, 'limit') === undefined ? undefined : intOption(values, 'limit', 0);
+  if (limit !== undefined && limit < 1)
+    throw new InvalidInputError(`--limit must be at least 1 (got ${limit})`, 'limit');
+  const baselineFlag = stringOption(values, 'baseline');
+  if (baselineFlag !== undefined && !isRawBaseline(baselineFlag))
+    throw new InvalidInputError(
+      `--baseline must be one of ${rawBaselines.join(', ')} (got ${baselineFlag})`,
+      'baseline',
+    );
+  const baseline: RawBaseline | undefined = baselineFlag;
+
+  const searchLimit = intOption(values, 'search-limit', maxSearchLimit);
+  const minimum = Math.max(...defaultRecallKs);
+  if (searchLimit < minimum || searchLimit > maxSearchLimit)
+    throw new InvalidInputError(
+      `--search-limit must be from ${minimum} to ${maxSearchLimit} (got ${searchLimit})`,
+      'search-limit',
+    );
+
+  const out = resolve(outFlag);
+  await mkdir(out, { recursive: true });
+  const { dataDir, overrides } = await benchDataDir(values, out, baseline);
+  const { config, runtime } = await openContext(values, { logLevel: 'warn' }, overrides);
+  try {
+    const embedder = runtime.components.embedder;
+    if (baseline !== undefined && baseline !== 'bm25-raw' && embedder === null)
+      throw new InvalidInputError(
+        `--baseline ${baseline} needs an embedding model (lightmem models fetch)`,
+        'baseline',
+      );
+    const tenantId = stringOption(values, 'tenant') ?? config.defaultTenant;
+    const source = await benchSource(benchmark, data, limit, tenantId);
+    const ingesting = new ProgressBar('ingesting', process.stderr, json);
+    const searching = new ProgressBar('searching', process.stderr, json);
+    let phase: 'ingest' | 'search' = 'ingest';
+    const run = await runRecallBench(runtime, source.cases, {
+      clock: systemClock,
+      source: data,
+      searchLimit,
+      expectedCases: source.expectedCases,
+      raw: baseline === undefined ? undefined : { embedder: baseline === 'bm25-raw' ? null : embedder },
+      onProgress: (p) => {
+        if (p.phase === 'search' && phase === 'ingest') {
+          ingesting.finish();
+          phase = 'search';
+        }
+        (p.phase === 'ingest' ? ingesting : searching).update(
+          p.done,
+          p.total,
+          p.phase === 'ingest' ? `${source.caseName}  ${p.detail}` : p.detail,
+        );
+      },
+    });
+    if (phase === 'ingest') ingesting.finish();
+    searching.finish();
+
+    const files = {
+      retrieval: join(out, 'retrieval.jsonl'),
+      report: join(out, 'report.json'),
+      markdown: join(out, 'report.md'),
+      chart: join(out, 'recall.svg'),
+      dataDir,
+    };
+    const report = buildRecallReport({
+      benchmark: baseline === undefined ? benchmark : `${benchmark} --baseline ${baseline}`,
+      data,
+      run,
+      config,
+      components: runtime.components,
+      categoryNames: source.categoryNames,
+      scoredCategories: source.scoredCategories,
+      dataset: source.dataset(),
+      files,
+      baseline,
+    });
+    await writeFile(files.retrieval, run.retrievals.map((r) => `${retrievalLine(r)}\n`).join(''));
+    await writeFile(files.report, `${JSON.stringify(report, null, 2)}\n`);
+    await writeFile(files.markdown, recallReportMarkdown(report));
+    await writeFile(files.chart, recallChart(report));
+
+    if (!json) {
+      const m = report.memories;
+      const i = report.ingest;
+      const s = report.search;
+      const title = benchmark === 'locomo' ? 'LoCoMo' : 'LongMemEval';
+      const what = baseline === undefined ? 'full pipeline' : `baseline ${baseline}`;
+      const scoredWhat =
+        benchmark === 'locomo' ? 'categories 1–4 with gold' : 'non-abstention, gold on the user side';
+      console.log(
+        `${title} evidence recall (${what}): ${report.cases} ${source.caseName}, ${report.questions.asked} questions, ` +
+          `${report.questions.scored} scored (${scoredWhat}), embedder ${report.config.embedder ?? 'none (lexical only)'}; figures in %`,
+      );
+      console.log(recallSummaryTable(report));
+      console.log(
+        `memories: ${m.total} (${m.perCase.mean} per case), ${m.tokensPerSourceTurn} prompt tokens per source turn; ` +
+          `compression kept ${report.compression.keptTokens}/${report.compression.originalTokens} tokens (${report.compression.keptRatio})`,
+      );
+      console.log(
+        `ingest ${i.seconds} s (${i.turnsPerSecond} turns/s, ${i.tokensPerSecond} tokens/s); ` +
+          `search p50 ${s.p50Ms} ms, p95 ${s.p95Ms} ms, p99 ${s.p99Ms} ms; LLM calls ${report.llm?.calls ?? 'not measured'}`,
+      );
+      console.log(`wrote ${files.report}, ${files.markdown}, ${files.chart}, ${files.retrieval}`);
+    }
+    console.log(JSON.stringify(recallSummary(report)));
+    return 0;
+  } finally {
+    await runtime.close();
+  }
+}
+
+/**
+ * Without --data-dir, a fresh data dir under --out so runs never mix. It keeps the configuration lightmem
+ * would use otherwise (config file of the default data dir, environment), models dir included, so the
+ * embedder is not fetched again.
+ */
+async function benchDataDir(
+  values: Record<string, string | boolean | undefined>,
+  out: string,
+  baseline: RawBaseline | undefined,
+): Promise<{ dataDir: string; overrides: LightmemConfigInput }> {
+  const flag = stringOption(values, 'data-dir');
+  const base = loadConfig({ env: process.env, file: stringOption(values, 'config') });
+  // A baseline searches with its own fusion (lexical only, kNN only, or the configured hybrid).
+  const store = baseline === undefined ? {} : { store: baselineFusion(baseline, base.store) };
+  if (flag !== undefined) return { dataDir: resolve(flag), overrides: store };
+  const dataDir = await mkdtemp(join(out, 'data-'));
+  return { dataDir, overrides: { ...base, dataDir, ...store } };
+}
