@@ -4,6 +4,7 @@ import type { MemoryEntry, MemoryKind } from '../core/model/generated.js';
 import { assertScope, type Scope } from '../core/model/scope.js';
 import { formatInstant } from '../core/model/time.js';
 import { InvalidInputError } from '../core/errors.js';
+import { applyCues, defaultCueWeights, type CueWeights } from './query-cues.js';
 
 export interface SearchQuery {
   readonly scope: Scope;
@@ -34,9 +35,13 @@ export interface MemoryView {
 }
 
 export interface SearchResult extends MemoryView {
+  /** The fused score, re-scored by the query's cues when it has any (see query-cues.ts). */
   readonly score: number;
+  /** The scaled BM25 and kNN parts of the fused score. */
   readonly lexical: number | null;
   readonly semantic: number | null;
+  /** Cues of the query this memory matched (`speaker:<name>`, `month:<yyyy-mm>`). */
+  readonly cues: readonly string[];
 }
 
 export const maxSearchLimit = 200;
@@ -62,11 +67,15 @@ export function memoryView(entry: MemoryEntry): MemoryView {
   };
 }
 
-/** The search path of every front end (CLI, HTTP, bench): validate, embed the query, search the store. */
+/**
+ * The search path of every front end (CLI, HTTP, bench): validate, embed the query, search the store,
+ * re-score the candidates by the query's cues and keep the best `limit`.
+ */
 export class MemorySearch {
   constructor(
     private readonly store: MemoryStore,
     private readonly embedder: Embedder | null,
+    private readonly cues: CueWeights = defaultCueWeights,
   ) {}
 
   async search(query: SearchQuery): Promise<SearchResult[]> {
@@ -87,15 +96,18 @@ export class MemorySearch {
       text: query.query,
       vector,
       embedderId: this.embedder?.id,
-      limit: query.limit,
+      // A few more candidates than asked for, so that a cue can lift a memory into the results.
+      limit: Math.min(maxSearchLimit, Math.max(query.limit * 3, 50)),
       timeRange: { from: query.from, to: query.to },
       includeSuperseded: query.includeSuperseded,
     });
-    return hits.map((hit) => ({
+    const cued = applyCues(query.query, hits, (hit) => ({ score: hit.score, entry: hit.memory }), this.cues);
+    return cued.slice(0, query.limit).map(({ item: hit, score, cues }) => ({
       ...memoryView(hit.memory),
-      score: hit.score,
+      score,
       lexical: hit.lexical,
       semantic: hit.semantic,
+      cues,
     }));
   }
 }

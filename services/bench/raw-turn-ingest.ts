@@ -64,6 +64,7 @@ export function rawTurnMemory(event: TurnInput, ingestedAt: number, embedderId: 
     supersededBy: null,
     sourceTurnIds: [event.turnId],
     pipeline: { ...rawPipeline, embedder: embedderId },
+    sourceText: null,
   };
 }
 
@@ -73,7 +74,13 @@ export function rawTurnMemory(event: TurnInput, ingestedAt: number, embedderId: 
  */
 export async function ingestRawTurns(
   items: AsyncIterable<InputItem> | Iterable<InputItem>,
-  deps: { readonly store: MemoryStore; readonly embedder: Embedder | null; readonly clock: Clock },
+  deps: {
+    readonly store: MemoryStore;
+    readonly embedder: Embedder | null;
+    readonly clock: Clock;
+    /** Whose turns become memories (the summarizer's `memorizeRoles`, so pipeline and baseline agree). */
+    readonly roles: ReadonlySet<string>;
+  },
   batchSize = 256,
 ): Promise<RawIngestReport> {
   let accepted = 0;
@@ -95,7 +102,7 @@ export async function ingestRawTurns(
     }
     accepted++;
     const event = item.result.event;
-    if (event.kind !== 'turn' || event.text.trim() === '') continue;
+    if (event.kind !== 'turn' || event.text.trim() === '' || !deps.roles.has(event.role)) continue;
     turns++;
     tokens += approxTokenCount(event.text);
     batch.push(rawTurnMemory(event, deps.clock.now(), deps.embedder?.id ?? null));

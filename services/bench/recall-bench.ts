@@ -49,7 +49,7 @@ export interface RecallCase {
 /** The parts of the embedded runtime a benchmark drives. */
 export type RecallRuntime = Pick<
   EmbeddedRuntime,
-  'eventLog' | 'store' | 'components' | 'startPipeline' | 'stopPipeline' | 'waitForDrain'
+  'eventLog' | 'store' | 'components' | 'config' | 'startPipeline' | 'stopPipeline' | 'waitForDrain'
 >;
 
 export interface RetrievedMemory {
@@ -128,7 +128,7 @@ export interface RecallBenchOptions {
    * A raw-turn baseline: turns go straight into the store (one memory per turn, vectors from `embedder`
    * unless it is null) instead of through the pipeline.
    */
-  readonly raw?: { readonly embedder: Embedder | null } | undefined;
+  readonly raw?: { readonly embedder: Embedder | null; readonly roles: ReadonlySet<string> } | undefined;
 }
 
 const listPage = 500;
@@ -172,6 +172,7 @@ export async function runRecallBench(
         const rawReport = await ingestRawTurns(recallCase.items(), {
           store: runtime.store,
           embedder: raw.embedder,
+          roles: raw.roles,
           clock: options.clock,
         });
         report = { ...rawReport, duplicates: 0, sessionEnds: 0 };
@@ -211,7 +212,7 @@ export async function runRecallBench(
   const deadLetters = (await log.endOffset(Topics.deadLetters)) - deadLettersBefore;
   const compression = raw === undefined ? await compressionTotals(runtime, scopes) : rawTotals;
 
-  const search = new MemorySearch(runtime.store, runtime.components.embedder);
+  const search = new MemorySearch(runtime.store, runtime.components.embedder, runtime.config.search);
   /** The retrieval and the time of the search call alone (not the prompt rendering after it). */
   const ask = async (entry: (typeof asked)[number]): Promise<{ retrieval: Retrieval; ms: number }> => {
     const started = performance.now();

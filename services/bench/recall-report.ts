@@ -220,11 +220,18 @@ export function buildRecallReport(input: RecallReportInput): RecallReport {
 /** Memories per question in `retrieval.jsonl`. */
 export const retrievalFileTop = 50;
 
-/** One line of `retrieval.jsonl`: the question and its top ranked memories (best first). */
-export function retrievalLine(retrieval: Retrieval, top = retrievalFileTop): string {
+/**
+ * One line of `retrieval.jsonl`: the question and its top ranked memories (best first). The category is
+ * named as the dataset names it (`category` for LoCoMo, `question_type` for LongMemEval).
+ */
+export function retrievalLine(
+  retrieval: Retrieval,
+  top = retrievalFileTop,
+  categoryKey: 'category' | 'question_type' = 'category',
+): string {
   return JSON.stringify({
     question_id: retrieval.question.questionId,
-    category: retrieval.question.category,
+    [categoryKey]: retrieval.question.category,
     retrieved: retrieval.retrieved.slice(0, top).map((m) => ({
       id: m.id,
       score: round(m.score, 6),

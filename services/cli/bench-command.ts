@@ -43,7 +43,7 @@ export async function benchCommand(argv: readonly string[]): Promise<number> {
   const limit = intOption(values, 'limit', 10);
   const { config, runtime } = await openContext(values, { logLevel: 'warn' });
   try {
-    const search = new MemorySearch(runtime.store, runtime.components.embedder);
+    const search = new MemorySearch(runtime.store, runtime.components.embedder, runtime.config.search);
     const tenantId = stringOption(values, 'tenant') ?? config.defaultTenant;
     const stats = await runtime.store.stats({ tenantId });
     const progress = new ProgressBar('searching', process.stderr, values['json'] === true);

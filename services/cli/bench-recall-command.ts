@@ -53,6 +53,7 @@ interface BenchSource {
   /** Read after the run (LongMemEval's notes fill as its questions stream by). */
   readonly dataset: () => Record<string, unknown>;
   readonly caseName: string;
+  readonly categoryKey: 'category' | 'question_type';
 }
 
 async function benchSource(
@@ -71,6 +72,7 @@ async function benchSource(
       scoredCategories: scoredLocomoCategories.map(String),
       dataset: () => ({ samples: samples.map((s) => s.sampleId), ...locomoEvidenceNotes(samples) }),
       caseName: 'samples',
+      categoryKey: 'category',
     };
   }
   const { notes, add } = longMemEvalNotes();
@@ -81,6 +83,7 @@ async function benchSource(
     scoredCategories: [...longMemEvalQuestionTypes],
     dataset: () => ({ ...notes }),
     caseName: 'questions',
+    categoryKey: 'question_type',
   };
 }
 
@@ -149,7 +152,13 @@ export async function recallBenchCommand(
       source: data,
       searchLimit,
       expectedCases: source.expectedCases,
-      raw: baseline === undefined ? undefined : { embedder: baseline === 'bm25-raw' ? null : embedder },
+      raw:
+        baseline === undefined
+          ? undefined
+          : {
+              embedder: baseline === 'bm25-raw' ? null : embedder,
+              roles: new Set(config.summarizer.memorizeRoles),
+            },
       onProgress: (p) => {
         if (p.phase === 'search' && phase === 'ingest') {
           ingesting.finish();
@@ -184,7 +193,10 @@ export async function recallBenchCommand(
       files,
       baseline,
     });
-    await writeFile(files.retrieval, run.retrievals.map((r) => `${retrievalLine(r)}\n`).join(''));
+    await writeFile(
+      files.retrieval,
+      run.retrievals.map((r) => `${retrievalLine(r, undefined, source.categoryKey)}\n`).join(''),
+    );
     await writeFile(files.report, `${JSON.stringify(report, null, 2)}\n`);
     await writeFile(files.markdown, recallReportMarkdown(report));
     await writeFile(files.chart, recallChart(report));

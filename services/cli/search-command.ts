@@ -27,7 +27,11 @@ export async function searchCommand(argv: readonly string[]): Promise<number> {
     throw new InvalidInputError('--user is required: memories are always searched for one user', 'user');
   const { config, runtime } = await openContext(values, { logLevel: 'warn' });
   try {
-    const results = await new MemorySearch(runtime.store, runtime.components.embedder).search({
+    const results = await new MemorySearch(
+      runtime.store,
+      runtime.components.embedder,
+      runtime.config.search,
+    ).search({
       scope: { tenantId: stringOption(values, 'tenant') ?? config.defaultTenant, userId: user },
       query,
       limit: intOption(values, 'limit', 10),

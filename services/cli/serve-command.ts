@@ -36,7 +36,7 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
   }
   const server = createHttpApi({
     ingestion: new Ingestion(runtime.eventLog, systemClock),
-    search: new MemorySearch(runtime.store, runtime.components.embedder),
+    search: new MemorySearch(runtime.store, runtime.components.embedder, runtime.config.search),
     store: runtime.store,
     defaultTenant: config.defaultTenant,
     maxBodyBytes: config.server.maxBodyBytes,

@@ -28,6 +28,8 @@ export const LightmemConfig = z
         similarity: z.enum(['depth', 'adaptive']).default('depth'),
         depthStdFactor: z.number().default(0.5),
         depthFloor: z.number().min(0).max(2).default(0.1),
+        /** Words of each exchange the similarity half embeds (0 = all, up to the encoder's limit). */
+        unitWords: z.number().int().nonnegative().default(64),
         thresholdStart: z.number().min(0).max(1).default(0.2),
         thresholdStep: z.number().gt(0).max(1).default(0.05),
         thresholdMax: z.number().min(0).max(1).default(0.5),
@@ -79,6 +81,14 @@ export const LightmemConfig = z
         semanticWeight: z.number().min(0).default(0.7),
         /** How each part is scaled to [0, 1]: min-max over its candidates, or BM25 by the best match. */
         normalization: z.enum(['minmax', 'best']).default('minmax'),
+      })
+      .prefault({}),
+    search: z
+      .object({
+        /** Boost of the memories of the one speaker a query names (0 = off). */
+        speakerBoost: z.number().min(0).max(1).default(0.1),
+        /** Boost of the memories from the month a query names ("in January 2024"; 0 = off). */
+        timeBoost: z.number().min(0).max(1).default(0.3),
       })
       .prefault({}),
     pipeline: z

@@ -11,4 +11,6 @@ export const SegmentTurnState = z.object({
   tokens: z.number(),
   occurredAt: z.number(),
   zoneOffset: z.string(),
+  // Absent in state written before the field existed.
+  sourceText: z.string().nullable().default(null),
 }) satisfies z.ZodType<SegmentTurn>;

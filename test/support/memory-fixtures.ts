@@ -34,6 +34,7 @@ export function makeEntry(overrides: EntryOverrides = {}): MemoryEntry {
     validTo: null,
     supersededBy: null,
     sourceTurnIds: ['turn-1'],
+    sourceText: null,
     ...fields,
   };
   const id =

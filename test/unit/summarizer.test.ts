@@ -48,6 +48,7 @@ function segmentTurn(spec: TurnSpec): SegmentTurn {
     role: spec.role ?? 'user',
     speaker: spec.speaker ?? 'Ana',
     text: spec.text ?? `text of ${spec.id}`,
+    sourceText: null,
     tokens: spec.tokens,
     occurredAt: spec.at ?? T0 + (Number(spec.id.replace(/\D/g, '')) || 0) * 60_000,
     zoneOffset: '+02:00',

@@ -48,6 +48,8 @@ export const MEMORY_MIGRATIONS: readonly string[] = [
   );
   CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
   `,
+  // 2: the uncompressed source text a memory is indexed by (null: `text` is the source text).
+  `ALTER TABLE memories ADD COLUMN source_text TEXT;`,
 ];
 
 /**
@@ -94,6 +96,7 @@ const memoryRowSchema = z.object({
   superseded_by: z.string().nullable(),
   source_turn_ids: z.string(),
   pipeline: z.string(),
+  source_text: z.string().nullable(),
 });
 export type MemoryRow = z.infer<typeof memoryRowSchema>;
 
@@ -144,6 +147,7 @@ export function rowToEntry(row: MemoryRow): MemoryEntry {
     supersededBy: row.superseded_by,
     sourceTurnIds,
     pipeline,
+    sourceText: row.source_text,
   };
 }
 
@@ -179,6 +183,7 @@ export function entryParams(
       promptHash: entry.pipeline.promptHash,
       embedder: entry.pipeline.embedder,
     }),
+    source_text: entry.sourceText,
     content_hash: hash,
   };
 }
@@ -209,6 +214,7 @@ export function contentHash(entry: MemoryEntry, embedding: Float32Array | undefi
     entry.supersededBy,
     entry.sourceTurnIds,
     [p.scorer, p.segmenter, p.extractor, p.promptHash, p.embedder],
+    entry.sourceText,
   ];
   const hash = createHash('sha256').update(JSON.stringify(fields));
   hash.update(embedding === undefined ? '|none' : '|vec');

@@ -184,7 +184,7 @@ export class SqliteMemoryStore implements MemoryStore {
       this.stmt(
         'fts-insert',
         () => 'INSERT INTO memories_fts (rowid, text, speaker, scope) VALUES (?, ?, ?, ?)',
-      ).run(rid, entry.text, entry.speaker, entryScopeColumn(entry));
+      ).run(rid, entry.sourceText ?? entry.text, entry.speaker, entryScopeColumn(entry));
       if (embedding !== undefined) {
         this.vectorStmt('insert').run(
           BigInt(rid),
@@ -555,6 +555,7 @@ const COLUMNS = [
   'superseded_by',
   'source_turn_ids',
   'pipeline',
+  'source_text',
   'content_hash',
 ] as const;
 const INSERT_SQL = `INSERT INTO memories (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((c) => `@${c}`).join(', ')}) RETURNING rid`;

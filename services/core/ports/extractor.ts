@@ -9,6 +9,8 @@ export interface ExtractedMemory {
   readonly sourceTurnIds: readonly string[];
   readonly occurredAt: number;
   readonly zoneOffset: string;
+  /** The uncompressed text of the source turns, when it differs from `text` (search indexes it). */
+  readonly sourceText?: string | null | undefined;
 }
 
 export interface Extractor {

@@ -40,6 +40,7 @@ export function hybridSettingsFrom(s: LightmemConfig['segmenter']): HybridSettin
     thresholdMax: s.thresholdMax,
     depthStdFactor: s.depthStdFactor,
     depthFloor: s.depthFloor,
+    unitWords: s.unitWords,
     rule: s.rule,
     toleranceWindow: s.toleranceWindow,
     sinkTokens: s.sinkTokens,
@@ -66,7 +67,7 @@ export class HybridSegmenter implements Segmenter {
   }
 
   async boundaries(turns: readonly SegmentableTurn[]): Promise<Boundary[]> {
-    const units = exchangeUnits(turns);
+    const units = exchangeUnits(turns, this.settings.unitWords);
     if (units.length < 2) return [];
     const needsAttention = this.settings.rule !== 'similarity';
     const needsSimilarity = this.settings.rule !== 'attention';

@@ -156,6 +156,7 @@ export function segmenterStage(deps: SegmenterStageDeps): BatchHandler<typeof To
         tokens: approxTokenCount(turn.compressedText),
         occurredAt: event.occurredAt,
         zoneOffset: event.zoneOffset,
+        sourceText: turn.compressedText === event.text ? null : event.text,
       };
       const counted = deps.countedRoles.has(segmentTurn.role);
       if (

@@ -23,6 +23,12 @@ export interface SimilaritySettings {
   readonly depthStdFactor: number;
   /** Depth criterion: the smallest depth that is ever a cut (a buffer on one topic has only shallow dips). */
   readonly depthFloor: number;
+  /**
+   * Words of each exchange that the similarity half embeds (its start: the human turn and the opening of
+   * the reply); 0 = all, up to the encoder's length limit. Long assistant replies dominate the cost of
+   * segmentation (LongMemEval-S: ~120k tokens a question) while their openings carry the topic.
+   */
+  readonly unitWords: number;
 }
 
 export const defaultSimilaritySettings: SimilaritySettings = {
@@ -32,6 +38,7 @@ export const defaultSimilaritySettings: SimilaritySettings = {
   thresholdMax: 0.5,
   depthStdFactor: 0.5,
   depthFloor: 0.1,
+  unitWords: 64,
 };
 
 /** Roles whose turns answer someone else's: they join the unit of the turn before them. */
@@ -61,7 +68,7 @@ export interface ExchangeUnit {
   readonly text: string;
 }
 
-export function exchangeUnits(turns: readonly SegmentableTurn[]): ExchangeUnit[] {
+export function exchangeUnits(turns: readonly SegmentableTurn[], unitWords = 0): ExchangeUnit[] {
   const starts: number[] = [];
   turns.forEach((turn, index) => {
     if (index === 0 || !responderRoles.has(turn.role)) starts.push(index);
@@ -69,8 +76,19 @@ export function exchangeUnits(turns: readonly SegmentableTurn[]): ExchangeUnit[]
   return starts.map((start, u) => {
     const end = starts[u + 1] ?? turns.length;
     const slice = turns.slice(start, end);
-    return { start, lead: slice[0]?.text ?? '', text: slice.map((turn) => turn.text).join(' ') };
+    const text = slice.map((turn) => turn.text).join(' ');
+    return { start, lead: slice[0]?.text ?? '', text: unitWords > 0 ? leadingWords(text, unitWords) : text };
   });
+}
+
+/** The first `count` whitespace-separated words of `text` (all of it when it has no more). */
+export function leadingWords(text: string, count: number): string {
+  let seen = 0;
+  const word = /\S+/g;
+  for (let match = word.exec(text); match !== null; match = word.exec(text)) {
+    if (++seen === count) return text.slice(0, match.index + match[0].length);
+  }
+  return text;
 }
 
 /** Cosine of each adjacent pair of vectors: entry i compares vector i with vector i + 1. */
@@ -160,9 +178,11 @@ export function similarityCuts(
 
 /** Short description of the settings for version strings (a change of any of them re-segments). */
 export function similarityVersion(s: SimilaritySettings): string {
-  return s.criterion === 'adaptive'
-    ? `adaptive${s.thresholdStart}+${s.thresholdStep}..${s.thresholdMax}`
-    : `depth${s.depthStdFactor}σ≥${s.depthFloor}`;
+  return (
+    (s.criterion === 'adaptive'
+      ? `adaptive${s.thresholdStart}+${s.thresholdStep}..${s.thresholdMax}`
+      : `depth${s.depthStdFactor}σ≥${s.depthFloor}`) + (s.unitWords > 0 ? `;words${s.unitWords}` : '')
+  );
 }
 
 /**
@@ -183,7 +203,7 @@ export class SimilaritySegmenter implements Segmenter {
   }
 
   async boundaries(turns: readonly SegmentableTurn[]): Promise<Boundary[]> {
-    const units = exchangeUnits(turns);
+    const units = exchangeUnits(turns, this.settings.unitWords);
     if (units.length < 2) return [];
     const vectors = await this.embedder.embed(units.map((unit) => unit.text));
     return similarityCuts(units, vectors, this.settings);

@@ -47,6 +47,7 @@ function turnMemory(segment: TopicSegment, turn: SegmentTurn): ExtractedMemory {
     sourceTurnIds: [turn.turnId],
     occurredAt: turn.occurredAt,
     zoneOffset: turn.zoneOffset,
+    sourceText: turn.sourceText,
   };
 }
 
@@ -61,5 +62,8 @@ function segmentMemory(segment: TopicSegment, turns: readonly SegmentTurn[]): Ex
     sourceTurnIds: turns.map((t) => t.turnId),
     occurredAt: first?.occurredAt ?? 0,
     zoneOffset: first?.zoneOffset ?? '+00:00',
+    sourceText: turns.some((t) => t.sourceText !== null)
+      ? turns.map((t) => `${t.speaker}: ${t.sourceText ?? t.text}`).join('\n')
+      : null,
   };
 }

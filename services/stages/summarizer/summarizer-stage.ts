@@ -84,6 +84,7 @@ export function summarizerStage(deps: SummarizerStageDeps): BatchHandler<typeof 
         supersededBy: null,
         sourceTurnIds: [...memory.sourceTurnIds],
         pipeline,
+        sourceText: memory.sourceText ?? null,
       };
       out.push({ topic: Topics.memories, key: memoryKey(entry), value: entry, dedupKey: entry.id });
     }
