@@ -79,7 +79,7 @@ export const LightmemConfig = z
         /** Fusion weights of the BM25 and kNN parts (scaled to sum to 1). */
         lexicalWeight: z.number().min(0).default(0.3),
         semanticWeight: z.number().min(0).default(0.7),
-        /** How each part is scaled to [0, 1]: min-max over its candidates, or BM25 by the best match. */
+        /** How the cosine part is scaled to [0, 1]: min-max over the kNN candidates, or as it is (BM25: by the best match). */
         normalization: z.enum(['minmax', 'best']).default('minmax'),
       })
       .prefault({}),

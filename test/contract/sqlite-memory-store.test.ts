@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { openDatabase } from '../../services/adapters/sqlite/database.js';
+import { migrate, openDatabase } from '../../services/adapters/sqlite/database.js';
+import { MEMORY_MIGRATIONS } from '../../services/adapters/sqlite/memory-schema.js';
 import {
   buildMatchExpression,
   queryTerms,
@@ -84,7 +85,39 @@ describe('SqliteMemoryStore', () => {
     }
     assert.equal(
       inspect(file, (db) => db.pragma('user_version', { simple: true })),
-      1,
+      MEMORY_MIGRATIONS.length,
+    );
+  });
+
+  it('upgrades a version-1 store in place: old rows read with sourceText null; new rows are found by their source text', async () => {
+    const file = join(dir, 'v1.db');
+    const old = openDatabase(file, { vectors: true });
+    migrate(old, MEMORY_MIGRATIONS.slice(0, 1));
+    old.close();
+    const store = SqliteMemoryStore.open(file);
+    try {
+      const compressed = makeEntry({
+        text: 'Ana booked flight Lisbon.',
+        sourceText: 'Ana booked the early flight to Lisbon for the sales kickoff.',
+      });
+      const plain = makeEntry({ text: 'Ana paid the invoice.' });
+      await store.upsert(plainWrites([compressed, plain]));
+      const scope = { tenantId: compressed.tenantId, userId: compressed.userId };
+      const hits = await store.search({ scope, text: 'sales kickoff', limit: 5 });
+      assert.deepEqual(
+        hits.map((h) => h.memory.id),
+        [compressed.id],
+        'matched on words only the source text has',
+      );
+      assert.equal(hits[0]?.memory.text, 'Ana booked flight Lisbon.', 'the prompt text stays compressed');
+      assert.equal(hits[0]?.memory.sourceText, compressed.sourceText);
+      assert.equal((await store.get(scope, plain.id))?.sourceText, null);
+    } finally {
+      await store.close();
+    }
+    assert.equal(
+      inspect(file, (db) => db.pragma('user_version', { simple: true })),
+      MEMORY_MIGRATIONS.length,
     );
   });
 

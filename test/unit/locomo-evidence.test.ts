@@ -104,6 +104,7 @@ describe('locomoSample', () => {
       sampleId: 's',
       question: 'q?',
       category: 4,
+      answer: undefined,
       gold: ['D2:1'],
       unknownEvidence: ['D3:1'],
       unparseableEvidence: [],

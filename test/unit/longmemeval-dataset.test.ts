@@ -39,7 +39,7 @@ describe('LongMemEval questions (shared oracle file)', () => {
     assert.equal(questions[63]?.answer, '2');
     assert.equal(questions[1]?.questionId, '0862e8bf_abs');
     assert.equal(questions[1]?.abstention, true);
-    assert.equal(isScoredLongMemEvalQuestion(questions[1] as LongMemEvalQuestion), false);
+    assert.equal(isScoredLongMemEvalQuestion(questions[1]), false);
   });
 
   it('gold on the assistant side is kept apart and not scored', () => {
@@ -47,7 +47,7 @@ describe('LongMemEval questions (shared oracle file)', () => {
     assert.equal(q?.questionType, 'single-session-assistant');
     assert.deepEqual(q?.gold, []);
     assert.deepEqual(q?.assistantGold, ['answer_ultrachat_113156:3']);
-    assert.equal(isScoredLongMemEvalQuestion(q as LongMemEvalQuestion), false);
+    assert.equal(isScoredLongMemEvalQuestion(q), false);
   });
 
   it('scores the 173 non-abstention questions with user-side gold', () => {
