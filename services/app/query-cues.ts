@@ -53,9 +53,11 @@ export interface MonthCue {
 export function monthCues(query: string): MonthCue[] {
   const cues: MonthCue[] = [];
   for (const match of query.matchAll(monthYear)) {
-    const month = monthIndex.get((match[2] ?? '').toLowerCase());
+    const word = match[2] ?? '';
+    const month = monthIndex.get(word.toLowerCase());
     const year = Number(match[4]);
-    if (month === undefined || year < 1000) continue;
+    // "may" is a verb far more often than a month: only the capitalised word counts.
+    if (month === undefined || year < 1000 || (month === 5 && word !== 'May')) continue;
     if (!cues.some((c) => c.year === year && c.month === month)) cues.push({ year, month });
   }
   return cues;

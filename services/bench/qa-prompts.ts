@@ -8,6 +8,7 @@
 import { InvalidInputError, LightmemError } from '../core/errors.js';
 import type { ChatMessage } from '../core/ports/chat-model.js';
 import type { RecallQuestion } from './recall-bench.js';
+import { longMemEvalQuestionTypes } from './longmemeval-dataset.js';
 
 export type QaBenchmark = 'locomo' | 'longmemeval';
 
@@ -136,16 +137,6 @@ First give a short (one sentence) explanation of your reasoning, then finish wit
 Return the label CORRECT or WRONG as JSON, with the key "label": {"label": "CORRECT"} or {"label": "WRONG"}.`;
   return [{ role: 'user', content }];
 }
-
-/** The LongMemEval question types the judge has a prompt for (abstention questions have theirs whatever the type). */
-export const longMemEvalQuestionTypes: readonly string[] = [
-  'single-session-user',
-  'single-session-assistant',
-  'multi-session',
-  'temporal-reasoning',
-  'knowledge-update',
-  'single-session-preference',
-];
 
 const containsAnswer =
   'I will give you a question, a correct answer, and a response from a model. Answer yes if the response ' +

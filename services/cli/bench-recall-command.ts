@@ -24,11 +24,12 @@ import {
 import { commonOptions, intOption, parse, stringOption } from './args.js';
 import { openContext } from './context.js';
 import { ProgressBar } from './progress.js';
+import { checkQaSettings, qaSummaryText, runQaStep, type QaStepOptions } from './bench-qa.js';
 
 export type RecallBenchmark = 'locomo' | 'longmemeval';
 
 const usageTail = `[--limit N] [--search-limit 200] [--baseline ${rawBaselines.join('|')}]
-    [--tenant T] [--json] [--data-dir D] [--config F]`;
+    [--qa [--dry-run] [--qa-concurrency 4]] [--tenant T] [--json] [--data-dir D] [--config F]`;
 
 export const locomoBenchUsage = `lightmem bench locomo --data <locomo.json> --out <dir> ${usageTail}
   Evidence recall without an LLM: ingests each sample into its own user through the full pipeline (a fresh
@@ -38,7 +39,11 @@ export const locomoBenchUsage = `lightmem bench locomo --data <locomo.json> --ou
   (50–${maxSearchLimit}; more than 50 so that the token budgets can fill). --baseline: the raw turns straight
   into the store (one memory per turn; no compression, segmentation or extraction), searched by BM25 only,
   kNN only, or the configured hybrid fusion. Writes <out>/retrieval.jsonl (top 50), report.json, report.md
-  and recall.svg. With --json the last line is one JSON object.`;
+  and recall.svg. With --json the last line is one JSON object.
+  --qa: also answers each question from its retrieved memories with the OpenAI-compatible endpoint of
+  LIGHTMEM_LLM_BASE_URL / OPENAI_BASE_URL (key OPENAI_API_KEY; models llm.model, llm.judgeModel) and grades
+  it with the benchmark's judge (reference §13): accuracy beside recall, <out>/qa.jsonl. --dry-run counts
+  the calls and prompt tokens and sends nothing.`;
 
 export const longMemEvalBenchUsage = `lightmem bench longmemeval --data <longmemeval.json[.gz]> --out <dir> ${usageTail}
   The same for LongMemEval (oracle, S or M file, streamed): each question's haystack ingested into its own
@@ -99,6 +104,9 @@ export async function recallBenchCommand(
     limit: { type: 'string' },
     'search-limit': { type: 'string' },
     baseline: { type: 'string' },
+    qa: { type: 'boolean' },
+    'dry-run': { type: 'boolean' },
+    'qa-concurrency': { type: 'string' },
     tenant: { type: 'string' },
     json: { type: 'boolean' },
   });
@@ -131,11 +139,31 @@ export async function recallBenchCommand(
       'search-limit',
     );
 
+  const qa = values['qa'] === true;
+  if (values['dry-run'] === true && !qa)
+    throw new InvalidInputError('--dry-run goes with --qa (it counts the QA prompts)', 'dry-run');
+  const qaConcurrency = intOption(values, 'qa-concurrency', 4);
+  if (qaConcurrency < 1 || qaConcurrency > 64)
+    throw new InvalidInputError(
+      `--qa-concurrency must be from 1 to 64 (got ${qaConcurrency})`,
+      'qa-concurrency',
+    );
+
   const out = resolve(outFlag);
   await mkdir(out, { recursive: true });
   const { dataDir, overrides } = await benchDataDir(values, out, baseline);
   const { config, runtime } = await openContext(values, { logLevel: 'warn' }, overrides);
   try {
+    const qaOptions: QaStepOptions = {
+      benchmark,
+      config,
+      env: process.env,
+      dryRun: values['dry-run'] === true,
+      concurrency: qaConcurrency,
+      out,
+      quiet: json,
+    };
+    if (qa) checkQaSettings(qaOptions);
     const embedder = runtime.components.embedder;
     if (baseline !== undefined && baseline !== 'bm25-raw' && embedder === null)
       throw new InvalidInputError(
@@ -174,7 +202,9 @@ export async function recallBenchCommand(
     if (phase === 'ingest') ingesting.finish();
     searching.finish();
 
+    const qaResult = qa ? await runQaStep(run.retrievals, qaOptions) : undefined;
     const files = {
+      ...(qaResult === undefined ? {} : { qa: join(out, 'qa.jsonl') }),
       retrieval: join(out, 'retrieval.jsonl'),
       report: join(out, 'report.json'),
       markdown: join(out, 'report.md'),
@@ -197,8 +227,12 @@ export async function recallBenchCommand(
       files.retrieval,
       run.retrievals.map((r) => `${retrievalLine(r, undefined, source.categoryKey)}\n`).join(''),
     );
-    await writeFile(files.report, `${JSON.stringify(report, null, 2)}\n`);
-    await writeFile(files.markdown, recallReportMarkdown(report));
+    await writeFile(files.report, `${JSON.stringify({ ...report, qa: qaResult ?? null }, null, 2)}\n`);
+    await writeFile(
+      files.markdown,
+      recallReportMarkdown(report) +
+        (qaResult === undefined ? '' : `\n## QA\n\n${qaSummaryText(qaResult)}\n`),
+    );
     await writeFile(files.chart, recallChart(report));
 
     if (!json) {
@@ -222,9 +256,12 @@ export async function recallBenchCommand(
         `ingest ${i.seconds} s (${i.turnsPerSecond} turns/s, ${i.tokensPerSecond} tokens/s); ` +
           `search p50 ${s.p50Ms} ms, p95 ${s.p95Ms} ms, p99 ${s.p99Ms} ms; LLM calls ${report.llm?.calls ?? 'not measured'}`,
       );
+      if (qaResult !== undefined) console.log(qaSummaryText(qaResult));
       console.log(`wrote ${files.report}, ${files.markdown}, ${files.chart}, ${files.retrieval}`);
     }
-    console.log(JSON.stringify(recallSummary(report)));
+    console.log(
+      JSON.stringify({ ...recallSummary(report), ...(qaResult === undefined ? {} : { qa: qaResult }) }),
+    );
     return 0;
   } finally {
     await runtime.close();

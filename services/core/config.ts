@@ -83,6 +83,20 @@ export const LightmemConfig = z
         normalization: z.enum(['minmax', 'best']).default('minmax'),
       })
       .prefault({}),
+    /**
+     * An OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama…): used by `bench … --qa` to answer and
+     * judge. The API key comes from the environment only (LIGHTMEM_LLM_API_KEY or OPENAI_API_KEY).
+     */
+    llm: z
+      .object({
+        baseUrl: z.string().url().optional(),
+        model: z.string().min(1).default('gpt-4o-mini'),
+        /** The judge of `--qa` (LongMemEval and LoCoMo use gpt-4o-mini). */
+        judgeModel: z.string().min(1).default('gpt-4o-mini'),
+        timeoutMs: z.number().int().positive().default(60_000),
+        maxRetries: z.number().int().nonnegative().default(3),
+      })
+      .prefault({}),
     search: z
       .object({
         /** Boost of the memories of the one speaker a query names (0 = off). */

@@ -15,7 +15,8 @@ export interface ConfigSources {
 /**
  * Configuration precedence: defaults < config file (LIGHTMEM_CONFIG, --config, or <dataDir>/config.json)
  * < environment (LIGHTMEM_DATA_DIR, LIGHTMEM_PORT, LIGHTMEM_HOST, LIGHTMEM_LOG_LEVEL, LIGHTMEM_MODELS_DIR,
- * LIGHTMEM_EMBEDDER, LIGHTMEM_COMPRESSOR, LIGHTMEM_AUTO_FETCH) < command-line flags.
+ * LIGHTMEM_EMBEDDER, LIGHTMEM_COMPRESSOR, LIGHTMEM_AUTO_FETCH, LIGHTMEM_LLM_BASE_URL or OPENAI_BASE_URL,
+ * LIGHTMEM_LLM_MODEL) < command-line flags. The LLM API key is read from the environment where it is used.
  */
 export function loadConfig(sources: ConfigSources): LightmemConfig {
   const env = sources.env;
@@ -30,6 +31,11 @@ export function loadConfig(sources: ConfigSources): LightmemConfig {
     models['dir'] = env['LIGHTMEM_MODELS_DIR'];
   if (env['LIGHTMEM_EMBEDDER'] !== undefined) models['embedder'] = env['LIGHTMEM_EMBEDDER'];
   if (env['LIGHTMEM_COMPRESSOR'] !== undefined) models['compressor'] = env['LIGHTMEM_COMPRESSOR'];
+  const llm: Record<string, unknown> = {};
+  const llmBase = env['LIGHTMEM_LLM_BASE_URL'] ?? env['OPENAI_BASE_URL'];
+  if (llmBase !== undefined && llmBase !== '') llm['baseUrl'] = llmBase;
+  if (env['LIGHTMEM_LLM_MODEL'] !== undefined) llm['model'] = env['LIGHTMEM_LLM_MODEL'];
+  if (Object.keys(llm).length > 0) fromEnv['llm'] = llm;
   if (env['LIGHTMEM_AUTO_FETCH'] !== undefined)
     models['autoFetch'] = !['0', 'false', 'no'].includes(env['LIGHTMEM_AUTO_FETCH']);
   if (Object.keys(models).length > 0) fromEnv['models'] = models;
