@@ -8,6 +8,7 @@
  * boost 0.3 → 0.703; both → R@B1000 +2.2 points. docs/benchmarks.md has the table.
  */
 import type { MemoryEntry } from '../core/model/generated.js';
+import { monthNumber } from '../core/text/month-names.js';
 
 export interface CueWeights {
   /** Added to the memories of the one speaker the query names (0 = off). */
@@ -17,27 +18,6 @@ export interface CueWeights {
 }
 
 export const defaultCueWeights: CueWeights = { speakerBoost: 0.1, timeBoost: 0.3 };
-
-const monthNames = [
-  'january',
-  'february',
-  'march',
-  'april',
-  'may',
-  'june',
-  'july',
-  'august',
-  'september',
-  'october',
-  'november',
-  'december',
-];
-const monthIndex = new Map<string, number>();
-monthNames.forEach((name, i) => {
-  monthIndex.set(name, i + 1);
-  if (name !== 'may') monthIndex.set(name.slice(0, 3), i + 1);
-});
-monthIndex.set('sept', 9);
 
 // "January 2024", "Jan. 2024", "January 5, 2024", "5 January 2024", "January, 2024".
 const monthYear =
@@ -54,7 +34,7 @@ export function monthCues(query: string): MonthCue[] {
   const cues: MonthCue[] = [];
   for (const match of query.matchAll(monthYear)) {
     const word = match[2] ?? '';
-    const month = monthIndex.get(word.toLowerCase());
+    const month = monthNumber(word);
     const year = Number(match[4]);
     // "may" is a verb far more often than a month: only the capitalised word counts.
     if (month === undefined || year < 1000 || (month === 5 && word !== 'May')) continue;

@@ -16,29 +16,7 @@ import {
   truncateUtf8,
   utcEpochMs,
 } from './turn-input.js';
-
-const MONTHS = [
-  'january',
-  'february',
-  'march',
-  'april',
-  'may',
-  'june',
-  'july',
-  'august',
-  'september',
-  'october',
-  'november',
-  'december',
-];
-
-function monthNumber(name: string): number | undefined {
-  const lower = name.toLowerCase();
-  const index = MONTHS.findIndex(
-    (month) => month === lower || (lower.length >= 3 && month.startsWith(lower)),
-  );
-  return index < 0 ? undefined : index + 1;
-}
+import { monthNumber } from '../core/text/month-names.js';
 
 const locomoDatePattern =
   /^(\d{1,2}):(\d{2})\s*([ap])\.?m\.?\s+on\s+(\d{1,2})\s+([A-Za-z]+)\.?,?\s+(\d{4})$/i;

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { locomoFile, runCli, tempDir, type CliResult } from '../support/cli.js';
+import { locomoFile, runCli, tempDir, type CliResult, lastJsonLine } from '../support/cli.js';
 
 interface Summary {
   benchmark: string;
@@ -20,10 +20,7 @@ interface RetrievalRow {
   retrieved: { id: string; score: number; text: string; sources: string[] }[];
 }
 
-function lastJson(result: CliResult): Summary {
-  assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}') as Summary;
-}
+const lastJson = (result: CliResult): Summary => lastJsonLine(result) as Summary;
 
 // Lexical only (the test CLI runs with LIGHTMEM_EMBEDDER=none), first sample only: a few seconds.
 describe('lightmem bench locomo --limit 1 (lexical only)', () => {

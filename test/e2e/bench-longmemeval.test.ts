@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { locomoFile, runCli, sharedData, tempDir, type CliResult } from '../support/cli.js';
+import { locomoFile, runCli, sharedData, tempDir, type CliResult, lastJsonLine } from '../support/cli.js';
 
 interface Summary {
   benchmark: string;
@@ -16,10 +16,7 @@ interface Summary {
   keptRatio: number;
 }
 
-function lastJson(result: CliResult): Summary {
-  assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}') as Summary;
-}
+const lastJson = (result: CliResult): Summary => lastJsonLine(result) as Summary;
 
 const oracle = join(sharedData, 'longmemeval-oracle-dev.json');
 

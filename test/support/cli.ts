@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -69,4 +70,10 @@ export async function startServer(dataDir: string): Promise<{ base: string; stop
       await exited;
     },
   };
+}
+
+/** The last line of a successful `--json` run, parsed (fails the test with stderr when the run failed). */
+export function lastJsonLine(result: CliResult): unknown {
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}');
 }
