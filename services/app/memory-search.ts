@@ -45,6 +45,8 @@ export interface SearchResult extends MemoryView {
 }
 
 export const maxSearchLimit = 200;
+/** Candidates beyond the limit that a cue may lift into the results. */
+const cuePool = 20;
 const maxQueryChars = 4096;
 
 export function memoryView(entry: MemoryEntry): MemoryView {
@@ -97,7 +99,7 @@ export class MemorySearch {
       vector,
       embedderId: this.embedder?.id,
       // A few more candidates than asked for, so that a cue can lift a memory into the results.
-      limit: Math.min(maxSearchLimit, Math.max(query.limit * 3, 50)),
+      limit: Math.min(maxSearchLimit, query.limit + cuePool),
       timeRange: { from: query.from, to: query.to },
       includeSuperseded: query.includeSuperseded,
     });

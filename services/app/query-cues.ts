@@ -64,6 +64,11 @@ function wholeWordIndex(text: string, word: string): number {
   return -1;
 }
 
+/** The speakers of a memory: one, or several for a summary (`Caroline, Melanie`). */
+function speakersOf(speaker: string): string[] {
+  return speaker.split(', ').filter((name) => name.trim() !== '');
+}
+
 /** The memory's local calendar month (its own zone offset). */
 export function localMonth(entry: Pick<MemoryEntry, 'occurredAt' | 'zoneOffset'>): MonthCue {
   const match = /^([+-])(\d{2}):(\d{2})$/.exec(entry.zoneOffset);
@@ -93,7 +98,7 @@ export function applyCues<T>(
 ): Cued<T>[] {
   const speaker =
     weights.speakerBoost > 0
-      ? mentionedSpeaker(query, new Set(hits.map((h) => view(h).entry.speaker)))
+      ? mentionedSpeaker(query, new Set(hits.flatMap((h) => speakersOf(view(h).entry.speaker))))
       : null;
   const months = weights.timeBoost > 0 ? monthCues(query) : [];
   const active =
@@ -103,7 +108,7 @@ export function applyCues<T>(
     if (active === 0) return { item, score, cues: [] as string[] };
     const cues: string[] = [];
     let boost = 0;
-    if (speaker !== null && entry.speaker === speaker) {
+    if (speaker !== null && speakersOf(entry.speaker).includes(speaker)) {
       boost += weights.speakerBoost;
       cues.push(`speaker:${speaker}`);
     }

@@ -6,7 +6,7 @@
  * samples it skips. Calls run on a bounded pool of workers, one question (answer, then judge) at a time
  * each. A dry run builds every prompt and counts its tokens without sending anything.
  */
-import { errorMessage } from '../core/errors.js';
+import { errorMessage, LightmemError } from '../core/errors.js';
 import type { ChatMessage, ChatModel, ChatRequest } from '../core/ports/chat-model.js';
 import { approxTokenCount } from '../core/text/token-count.js';
 import {
@@ -168,6 +168,8 @@ export async function runQa(retrievals: readonly Retrieval[], options: QaOptions
       const correct = benchmark === 'locomo' ? parseLocomoLabel(judged.text) : parseYesNo(judged.text);
       return { ...base(item), answer, correct, promptTokens, completionTokens };
     } catch (error) {
+      // A refused key, model or endpoint fails every question the same way: stop instead of grading 0%.
+      if (error instanceof LightmemError && error.code === 'config_invalid') throw error;
       return {
         ...base(item),
         answer,

@@ -19,7 +19,10 @@ export function isRawBaseline(value: string): value is RawBaseline {
   return (rawBaselines as readonly string[]).includes(value);
 }
 
-/** The store's fusion weights for each baseline (bm25: lexical only; dense: kNN only; hybrid: the default). */
+/**
+ * The store's fusion weights for each baseline (bm25: lexical only; dense: kNN only; hybrid: the
+ * configured fusion). Baselines are plain retrievers: the search's query cues are off for all three.
+ */
 export function baselineFusion<T extends { readonly lexicalWeight: number; readonly semanticWeight: number }>(
   baseline: RawBaseline,
   hybrid: T,

@@ -109,6 +109,7 @@ function reportConfig(config: LightmemConfig, components: PipelineComponents) {
       extractor: components.extractor.version,
     },
     store: config.store,
+    search: config.search,
     embedder: components.embedder?.id ?? null,
   };
 }

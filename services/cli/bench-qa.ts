@@ -42,7 +42,11 @@ function chatModels(options: QaStepOptions): { answerer: ChatModel; judge: ChatM
       'llm.baseUrl',
     );
   // Local servers (vLLM, Ollama) take any key; hosted ones refuse a wrong one with a clear 401.
-  const apiKey = options.env['LIGHTMEM_LLM_API_KEY'] ?? options.env['OPENAI_API_KEY'] ?? 'none';
+  const key = (name: string): string | undefined => {
+    const value = options.env[name];
+    return value === undefined || value === '' ? undefined : value;
+  };
+  const apiKey = key('LIGHTMEM_LLM_API_KEY') ?? key('OPENAI_API_KEY') ?? 'none';
   const make = (model: string): ChatModel =>
     new OpenAiChat({
       baseUrl: llm.baseUrl ?? '',

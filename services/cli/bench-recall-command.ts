@@ -24,7 +24,7 @@ import {
 import { commonOptions, intOption, parse, stringOption } from './args.js';
 import { openContext } from './context.js';
 import { ProgressBar } from './progress.js';
-import { checkQaSettings, qaSummaryText, runQaStep, type QaStepOptions } from './bench-qa.js';
+import { checkQaSettings, qaSummaryText, runQaStep, type QaStepOptions, type QaSummary } from './bench-qa.js';
 
 export type RecallBenchmark = 'locomo' | 'longmemeval';
 
@@ -202,9 +202,8 @@ export async function recallBenchCommand(
     if (phase === 'ingest') ingesting.finish();
     searching.finish();
 
-    const qaResult = qa ? await runQaStep(run.retrievals, qaOptions) : undefined;
     const files = {
-      ...(qaResult === undefined ? {} : { qa: join(out, 'qa.jsonl') }),
+      ...(qa ? { qa: join(out, 'qa.jsonl') } : {}),
       retrieval: join(out, 'retrieval.jsonl'),
       report: join(out, 'report.json'),
       markdown: join(out, 'report.md'),
@@ -223,17 +222,22 @@ export async function recallBenchCommand(
       files,
       baseline,
     });
+    const writeReport = async (qaResult: QaSummary | null): Promise<void> => {
+      await writeFile(files.report, `${JSON.stringify({ ...report, qa: qaResult }, null, 2)}\n`);
+      await writeFile(
+        files.markdown,
+        recallReportMarkdown(report) + (qaResult === null ? '' : `\n## QA\n\n${qaSummaryText(qaResult)}\n`),
+      );
+    };
+    // Recall first, so that a failing QA step loses nothing of the (long) ingest and search.
     await writeFile(
       files.retrieval,
       run.retrievals.map((r) => `${retrievalLine(r, undefined, source.categoryKey)}\n`).join(''),
     );
-    await writeFile(files.report, `${JSON.stringify({ ...report, qa: qaResult ?? null }, null, 2)}\n`);
-    await writeFile(
-      files.markdown,
-      recallReportMarkdown(report) +
-        (qaResult === undefined ? '' : `\n## QA\n\n${qaSummaryText(qaResult)}\n`),
-    );
+    await writeReport(null);
     await writeFile(files.chart, recallChart(report));
+    const qaResult = qa ? await runQaStep(run.retrievals, qaOptions) : undefined;
+    if (qaResult !== undefined) await writeReport(qaResult);
 
     if (!json) {
       const m = report.memories;
@@ -281,7 +285,10 @@ async function benchDataDir(
   const flag = stringOption(values, 'data-dir');
   const base = loadConfig({ env: process.env, file: stringOption(values, 'config') });
   // A baseline searches with its own fusion (lexical only, kNN only, or the configured hybrid).
-  const store = baseline === undefined ? {} : { store: baselineFusion(baseline, base.store) };
+  const store =
+    baseline === undefined
+      ? {}
+      : { store: baselineFusion(baseline, base.store), search: { speakerBoost: 0, timeBoost: 0 } };
   if (flag !== undefined) return { dataDir: resolve(flag), overrides: store };
   const dataDir = await mkdtemp(join(out, 'data-'));
   return { dataDir, overrides: { ...base, dataDir, ...store } };

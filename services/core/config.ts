@@ -89,7 +89,7 @@ export const LightmemConfig = z
      */
     llm: z
       .object({
-        baseUrl: z.string().url().optional(),
+        baseUrl: z.string().min(1).optional(),
         model: z.string().min(1).default('gpt-4o-mini'),
         /** The judge of `--qa` (LongMemEval and LoCoMo use gpt-4o-mini). */
         judgeModel: z.string().min(1).default('gpt-4o-mini'),

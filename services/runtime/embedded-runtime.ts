@@ -60,7 +60,8 @@ export function embeddedComponents(
   scorer: TokenScorer | null = null,
 ): PipelineComponents {
   const settings = hybridSettingsFrom(config.segmenter);
-  // Segmenter (carried tails), indexer (same texts when there are no assistant replies) and search share it.
+  // Shared by segmenter (a buffer's carried tail is embedded again at the next cut), indexer (a memory
+  // re-indexed on replay) and search (repeated queries). Segmenter units and memory texts differ.
   const cached = embedder === null ? null : new CachingEmbedder(embedder, config.models.embeddingCache);
   return {
     scorer: scorer ?? new BuiltinTokenScorer(),

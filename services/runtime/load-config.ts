@@ -18,6 +18,10 @@ export interface ConfigSources {
  * LIGHTMEM_EMBEDDER, LIGHTMEM_COMPRESSOR, LIGHTMEM_AUTO_FETCH, LIGHTMEM_LLM_BASE_URL or OPENAI_BASE_URL,
  * LIGHTMEM_LLM_MODEL) < command-line flags. The LLM API key is read from the environment where it is used.
  */
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value;
+}
+
 export function loadConfig(sources: ConfigSources): LightmemConfig {
   const env = sources.env;
   const fromEnv: Record<string, unknown> = {};
@@ -32,9 +36,11 @@ export function loadConfig(sources: ConfigSources): LightmemConfig {
   if (env['LIGHTMEM_EMBEDDER'] !== undefined) models['embedder'] = env['LIGHTMEM_EMBEDDER'];
   if (env['LIGHTMEM_COMPRESSOR'] !== undefined) models['compressor'] = env['LIGHTMEM_COMPRESSOR'];
   const llm: Record<string, unknown> = {};
-  const llmBase = env['LIGHTMEM_LLM_BASE_URL'] ?? env['OPENAI_BASE_URL'];
-  if (llmBase !== undefined && llmBase !== '') llm['baseUrl'] = llmBase;
-  if (env['LIGHTMEM_LLM_MODEL'] !== undefined) llm['model'] = env['LIGHTMEM_LLM_MODEL'];
+  // Empty means unset; a malformed URL is refused where it is used (`--qa`), not by every command.
+  const llmBase = nonEmpty(env['LIGHTMEM_LLM_BASE_URL']) ?? nonEmpty(env['OPENAI_BASE_URL']);
+  if (llmBase !== undefined) llm['baseUrl'] = llmBase;
+  const llmModel = nonEmpty(env['LIGHTMEM_LLM_MODEL']);
+  if (llmModel !== undefined) llm['model'] = llmModel;
   if (Object.keys(llm).length > 0) fromEnv['llm'] = llm;
   if (env['LIGHTMEM_AUTO_FETCH'] !== undefined)
     models['autoFetch'] = !['0', 'false', 'no'].includes(env['LIGHTMEM_AUTO_FETCH']);

@@ -462,6 +462,14 @@ describe('runQa against an OpenAI-compatible server', () => {
     assert.equal(sent.filter((r) => askedQuestion(r) === 'Q-b?').length, 2, 'retried once by the client');
   });
 
+  it('stops at a refused key (401): every question would fail the same way', async () => {
+    server.respondWith(() => ({ status: 401, body: errorBody('Incorrect API key provided', 401) }));
+    await assert.rejects(
+      runQa(locomo.slice(0, 3), { benchmark: 'locomo', ...models(0), concurrency: 1 }),
+      (error: unknown) => error instanceof LightmemError && error.code === 'config_invalid',
+    );
+  });
+
   it('a dry run builds and counts every prompt, sends nothing, and reports the planned calls', async () => {
     const before = server.requests.length;
     const run = await runQa(locomo, { benchmark: 'locomo', ...models(), dryRun: true, topK: 2 });

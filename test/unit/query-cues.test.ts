@@ -112,6 +112,41 @@ describe('fusion scaling', () => {
     );
   });
 
+  it('minmax: scaled over the best 100 cosines, so asking for more candidates changes no part', () => {
+    const many = Array.from({ length: 400 }, (_, i) => ({ ...candidate(i), distance: i / 400 }));
+    const parts = (k: number) =>
+      new Map(
+        fuse([], many.slice(0, k), { lexicalWeight: 0.3, semanticWeight: 0.7 }, true, 10).map((f) => [
+          f.item,
+          f.semantic,
+        ]),
+      );
+    assert.deepEqual(parts(120), parts(400));
+    assert.equal(parts(400).get(0), 1);
+  });
+
+  it('minmax: nearly equal cosines (one candidate, a narrow filter) stay as they are', () => {
+    const one = fuse(
+      [],
+      [{ ...candidate(1), distance: 0.6 }],
+      { lexicalWeight: 0.3, semanticWeight: 0.7 },
+      true,
+      5,
+    );
+    assert.ok(Math.abs((one[0]?.semantic ?? 0) - 0.4) < 1e-12);
+    const close = fuse(
+      [],
+      [
+        { ...candidate(1), distance: 0.3 },
+        { ...candidate(2), distance: 0.31 },
+      ],
+      { lexicalWeight: 0.3, semanticWeight: 0.7 },
+      true,
+      5,
+    );
+    assert.ok(Math.abs((close[1]?.semantic ?? 0) - 0.69) < 1e-12);
+  });
+
   it('best: cosine as it is (the first version)', () => {
     const fused = fuse(
       [],

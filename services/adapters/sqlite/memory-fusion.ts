@@ -95,10 +95,7 @@ export function fuse<T>(
     // e.g. a zero vector has no meaningful similarity; nor has a candidate pointing away from the query.
     const similar = semantic.filter((c) => Number.isFinite(c.distance) && 1 - c.distance > 0);
     const semanticScale = minmax
-      ? scaler(
-          similar.map((c) => 1 - c.distance),
-          true,
-        )
+      ? cosineScaler(similar.map((c) => 1 - c.distance))
       : (similarity: number) => clamp01(similarity);
     for (const c of similar) {
       const part = semanticScale(1 - c.distance);
@@ -126,6 +123,26 @@ export function fuse<T>(
     semantic: e.semantic,
   }));
 }
+
+/**
+ * Min-max over the best `SEMANTIC_SCALE_WINDOW` cosines, so a memory's part does not depend on how many
+ * candidates the caller asked for (a larger k lowers the minimum); cosines below the window's minimum are
+ * 0. Where the window's cosines are nearly equal (one candidate, a narrow time filter) stretching them
+ * would turn noise into rank, so they stay as they are.
+ */
+function cosineScaler(similarities: readonly number[]): (value: number) => number {
+  const window = [...similarities].sort((a, b) => b - a).slice(0, SEMANTIC_SCALE_WINDOW);
+  const max = window[0] ?? 0;
+  const min = window.at(-1) ?? 0;
+  const range = max - min;
+  if (range < MIN_COSINE_RANGE) return (value) => clamp01(value);
+  return (value) => clamp01((value - min) / range);
+}
+
+/** kNN candidates the cosine min-max looks at (the best ones). */
+export const SEMANTIC_SCALE_WINDOW = 100;
+/** Below this spread of the window's cosines, they are used unscaled. */
+const MIN_COSINE_RANGE = 0.05;
 
 /**
  * Scales "higher is better" values to [0, 1]: min-max over the list (all equal, or one value: 1), or

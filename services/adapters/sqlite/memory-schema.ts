@@ -214,7 +214,8 @@ export function contentHash(entry: MemoryEntry, embedding: Float32Array | undefi
     entry.supersededBy,
     entry.sourceTurnIds,
     [p.scorer, p.segmenter, p.extractor, p.promptHash, p.embedder],
-    entry.sourceText,
+    // Only when set, so entries written before the field existed hash as they did.
+    ...(entry.sourceText === null ? [] : [entry.sourceText]),
   ];
   const hash = createHash('sha256').update(JSON.stringify(fields));
   hash.update(embedding === undefined ? '|none' : '|vec');
