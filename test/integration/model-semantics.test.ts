@@ -5,21 +5,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OnnxEmbedder } from '../../services/adapters/onnx/onnx-embedder.js';
 import { manifestFileName } from '../../services/models/model-manifest.js';
+import { cosine } from '../../services/stages/segmenter/similarity-segmenter.js';
 import { fetchModel, integrationEmbedder, type FetchedModel } from './support/models.js';
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i] ?? 0;
-    const y = b[i] ?? 0;
-    dot += x * y;
-    na += x * x;
-    nb += y * y;
-  }
-  return dot / Math.sqrt(na * nb);
-}
 
 function norm(v: Float32Array): number {
   return Math.sqrt(v.reduce((sum, x) => sum + x * x, 0));

@@ -112,6 +112,41 @@ export interface TinyEmbedderModelOptions {
 export function tinyEmbedderModel(options: TinyEmbedderModelOptions = {}): Uint8Array {
   const table = options.table ?? tinyVocab.map((_, id) => tinyRow(id));
   const dims = table[0]?.length ?? 0;
+  return encodeTinyModel({
+    name: 'tiny-embedder',
+    initializer: [
+      {
+        name: 'embedding_table',
+        dims: [table.length, dims],
+        dataType: onnx.TensorProto.DataType.FLOAT,
+        floatData: table.flat(),
+      },
+    ],
+    node: [
+      {
+        opType: 'Gather',
+        input: ['embedding_table', 'input_ids'],
+        output: ['last_hidden_state'],
+        attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }],
+      },
+    ],
+    input: encoderInputs(options.tokenTypeIds ?? true),
+    output: [
+      {
+        name: 'last_hidden_state',
+        type: {
+          tensorType: {
+            elemType: onnx.TensorProto.DataType.FLOAT,
+            shape: { dim: [{ dimParam: 'batch' }, { dimParam: 'seq' }, { dimValue: dims }] },
+          },
+        },
+      },
+    ],
+  });
+}
+
+/** The int64 [batch, seq] inputs of a BERT-style encoder: input_ids, attention_mask (and token_type_ids). */
+export function encoderInputs(tokenTypeIds: boolean): object[] {
   const int64Input = (name: string) => ({
     name,
     type: {
@@ -122,44 +157,48 @@ export function tinyEmbedderModel(options: TinyEmbedderModelOptions = {}): Uint8
     },
   });
   const inputs = [int64Input('input_ids'), int64Input('attention_mask')];
-  if (options.tokenTypeIds ?? true) inputs.push(int64Input('token_type_ids'));
+  if (tokenTypeIds) inputs.push(int64Input('token_type_ids'));
+  return inputs;
+}
+
+/** A serialized ONNX model (opset 13, IR 8) of one graph. */
+export function encodeTinyModel(graph: {
+  name: string;
+  initializer: object[];
+  node: object[];
+  input: object[];
+  output: object[];
+}): Uint8Array {
   const model = onnx.ModelProto.create({
     irVersion: 8,
     producerName: 'lightmem-tests',
     opsetImport: [{ domain: '', version: 13 }],
-    graph: {
-      name: 'tiny-embedder',
-      initializer: [
-        {
-          name: 'embedding_table',
-          dims: [table.length, dims],
-          dataType: onnx.TensorProto.DataType.FLOAT,
-          floatData: table.flat(),
-        },
-      ],
-      node: [
-        {
-          opType: 'Gather',
-          input: ['embedding_table', 'input_ids'],
-          output: ['last_hidden_state'],
-          attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }],
-        },
-      ],
-      input: inputs,
-      output: [
-        {
-          name: 'last_hidden_state',
-          type: {
-            tensorType: {
-              elemType: onnx.TensorProto.DataType.FLOAT,
-              shape: { dim: [{ dimParam: 'batch' }, { dimParam: 'seq' }, { dimValue: dims }] },
-            },
-          },
-        },
-      ],
-    },
+    graph,
   });
   return onnx.ModelProto.encode(model).finish();
+}
+
+/**
+ * Writes `model.onnx`, `tokenizer.json` and `lightmem-model.json` (the manifest with the files' sha256
+ * added before `overrides`) into `folder`; returns it.
+ */
+export async function writeModelFolder(
+  folder: string,
+  model: Uint8Array,
+  tokenizer: string,
+  manifest: Omit<ModelManifest, 'files'>,
+  overrides: Partial<ModelManifest> = {},
+): Promise<string> {
+  const sha256 = (data: Uint8Array | string) => createHash('sha256').update(data).digest('hex');
+  const full: ModelManifest = {
+    ...manifest,
+    files: { [modelFileName]: sha256(model), [tokenizerFileName]: sha256(tokenizer) },
+    ...overrides,
+  };
+  await writeFile(join(folder, modelFileName), model);
+  await writeFile(join(folder, tokenizerFileName), tokenizer);
+  await writeFile(join(folder, manifestFileName), JSON.stringify(full, null, 2));
+  return folder;
 }
 
 export interface TinyEmbedderFolderOptions extends TinyEmbedderModelOptions {
@@ -174,9 +213,7 @@ export interface TinyEmbedderFolderOptions extends TinyEmbedderModelOptions {
 export async function writeTinyEmbedderFolder(options: TinyEmbedderFolderOptions = {}): Promise<string> {
   const folder = await mkdtemp(join(tmpdir(), 'lightmem-tiny-embedder-'));
   const model = tinyEmbedderModel(options);
-  const tokenizer = JSON.stringify(tinyTokenizerJson());
-  const sha256 = (data: Uint8Array | string) => createHash('sha256').update(data).digest('hex');
-  const manifest: ModelManifest = {
+  const manifest = {
     name: 'tiny-embedder',
     kind: 'embedder',
     source: 'local',
@@ -185,12 +222,7 @@ export async function writeTinyEmbedderFolder(options: TinyEmbedderFolderOptions
     normalize: options.normalize ?? false,
     dims: options.table?.[0]?.length ?? tinyDims,
     maxLength: options.maxLength ?? 16,
-    files: { [modelFileName]: sha256(model), [tokenizerFileName]: sha256(tokenizer) },
     fetchedAt: new Date(0).toISOString(),
-    ...options.manifest,
-  };
-  await writeFile(join(folder, modelFileName), model);
-  await writeFile(join(folder, tokenizerFileName), tokenizer);
-  await writeFile(join(folder, manifestFileName), JSON.stringify(manifest, null, 2));
-  return folder;
+  } as const;
+  return writeModelFolder(folder, model, JSON.stringify(tinyTokenizerJson()), manifest, options.manifest);
 }

@@ -1,15 +1,15 @@
-import { createHash } from 'node:crypto';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
+import type { ModelManifest } from '../../services/models/model-manifest.js';
 import {
-  manifestFileName,
-  modelFileName,
-  tokenizerFileName,
-  type ModelManifest,
-} from '../../services/models/model-manifest.js';
-import { tinyTokenizerJson, tinyVocab } from './tiny-onnx.js';
+  encodeTinyModel,
+  encoderInputs,
+  tinyTokenizerJson,
+  tinyVocab,
+  writeModelFolder,
+} from './tiny-onnx.js';
 
 const { onnx } = onnxProto;
 
@@ -69,17 +69,6 @@ export function tinyClassifierModel(options: TinyClassifierModelOptions = {}): U
   const table = options.table ?? tinyClassifierTable();
   const labels = table[0]?.length ?? 0;
   const outputName = options.outputName ?? 'logits';
-  const int64Input = (name: string) => ({
-    name,
-    type: {
-      tensorType: {
-        elemType: onnx.TensorProto.DataType.INT64,
-        shape: { dim: [{ dimParam: 'batch' }, { dimParam: 'seq' }] },
-      },
-    },
-  });
-  const inputs = [int64Input('input_ids'), int64Input('attention_mask')];
-  if (options.tokenTypeIds ?? true) inputs.push(int64Input('token_type_ids'));
   const int64 = (name: string, values: number[], dims: number[]) => ({
     name,
     dims,
@@ -140,26 +129,20 @@ export function tinyClassifierModel(options: TinyClassifierModelOptions = {}): U
   const outputDims = pooled
     ? [{ dimParam: 'batch' }, { dimValue: labels }]
     : [{ dimParam: 'batch' }, { dimParam: 'seq' }, { dimValue: labels }];
-  const model = onnx.ModelProto.create({
-    irVersion: 8,
-    producerName: 'lightmem-tests',
-    opsetImport: [{ domain: '', version: 13 }],
-    graph: {
-      name: 'tiny-token-classifier',
-      initializer,
-      node,
-      input: inputs,
-      output: [
-        {
-          name: outputName,
-          type: {
-            tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: outputDims } },
-          },
+  return encodeTinyModel({
+    name: 'tiny-token-classifier',
+    initializer,
+    node,
+    input: encoderInputs(options.tokenTypeIds ?? true),
+    output: [
+      {
+        name: outputName,
+        type: {
+          tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: outputDims } },
         },
-      ],
-    },
+      },
+    ],
   });
-  return onnx.ModelProto.encode(model).finish();
 }
 
 /** SentencePiece-style (XLM-R) tiny vocabulary: `▁` starts a word. */
@@ -241,9 +224,7 @@ export async function writeTinyClassifierFolder(
 ): Promise<string> {
   const dir = folder ?? (await mkdtemp(join(tmpdir(), 'lightmem-tiny-classifier-')));
   const model = tinyClassifierModel(options);
-  const tokenizer = JSON.stringify(options.tokenizer ?? tinyTokenizerJson());
-  const sha256 = (data: Uint8Array | string) => createHash('sha256').update(data).digest('hex');
-  const manifest: ModelManifest = {
+  const manifest = {
     name: 'tiny-llmlingua',
     kind: 'token-classifier',
     source: 'local',
@@ -251,12 +232,8 @@ export async function writeTinyClassifierFolder(
     normalize: false,
     dims: 2,
     maxLength: options.maxLength ?? 512,
-    files: { [modelFileName]: sha256(model), [tokenizerFileName]: sha256(tokenizer) },
     fetchedAt: new Date(0).toISOString(),
-    ...options.manifest,
-  };
-  await writeFile(join(dir, modelFileName), model);
-  await writeFile(join(dir, tokenizerFileName), tokenizer);
-  await writeFile(join(dir, manifestFileName), JSON.stringify(manifest, null, 2));
-  return dir;
+  } as const;
+  const tokenizer = JSON.stringify(options.tokenizer ?? tinyTokenizerJson());
+  return writeModelFolder(dir, model, tokenizer, manifest, options.manifest);
 }

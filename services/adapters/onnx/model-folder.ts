@@ -1,7 +1,14 @@
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
 import { LightmemError, errorMessage } from '../../core/errors.js';
-import { ModelManifest, manifestFileName } from '../../models/model-manifest.js';
+import {
+  ModelManifest,
+  manifestFileName,
+  modelFileName,
+  tokenizerFileName,
+} from '../../models/model-manifest.js';
 import { createTokenizer, type HfTokenizer } from './hf-tokenizer.js';
 
 /** Reading a model folder (`lightmem models fetch` layout): files, manifest, tokenizer, with typed errors. */
@@ -63,5 +70,84 @@ export function parseTokenizer(text: string, path: string): HfTokenizer {
         cause: error,
       },
     );
+  }
+}
+
+/** The files of a model folder, read and checked: manifest of the expected kind, tokenizer, model bytes. */
+export interface ModelFiles {
+  readonly manifest: ModelManifest;
+  readonly manifestPath: string;
+  readonly tokenizer: HfTokenizer;
+  readonly tokenizerText: string;
+  readonly tokenizerPath: string;
+  readonly modelPath: string;
+  readonly modelBytes: Buffer;
+  /** Of the model bytes; equal to the manifest's record when it has one. */
+  readonly modelSha256: string;
+}
+
+/**
+ * Reads a model folder: the manifest (of `kind`), `tokenizer.json` and `model.onnx`, whose sha256 must
+ * match the one the manifest records. `check` runs on the manifest before the other files are read.
+ */
+export async function readModelFolder(
+  folder: string,
+  kind: ModelManifest['kind'],
+  check: (manifest: ModelManifest, manifestPath: string) => void = () => undefined,
+): Promise<ModelFiles> {
+  const manifest = await readManifest(folder, kind);
+  const manifestPath = join(folder, manifestFileName);
+  check(manifest, manifestPath);
+  const tokenizerPath = join(folder, tokenizerFileName);
+  const tokenizerText = (await readRequired(tokenizerPath)).toString('utf8');
+  const modelPath = join(folder, modelFileName);
+  const modelBytes = await readRequired(modelPath);
+  const modelSha256 = createHash('sha256').update(modelBytes).digest('hex');
+  const recorded = manifest.files[modelFileName];
+  if (recorded !== undefined && recorded !== modelSha256)
+    throw new LightmemError(
+      'config_invalid',
+      `${modelPath}: sha256 ${modelSha256} differs from ${recorded} recorded in ${manifestFileName}; fetch or copy the model again`,
+    );
+  const tokenizer = parseTokenizer(tokenizerText, tokenizerPath);
+  return {
+    manifest,
+    manifestPath,
+    tokenizer,
+    tokenizerText,
+    tokenizerPath,
+    modelPath,
+    modelBytes,
+    modelSha256,
+  };
+}
+
+/** A positive integer option (`batchSize`, `threads`), or a non-retryable config error naming it. */
+export function positiveInteger(value: number, field: string): number {
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new LightmemError('config_invalid', `${field} must be a positive integer (got ${value})`, {
+      field,
+    });
+  return value;
+}
+
+/** An onnxruntime session on `threads` intra-op threads; a model it cannot load is a config error. */
+export async function createSession(
+  model: Uint8Array,
+  modelPath: string,
+  threads: number,
+  failure = 'not a loadable ONNX model',
+): Promise<ort.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(model, {
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+    });
+  } catch (error) {
+    throw new LightmemError('config_invalid', `${modelPath}: ${failure}: ${errorMessage(error)}`, {
+      cause: error,
+    });
   }
 }

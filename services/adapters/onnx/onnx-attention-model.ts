@@ -1,13 +1,10 @@
-import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
-import { LightmemError, errorMessage } from '../../core/errors.js';
+import { LightmemError } from '../../core/errors.js';
 import type { AttentionModel, SentenceAttention } from '../../core/ports/segmenter.js';
-import { modelFileName, tokenizerFileName } from '../../models/model-manifest.js';
 import type { HfTokenizer } from './hf-tokenizer.js';
-import { parseTokenizer, readManifest, readRequired } from './model-folder.js';
+import { createSession, positiveInteger, readModelFolder } from './model-folder.js';
 
 const { onnx } = onnxProto;
 
@@ -36,12 +33,11 @@ export class OnnxAttentionModel implements AttentionModel {
   ) {}
 
   static async load(folder: string, options: OnnxAttentionOptions = {}): Promise<OnnxAttentionModel> {
-    const manifest = await readManifest(folder, 'embedder');
-    const tokenizerPath = join(folder, tokenizerFileName);
-    const tokenizer = parseTokenizer((await readRequired(tokenizerPath)).toString('utf8'), tokenizerPath);
-    const modelPath = join(folder, modelFileName);
-    const bytes = await readRequired(modelPath);
-    const model = onnx.ModelProto.decode(bytes);
+    const { manifest, tokenizer, modelPath, modelBytes, modelSha256 } = await readModelFolder(
+      folder,
+      'embedder',
+    );
+    const model = onnx.ModelProto.decode(modelBytes);
     const graph = model.graph;
     const layers = (graph?.node ?? [])
       .map((node) => ({ node, layer: Number(softmaxName.exec(node.name ?? '')?.[1] ?? Number.NaN) }))
@@ -61,29 +57,19 @@ export class OnnxAttentionModel implements AttentionModel {
         onnx.ValueInfoProto.create({ name, type: { tensorType: { elemType: 1 } } }),
       ];
     }
-    let session: ort.InferenceSession;
-    try {
-      session = await ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), {
-        intraOpNumThreads: options.threads ?? availableParallelism(),
-        interOpNumThreads: 1,
-        graphOptimizationLevel: 'all',
-      });
-    } catch (error) {
-      throw new LightmemError(
-        'config_invalid',
-        `${modelPath}: cannot expose attention outputs: ${errorMessage(error)}`,
-        {
-          cause: error,
-        },
-      );
-    }
+    const session = await createSession(
+      onnx.ModelProto.encode(model).finish(),
+      modelPath,
+      positiveInteger(options.threads ?? availableParallelism(), 'threads'),
+      'cannot expose attention outputs',
+    );
     // The special tokens around a sequence, as the tokenizer's post-processor adds them.
     const probe = tokenizer.encode('hello', { add_special_tokens: false }).ids;
     const full = tokenizer.encode('hello').ids;
     const at = full.findIndex((_, i) => probe.every((id, k) => full[i + k] === id));
     const prefix = at < 0 ? [] : full.slice(0, at);
     const suffix = at < 0 ? [] : full.slice(at + probe.length);
-    const sha = createHash('sha256').update(bytes).digest('hex').slice(0, 12);
+    const sha = modelSha256.slice(0, 12);
     const id = `${manifest.name}@${sha}:attention(L${chosen.map((c) => c.layer).join(',')})`;
     return new OnnxAttentionModel(id, session, tokenizer, outputs, prefix, suffix, manifest.maxLength);
   }

@@ -1,18 +1,11 @@
-import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { LightmemError, errorMessage } from '../../core/errors.js';
+import { LightmemError } from '../../core/errors.js';
 import type { Embedder } from '../../core/ports/embedder.js';
-import {
-  ModelManifest,
-  manifestFileName,
-  modelFileName,
-  tokenizerFileName,
-} from '../../models/model-manifest.js';
+import { ModelManifest, manifestFileName } from '../../models/model-manifest.js';
 import type { HfTokenizer } from './hf-tokenizer.js';
 import { l2Normalize, pool, type Pooling } from './pooling.js';
-import { parseTokenizer, readManifest, readRequired } from './model-folder.js';
+import { createSession, positiveInteger, readModelFolder } from './model-folder.js';
 
 export interface OnnxEmbedderOptions {
   /** Intra-op threads of the session (default: the number of CPUs). Inter-op threads are always 1. */
@@ -73,49 +66,13 @@ export class OnnxEmbedder implements Embedder {
   }
 
   static async load(folder: string, options: OnnxEmbedderOptions = {}): Promise<OnnxEmbedder> {
-    const batchSize = options.batchSize ?? defaultBatchSize;
-    if (!Number.isSafeInteger(batchSize) || batchSize < 1)
-      throw new LightmemError('config_invalid', `batchSize must be a positive integer (got ${batchSize})`, {
-        field: 'batchSize',
-      });
-    const threads = options.threads ?? availableParallelism();
-    if (!Number.isSafeInteger(threads) || threads < 1)
-      throw new LightmemError('config_invalid', `threads must be a positive integer (got ${threads})`, {
-        field: 'threads',
-      });
-
-    const manifest = await readManifest(folder, 'embedder');
-    const tokenizerPath = join(folder, tokenizerFileName);
-    const tokenizerText = (await readRequired(tokenizerPath)).toString('utf8');
-    const modelPath = join(folder, modelFileName);
-    const modelBytes = await readRequired(modelPath);
-
-    const modelSha256 = createHash('sha256').update(modelBytes).digest('hex');
-    const recorded = manifest.files[modelFileName];
-    if (recorded !== undefined && recorded !== modelSha256)
-      throw new LightmemError(
-        'config_invalid',
-        `${modelPath}: sha256 ${modelSha256} differs from ${recorded} recorded in ${manifestFileName}; fetch the model again`,
-      );
-
-    const tokenizer = parseTokenizer(tokenizerText, tokenizerPath);
-    let session: ort.InferenceSession;
-    try {
-      session = await ort.InferenceSession.create(modelBytes, {
-        intraOpNumThreads: threads,
-        interOpNumThreads: 1,
-        executionMode: 'sequential',
-        graphOptimizationLevel: 'all',
-      });
-    } catch (error) {
-      throw new LightmemError(
-        'config_invalid',
-        `${modelPath}: not a loadable ONNX model: ${errorMessage(error)}`,
-        {
-          cause: error,
-        },
-      );
-    }
+    const batchSize = positiveInteger(options.batchSize ?? defaultBatchSize, 'batchSize');
+    const threads = positiveInteger(options.threads ?? availableParallelism(), 'threads');
+    const { manifest, tokenizer, tokenizerText, modelPath, modelBytes, modelSha256 } = await readModelFolder(
+      folder,
+      'embedder',
+    );
+    const session = await createSession(modelBytes, modelPath, threads);
     if (!session.inputNames.includes('input_ids') || session.outputNames.length === 0) {
       await session.release();
       throw new LightmemError(

@@ -1,16 +1,9 @@
-import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { LightmemError, errorMessage } from '../../core/errors.js';
 import type { ScoredWord, TokenScorer } from '../../core/ports/token-scorer.js';
 import { approxTokenCount } from '../../core/text/token-count.js';
-import {
-  ModelManifest,
-  manifestFileName,
-  modelFileName,
-  tokenizerFileName,
-} from '../../models/model-manifest.js';
+import { ModelManifest } from '../../models/model-manifest.js';
 import {
   chunkTokens,
   keepProbability,
@@ -18,7 +11,7 @@ import {
   type SubwordScheme,
 } from '../../stages/compressor/subword-words.js';
 import type { HfTokenizer } from './hf-tokenizer.js';
-import { parseTokenizer, readManifest, readRequired } from './model-folder.js';
+import { createSession, positiveInteger, readModelFolder } from './model-folder.js';
 
 export interface OnnxTokenScorerOptions {
   /** Intra-op threads of the session (default: the number of CPUs). Inter-op threads are always 1. */
@@ -99,39 +92,25 @@ export class OnnxTokenScorer implements TokenScorer {
    * or an output that is not [batch, seq, 2] float logits).
    */
   static async load(folder: string, options: OnnxTokenScorerOptions = {}): Promise<OnnxTokenScorer> {
-    const batchSize = options.batchSize ?? defaultBatchSize;
-    if (!Number.isSafeInteger(batchSize) || batchSize < 1)
-      throw new LightmemError('config_invalid', `batchSize must be a positive integer (got ${batchSize})`, {
-        field: 'batchSize',
-      });
-    const threads = options.threads ?? availableParallelism();
-    if (!Number.isSafeInteger(threads) || threads < 1)
-      throw new LightmemError('config_invalid', `threads must be a positive integer (got ${threads})`, {
-        field: 'threads',
-      });
-
-    const manifest = await readManifest(folder, 'token-classifier');
-    const manifestPath = join(folder, manifestFileName);
-    if (manifest.dims !== labels)
-      throw new LightmemError(
-        'config_invalid',
-        `${manifestPath}: an LLMLingua-2 token classifier has 2 labels (drop, keep); dims is ${manifest.dims}`,
-        { field: 'dims' },
-      );
-    const tokenizerPath = join(folder, tokenizerFileName);
-    const tokenizerText = (await readRequired(tokenizerPath)).toString('utf8');
-    const modelPath = join(folder, modelFileName);
-    const modelBytes = await readRequired(modelPath);
-
-    const modelSha256 = createHash('sha256').update(modelBytes).digest('hex');
-    const recorded = manifest.files[modelFileName];
-    if (recorded !== undefined && recorded !== modelSha256)
-      throw new LightmemError(
-        'config_invalid',
-        `${modelPath}: sha256 ${modelSha256} differs from ${recorded} recorded in ${manifestFileName}`,
-      );
-
-    const tokenizer = parseTokenizer(tokenizerText, tokenizerPath);
+    const batchSize = positiveInteger(options.batchSize ?? defaultBatchSize, 'batchSize');
+    const threads = positiveInteger(options.threads ?? availableParallelism(), 'threads');
+    const {
+      manifest,
+      manifestPath,
+      tokenizer,
+      tokenizerText,
+      tokenizerPath,
+      modelPath,
+      modelBytes,
+      modelSha256,
+    } = await readModelFolder(folder, 'token-classifier', (m, path) => {
+      if (m.dims !== labels)
+        throw new LightmemError(
+          'config_invalid',
+          `${path}: an LLMLingua-2 token classifier has 2 labels (drop, keep); dims is ${m.dims}`,
+          { field: 'dims' },
+        );
+    });
     const scheme = subwordSchemeOf(tokenizer, tokenizerText, tokenizerPath);
     const { prefix, suffix } = specialTokensOf(tokenizer);
     if (manifest.maxLength - prefix.length - suffix.length < 1)
@@ -143,23 +122,7 @@ export class OnnxTokenScorer implements TokenScorer {
         },
       );
 
-    let session: ort.InferenceSession;
-    try {
-      session = await ort.InferenceSession.create(modelBytes, {
-        intraOpNumThreads: threads,
-        interOpNumThreads: 1,
-        executionMode: 'sequential',
-        graphOptimizationLevel: 'all',
-      });
-    } catch (error) {
-      throw new LightmemError(
-        'config_invalid',
-        `${modelPath}: not a loadable ONNX model: ${errorMessage(error)}`,
-        {
-          cause: error,
-        },
-      );
-    }
+    const session = await createSession(modelBytes, modelPath, threads);
     const outputs = session.outputNames;
     if (!session.inputNames.includes('input_ids') || (!outputs.includes('logits') && outputs.length !== 1)) {
       await session.release();

@@ -8,7 +8,7 @@ import { LightmemError } from '../../core/errors.js';
 /**
  * How the parts are scaled to [0, 1] before weighting. BM25 is always divided by the best match (no match
  * is 0, so every word match is > 0). Cosine:
- * - `minmax`: min-max over the kNN candidates (best 1, worst 0). Cosines of a sentence encoder sit in a
+ * - `minmax`: min-max over the best 100 kNN candidates (best 1, worst 0). Cosines of a sentence encoder sit in a
  *   narrow band (0.3–0.9 for bge-small), so unscaled they barely move a sum whose BM25 part spans 0–1;
  *   scaled, both lists order the fused result (LoCoMo dev, raw turns: R@B1000 0.68 → 0.75 with the
  *   speaker in the embedded text).
@@ -65,8 +65,8 @@ const clamp01 = (value: number): number => (value > 1 ? 1 : value > 0 ? value : 
 
 /**
  * `lexical` carries raw FTS5 bm25() values (negative, lower is better); `semantic` carries cosine
- * distances (similarity = 1 - distance). Each list is scaled to [0, 1] as `weights.normalization` says,
- * and a candidate missing from a list gets 0 for that part. The hit's `lexical` / `semantic` are the
+ * distances (similarity = 1 - distance). BM25 is divided by the best match, the cosine scaled as
+ * `weights.normalization` says, and a candidate missing from a list gets 0 for that part. The hit's `lexical` / `semantic` are the
  * scaled parts, so `score = wl·lexical + ws·semantic`. When `semanticActive` is false (no query vector, or
  * no stored vectors) the score is the lexical part alone. A candidate with no word in common and no
  * positive similarity is not a hit. Ordered by score desc, then occurredAt desc, then id; at most `limit`.
@@ -85,12 +85,13 @@ export function fuse<T>(
   }
   const minmax = (weights.normalization ?? 'minmax') === 'minmax';
   const byKey = new Map<number, Entry>();
-  // BM25 "goodness" is -bm25 (FTS5 returns negative values, lower is better).
-  const lexicalScale = scaler(
-    lexical.map((c) => -c.bm25),
-    false,
-  );
-  for (const c of lexical) byKey.set(c.key, { candidate: c, lexical: lexicalScale(-c.bm25), semantic: null });
+  let best = 0;
+  for (const c of lexical) if (c.bm25 < best) best = c.bm25;
+  for (const c of lexical) {
+    // best < 0 whenever anything matched; the guard keeps a degenerate all-zero list from dividing by 0.
+    const score = best < 0 ? clamp01(c.bm25 / best) : 1;
+    byKey.set(c.key, { candidate: c, lexical: score, semantic: null });
+  }
   if (semanticActive) {
     // e.g. a zero vector has no meaningful similarity; nor has a candidate pointing away from the query.
     const similar = semantic.filter((c) => Number.isFinite(c.distance) && 1 - c.distance > 0);
@@ -143,19 +144,3 @@ function cosineScaler(similarities: readonly number[]): (value: number) => numbe
 export const SEMANTIC_SCALE_WINDOW = 100;
 /** Below this spread of the window's cosines, they are used unscaled. */
 const MIN_COSINE_RANGE = 0.05;
-
-/**
- * Scales "higher is better" values to [0, 1]: min-max over the list (all equal, or one value: 1), or
- * divided by the best (`minmax` false; for BM25 goodness, which is positive whenever anything matched).
- */
-function scaler(values: readonly number[], minmax: boolean): (value: number) => number {
-  let max = Number.NEGATIVE_INFINITY;
-  let min = Number.POSITIVE_INFINITY;
-  for (const v of values) {
-    if (v > max) max = v;
-    if (v < min) min = v;
-  }
-  if (!minmax) return (value) => (max > 0 ? clamp01(value / max) : 1);
-  const range = max - min;
-  return (value) => (range > 0 ? clamp01((value - min) / range) : 1);
-}
