@@ -1,7 +1,8 @@
-import avro from 'avsc';
-import { avroSchemas, type AvroSchemaName } from '../../core/model/generated.js';
-import { topicSchemas, type TopicName, type TopicValues } from '../../core/model/topics.js';
+import type avro from 'avsc';
+import type { TopicName, TopicValues } from '../../core/model/topics.js';
+import { topicSchemas } from '../../core/model/topics.js';
 import { LightmemError } from '../../core/errors.js';
+import { TopicTypes } from '../avro/topic-types.js';
 
 /**
  * Avro binary encoding of topic values, with the writer schema's fingerprint stored beside each record.
@@ -9,23 +10,21 @@ import { LightmemError } from '../../core/errors.js';
  * compatible schema change still read (the embedded counterpart of a schema registry).
  */
 export class AvroCodec {
-  private readonly types = new Map<TopicName, avro.Type>();
+  private readonly types = new TopicTypes();
   private readonly fingerprints = new Map<TopicName, string>();
   private readonly resolvers = new Map<string, avro.Resolver>();
 
   constructor(private readonly lookupWriterSchema: (fingerprint: string) => string | undefined) {
-    for (const [topic, schemaName] of Object.entries(topicSchemas) as [TopicName, AvroSchemaName][]) {
-      const type = avro.Type.forSchema(avroSchemas[schemaName] as avro.Schema);
-      this.types.set(topic, type);
-      this.fingerprints.set(topic, type.fingerprint('sha256').toString('hex'));
+    for (const topic of Object.keys(topicSchemas) as TopicName[]) {
+      this.fingerprints.set(topic, this.types.typeOf(topic).fingerprint('sha256').toString('hex'));
     }
   }
 
   /** The current (writer) schemas: fingerprint → schema JSON, to be recorded once. */
   writerSchemas(): { fingerprint: string; schema: string }[] {
-    return [...this.types.entries()].map(([topic, type]) => ({
+    return [...this.fingerprints.keys()].map((topic) => ({
       fingerprint: this.fingerprintOf(topic),
-      schema: JSON.stringify(type.schema()),
+      schema: this.types.schemaJson(topic),
     }));
   }
 
@@ -36,23 +35,11 @@ export class AvroCodec {
   }
 
   encode<T extends TopicName>(topic: T, value: TopicValues[T]): Buffer {
-    const type = this.typeOf(topic);
-    const problems: string[] = [];
-    if (!type.isValid(value, { errorHook: (path) => problems.push(path.join('.')) })) {
-      throw new LightmemError(
-        'invalid_input',
-        `record does not match the ${topic} schema at ${problems.join(', ')}`,
-        {
-          field: problems[0],
-        },
-      );
-    }
-    return type.toBuffer(value);
+    return this.types.encode(topic, value);
   }
 
   decode<T extends TopicName>(topic: T, buffer: Buffer, fingerprint: string): TopicValues[T] {
-    const type = this.typeOf(topic);
-    if (fingerprint === this.fingerprintOf(topic)) return type.fromBuffer(buffer) as TopicValues[T];
+    if (fingerprint === this.fingerprintOf(topic)) return this.types.decode(topic, buffer);
     const resolverKey = `${topic}:${fingerprint}`;
     let resolver = this.resolvers.get(resolverKey);
     if (resolver === undefined) {
@@ -60,15 +47,9 @@ export class AvroCodec {
       if (writerSchema === undefined) {
         throw new LightmemError('storage_corrupt', `unknown writer schema ${fingerprint} in topic ${topic}`);
       }
-      resolver = type.createResolver(avro.Type.forSchema(JSON.parse(writerSchema) as avro.Schema));
+      resolver = this.types.resolverFor(topic, writerSchema);
       this.resolvers.set(resolverKey, resolver);
     }
-    return type.fromBuffer(buffer, resolver) as TopicValues[T];
-  }
-
-  private typeOf(topic: TopicName): avro.Type {
-    const type = this.types.get(topic);
-    if (type === undefined) throw new LightmemError('internal', `no schema for topic ${topic}`);
-    return type;
+    return this.types.decode(topic, buffer, resolver);
   }
 }

@@ -13,10 +13,10 @@ import type {
 } from '../../core/ports/event-log.js';
 import type { Logger } from '../../core/ports/logger.js';
 import type { Clock } from '../../core/ports/clock.js';
-import { Topics, type TopicName } from '../../core/model/topics.js';
-import type { DeadLetter } from '../../core/model/generated.js';
+import type { TopicName } from '../../core/model/topics.js';
 import { LightmemError, errorMessage, isRetryable } from '../../core/errors.js';
 import { AvroCodec } from './avro-codec.js';
+import { deadLetterFor } from '../stage-batch.js';
 import { isTransientSqliteError, migrate, openDatabase, type SqliteDatabase } from './database.js';
 
 const migrations = [
@@ -60,8 +60,6 @@ interface RecordRow {
   schema_fp: string;
   appended_at: number;
 }
-
-const maxPayloadChars = 64 * 1024;
 
 interface EncodedOutput {
   readonly records: readonly { readonly record: OutputRecord; readonly buffer: Buffer }[];
@@ -362,27 +360,4 @@ export class SqliteEventLog implements EventLog {
       }
     }
   }
-}
-
-function deadLetterFor(
-  group: string,
-  record: LogRecord,
-  error: unknown,
-  attempt: number,
-  now: number,
-): OutputRecord {
-  const value: DeadLetter = {
-    stage: group,
-    sourceTopic: record.topic,
-    sourceOffset: record.offset,
-    sourceLine: null,
-    key: record.key,
-    errorCode: error instanceof LightmemError ? error.code : 'internal',
-    field: error instanceof LightmemError ? (error.field ?? null) : null,
-    reason: errorMessage(error),
-    attempt,
-    payload: JSON.stringify(record.value).slice(0, maxPayloadChars),
-    failedAt: now,
-  };
-  return { topic: Topics.deadLetters, key: group, value };
 }

@@ -2,8 +2,13 @@ import type { TopicName, TopicValues } from '../model/topics.js';
 
 export interface LogRecord<T extends TopicName = TopicName> {
   readonly topic: T;
-  /** Position in the topic, from 0. */
+  /**
+   * Position in the topic (the embedded log: 0, 1, 2…; Kafka: within the partition, increasing but not
+   * dense, since transaction markers take positions).
+   */
   readonly offset: number;
+  /** Partition of the topic (the embedded log has one). */
+  readonly partition?: number;
   readonly key: string;
   readonly value: TopicValues[T];
   readonly appendedAt: number;

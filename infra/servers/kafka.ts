@@ -1,0 +1,153 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
+import { infraPorts } from '../endpoints.js';
+import { ensureDirs, repoRoot } from '../lib/layout.js';
+import { findJava } from '../lib/java.js';
+import { runChecked } from '../lib/processes.js';
+import { probe, type ServerContext, type ServerSpec } from '../lib/server-spec.js';
+
+const pom = join(repoRoot, 'infra', 'kafka', 'pom.xml');
+const version = /<kafka\.version>([^<]+)</.exec(readFileSync(pom, 'utf8'))?.[1] ?? 'unknown';
+
+function libsDir(context: ServerContext): string {
+  return join(context.layout.installs, `kafka-${version}`, 'libs');
+}
+
+/** Single-node Apache Kafka 4.x in KRaft combined mode (broker + controller in one JVM), jars from Maven Central. */
+export const kafkaServer: ServerSpec = {
+  name: 'kafka',
+  summary: `Apache Kafka ${version}, KRaft combined mode`,
+  ports: [infraPorts.kafka, infraPorts.kafkaController],
+  endpoint: `127.0.0.1:${infraPorts.kafka}`,
+  dependsOn: [],
+  startTimeoutMs: 90_000,
+  stopGraceMs: 30_000,
+
+  async install(context) {
+    const libs = libsDir(context);
+    const marker = join(libs, '.complete');
+    if (existsSync(marker)) return;
+    context.say(`resolving Kafka ${version} and its dependencies from Maven Central (mvn)`);
+    ensureDirs(libs);
+    runChecked(
+      'mvn',
+      [
+        '-q',
+        '-B',
+        '-f',
+        pom,
+        `-Dmaven.repo.local=${join(context.layout.root, 'm2')}`,
+        'org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies',
+        `-DoutputDirectory=${libs}`,
+        '-DincludeScope=runtime',
+      ],
+      'fetching Kafka with Maven (is `mvn` installed and Maven Central reachable? LIGHTMEM_MAVEN_REPO is not used by mvn; configure a mirror in ~/.m2/settings.xml)',
+    );
+    writeFileSync(marker, `${new Date().toISOString()}\n`);
+  },
+
+  async prepare(context) {
+    const { paths } = context;
+    const java = findJava(17);
+    const libs = libsDir(context);
+    const properties = join(paths.config, 'server.properties');
+    writeFileSync(
+      properties,
+      [
+        '# Written by infra/servers/kafka.ts: single-node KRaft (broker + controller), loopback only.',
+        'process.roles=broker,controller',
+        'node.id=1',
+        `controller.quorum.voters=1@127.0.0.1:${infraPorts.kafkaController}`,
+        'controller.listener.names=CONTROLLER',
+        `listeners=PLAINTEXT://127.0.0.1:${infraPorts.kafka},CONTROLLER://127.0.0.1:${infraPorts.kafkaController}`,
+        `advertised.listeners=PLAINTEXT://127.0.0.1:${infraPorts.kafka}`,
+        'inter.broker.listener.name=PLAINTEXT',
+        'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+        `log.dirs=${join(paths.data, 'kraft')}`,
+        'num.partitions=1',
+        'default.replication.factor=1',
+        'min.insync.replicas=1',
+        'offsets.topic.replication.factor=1',
+        'offsets.topic.num.partitions=3',
+        'transaction.state.log.replication.factor=1',
+        'transaction.state.log.min.isr=1',
+        'transaction.state.log.num.partitions=3',
+        'share.coordinator.state.topic.replication.factor=1',
+        'share.coordinator.state.topic.min.isr=1',
+        'group.initial.rebalance.delay.ms=0',
+        // Topics are created by the admin step (`lightmem admin init`), never by a producer's typo.
+        'auto.create.topics.enable=false',
+        'delete.topic.enable=true',
+        'num.network.threads=2',
+        'num.io.threads=2',
+        'num.recovery.threads.per.data.dir=1',
+        'background.threads=2',
+        'log.cleaner.threads=1',
+        'log.cleaner.dedupe.buffer.size=8388608',
+        'log.segment.bytes=16777216',
+        '',
+      ].join('\n'),
+    );
+    const log4j = join(paths.config, 'log4j2.properties');
+    writeFileSync(
+      log4j,
+      [
+        'status = warn',
+        'shutdownHook = disable',
+        'appender.file.type = File',
+        'appender.file.name = FILE',
+        `appender.file.fileName = ${join(paths.logs, 'server.log')}`,
+        'appender.file.append = true',
+        'appender.file.layout.type = PatternLayout',
+        'appender.file.layout.pattern = [%d] %p %m (%c)%n',
+        'rootLogger.level = INFO',
+        'rootLogger.appenderRef.file.ref = FILE',
+        'logger.request.name = kafka.request.logger',
+        'logger.request.level = WARN',
+        '',
+      ].join('\n'),
+    );
+    const classpath = `${libs}/*`;
+    const jvm = [
+      '-Xms256m',
+      '-Xmx512m',
+      '-XX:+UseSerialGC',
+      '-XX:TieredStopAtLevel=1',
+      `-Dlog4j2.configurationFile=${log4j}`,
+      `-Dkafka.logs.dir=${paths.logs}`,
+    ];
+    // Format the storage once (a cluster id kept beside the data); formatting again would refuse.
+    if (!existsSync(join(paths.data, 'kraft', 'meta.properties'))) {
+      const clusterId = randomBytes(16).toString('base64url');
+      context.say('formatting KRaft storage');
+      runChecked(
+        java.java,
+        [...jvm, '-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', properties],
+        'formatting Kafka storage',
+      );
+    }
+    return { command: java.java, args: [...jvm, '-cp', classpath, 'kafka.Kafka', properties] };
+  },
+
+  healthy: () =>
+    probe(async () => {
+      const kafka = new Kafka({
+        clientId: 'lightmem-infra',
+        brokers: [`127.0.0.1:${infraPorts.kafka}`],
+        logLevel: logLevel.NOTHING,
+        connectionTimeout: 1_000,
+        requestTimeout: 2_000,
+        retry: { retries: 0 },
+      });
+      const admin = kafka.admin();
+      try {
+        await admin.connect();
+        const cluster = await admin.describeCluster();
+        return cluster.brokers.length > 0 && cluster.controller !== null;
+      } finally {
+        await admin.disconnect();
+      }
+    }, 5_000),
+};

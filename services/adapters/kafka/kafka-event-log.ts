@@ -1,0 +1,542 @@
+import {
+  Kafka,
+  Partitioners,
+  logLevel,
+  type Admin,
+  type Consumer,
+  type Producer,
+  type KafkaMessage,
+  type LogEntry,
+  type TopicMessages,
+} from 'kafkajs';
+import type {
+  AppendRecord,
+  AppendResult,
+  BatchHandler,
+  ConsumeOptions,
+  EventLog,
+  LogRecord,
+  OutputRecord,
+  StageOutput,
+  StateReader,
+} from '../../core/ports/event-log.js';
+import type { Logger } from '../../core/ports/logger.js';
+import type { Clock } from '../../core/ports/clock.js';
+import { topicSchemas, type TopicName } from '../../core/model/topics.js';
+import { LightmemError, UnavailableError, errorMessage } from '../../core/errors.js';
+import { deadLetterFor, runBatch, waitWithHeartbeat } from '../stage-batch.js';
+import { RegistryAvroCodec } from './registry-codec.js';
+import {
+  dataTopicConfigs,
+  ensureTopics,
+  kafkaTopic,
+  stateTopic,
+  stateTopicConfig,
+  valueSubject,
+  type TopicLayout,
+} from './kafka-topics.js';
+import { partitionEnds, readRange } from './kafka-range-reader.js';
+import { StageState } from './stage-state.js';
+
+export interface KafkaEventLogOptions {
+  readonly brokers: readonly string[];
+  readonly clientId: string;
+  readonly registryUrl: string;
+  readonly topics: TopicLayout;
+  /**
+   * Stable id of this replica of a stage (e.g. a StatefulSet ordinal): part of the transactional id, so
+   * a restarted replica fences its own zombie and aborts its unfinished transaction.
+   */
+  readonly instanceId: string;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly retryBaseMs?: number;
+  readonly retryMaxMs?: number;
+  /** How long the broker lets a transaction stay open before aborting it (a crashed stage's batch). */
+  readonly transactionTimeoutMs?: number;
+  /** Create missing data topics at open (tests, `lightmem admin init`); production creates them once. */
+  readonly createTopics?: boolean;
+}
+
+/**
+ * The EventLog on Kafka. Values are Avro in the Confluent wire format against the schema registry. Each
+ * consuming stage is one consumer group; a batch's output records, its state changes (a compacted
+ * changelog topic, co-partitioned with the input) and its input offsets are committed in one Kafka
+ * transaction, so a stage killed at any point neither loses nor repeats work. A restarted stage reloads
+ * its state from the changelog before it consumes.
+ *
+ * Offsets are per partition: `endOffset`/`committedOffset` are sums over the partitions (their difference
+ * is the lag), `read` needs a single-partition topic, and positions are not dense (transaction markers
+ * take offsets). The dedupKey of an append is not checked here: the consuming stage dedups.
+ */
+export class KafkaEventLog implements EventLog {
+  private readonly kafka: Kafka;
+  private readonly admin: Admin;
+  private readonly producer: Producer;
+  private readonly retryBaseMs: number;
+  private readonly retryMaxMs: number;
+  /** State of groups consumed in this process (kept after the consumer stops: `stateOf` reads it). */
+  private readonly states = new Map<string, StageState>();
+  private readonly running = new Set<Promise<void>>();
+  private closed = false;
+
+  private constructor(
+    private readonly options: KafkaEventLogOptions,
+    private readonly codec: RegistryAvroCodec,
+    kafka: Kafka,
+    admin: Admin,
+    producer: Producer,
+  ) {
+    this.kafka = kafka;
+    this.admin = admin;
+    this.producer = producer;
+    this.retryBaseMs = options.retryBaseMs ?? 200;
+    this.retryMaxMs = options.retryMaxMs ?? 30_000;
+  }
+
+  static async open(options: KafkaEventLogOptions): Promise<KafkaEventLog> {
+    const kafka = kafkaClient(options.brokers, options.clientId, options.logger);
+    const admin = kafka.admin();
+    const producer = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      // Java-compatible murmur2 on the key: a conversation's records land where a Java producer puts them.
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
+    try {
+      await admin.connect();
+      if (options.createTopics === true) await ensureTopics(admin, dataTopicConfigs(options.topics));
+      await producer.connect();
+    } catch (error) {
+      await admin.disconnect().catch(() => undefined);
+      if (error instanceof LightmemError) throw error;
+      throw new UnavailableError(
+        `kafka: cannot connect to ${options.brokers.join(',')}: ${errorMessage(error)}`,
+        error,
+      );
+    }
+    const codec = await RegistryAvroCodec.open(
+      { url: options.registryUrl, subjectOf: (topic) => valueSubject(options.topics, topic) },
+      Object.keys(topicSchemas) as TopicName[],
+    );
+    return new KafkaEventLog(options, codec, kafka, admin, producer);
+  }
+
+  async append<T extends TopicName>(topic: T, records: readonly AppendRecord<T>[]): Promise<AppendResult> {
+    if (records.length === 0) return { appended: 0, duplicates: 0 };
+    // Encode first: a record that does not match its schema fails the call before anything is sent.
+    const messages = records.map((record) => ({
+      key: record.key,
+      value: this.codec.encode(topic, record.value),
+    }));
+    try {
+      await this.producer.send({ topic: kafkaTopic(this.options.topics, topic), messages, acks: -1 });
+    } catch (error) {
+      throw new UnavailableError(`kafka: append to ${topic} failed: ${errorMessage(error)}`, error);
+    }
+    return { appended: records.length, duplicates: 0 };
+  }
+
+  async read<T extends TopicName>(topic: T, fromOffset: number, limit: number): Promise<LogRecord<T>[]> {
+    const name = kafkaTopic(this.options.topics, topic);
+    const ends = await partitionEnds(this.admin, name);
+    if (ends.length !== 1) {
+      throw new LightmemError(
+        'invalid_input',
+        `read by offset needs a single-partition topic; ${name} has ${ends.length} partitions`,
+      );
+    }
+    const messages: KafkaMessage[] = [];
+    if (limit <= 0) return [];
+    await readRange(this.kafka, this.admin, name, {
+      from: new Map([[0, fromOffset]]),
+      onMessage: (_partition, message) => {
+        messages.push(message);
+        return messages.length >= limit;
+      },
+    });
+    const out: LogRecord<T>[] = [];
+    for (const message of messages) out.push(await this.decodeMessage(topic, message));
+    return out;
+  }
+
+  async endOffset(topic: TopicName): Promise<number> {
+    const ends = await partitionEnds(this.admin, kafkaTopic(this.options.topics, topic));
+    return ends.reduce((sum, e) => sum + e.end, 0);
+  }
+
+  async committedOffset(group: string, topic: TopicName): Promise<number> {
+    try {
+      const [offsets] = await this.admin.fetchOffsets({
+        groupId: group,
+        topics: [kafkaTopic(this.options.topics, topic)],
+      });
+      return (offsets?.partitions ?? []).reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
+    } catch (error) {
+      throw new UnavailableError(
+        `kafka: reading the offsets of group ${group} failed: ${errorMessage(error)}`,
+        error,
+      );
+    }
+  }
+
+  stateOf(group: string): StateReader {
+    return {
+      get: async (key) => (await this.currentState(group)).get(key),
+      keys: async (prefix) => (await this.currentState(group)).keys(prefix),
+    };
+  }
+
+  async consume<T extends TopicName>(options: ConsumeOptions<T>, handler: BatchHandler<T>): Promise<void> {
+    if (options.signal.aborted || this.closed) return;
+    const run = this.runConsumer(options, handler);
+    this.running.add(run);
+    try {
+      await run;
+    } finally {
+      this.running.delete(run);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.running]);
+    await this.producer.disconnect().catch(() => undefined);
+    await this.admin.disconnect().catch(() => undefined);
+    await this.codec.close().catch(() => undefined);
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+
+  private async decodeMessage<T extends TopicName>(
+    topic: T,
+    message: KafkaMessage,
+    partition = 0,
+  ): Promise<LogRecord<T>> {
+    if (message.value === null) throw new LightmemError('invalid_input', `a ${topic} record has no value`);
+    return {
+      topic,
+      offset: Number(message.offset),
+      partition,
+      key: message.key?.toString('utf8') ?? '',
+      value: await this.codec.decode(topic, message.value),
+      appendedAt: Number(message.timestamp),
+    };
+  }
+
+  /** The group's committed state: from this process when it consumes it, else reloaded from the changelog. */
+  private async currentState(group: string): Promise<StageState> {
+    const name = stateTopic(this.options.topics, group);
+    const known = this.states.get(group);
+    const topics = await this.admin.listTopics();
+    if (!topics.includes(name)) return known ?? new StageState();
+    const ends = await partitionEnds(this.admin, name);
+    if (known !== undefined && known.isAt(ends)) return known;
+    const state = await this.restoreState(group);
+    this.states.set(group, state);
+    return state;
+  }
+
+  private async restoreState(group: string): Promise<StageState> {
+    const state = new StageState();
+    const name = stateTopic(this.options.topics, group);
+    await readRange(this.kafka, this.admin, name, {
+      onMessage: (_partition, message) => {
+        state.applyChangelog(message.key?.toString('utf8') ?? '', message.value);
+        return false;
+      },
+    });
+    state.markAt(await partitionEnds(this.admin, name));
+    return state;
+  }
+
+  private async runConsumer<T extends TopicName>(
+    options: ConsumeOptions<T>,
+    handler: BatchHandler<T>,
+  ): Promise<void> {
+    const { group, topic, signal } = options;
+    const batchSize = options.batchSize ?? 256;
+    const layout = this.options.topics;
+    const inputTopic = kafkaTopic(layout, topic);
+    const changelog = stateTopic(layout, group);
+    const logger = this.options.logger.child({ group, topic });
+    await ensureTopics(this.admin, [stateTopicConfig(layout, group)]);
+
+    // The transactional producer first: initialising it fences an older instance with the same id and
+    // aborts its open transaction, so the state read next is final.
+    let producer = await this.transactionalProducer(group);
+    let state = await this.restoreState(group);
+    this.states.set(group, state);
+    if (signal.aborted) {
+      await producer.disconnect().catch(() => undefined);
+      return;
+    }
+
+    const consumer: Consumer = this.kafka.consumer({
+      groupId: group,
+      readUncommitted: false,
+      sessionTimeout: 30_000,
+      // Members heartbeat between fetches: short fetch waits keep rebalances fast (~0.1 s, not ~5 s).
+      heartbeatInterval: 500,
+      maxWaitTimeInMs: 100,
+      allowAutoTopicCreation: false,
+      retry: { retries: 30, initialRetryTime: 100, maxRetryTime: 2_000 },
+    });
+    let joins = 0;
+    let needsRestore = false;
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      // After a rebalance this member may own partitions whose state another member wrote meanwhile.
+      if (++joins > 1) needsRestore = true;
+    });
+    let crashed: unknown = undefined;
+    let wake: () => void = () => undefined;
+    const stopped = new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+    consumer.on(consumer.events.CRASH, (event) => {
+      if (!event.payload.restart) {
+        crashed = event.payload.error;
+        wake();
+      }
+    });
+    const onAbort = (): void => wake();
+    signal.addEventListener('abort', onAbort, { once: true });
+
+    const checkOutput = (output: StageOutput): void => {
+      for (const record of output.records) this.codec.encode(record.topic, record.value);
+    };
+
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topics: [inputTopic], fromBeginning: true });
+      await consumer.run({
+        autoCommit: true,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: 1,
+        eachBatch: async (payload) => {
+          const { batch } = payload;
+          const heartbeat = (): Promise<void> => payload.heartbeat();
+          if (needsRestore) {
+            needsRestore = false;
+            state = await this.restoreState(group);
+            this.states.set(group, state);
+            await heartbeat();
+          }
+          const messages = batch.messages;
+          const lastOffset = Number(batch.lastOffset());
+          for (
+            let start = 0;
+            start < messages.length || (start === 0 && messages.length === 0);
+            start += batchSize
+          ) {
+            if (signal.aborted || !payload.isRunning() || payload.isStale()) return;
+            const chunk = messages.slice(start, start + batchSize);
+            const isLast = start + batchSize >= messages.length;
+            const next = isLast ? lastOffset + 1 : Number(chunk.at(-1)?.offset ?? lastOffset) + 1;
+            const view = state.reader();
+            const { records, undecodable } = await this.decodeChunk(topic, batch.partition, chunk, group);
+            let output: StageOutput | null = { records: undecodable, state: [] };
+            if (records.length > 0) {
+              const handled = await runBatch(records, handler, view, {
+                group,
+                signal,
+                logger,
+                clock: this.options.clock,
+                retryBaseMs: this.retryBaseMs,
+                retryMaxMs: this.retryMaxMs,
+                check: checkOutput,
+                whileWaiting: heartbeat,
+              });
+              if (handled === null) return;
+              output = { records: [...undecodable, ...handled.records], state: handled.state };
+            }
+            // Commit output + state + offset atomically; a failed commit is retried with the same output
+            // (the state is applied in memory only after the commit succeeded).
+            for (let attempt = 1; ; attempt++) {
+              if (signal.aborted) return;
+              try {
+                await this.commitTransaction(
+                  producer,
+                  group,
+                  inputTopic,
+                  changelog,
+                  batch.partition,
+                  next,
+                  output,
+                );
+                break;
+              } catch (error) {
+                if (isFencedError(error)) {
+                  throw new LightmemError(
+                    'conflict',
+                    `stage ${group}: another instance with the same transactional id took over (${errorMessage(error)})`,
+                  );
+                }
+                const delay = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(attempt - 1, 16));
+                logger.warn('commit failed, retrying', {
+                  attempt,
+                  delayMs: delay,
+                  error: errorMessage(error),
+                });
+                await producer.disconnect().catch(() => undefined);
+                await waitWithHeartbeat(delay, { signal, whileWaiting: heartbeat });
+                if (signal.aborted) return;
+                producer = await this.transactionalProducer(group).catch((reconnectError: unknown) => {
+                  logger.warn('transactional producer reconnect failed', {
+                    error: errorMessage(reconnectError),
+                  });
+                  return producer;
+                });
+              }
+            }
+            state.apply(output.state);
+            payload.resolveOffset(String(next - 1));
+            await heartbeat();
+          }
+        },
+      });
+      await stopped;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      await consumer.disconnect().catch(() => undefined);
+      await producer.disconnect().catch(() => undefined);
+    }
+    if (crashed !== undefined) {
+      throw new UnavailableError(
+        `kafka: consumer ${group} on ${topic} stopped: ${errorMessage(crashed)}`,
+        crashed,
+      );
+    }
+  }
+
+  private async decodeChunk<T extends TopicName>(
+    topic: T,
+    partition: number,
+    messages: readonly KafkaMessage[],
+    group: string,
+  ): Promise<{ records: LogRecord<T>[]; undecodable: OutputRecord[] }> {
+    const records: LogRecord<T>[] = [];
+    const undecodable: OutputRecord[] = [];
+    for (const message of messages) {
+      try {
+        records.push(await this.decodeMessage(topic, message, partition));
+      } catch (error) {
+        if (!(error instanceof LightmemError) || error.retryable) throw error;
+        this.options.logger.error('record dead-lettered: it does not decode', {
+          group,
+          topic,
+          offset: message.offset,
+          error: error.message,
+        });
+        const raw: LogRecord = {
+          topic,
+          offset: Number(message.offset),
+          partition,
+          key: message.key?.toString('utf8') ?? '',
+          value: { undecodable: message.value?.toString('base64') ?? null } as never,
+          appendedAt: Number(message.timestamp),
+        };
+        undecodable.push(deadLetterFor(group, raw, error, 1, this.options.clock.now()));
+      }
+    }
+    return { records, undecodable };
+  }
+
+  private async transactionalProducer(group: string): Promise<Producer> {
+    const producer = this.kafka.producer({
+      transactionalId: `${this.options.topics.prefix}lightmem.${group}.${this.options.instanceId}`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      transactionTimeout: this.options.transactionTimeoutMs ?? 60_000,
+      allowAutoTopicCreation: false,
+      // Right after a commit the broker briefly answers "concurrent transactions": retry fast, not after 300 ms.
+      retry: { retries: 30, initialRetryTime: 20, maxRetryTime: 2_000 },
+    });
+    try {
+      await producer.connect();
+    } catch (error) {
+      throw new UnavailableError(
+        `kafka: transactional producer for ${group} failed to start: ${errorMessage(error)}`,
+        error,
+      );
+    }
+    return producer;
+  }
+
+  private async commitTransaction(
+    producer: Producer,
+    group: string,
+    inputTopic: string,
+    changelog: string,
+    partition: number,
+    nextOffset: number,
+    output: StageOutput,
+  ): Promise<void> {
+    const byTopic = new Map<string, { key: string; value: Buffer }[]>();
+    for (const record of output.records) {
+      const name = kafkaTopic(this.options.topics, record.topic);
+      const list = byTopic.get(name) ?? [];
+      list.push({ key: record.key, value: this.codec.encode(record.topic, record.value) });
+      byTopic.set(name, list);
+    }
+    const transaction = await producer.transaction();
+    try {
+      const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+      if (output.state.length > 0) {
+        // A null value is a tombstone: compaction drops the key.
+        topicMessages.push({
+          topic: changelog,
+          messages: output.state.map((write) => ({
+            key: write.key,
+            value: write.value === null ? null : Buffer.from(write.value, 'utf8'),
+            partition,
+          })),
+        });
+      }
+      if (topicMessages.length > 0) await transaction.sendBatch({ topicMessages, acks: -1 });
+      await transaction.sendOffsets({
+        consumerGroupId: group,
+        topics: [{ topic: inputTopic, partitions: [{ partition, offset: String(nextOffset) }] }],
+      });
+      await transaction.commit();
+    } catch (error) {
+      await transaction.abort().catch(() => undefined);
+      throw error;
+    }
+  }
+}
+
+function isFencedError(error: unknown): boolean {
+  const type = typeof error === 'object' && error !== null && 'type' in error ? String(error.type) : '';
+  return (
+    type === 'INVALID_PRODUCER_EPOCH' ||
+    type === 'PRODUCER_FENCED' ||
+    type === 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED'
+  );
+}
+
+/** A kafkajs client whose logs go to our logger (its INFO chatter at debug). */
+export function kafkaClient(brokers: readonly string[], clientId: string, logger: Logger): Kafka {
+  const log = logger.child({ component: 'kafkajs' });
+  return new Kafka({
+    clientId,
+    brokers: [...brokers],
+    connectionTimeout: 3_000,
+    requestTimeout: 30_000,
+    // A broker restart takes seconds: retry long enough to ride it out.
+    retry: { retries: 30, initialRetryTime: 100, maxRetryTime: 2_000 },
+    logLevel: logLevel.WARN,
+    logCreator:
+      () =>
+      ({ level, log: entry }: LogEntry) => {
+        const fields = {
+          namespace: String(entry.logger ?? ''),
+          error: entry['error'] === undefined ? undefined : String(entry['error']),
+        };
+        if (level <= logLevel.ERROR) log.warn(`kafka: ${entry.message}`, fields);
+        else log.debug(`kafka: ${entry.message}`, fields);
+      },
+  });
+}

@@ -1,0 +1,74 @@
+import { randomUUID } from 'node:crypto';
+import { Kafka, logLevel } from 'kafkajs';
+import { infraEndpoints } from '../../../infra/endpoints.js';
+import { KafkaEventLog } from '../../../services/adapters/kafka/kafka-event-log.js';
+import { registerSchemas } from '../../../services/adapters/kafka/registry-codec.js';
+import { valueSubject, type TopicLayout } from '../../../services/adapters/kafka/kafka-topics.js';
+import { topicSchemas, type TopicName } from '../../../services/core/model/topics.js';
+import type { Logger } from '../../../services/core/ports/logger.js';
+import { systemClock } from '../../../services/core/ports/clock.js';
+import { stderrLogger } from '../../../services/runtime/stderr-logger.js';
+
+/**
+ * The real servers of `npm run infra:up` (the integration script brings them up first). Endpoints can be
+ * pointed elsewhere with LIGHTMEM_TEST_KAFKA_BROKERS / _REGISTRY_URL / _ES_URL / _TEMPORAL_ADDRESS.
+ */
+export const servers = {
+  kafkaBrokers: (process.env['LIGHTMEM_TEST_KAFKA_BROKERS'] ?? infraEndpoints.kafkaBrokers.join(',')).split(
+    ',',
+  ),
+  registryUrl: process.env['LIGHTMEM_TEST_REGISTRY_URL'] ?? infraEndpoints.registryUrl,
+  elasticsearchUrl: process.env['LIGHTMEM_TEST_ES_URL'] ?? infraEndpoints.elasticsearchUrl,
+  temporalAddress: process.env['LIGHTMEM_TEST_TEMPORAL_ADDRESS'] ?? infraEndpoints.temporalAddress,
+};
+
+export const testLogger: Logger = stderrLogger(
+  (process.env['LIGHTMEM_TEST_LOG'] as 'debug' | undefined) ?? 'error',
+);
+
+/** A topic layout no other test run uses (topics and registry subjects carry the prefix). */
+export function freshLayout(label: string, partitions = 1): TopicLayout {
+  return { prefix: `t-${label}-${randomUUID().slice(0, 8)}.`, partitions, replicationFactor: 1 };
+}
+
+const allTopics = Object.keys(topicSchemas) as TopicName[];
+
+/** A Kafka event log on fresh topics, with the schemas registered the way `lightmem admin init` does. */
+export async function openKafkaLog(
+  layout: TopicLayout,
+  overrides: { instanceId?: string; retryBaseMs?: number; retryMaxMs?: number } = {},
+): Promise<KafkaEventLog> {
+  await registerSchemas(
+    { url: servers.registryUrl, subjectOf: (topic) => valueSubject(layout, topic) },
+    allTopics,
+  );
+  return KafkaEventLog.open({
+    brokers: servers.kafkaBrokers,
+    clientId: 'lightmem-test',
+    registryUrl: servers.registryUrl,
+    topics: layout,
+    instanceId: overrides.instanceId ?? '0',
+    logger: testLogger,
+    clock: systemClock,
+    retryBaseMs: overrides.retryBaseMs ?? 5,
+    retryMaxMs: overrides.retryMaxMs ?? 40,
+    createTopics: true,
+  });
+}
+
+/** Deletes every topic of a layout (tests clean up after themselves on the shared broker). */
+export async function deleteTopics(layout: TopicLayout): Promise<void> {
+  const kafka = new Kafka({
+    clientId: 'lightmem-test-cleanup',
+    brokers: servers.kafkaBrokers,
+    logLevel: logLevel.NOTHING,
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const topics = (await admin.listTopics()).filter((topic) => topic.startsWith(layout.prefix));
+    if (topics.length > 0) await admin.deleteTopics({ topics });
+  } finally {
+    await admin.disconnect();
+  }
+}
