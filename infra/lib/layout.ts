@@ -7,10 +7,12 @@ export const repoRoot = resolve(import.meta.dirname, '..', '..');
 /**
  * Where the servers live: downloads and installs are cached (a second `infra:up` reuses them), data and
  * logs are per server. Everything is under the ignored `.cache/infra/` unless LIGHTMEM_INFRA_DIR says
- * otherwise.
+ * otherwise; LIGHTMEM_INFRA_CACHE moves only the downloads and installs (one cache for several checkouts).
  */
 export interface InfraLayout {
   readonly root: string;
+  /** Downloads, installs and the Maven repository: shareable between checkouts (LIGHTMEM_INFRA_CACHE). */
+  readonly cache: string;
   /** Downloaded archives and jars, verified against their checksums. */
   readonly downloads: string;
   /** Unpacked installs, one folder per server and version. */
@@ -30,12 +32,15 @@ export interface ServerPaths {
 
 export function infraLayout(
   root = process.env['LIGHTMEM_INFRA_DIR'] ?? join(repoRoot, '.cache', 'infra'),
+  cacheRoot = process.env['LIGHTMEM_INFRA_CACHE'],
 ): InfraLayout {
   const base = resolve(root);
+  const cache = resolve(cacheRoot ?? base);
   return {
     root: base,
-    downloads: join(base, 'downloads'),
-    installs: join(base, 'installs'),
+    cache,
+    downloads: join(cache, 'downloads'),
+    installs: join(cache, 'installs'),
     server(name) {
       const home = join(base, 'servers', name);
       return {

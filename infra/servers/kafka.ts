@@ -38,7 +38,7 @@ export const kafkaServer: ServerSpec = {
         '-B',
         '-f',
         pom,
-        `-Dmaven.repo.local=${join(context.layout.root, 'm2')}`,
+        `-Dmaven.repo.local=${join(context.layout.cache, 'm2')}`,
         'org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies',
         `-DoutputDirectory=${libs}`,
         '-DincludeScope=runtime',

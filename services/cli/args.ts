@@ -58,5 +58,7 @@ export const commonOptions: Options = {
   'data-dir': { type: 'string' },
   config: { type: 'string' },
   'log-level': { type: 'string' },
+  /** embedded (default) or distributed (Kafka + schema registry + Elasticsearch); also LIGHTMEM_MODE. */
+  mode: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };

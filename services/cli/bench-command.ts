@@ -3,16 +3,18 @@ import { MemorySearch } from '../app/memory-search.js';
 import { locomoQuestions } from '../bench/locomo-questions.js';
 import { summarizeLatencies } from '../bench/latency.js';
 import { commonOptions, intOption, parse, stringOption } from './args.js';
-import { openContext } from './context.js';
+import { openEmbeddedContext } from './context.js';
 import { segmentBench, segmentBenchUsage } from './bench-segment-command.js';
 import { locomoBenchUsage, longMemEvalBenchUsage, recallBenchCommand } from './bench-recall-command.js';
 import { embedBench, embedBenchUsage } from './bench-embed-command.js';
 import { ProgressBar } from './progress.js';
+import { distributedBench, distributedBenchUsage } from './bench-distributed-command.js';
 
 export const benchUsage = `${locomoBenchUsage}
 ${longMemEvalBenchUsage}
 ${segmentBenchUsage}
 ${embedBenchUsage}
+${distributedBenchUsage}
 lightmem bench search --data <locomo.json> [--queries 1000] [--limit 10] [--tenant T] [--json] [--data-dir D]
   Search latency over the file's questions (cycled to --queries), against memories already ingested into
   the data dir (run lightmem ingest first). With --json the last line is one JSON object.`;
@@ -26,6 +28,7 @@ export async function benchCommand(argv: readonly string[]): Promise<number> {
   if (kind === 'segment') return segmentBench(rest);
   if (kind === 'locomo' || kind === 'longmemeval') return recallBenchCommand(kind, rest);
   if (kind === 'embed') return embedBench(rest);
+  if (kind === 'distributed') return distributedBench(rest);
   if (kind !== 'search') throw new InvalidInputError(`unknown benchmark ${kind}\n${benchUsage}`, 'benchmark');
   const { values } = parse(rest, {
     ...commonOptions,
@@ -41,7 +44,7 @@ export async function benchCommand(argv: readonly string[]): Promise<number> {
   if (questions.length === 0) throw new InvalidInputError(`no questions in ${data}`, 'data');
   const count = intOption(values, 'queries', 1000);
   const limit = intOption(values, 'limit', 10);
-  const { config, runtime } = await openContext(values, { logLevel: 'warn' });
+  const { config, runtime } = await openEmbeddedContext(values, { logLevel: 'warn' });
   try {
     const search = new MemorySearch(runtime.store, runtime.components.embedder, runtime.config.search);
     const tenantId = stringOption(values, 'tenant') ?? config.defaultTenant;

@@ -22,7 +22,7 @@ import {
   retrievalLine,
 } from '../bench/recall-report.js';
 import { commonOptions, intOption, parse, stringOption } from './args.js';
-import { openContext } from './context.js';
+import { openEmbeddedContext } from './context.js';
 import { ProgressBar } from './progress.js';
 import { checkQaSettings, qaSummaryText, runQaStep, type QaStepOptions, type QaSummary } from './bench-qa.js';
 
@@ -152,7 +152,7 @@ export async function recallBenchCommand(
   const out = resolve(outFlag);
   await mkdir(out, { recursive: true });
   const { dataDir, overrides } = await benchDataDir(values, out, baseline);
-  const { config, runtime } = await openContext(values, { logLevel: 'warn' }, overrides);
+  const { config, runtime } = await openEmbeddedContext(values, { logLevel: 'warn' }, overrides);
   try {
     const qaOptions: QaStepOptions = {
       benchmark,

@@ -6,7 +6,7 @@ import { HybridSegmenter, hybridSettingsFrom } from '../stages/segmenter/hybrid-
 import { BuiltinTokenScorer } from '../stages/compressor/builtin-token-scorer.js';
 import type { SimilarityCriterion } from '../stages/segmenter/similarity-segmenter.js';
 import { commonOptions, intOption, parse, stringOption } from './args.js';
-import { openContext } from './context.js';
+import { openEmbeddedContext } from './context.js';
 import { ProgressBar } from './progress.js';
 
 export const segmentBenchUsage = `lightmem bench segment --data <longmemeval.json> [--limit N] [--rules attention,similarity,intersection,union] [--criteria depth,adaptive] [--json]
@@ -63,7 +63,7 @@ export async function segmentBench(argv: readonly string[]): Promise<number> {
   const rules = listOption(stringOption(values, 'rules'), ruleNames, 'rules');
   const criteria = listOption(stringOption(values, 'criteria'), criterionNames, 'criteria');
   const limit = intOption(values, 'limit', Number.MAX_SAFE_INTEGER);
-  const { config, runtime } = await openContext(values, { logLevel: 'warn' });
+  const { config, runtime } = await openEmbeddedContext(values, { logLevel: 'warn' });
   try {
     if (runtime.components.embedder === null || runtime.attention === null) {
       throw new LightmemError(

@@ -3,44 +3,93 @@ import type { Logger } from '../core/ports/logger.js';
 import { systemClock } from '../core/ports/clock.js';
 import { loadConfig } from '../runtime/load-config.js';
 import { stderrLogger, type LogLevel } from '../runtime/stderr-logger.js';
-import { EmbeddedRuntime } from '../runtime/embedded-runtime.js';
+import { EmbeddedRuntime, type RuntimeOptions } from '../runtime/embedded-runtime.js';
+import { DistributedRuntime } from '../runtime/distributed-runtime.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { InvalidInputError } from '../core/errors.js';
 import { stringOption } from './args.js';
 import { ProgressBar } from './progress.js';
 
-export interface CommandContext {
-  readonly config: LightmemConfig;
-  readonly logger: Logger;
-  readonly runtime: EmbeddedRuntime;
-}
+export type CommandContext = ContextOf<Runtime>;
 
-/** Only the CLI entry point reads process.env; everything below gets a parsed config. */
-export async function openContext(
+/** The configuration of a command: defaults < file < environment < flags (--data-dir, --log-level, --mode). */
+export function commandConfig(
   values: Record<string, string | boolean | undefined>,
-  defaults: { logLevel: LogLevel },
   overrides: LightmemConfigInput = {},
-): Promise<CommandContext> {
+): LightmemConfig {
   const dataDir = stringOption(values, 'data-dir');
   const logLevel = stringOption(values, 'log-level');
-  const config = loadConfig({
+  const mode = stringOption(values, 'mode');
+  if (mode !== undefined && mode !== 'embedded' && mode !== 'distributed') {
+    throw new InvalidInputError(`--mode must be embedded or distributed (got ${mode})`, 'mode');
+  }
+  return loadConfig({
     env: process.env,
     file: stringOption(values, 'config'),
     overrides: {
       ...overrides,
       ...(dataDir === undefined ? {} : { dataDir }),
       ...(logLevel === undefined ? {} : { logLevel: logLevel as LogLevel }),
+      ...(mode === undefined ? {} : { mode }),
     },
   });
+}
+
+/** The log level of a command: its quiet default unless the user asked for one. */
+export function commandLogger(
+  values: Record<string, string | boolean | undefined>,
+  config: LightmemConfig,
+  defaults: { logLevel: LogLevel },
+): Logger {
   const level =
-    logLevel !== undefined || process.env['LIGHTMEM_LOG_LEVEL'] !== undefined
+    stringOption(values, 'log-level') !== undefined || process.env['LIGHTMEM_LOG_LEVEL'] !== undefined
       ? config.logLevel
       : defaults.logLevel;
-  const logger = stderrLogger(level);
-  const download = new ProgressBar('fetching model', process.stderr, level === 'silent');
-  const runtime = await EmbeddedRuntime.open(config, {
+  return stderrLogger(level);
+}
+
+interface ContextOf<R> {
+  readonly config: LightmemConfig;
+  readonly logger: Logger;
+  readonly runtime: R;
+}
+
+async function openWith<R>(
+  values: Record<string, string | boolean | undefined>,
+  defaults: { logLevel: LogLevel },
+  overrides: LightmemConfigInput,
+  open: (config: LightmemConfig, options: RuntimeOptions) => Promise<R>,
+): Promise<ContextOf<R>> {
+  const config = commandConfig(values, overrides);
+  const logger = commandLogger(values, config, defaults);
+  const download = new ProgressBar('fetching model', process.stderr, config.logLevel === 'silent');
+  const runtime = await open(config, {
     logger,
     clock: systemClock,
     onFetchProgress: (p) => download.update(p.done, p.total === 0 ? p.done : p.total, `${p.phase} bytes`),
   });
   download.finish();
   return { config, logger, runtime };
+}
+
+/** Only the CLI entry point reads process.env; everything below gets a parsed config. Opens the configured mode. */
+export async function openContext(
+  values: Record<string, string | boolean | undefined>,
+  defaults: { logLevel: LogLevel },
+  overrides: LightmemConfigInput = {},
+): Promise<CommandContext> {
+  return openWith<Runtime>(values, defaults, overrides, (config, options) =>
+    config.mode === 'distributed'
+      ? DistributedRuntime.open(config, options)
+      : EmbeddedRuntime.open(config, options),
+  );
+}
+
+/** The embedded runtime whatever the mode (benchmarks drive its pipeline directly). */
+export async function openEmbeddedContext(
+  values: Record<string, string | boolean | undefined>,
+  defaults: { logLevel: LogLevel },
+  overrides: LightmemConfigInput = {},
+): Promise<ContextOf<EmbeddedRuntime>> {
+  return openWith(values, defaults, overrides, (config, options) => EmbeddedRuntime.open(config, options));
 }

@@ -76,7 +76,7 @@ export async function ingestCommand(argv: readonly string[]): Promise<number> {
       memories: { live: stats.live, superseded: stats.superseded },
       appendSeconds: round(appendedMs / 1000),
       totalSeconds: round(totalMs / 1000),
-      pipeline: ownsPipeline ? 'this process' : 'another lightmem process (serve)',
+      pipeline: ownsPipeline ? 'this process' : runtime.pipelineDescription,
       errors: report.errors,
     };
     if (values['json'] === true) {

@@ -5,6 +5,8 @@ import { statsCommand, statsUsage } from './stats-command.js';
 import { serveCommand, serveUsage } from './serve-command.js';
 import { benchCommand, benchUsage } from './bench-command.js';
 import { modelsCommand, modelsUsage } from './models-command.js';
+import { serviceCommand, serviceUsage } from './service-command.js';
+import { adminCommand, adminUsage } from './admin-command.js';
 
 const usage = `lightmem — long-term memory for LLM agents
 
@@ -20,8 +22,12 @@ ${benchUsage}
 
 ${modelsUsage}
 
+${serviceUsage}
+
+${adminUsage}
+
 Common options: --data-dir D (default ./.lightmem or LIGHTMEM_DATA_DIR), --config FILE (or LIGHTMEM_CONFIG),
---log-level debug|info|warn|error|silent.`;
+--log-level debug|info|warn|error|silent, --mode embedded|distributed (or LIGHTMEM_MODE).`;
 
 const commands: Record<string, (argv: readonly string[]) => Promise<number>> = {
   ingest: ingestCommand,
@@ -30,6 +36,8 @@ const commands: Record<string, (argv: readonly string[]) => Promise<number>> = {
   serve: serveCommand,
   bench: benchCommand,
   models: modelsCommand,
+  service: serviceCommand,
+  admin: adminCommand,
 };
 
 /** Runs one CLI command; returns the exit code. Errors are printed as one line naming the field. */

@@ -7,8 +7,9 @@ import { createHttpApi } from '../api/http-server.js';
 import { commonOptions, intOption, parse, stringOption } from './args.js';
 import { openContext } from './context.js';
 
-export const serveUsage = `lightmem serve [--port 8787] [--host 127.0.0.1] [--data-dir D]
-  Runs the pipeline and the HTTP API: POST /v1/events, POST /v1/search, GET /v1/memories/:id, GET /healthz.`;
+export const serveUsage = `lightmem serve [--port 8787] [--host 127.0.0.1] [--data-dir D] [--mode embedded|distributed]
+  Runs the pipeline and the HTTP API: POST /v1/events, POST /v1/search, GET /v1/memories/:id, GET /healthz.
+  --mode distributed: the API on Kafka + Elasticsearch; the stages run as \`lightmem service <stage>\`.`;
 
 export async function serveCommand(argv: readonly string[]): Promise<number> {
   const { values } = parse(argv, {
@@ -32,7 +33,7 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
     },
   );
   if (!runtime.startPipeline()) {
-    logger.warn('another lightmem process runs the pipeline on this data dir; this one serves the API only');
+    logger.warn(`the pipeline is run by ${runtime.pipelineDescription}; this process serves the API`);
   }
   const server = createHttpApi({
     ingestion: new Ingestion(runtime.eventLog, systemClock),
@@ -49,7 +50,8 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
     health: async () => {
       const lags = await runtime.lag();
       return {
-        pipeline: runtime.isRunningPipeline ? 'running' : 'run by another process',
+        mode: runtime.config.mode,
+        pipeline: runtime.isRunningPipeline ? 'running' : `run by ${runtime.pipelineDescription}`,
         pending: Object.fromEntries(lags.map((lag) => [lag.stage, Math.max(0, lag.end - lag.committed)])),
       };
     },

@@ -128,6 +128,46 @@ export const LightmemConfig = z
           .default(16 * 1024 * 1024),
       })
       .prefault({}),
+    /**
+     * `embedded` (default): one process, SQLite log + SQLite store. `distributed`: Kafka topics with Avro
+     * values in a schema registry, Elasticsearch, one process per stage (`lightmem service <stage>`).
+     * The distributed defaults point at the servers `npm run infra:up` starts on this machine.
+     */
+    mode: z.enum(['embedded', 'distributed']).default('embedded'),
+    kafka: z
+      .object({
+        brokers: z.array(z.string().min(1)).min(1).default(['127.0.0.1:19092']),
+        clientId: z.string().min(1).default('lightmem'),
+        /** Prefix of every topic and registry subject (several deployments on one cluster). */
+        topicPrefix: z.string().default(''),
+        /** Partitions of the data topics; conversations spread over them by key (tenant/conversation). */
+        partitions: z.number().int().positive().max(10_000).default(6),
+        replicationFactor: z.number().int().positive().default(1),
+        /** Stable id of this replica of a stage (StatefulSet ordinal): part of its transactional id. */
+        instanceId: z
+          .string()
+          .regex(/^[A-Za-z0-9_.-]{1,64}$/)
+          .default('0'),
+        transactionTimeoutMs: z.number().int().positive().default(60_000),
+      })
+      .prefault({}),
+    registry: z
+      .object({
+        /** A Confluent-compatible schema registry API (Apicurio: …/apis/ccompat/v7). */
+        url: z.url().default('http://127.0.0.1:18081/apis/ccompat/v7'),
+      })
+      .prefault({}),
+    elasticsearch: z
+      .object({
+        node: z.url().default('http://127.0.0.1:19200'),
+        indexPrefix: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9_.-]*$/)
+          .default('lightmem-'),
+        /** When a write becomes searchable: at once (`true`), at the next refresh (`wait_for`), or eventually. */
+        refresh: z.enum(['true', 'wait_for', 'false']).default('true'),
+      })
+      .prefault({}),
     logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
   })
   .strict();

@@ -29,8 +29,9 @@ import type { TokenScorer } from '../core/ports/token-scorer.js';
 import type { AttentionModel } from '../core/ports/segmenter.js';
 import type { FetchProgress } from '../models/model-fetcher.js';
 import { HybridSegmenter, hybridSettingsFrom } from '../stages/segmenter/hybrid-segmenter.js';
-import { loadModels } from './model-loader.js';
+import { runtimeModels } from './model-loader.js';
 import { CachingEmbedder } from './caching-embedder.js';
+import type { DrainOptions, Runtime } from './runtime.js';
 
 export interface RuntimeOptions {
   readonly logger: Logger;
@@ -84,7 +85,7 @@ export function embeddedComponents(
  * processes may open one data dir (serve + ingest); exactly one of them runs the pipeline (owner lock),
  * the others append and read.
  */
-export class EmbeddedRuntime {
+export class EmbeddedRuntime implements Runtime {
   readonly stages: StageDefinition[];
   private readonly lock: OwnerLock;
   private running: { controller: AbortController; done: Promise<void>; heartbeat: NodeJS.Timeout } | null =
@@ -112,29 +113,7 @@ export class EmbeddedRuntime {
   }
 
   static async open(config: LightmemConfig, options: RuntimeOptions): Promise<EmbeddedRuntime> {
-    let loaded: {
-      embedder: Embedder | null;
-      attention: AttentionModel | null;
-      scorer: TokenScorer | null;
-      warnings: readonly string[];
-    };
-    let closeModels = (): Promise<void> => Promise.resolve();
-    if (options.models === undefined) {
-      const models = await loadModels(config, options.logger, options.onFetchProgress);
-      loaded = models;
-      closeModels = async () => {
-        await models.embedder?.close();
-        await models.attention?.close();
-        await models.scorer?.close();
-      };
-    } else {
-      loaded = {
-        embedder: options.models.embedder,
-        attention: options.models.attention ?? null,
-        scorer: options.models.scorer ?? null,
-        warnings: [],
-      };
-    }
+    const { models: loaded, closeModels } = await runtimeModels(config, options);
     for (const warning of loaded.warnings) options.logger.warn(warning);
     const log = SqliteEventLog.open(join(config.dataDir, 'log.db'), {
       logger: options.logger,
@@ -172,6 +151,10 @@ export class EmbeddedRuntime {
 
   get isRunningPipeline(): boolean {
     return this.running !== null;
+  }
+
+  get pipelineDescription(): string {
+    return this.running !== null ? 'this process' : 'another lightmem process (serve)';
   }
 
   /** Starts the stages if no other live process runs them; returns whether this process does. */
@@ -217,9 +200,7 @@ export class EmbeddedRuntime {
    * Resolves when every stage has caught up. If the process running the pipeline dies meanwhile, this
    * process takes over, so waiting never hangs on a dead owner.
    */
-  async waitForDrain(
-    options: { signal?: AbortSignal; onProgress?: (lags: StageLag[]) => void; pollMs?: number } = {},
-  ): Promise<void> {
+  async waitForDrain(options: DrainOptions = {}): Promise<void> {
     for (;;) {
       options.signal?.throwIfAborted();
       const lags = await this.lag();

@@ -16,7 +16,8 @@ export interface ConfigSources {
  * Configuration precedence: defaults < config file (LIGHTMEM_CONFIG, --config, or <dataDir>/config.json)
  * < environment (LIGHTMEM_DATA_DIR, LIGHTMEM_PORT, LIGHTMEM_HOST, LIGHTMEM_LOG_LEVEL, LIGHTMEM_MODELS_DIR,
  * LIGHTMEM_EMBEDDER, LIGHTMEM_COMPRESSOR, LIGHTMEM_AUTO_FETCH, LIGHTMEM_LLM_BASE_URL or OPENAI_BASE_URL,
- * LIGHTMEM_LLM_MODEL) < command-line flags. The LLM API key is read from the environment where it is used.
+ * LIGHTMEM_LLM_MODEL, LIGHTMEM_MODE, LIGHTMEM_KAFKA_BROKERS (comma-separated), LIGHTMEM_KAFKA_TOPIC_PREFIX,
+ * LIGHTMEM_INSTANCE_ID, LIGHTMEM_REGISTRY_URL, LIGHTMEM_ES_URL, LIGHTMEM_ES_INDEX_PREFIX) < command-line flags. The LLM API key is read from the environment where it is used.
  */
 function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value;
@@ -45,6 +46,22 @@ export function loadConfig(sources: ConfigSources): LightmemConfig {
   if (env['LIGHTMEM_AUTO_FETCH'] !== undefined)
     models['autoFetch'] = !['0', 'false', 'no'].includes(env['LIGHTMEM_AUTO_FETCH']);
   if (Object.keys(models).length > 0) fromEnv['models'] = models;
+  if (nonEmpty(env['LIGHTMEM_MODE']) !== undefined) fromEnv['mode'] = env['LIGHTMEM_MODE'];
+  const kafka: Record<string, unknown> = {};
+  const brokers = nonEmpty(env['LIGHTMEM_KAFKA_BROKERS']);
+  if (brokers !== undefined) kafka['brokers'] = brokers.split(',').map((b) => b.trim());
+  if (env['LIGHTMEM_KAFKA_TOPIC_PREFIX'] !== undefined)
+    kafka['topicPrefix'] = env['LIGHTMEM_KAFKA_TOPIC_PREFIX'];
+  if (nonEmpty(env['LIGHTMEM_INSTANCE_ID']) !== undefined) kafka['instanceId'] = env['LIGHTMEM_INSTANCE_ID'];
+  if (Object.keys(kafka).length > 0) fromEnv['kafka'] = kafka;
+  const registryUrl = nonEmpty(env['LIGHTMEM_REGISTRY_URL']);
+  if (registryUrl !== undefined) fromEnv['registry'] = { url: registryUrl };
+  const elasticsearch: Record<string, unknown> = {};
+  const esUrl = nonEmpty(env['LIGHTMEM_ES_URL']);
+  if (esUrl !== undefined) elasticsearch['node'] = esUrl;
+  if (nonEmpty(env['LIGHTMEM_ES_INDEX_PREFIX']) !== undefined)
+    elasticsearch['indexPrefix'] = env['LIGHTMEM_ES_INDEX_PREFIX'];
+  if (Object.keys(elasticsearch).length > 0) fromEnv['elasticsearch'] = elasticsearch;
   const overrides = (sources.overrides ?? {}) as Record<string, unknown>;
   const dataDirSetting = overrides['dataDir'] ?? fromEnv['dataDir'];
   const dataDir = typeof dataDirSetting === 'string' ? dataDirSetting : '.lightmem';

@@ -2,6 +2,9 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { LightmemConfig } from '../core/config.js';
 import type { Logger } from '../core/ports/logger.js';
+import type { Embedder } from '../core/ports/embedder.js';
+import type { AttentionModel } from '../core/ports/segmenter.js';
+import type { TokenScorer } from '../core/ports/token-scorer.js';
 import { LightmemError, errorMessage } from '../core/errors.js';
 import { OnnxEmbedder } from '../adapters/onnx/onnx-embedder.js';
 import { OnnxAttentionModel } from '../adapters/onnx/onnx-attention-model.js';
@@ -159,4 +162,51 @@ async function loadEncoder(
       ],
     };
   }
+}
+
+export interface RuntimeModels {
+  readonly embedder: Embedder | null;
+  readonly attention: AttentionModel | null;
+  readonly scorer: TokenScorer | null;
+  readonly warnings: readonly string[];
+}
+
+/**
+ * The models a runtime uses: the ones a test hands in, or the configured ones (fetched on first use),
+ * with the function that releases them.
+ */
+export async function runtimeModels(
+  config: LightmemConfig,
+  options: {
+    readonly logger: Logger;
+    readonly models?:
+      | {
+          readonly embedder: Embedder | null;
+          readonly attention?: AttentionModel | null;
+          readonly scorer?: TokenScorer | null;
+        }
+      | undefined;
+    readonly onFetchProgress?: ((progress: FetchProgress) => void) | undefined;
+  },
+): Promise<{ models: RuntimeModels; closeModels: () => Promise<void> }> {
+  if (options.models !== undefined) {
+    return {
+      models: {
+        embedder: options.models.embedder,
+        attention: options.models.attention ?? null,
+        scorer: options.models.scorer ?? null,
+        warnings: [],
+      },
+      closeModels: () => Promise.resolve(),
+    };
+  }
+  const loaded = await loadModels(config, options.logger, options.onFetchProgress);
+  return {
+    models: loaded,
+    closeModels: async () => {
+      await loaded.embedder?.close();
+      await loaded.attention?.close();
+      await loaded.scorer?.close();
+    },
+  };
 }

@@ -5,16 +5,17 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { migrate, openDatabase } from '../../services/adapters/sqlite/database.js';
 import { MEMORY_MIGRATIONS } from '../../services/adapters/sqlite/memory-schema.js';
+import { queryTerms } from '../../services/adapters/memory/query-terms.js';
 import {
   buildMatchExpression,
-  queryTerms,
   scopeMatchTokens,
   scopeTokens,
 } from '../../services/adapters/sqlite/fts-query.js';
 import { SqliteMemoryStore } from '../../services/adapters/sqlite/sqlite-memory-store.js';
 import type { Scope } from '../../services/core/model/scope.js';
 import { HashingEmbedder } from '../support/hashing-embedder.js';
-import { DAY, T0, embeddedWrites, makeEntry, plainWrites } from '../support/memory-fixtures.js';
+import { embeddedWrites, makeEntry, plainWrites } from '../support/memory-fixtures.js';
+import { memoryStoreOptionsContract } from './memory-store-options.contract.js';
 import { expectCode, memoryStoreContract } from './memory-store.contract.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lightmem-memory-store-'));
@@ -24,6 +25,7 @@ const tempFile = () => join(dir, `store-${++files}.db`);
 
 memoryStoreContract('sqlite :memory:', async () => SqliteMemoryStore.open(':memory:'));
 memoryStoreContract('sqlite file', async () => SqliteMemoryStore.open(tempFile()));
+memoryStoreOptionsContract('sqlite :memory:', async (options) => SqliteMemoryStore.open(':memory:', options));
 
 const embedder = new HashingEmbedder(64);
 const A1: Scope = { tenantId: 'tenant-a', userId: 'user-1' };
@@ -170,59 +172,6 @@ describe('SqliteMemoryStore', () => {
     assert.equal(fts('otto'), 1);
     assert.equal(count(file, 'SELECT COUNT(*) FROM memory_vectors'), 1);
     assert.equal(count(file, 'SELECT COUNT(*) FROM memories'), 1);
-    await store.close();
-  });
-
-  it('eraseTenant deletes one whole tenant and nothing else', async () => {
-    const store = SqliteMemoryStore.open(':memory:');
-    const a = [makeEntry({ text: 'a1' }), makeEntry({ userId: 'user-9', conversationId: 'c9', text: 'a2' })];
-    const b = makeEntry({ tenantId: 'tenant-b', text: 'b1' });
-    await store.upsert(await embeddedWrites(embedder, [...a, b]));
-    assert.deepEqual((await store.eraseTenant('tenant-a')).sort(), a.map((e) => e.id).sort());
-    assert.deepEqual(await store.stats(), { live: 1, superseded: 0, embedderId: embedder.id });
-    await expectCode(store.eraseTenant(''), 'invalid_input');
-    await store.close();
-  });
-
-  it('applies the configured fusion weights', async () => {
-    const entries = [
-      makeEntry({ text: 'solar panel warranty claim' }),
-      makeEntry({ text: 'panel inspection' }),
-    ];
-    const run = async (lexicalWeight: number, semanticWeight: number) => {
-      const store = SqliteMemoryStore.open(':memory:', { fusion: { lexicalWeight, semanticWeight } });
-      await store.upsert(await embeddedWrites(embedder, entries));
-      const hits = await store.search({
-        scope: A1,
-        text: 'warranty panel',
-        vector: embedder.embedOne('warranty panel'),
-        embedderId: embedder.id,
-        limit: 5,
-      });
-      await store.close();
-      return hits;
-    };
-    for (const hit of await run(1, 0)) assert.equal(hit.score, hit.lexical ?? 0);
-    for (const hit of await run(0, 3)) assert.equal(hit.score, hit.semantic ?? 0);
-    for (const hit of await run(2, 2)) {
-      assert.ok(Math.abs(hit.score - 0.5 * (hit.lexical ?? 0) - 0.5 * (hit.semantic ?? 0)) < 1e-12);
-    }
-    assert.throws(() =>
-      SqliteMemoryStore.open(':memory:', { fusion: { lexicalWeight: 0, semanticWeight: 0 } }),
-    );
-  });
-
-  it('judges validity against the injected clock', async () => {
-    let now = T0;
-    const store = SqliteMemoryStore.open(':memory:', { clock: { now: () => now } });
-    const entry = makeEntry({ text: 'trial subscription active', validTo: T0 + DAY });
-    await store.upsert(plainWrites([entry]));
-    const search = () => store.search({ scope: A1, text: 'subscription', limit: 5 });
-    assert.equal((await search()).length, 1);
-    assert.equal((await store.stats(A1)).live, 1);
-    now = T0 + DAY; // validTo is exclusive: at validTo the memory is no longer live
-    assert.equal((await search()).length, 0);
-    assert.deepEqual(await store.stats(A1), { live: 0, superseded: 1, embedderId: null });
     await store.close();
   });
 

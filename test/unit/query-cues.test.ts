@@ -7,7 +7,7 @@ import {
   monthCues,
   type CueWeights,
 } from '../../services/app/query-cues.js';
-import { fuse } from '../../services/adapters/sqlite/memory-fusion.js';
+import { fuse } from '../../services/adapters/memory/memory-fusion.js';
 
 const at = (iso: string): number => Date.parse(iso);
 

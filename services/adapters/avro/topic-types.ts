@@ -6,10 +6,12 @@ import { LightmemError } from '../../core/errors.js';
 /** The current Avro type of each topic's values, from the schemas in `schemas/`. */
 export class TopicTypes {
   private readonly types = new Map<TopicName, avro.Type>();
+  private readonly sources = new Map<TopicName, string>();
 
   constructor() {
     for (const [topic, schemaName] of Object.entries(topicSchemas) as [TopicName, AvroSchemaName][]) {
       this.types.set(topic, avro.Type.forSchema(avroSchemas[schemaName] as avro.Schema));
+      this.sources.set(topic, JSON.stringify(avroSchemas[schemaName]));
     }
   }
 
@@ -19,9 +21,14 @@ export class TopicTypes {
     return type;
   }
 
-  /** The schema JSON of a topic's values, as registered and as recorded beside records. */
+  /**
+   * The schema JSON of a topic's values as written in `schemas/`, with defaults and docs (avsc's
+   * `type.schema()` drops defaults, and a registry judges compatibility by them).
+   */
   schemaJson(topic: TopicName): string {
-    return JSON.stringify(this.typeOf(topic).schema());
+    const source = this.sources.get(topic);
+    if (source === undefined) throw new LightmemError('internal', `no schema for topic ${topic}`);
+    return source;
   }
 
   /** Avro binary of a value; a value that does not match the schema is refused naming the field. */

@@ -78,6 +78,8 @@ export class KafkaEventLog implements EventLog {
   /** State of groups consumed in this process (kept after the consumer stops: `stateOf` reads it). */
   private readonly states = new Map<string, StageState>();
   private readonly running = new Set<Promise<void>>();
+  /** Groups whose consumer runs in this process: their state here is current. */
+  private readonly liveGroups = new Set<string>();
   private closed = false;
 
   private constructor(
@@ -169,7 +171,7 @@ export class KafkaEventLog implements EventLog {
   async committedOffset(group: string, topic: TopicName): Promise<number> {
     try {
       const [offsets] = await this.admin.fetchOffsets({
-        groupId: group,
+        groupId: this.groupId(group),
         topics: [kafkaTopic(this.options.topics, topic)],
       });
       return (offsets?.partitions ?? []).reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
@@ -178,6 +180,17 @@ export class KafkaEventLog implements EventLog {
         `kafka: reading the offsets of group ${group} failed: ${errorMessage(error)}`,
         error,
       );
+    }
+  }
+
+  /** Members of a consumer group once it is stable (0 while it has none or is rebalancing). */
+  async stableMembers(group: string): Promise<number> {
+    try {
+      const { groups } = await this.admin.describeGroups([this.groupId(group)]);
+      const [described] = groups;
+      return described?.state === 'Stable' ? described.members.length : 0;
+    } catch (error) {
+      throw new UnavailableError(`kafka: describing group ${group} failed: ${errorMessage(error)}`, error);
     }
   }
 
@@ -209,6 +222,11 @@ export class KafkaEventLog implements EventLog {
 
   // ---------------------------------------------------------------------------------------------------
 
+  /** The Kafka consumer group of a stage: prefixed like the topics, so deployments sharing a cluster never mix. */
+  private groupId(group: string): string {
+    return `${this.options.topics.prefix}${group}`;
+  }
+
   private async decodeMessage<T extends TopicName>(
     topic: T,
     message: KafkaMessage,
@@ -229,6 +247,7 @@ export class KafkaEventLog implements EventLog {
   private async currentState(group: string): Promise<StageState> {
     const name = stateTopic(this.options.topics, group);
     const known = this.states.get(group);
+    if (known !== undefined && this.liveGroups.has(group)) return known;
     const topics = await this.admin.listTopics();
     if (!topics.includes(name)) return known ?? new StageState();
     const ends = await partitionEnds(this.admin, name);
@@ -272,9 +291,10 @@ export class KafkaEventLog implements EventLog {
       await producer.disconnect().catch(() => undefined);
       return;
     }
+    this.liveGroups.add(group);
 
     const consumer: Consumer = this.kafka.consumer({
-      groupId: group,
+      groupId: this.groupId(group),
       readUncommitted: false,
       sessionTimeout: 30_000,
       // Members heartbeat between fetches: short fetch waits keep rebalances fast (~0.1 s, not ~5 s).
@@ -398,6 +418,7 @@ export class KafkaEventLog implements EventLog {
       });
       await stopped;
     } finally {
+      this.liveGroups.delete(group);
       signal.removeEventListener('abort', onAbort);
       await consumer.disconnect().catch(() => undefined);
       await producer.disconnect().catch(() => undefined);
@@ -497,7 +518,7 @@ export class KafkaEventLog implements EventLog {
       }
       if (topicMessages.length > 0) await transaction.sendBatch({ topicMessages, acks: -1 });
       await transaction.sendOffsets({
-        consumerGroupId: group,
+        consumerGroupId: this.groupId(group),
         topics: [{ topic: inputTopic, partitions: [{ partition, offset: String(nextOffset) }] }],
       });
       await transaction.commit();

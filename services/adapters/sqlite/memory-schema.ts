@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { LightmemError } from '../../core/errors.js';
 import { MemoryKindValues, type MemoryEntry } from '../../core/model/generated.js';
+import { pipelineVersionSchema } from '../memory/entry-schema.js';
 
 /**
  * Schema of the SQLite memory store. Migrations are append-only: never edit a shipped entry, add one.
@@ -101,13 +101,6 @@ const memoryRowSchema = z.object({
 export type MemoryRow = z.infer<typeof memoryRowSchema>;
 
 const sourceTurnIdsSchema = z.array(z.string());
-const pipelineSchema = z.object({
-  scorer: z.string(),
-  segmenter: z.string(),
-  extractor: z.string(),
-  promptHash: z.string().nullable(),
-  embedder: z.string().nullable(),
-});
 
 function corrupt(what: string, cause: unknown): LightmemError {
   return new LightmemError('storage_corrupt', `memory store: unreadable ${what}`, { cause });
@@ -124,7 +117,7 @@ export function rowToEntry(row: MemoryRow): MemoryEntry {
   let pipeline: MemoryEntry['pipeline'];
   try {
     sourceTurnIds = sourceTurnIdsSchema.parse(JSON.parse(row.source_turn_ids));
-    pipeline = pipelineSchema.parse(JSON.parse(row.pipeline));
+    pipeline = pipelineVersionSchema.parse(JSON.parse(row.pipeline));
   } catch (error) {
     throw corrupt(`JSON column of memory ${row.id}`, error);
   }
@@ -186,44 +179,4 @@ export function entryParams(
     source_text: entry.sourceText,
     content_hash: hash,
   };
-}
-
-/**
- * Hash of what an upsert writes. Fields go in a fixed order (an array, not an object) so the hash does not
- * depend on key order, and the embedding bytes are included so a new vector for the same text counts as a
- * change. `ingestedAt` is left out on purpose: re-processing the same turns later stamps a new ingest time
- * on an otherwise identical memory, and that must be `unchanged` (the first ingest time is kept).
- */
-export function contentHash(entry: MemoryEntry, embedding: Float32Array | undefined): string {
-  const p = entry.pipeline;
-  const fields = [
-    entry.id,
-    entry.tenantId,
-    entry.userId,
-    entry.agentId,
-    entry.conversationId,
-    entry.sessionId,
-    entry.text,
-    entry.kind,
-    entry.topicId,
-    entry.speaker,
-    entry.occurredAt,
-    entry.zoneOffset,
-    entry.validFrom,
-    entry.validTo,
-    entry.supersededBy,
-    entry.sourceTurnIds,
-    [p.scorer, p.segmenter, p.extractor, p.promptHash, p.embedder],
-    // Only when set, so entries written before the field existed hash as they did.
-    ...(entry.sourceText === null ? [] : [entry.sourceText]),
-  ];
-  const hash = createHash('sha256').update(JSON.stringify(fields));
-  hash.update(embedding === undefined ? '|none' : '|vec');
-  if (embedding !== undefined) hash.update(vectorBlob(embedding));
-  return hash.digest('hex').slice(0, 32);
-}
-
-/** The bytes of a Float32Array as sqlite-vec reads them (a view, no copy). */
-export function vectorBlob(vector: Float32Array): Buffer {
-  return Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength);
 }

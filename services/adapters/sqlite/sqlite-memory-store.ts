@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import { z } from 'zod';
-import { InvalidInputError, LightmemError } from '../../core/errors.js';
-import { MemoryKindValues, type MemoryEntry } from '../../core/model/generated.js';
+import { LightmemError } from '../../core/errors.js';
+import type { MemoryEntry } from '../../core/model/generated.js';
 import { assertId, assertScope, type Scope } from '../../core/model/scope.js';
 import { systemClock, type Clock } from '../../core/ports/clock.js';
 import type {
@@ -11,20 +11,35 @@ import type {
   SearchHit,
   SearchRequest,
   StoreStats,
-  TimeRange,
   UpsertResult,
 } from '../../core/ports/memory-store.js';
+import { contentHash, vectorBlob } from '../memory/content-hash.js';
+import { checkWriteEmbedder, type StoredEmbedder } from '../memory/embedder-check.js';
+import {
+  DEFAULT_FUSION,
+  fuse,
+  normaliseWeights,
+  toSearchHits,
+  type FusionWeights,
+} from '../memory/memory-fusion.js';
+import {
+  checkErasureScope,
+  checkSupersede,
+  listPage,
+  planList,
+  validateWrite,
+  type Range,
+} from '../memory/request-checks.js';
+import { planSearch } from '../memory/search-plan.js';
+import { planUpsert } from '../memory/upsert-plan.js';
 import { migrate, openDatabase, type SqliteDatabase } from './database.js';
 import { buildMatchExpression, entryScopeColumn } from './fts-query.js';
-import { DEFAULT_FUSION, fuse, normaliseWeights, type FusionWeights } from './memory-fusion.js';
 import {
   MEMORY_MIGRATIONS,
   type MemoryRow,
-  contentHash,
   entryParams,
   parseMemoryRow,
   rowToEntry,
-  vectorBlob,
   vectorTableSql,
 } from './memory-schema.js';
 
@@ -37,18 +52,9 @@ export interface SqliteMemoryStoreOptions {
   readonly clock?: Clock | undefined;
 }
 
-/** Largest `limit` of one search or list page. */
-export const MAX_LIMIT = 1_000;
-/** sqlite-vec refuses k above 4096. */
-const MAX_KNN = 4_096;
 /** BM25 column weights: text, speaker (a name in the query helps, but less than the text), scope (never scored). */
 const BM25 = 'bm25(memories_fts, 1.0, 0.4, 0.0)';
 const LIVE_SQL = 'm.superseded_by IS NULL AND (m.valid_to IS NULL OR m.valid_to > ?)';
-
-interface StoredEmbedder {
-  readonly id: string;
-  readonly dims: number;
-}
 
 interface Filter {
   /** Which optional clauses are present: the cache key of the statement built from it. */
@@ -82,7 +88,6 @@ const ridSchema = z.object({ rid: z.number().int() });
 const ridIdSchema = z.object({ rid: z.number().int(), id: z.string() });
 const statsSchema = z.object({ total: z.number().int(), live: z.number().int().nullable() });
 const metaSchema = z.object({ key: z.string(), value: z.string() });
-const cursorSchema = z.tuple([z.number().int(), z.string()]);
 
 /**
  * The embedded MemoryStore: SQLite with FTS5 (BM25) for lexical and sqlite-vec (vec0 KNN) for semantic
@@ -145,33 +150,31 @@ export class SqliteMemoryStore implements MemoryStore {
         () =>
           'SELECT rid, tenant_id, user_id, valid_to, superseded_by, content_hash FROM memories WHERE id = ?',
       ).get(entry.id);
+      const old = existing === undefined ? undefined : existingSchema.parse(existing);
+      const decision = planUpsert(
+        entry,
+        hash,
+        old && {
+          tenantId: old.tenant_id,
+          userId: old.user_id,
+          contentHash: old.content_hash,
+          validTo: old.valid_to,
+          supersededBy: old.superseded_by,
+        },
+      );
+      if (decision.action === 'unchanged') {
+        unchanged++;
+        continue;
+      }
+      const { validTo, supersededBy } = decision;
       let rid: number;
-      let validTo = entry.validTo;
-      let supersededBy = entry.supersededBy;
-      if (existing === undefined) {
+      if (old === undefined) {
         const row = this.stmt('insert', () => INSERT_SQL).get(
           entryParams(entry, validTo, supersededBy, hash),
         );
         rid = ridSchema.parse(row).rid;
         inserted++;
       } else {
-        const old = existingSchema.parse(existing);
-        if (old.tenant_id !== entry.tenantId || old.user_id !== entry.userId) {
-          // Ids are derived from the scope, so this is a bug or an attack; never move a memory across scopes.
-          throw new LightmemError('conflict', `memory ${entry.id} already exists in another scope`, {
-            field: 'entry.id',
-          });
-        }
-        if (old.content_hash === hash) {
-          unchanged++;
-          continue;
-        }
-        // A supersession recorded by supersede() is sticky: re-writing the original entry (a replay, a
-        // re-extraction) must not bring a replaced memory back to life. Only an explicit supersededBy wins.
-        if (old.superseded_by !== null && supersededBy === null) {
-          validTo = old.valid_to;
-          supersededBy = old.superseded_by;
-        }
         rid = old.rid;
         this.stmt('update', () => UPDATE_SQL).run({
           ...entryParams(entry, validTo, supersededBy, hash),
@@ -211,58 +214,33 @@ export class SqliteMemoryStore implements MemoryStore {
     entry: MemoryEntry,
     embedding: Float32Array | undefined,
   ): StoredEmbedder | null {
-    const claimed = entry.pipeline.embedder;
-    if (stored !== null && claimed !== null && claimed !== stored.id) {
-      throw new LightmemError(
-        'model_mismatch',
-        `memory ${entry.id} was embedded by ${claimed} but this store holds vectors of ${stored.id}`,
-        { field: 'entry.pipeline.embedder' },
-      );
-    }
-    if (embedding === undefined) return stored;
-    if (claimed === null) {
-      throw new InvalidInputError(
-        `memory ${entry.id} has an embedding but no pipeline.embedder`,
-        'entry.pipeline.embedder',
-      );
-    }
-    if (stored === null) {
-      this.db.exec(vectorTableSql(embedding.length));
+    const next = checkWriteEmbedder(stored, entry, embedding);
+    if (stored === null && next !== null) {
+      this.db.exec(vectorTableSql(next.dims));
       const setMeta = this.stmt('meta-set', () => 'INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)');
-      setMeta.run('embedder_id', claimed);
-      setMeta.run('embedder_dims', String(embedding.length));
-      return { id: claimed, dims: embedding.length };
+      setMeta.run('embedder_id', next.id);
+      setMeta.run('embedder_dims', String(next.dims));
     }
-    if (embedding.length !== stored.dims) {
-      throw new LightmemError(
-        'model_mismatch',
-        `memory ${entry.id} has a ${embedding.length}-dimension embedding; this store holds ${stored.dims}`,
-        { field: 'embedding' },
-      );
-    }
-    return stored;
+    return next;
   }
 
   async supersede(scope: Scope, ids: readonly string[], by: string, at: number): Promise<number> {
     this.ensureOpen();
-    assertScope(scope);
-    assertId(by, 'by');
-    ids.forEach((id, i) => assertId(id, `ids[${i}]`));
-    if (!Number.isSafeInteger(at)) throw new InvalidInputError('at must be an integer epoch ms', 'at');
+    const targets = checkSupersede(scope, ids, by, at);
     const filter = scopeFilter(scope);
     // Only live rows change (a memory keeps the first replacement it got), and never the replacement itself.
     const statement = this.stmt(
       `supersede:${filter.key}`,
       () =>
         `UPDATE memories AS m SET valid_to = ?, superseded_by = ?
-       WHERE m.id = ? AND m.id <> ? AND m.superseded_by IS NULL AND ${filter.sql} RETURNING rid`,
+       WHERE m.id = ? AND m.superseded_by IS NULL AND ${filter.sql} RETURNING rid`,
     );
     return this.db
       .transaction(() => {
         const hasVectors = this.storedEmbedder() !== null;
         let changed = 0;
-        for (const id of new Set(ids)) {
-          const row = statement.get(at, by, id, by, ...filter.params);
+        for (const id of targets) {
+          const row = statement.get(at, by, id, ...filter.params);
           if (row === undefined) continue;
           changed++;
           const { rid } = ridSchema.parse(row);
@@ -273,24 +251,10 @@ export class SqliteMemoryStore implements MemoryStore {
       .immediate();
   }
 
-  /**
-   * Erasure needs a data subject: a userId or a conversationId (agentId / sessionId may narrow it further).
-   * A bare `{ tenantId }` is refused with `scope_required` rather than wiping the tenant, because a caller
-   * that forgot the userId must not erase everyone; tenant off-boarding is the explicit eraseTenant().
-   */
+  /** Erases a data subject (a user or a conversation; see checkErasureScope). */
   async erase(scope: Scope): Promise<string[]> {
     this.ensureOpen();
-    assertScope(scope);
-    if (scope.userId === undefined && scope.conversationId === undefined) {
-      throw new LightmemError(
-        'scope_required',
-        'erase needs a userId or a conversationId besides the tenantId',
-        {
-          field: 'scope.userId',
-        },
-      );
-    }
-    return this.eraseWhere(scope);
+    return this.eraseWhere(checkErasureScope(scope));
   }
 
   /** Deletes every memory of a tenant (off-boarding). Not part of the MemoryStore port on purpose. */
@@ -336,34 +300,9 @@ export class SqliteMemoryStore implements MemoryStore {
 
   async search(request: SearchRequest): Promise<SearchHit[]> {
     this.ensureOpen();
-    const scope = assertScope(request.scope);
-    const limit = checkLimit(request.limit);
-    if (typeof request.text !== 'string') throw new InvalidInputError('text must be a string', 'text');
-    const range = checkTimeRange(request.timeRange);
-    const live = request.includeSuperseded !== true;
-    const now = this.clock.now();
-
-    const stored = this.storedEmbedder();
-    if (stored !== null && request.embedderId !== undefined && request.embedderId !== stored.id) {
-      throw new LightmemError(
-        'model_mismatch',
-        `query embedded by ${request.embedderId} but this store holds vectors of ${stored.id}`,
-        { field: 'embedderId' },
-      );
-    }
-    const vector = request.vector;
-    if (vector !== undefined) checkVector(vector, 'vector');
-    if (stored !== null && vector !== undefined && vector.length !== stored.dims) {
-      throw new LightmemError(
-        'model_mismatch',
-        `query vector has ${vector.length} dimensions; this store holds ${stored.dims}`,
-        { field: 'vector' },
-      );
-    }
-    // No stored vectors yet: the query vector has nothing to compare with, so the search is lexical only.
-    const queryVector = stored === null ? undefined : vector;
-    const semanticActive = queryVector !== undefined;
-    const filter = memoryFilter(scope, range, live ? now : null);
+    const plan = planSearch(request, this.storedEmbedder());
+    const { scope, limit, range, live, queryVector } = plan;
+    const filter = memoryFilter(scope, range, live ? this.clock.now() : null);
 
     // Candidates carry only keys and scores (every match passes through the ORDER BY sorter, so no text);
     // full rows are loaded for the hits that are returned.
@@ -378,7 +317,7 @@ export class SqliteMemoryStore implements MemoryStore {
           `SELECT m.rid, m.id, m.occurred_at, ${BM25} AS bm FROM memories_fts CROSS JOIN memories m ON m.rid = memories_fts.rowid
            WHERE memories_fts MATCH ? AND ${filter.sql} ORDER BY bm LIMIT ?`,
       );
-      for (const row of statement.all(match, ...filter.params, Math.max(limit * 4, 50))) {
+      for (const row of statement.all(match, ...filter.params, plan.lexicalCandidates)) {
         const c = lexicalCandidate.parse(row);
         lexical.push({ key: c.rid, id: c.id, occurredAt: c.occurred_at, item: c.rid, bm25: c.bm });
       }
@@ -396,7 +335,7 @@ export class SqliteMemoryStore implements MemoryStore {
            SELECT m.rid, m.id, m.occurred_at, knn.distance AS distance
            FROM knn CROSS JOIN memories m ON m.rid = knn.rid WHERE ${filter.sql}`,
       );
-      const k = Math.min(Math.max(limit * 8, 100), MAX_KNN);
+      const k = plan.semanticCandidates;
       for (const row of statement.all(vectorBlob(queryVector), k, ...knn.params, ...filter.params)) {
         const c = semanticCandidate.parse(row);
         if (c.distance === null) continue;
@@ -404,15 +343,15 @@ export class SqliteMemoryStore implements MemoryStore {
       }
     }
 
-    const fused = fuse(lexical, semantic, this.weights, semanticActive, limit);
+    const fused = fuse(lexical, semantic, this.weights, plan.semanticActive, limit);
     const rows = this.loadRows(
       scope.tenantId,
       fused.map((hit) => hit.item),
     );
-    return fused.flatMap((hit) => {
-      const row = rows.get(hit.item);
-      if (row === undefined) return []; // cannot happen inside one synchronous call; never invent a hit
-      return [{ memory: rowToEntry(row), score: hit.score, lexical: hit.lexical, semantic: hit.semantic }];
+    // A row cannot vanish inside one synchronous call; toSearchHits would drop it rather than invent a hit.
+    return toSearchHits(fused, (rid) => {
+      const row = rows.get(rid);
+      return row === undefined ? undefined : rowToEntry(row);
     });
   }
 
@@ -447,10 +386,7 @@ export class SqliteMemoryStore implements MemoryStore {
   /** Pages through a scope in (occurredAt, id) order; the cursor is the last key seen (keyset paging). */
   async list(request: ListRequest): Promise<{ items: MemoryEntry[]; nextCursor: string | null }> {
     this.ensureOpen();
-    const scope = assertScope(request.scope);
-    const limit = checkLimit(request.limit);
-    const after = request.cursor === undefined ? null : decodeCursor(request.cursor);
-    const live = request.includeSuperseded !== true;
+    const { scope, limit, after, live } = planList(request);
     const filter = memoryFilter(scope, {}, live ? this.clock.now() : null);
     const keyset = after === null ? '' : 'AND (m.occurred_at > ? OR (m.occurred_at = ? AND m.id > ?))';
     const statement = this.stmt(
@@ -459,11 +395,7 @@ export class SqliteMemoryStore implements MemoryStore {
     );
     const params = after === null ? [] : [after[0], after[0], after[1]];
     const rows = statement.all(...filter.params, ...params, limit + 1);
-    const items = rows.slice(0, limit).map((row) => rowToEntry(parseMemoryRow(row)));
-    const last = items[items.length - 1];
-    const nextCursor =
-      rows.length > limit && last !== undefined ? encodeCursor(last.occurredAt, last.id) : null;
-    return { items, nextCursor };
+    return listPage(rows, limit, (row) => rowToEntry(parseMemoryRow(row)));
   }
 
   /** Counts in a scope, or in the whole store without one (operators). */
@@ -586,11 +518,6 @@ function scopeFilter(scope: Scope): Filter {
   return { key, sql: clauses.join(' AND '), params };
 }
 
-interface Range {
-  readonly from?: number;
-  readonly to?: number;
-}
-
 /** Scope, time range (from inclusive, to exclusive) and, when `liveAt` is given, validity at that time. */
 function memoryFilter(scope: Scope, range: Range, liveAt: number | null): Filter {
   const base = scopeFilter(scope);
@@ -636,81 +563,4 @@ function knnFilter(scope: Scope, range: Range, live: boolean): Filter {
   }
   if (live) clauses.push('superseded = 0');
   return { key: `${live ? 1 : 0}`, sql: clauses.join(' AND '), params };
-}
-
-function checkLimit(limit: number): number {
-  if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
-    throw new InvalidInputError(`limit must be an integer from 1 to ${MAX_LIMIT}`, 'limit');
-  }
-  return limit;
-}
-
-/**
- * Occurrence times are integers, so rounding bounds up keeps `>= from` and `< to` exact; clamping keeps
- * them bindable as 64-bit integers.
- */
-function checkTimeRange(range: TimeRange | undefined): Range {
-  const out: { from?: number; to?: number } = {};
-  for (const side of ['from', 'to'] as const) {
-    const value = range?.[side];
-    if (value === undefined) continue;
-    if (!Number.isFinite(value))
-      throw new InvalidInputError(`timeRange.${side} must be a finite number`, `timeRange.${side}`);
-    out[side] = Math.min(Math.max(Math.ceil(value), -Number.MAX_SAFE_INTEGER), Number.MAX_SAFE_INTEGER);
-  }
-  return out;
-}
-
-function checkVector(vector: unknown, field: string): void {
-  if (!(vector instanceof Float32Array) || vector.length === 0) {
-    throw new InvalidInputError(`${field} must be a non-empty Float32Array`, field);
-  }
-  for (const value of vector) {
-    if (!Number.isFinite(value)) throw new InvalidInputError(`${field} has a non-finite value`, field);
-  }
-}
-
-/** Entries usually come typed from the pipeline, but the store is a trust boundary: check what SQL relies on. */
-function validateWrite(write: MemoryWrite, index: number): void {
-  const { entry, embedding } = write;
-  const at = (field: string): string => `writes[${index}].entry.${field}`;
-  assertId(entry.id, at('id'));
-  for (const field of ['tenantId', 'userId', 'conversationId', 'sessionId'] as const) {
-    assertId(entry[field], at(field));
-  }
-  if (entry.agentId !== null) assertId(entry.agentId, at('agentId'));
-  // Typed as MemoryKind, but an untyped caller may pass anything: print it safely.
-  if (!MemoryKindValues.includes(entry.kind)) {
-    throw new InvalidInputError(`unknown kind ${JSON.stringify(entry.kind)}`, at('kind'));
-  }
-  for (const field of ['text', 'speaker', 'topicId', 'zoneOffset'] as const) {
-    if (typeof entry[field] !== 'string') throw new InvalidInputError(`${field} must be a string`, at(field));
-  }
-  for (const field of ['occurredAt', 'ingestedAt', 'validFrom'] as const) {
-    if (!Number.isSafeInteger(entry[field]))
-      throw new InvalidInputError(`${field} must be an integer epoch ms`, at(field));
-  }
-  if (entry.validTo !== null && !Number.isSafeInteger(entry.validTo)) {
-    throw new InvalidInputError('validTo must be null or an integer epoch ms', at('validTo'));
-  }
-  if (entry.supersededBy !== null) assertId(entry.supersededBy, at('supersededBy'));
-  if (!Array.isArray(entry.sourceTurnIds) || !entry.sourceTurnIds.every((id) => typeof id === 'string')) {
-    throw new InvalidInputError('sourceTurnIds must be an array of strings', at('sourceTurnIds'));
-  }
-  if (typeof entry.pipeline !== 'object' || entry.pipeline === null) {
-    throw new InvalidInputError('pipeline is required', at('pipeline'));
-  }
-  if (embedding !== undefined) checkVector(embedding, `writes[${index}].embedding`);
-}
-
-function encodeCursor(occurredAt: number, id: string): string {
-  return Buffer.from(JSON.stringify([occurredAt, id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): [number, string] {
-  try {
-    return cursorSchema.parse(JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')));
-  } catch (error) {
-    throw new InvalidInputError('invalid cursor', 'cursor', error);
-  }
 }

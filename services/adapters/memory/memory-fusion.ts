@@ -1,8 +1,11 @@
 import { LightmemError } from '../../core/errors.js';
+import type { MemoryEntry } from '../../core/model/generated.js';
+import type { SearchHit } from '../../core/ports/memory-store.js';
 
 /**
- * Linear fusion of a lexical (BM25) and a semantic (cosine) candidate list. Kept apart from SQLite so it
- * can be reasoned about (and reused) on its own.
+ * Linear fusion of a lexical (BM25) and a semantic (cosine) candidate list. Store-independent: the SQLite
+ * and the Elasticsearch memory stores fetch their candidates their own way and fuse them here, so both
+ * rank the same way.
  */
 
 /**
@@ -64,8 +67,9 @@ export interface Fused<T> {
 const clamp01 = (value: number): number => (value > 1 ? 1 : value > 0 ? value : 0);
 
 /**
- * `lexical` carries raw FTS5 bm25() values (negative, lower is better); `semantic` carries cosine
- * distances (similarity = 1 - distance). BM25 is divided by the best match, the cosine scaled as
+ * `lexical` carries BM25 values the way FTS5 bm25() reports them (negative, lower is better; a store whose
+ * engine reports positive scores passes them negated); `semantic` carries cosine distances
+ * (similarity = 1 - distance). BM25 is divided by the best match, the cosine scaled as
  * `weights.normalization` says, and a candidate missing from a list gets 0 for that part. The hit's `lexical` / `semantic` are the
  * scaled parts, so `score = wl·lexical + ws·semantic`. When `semanticActive` is false (no query vector, or
  * no stored vectors) the score is the lexical part alone. A candidate with no word in common and no
@@ -123,6 +127,18 @@ export function fuse<T>(
     lexical: e.lexical,
     semantic: e.semantic,
   }));
+}
+
+/** Fused candidates as search hits; one whose memory could not be loaded is dropped (never invented). */
+export function toSearchHits<T>(
+  fused: readonly Fused<T>[],
+  memoryOf: (item: T) => MemoryEntry | undefined,
+): SearchHit[] {
+  return fused.flatMap((hit) => {
+    const memory = memoryOf(hit.item);
+    if (memory === undefined) return [];
+    return [{ memory, score: hit.score, lexical: hit.lexical, semantic: hit.semantic }];
+  });
 }
 
 /**

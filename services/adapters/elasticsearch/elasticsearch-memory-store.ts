@@ -1,0 +1,614 @@
+import { Client, type estypes } from '@elastic/elasticsearch';
+import { z } from 'zod';
+import { InvalidInputError, LightmemError, UnavailableError } from '../../core/errors.js';
+import type { MemoryEntry } from '../../core/model/generated.js';
+import { assertId, assertScope, type Scope } from '../../core/model/scope.js';
+import { systemClock, type Clock } from '../../core/ports/clock.js';
+import type {
+  ListRequest,
+  MemoryStore,
+  MemoryWrite,
+  SearchHit,
+  SearchRequest,
+  StoreStats,
+  UpsertResult,
+} from '../../core/ports/memory-store.js';
+import { contentHash } from '../memory/content-hash.js';
+import { checkWriteEmbedder, type StoredEmbedder } from '../memory/embedder-check.js';
+import {
+  DEFAULT_FUSION,
+  fuse,
+  normaliseWeights,
+  toSearchHits,
+  type FusionWeights,
+} from '../memory/memory-fusion.js';
+import { queryTerms } from '../memory/query-terms.js';
+import {
+  checkErasureScope,
+  checkSupersede,
+  listPage,
+  planList,
+  validateWrite,
+} from '../memory/request-checks.js';
+import { planSearch } from '../memory/search-plan.js';
+import { planUpsert, type ExistingMemory } from '../memory/upsert-plan.js';
+import { bulkWrite, type BulkOp, type Refresh } from './es-bulk.js';
+import { EmbedderRecord } from './es-embedder.js';
+import { bulkItemFailure, esFailure, isIndexNotFound } from './es-errors.js';
+import { TenantAliases, ensureMemoryIndex } from './es-indices.js';
+import {
+  INTERNAL_FIELDS,
+  MAX_ID_BYTES,
+  hasMagnitude,
+  indexNames,
+  toDocument,
+  toEntry,
+  type IndexNames,
+} from './es-mapping.js';
+import {
+  LEXICAL,
+  SEMANTIC,
+  SEMANTIC_BOOST,
+  decodeSearch,
+  knnClause,
+  lexicalClause,
+  liveFilter,
+  memoryFilters,
+  numericField,
+  partScore,
+  scopedQuery,
+  type SearchResult,
+} from './es-query.js';
+
+type Query = estypes.QueryDslQueryContainer;
+
+export interface ElasticsearchMemoryStoreOptions {
+  /** e.g. http://127.0.0.1:19200 */
+  readonly node: string;
+  /** e.g. `lightmem-`: the store's indices, aliases and template all start with it. */
+  readonly indexPrefix: string;
+  /** Weights of the lexical (BM25) and semantic (cosine) parts of the fused score; scaled to sum to 1. */
+  readonly fusion?: FusionWeights | undefined;
+  /** "Now" for validity checks (validTo in the future is still live). */
+  readonly clock?: Clock | undefined;
+  /** 'true' (visible to search when upsert returns; default), 'wait_for', or 'false'. */
+  readonly refresh?: Refresh;
+  readonly requestTimeoutMs?: number;
+}
+
+/** Optimistic-concurrency rounds of one upsert before it gives up with `busy` (retryable). */
+const MAX_WRITE_ATTEMPTS = 5;
+/** Ids per mget and per erase page. */
+const PAGE = 1_000;
+
+const existingSchema = z.object({
+  _id: z.string(),
+  found: z.boolean().optional(),
+  _seq_no: z.number().int().optional(),
+  _primary_term: z.number().int().optional(),
+  _source: z
+    .object({
+      tenantId: z.string(),
+      userId: z.string(),
+      contentHash: z.string(),
+      validTo: z.number().int().nullish(),
+      supersededBy: z.string().nullish(),
+      ingestedAt: z.number().int(),
+    })
+    .optional(),
+  error: z.object({ type: z.string(), reason: z.string().nullish() }).loose().optional(),
+});
+const mgetSchema = z.object({ docs: z.array(existingSchema) });
+
+interface Existing {
+  readonly memory: ExistingMemory;
+  readonly ingestedAt: number;
+  readonly seqNo: number;
+  readonly primaryTerm: number;
+}
+
+interface PendingWrite {
+  readonly write: MemoryWrite;
+  /** Position in the caller's batch (error fields name it). */
+  readonly index: number;
+  readonly hash: string;
+}
+
+const liveCountSchema = z.object({ live: z.object({ doc_count: z.number().int() }) });
+
+/**
+ * The distributed MemoryStore: Elasticsearch with a `text` field for BM25 and a `dense_vector` field for
+ * kNN, fused exactly as the SQLite store fuses (shared memory-fusion.ts), from ONE search request per query.
+ *
+ * Hybrid search: the request is a bool query whose `should` holds the lexical part (a bool of `match`
+ * clauses named `lexical`) and the semantic part (a `knn` query named `semantic`, the scope filters inside
+ * its `filter`, boosted by SEMANTIC_BOOST), under the scope filters. With `include_named_queries_score`
+ * each hit reports each part's own score, so the two candidate lists are recovered from one response: the
+ * BM25 score and (1 + cosine) / 2 of the kNN part. The boost makes every positive-cosine kNN candidate
+ * rank above every word-only match, so asking for k + n hits returns all k kNN candidates and the n best
+ * BM25 matches whole. The winners' documents are then loaded by id (like SQLite's row load).
+ *
+ * Tenancy: every read goes to the tenant's filtered alias (the alias filter is applied by Elasticsearch to
+ * any query, kNN included), and every query body gets its scope filters from scopeFilters() through
+ * searchScope(), the only way this class searches tenant data. Writes go to the main alias.
+ *
+ * Writes: upsert reads the existing documents with mget (real-time), decides insert / update / unchanged
+ * with the shared planUpsert, and writes with the bulk helper using optimistic concurrency (create, or
+ * index with if_seq_no); a write that lost a race is decided again. Erase finds the scope's ids with
+ * search_after and bulk-deletes them (the server has no _delete_by_query).
+ */
+export class ElasticsearchMemoryStore implements MemoryStore {
+  private readonly clock: Clock;
+  private readonly refresh: Refresh;
+  private readonly tenants: TenantAliases;
+  private readonly embedder: EmbedderRecord;
+  private closed = false;
+
+  private constructor(
+    private readonly client: Client,
+    private readonly names: IndexNames,
+    private readonly weights: FusionWeights,
+    options: ElasticsearchMemoryStoreOptions,
+  ) {
+    this.clock = options.clock ?? systemClock;
+    this.refresh = options.refresh ?? 'true';
+    this.tenants = new TenantAliases(client, names);
+    this.embedder = new EmbedderRecord(client, names.alias);
+  }
+
+  /** Connects and creates the template, the first index version and the alias when missing (idempotent). */
+  static async open(options: ElasticsearchMemoryStoreOptions): Promise<ElasticsearchMemoryStore> {
+    const names = indexNames(options.indexPrefix);
+    const weights = normaliseWeights(options.fusion ?? DEFAULT_FUSION);
+    const refresh = options.refresh ?? 'true';
+    if (!['true', 'wait_for', 'false'].includes(refresh)) {
+      throw new LightmemError('config_invalid', `refresh must be true, wait_for or false (got ${refresh})`, {
+        field: 'refresh',
+      });
+    }
+    const timeout = options.requestTimeoutMs ?? 30_000;
+    if (!Number.isSafeInteger(timeout) || timeout <= 0) {
+      throw new LightmemError('config_invalid', 'requestTimeoutMs must be a positive integer', {
+        field: 'requestTimeoutMs',
+      });
+    }
+    let client: Client;
+    try {
+      // One retry of a failed connection inside the client; longer outages are the caller's to retry.
+      client = new Client({ node: options.node, requestTimeout: timeout, maxRetries: 1 });
+    } catch (error) {
+      throw new LightmemError('config_invalid', `invalid Elasticsearch node ${options.node}`, {
+        field: 'node',
+        cause: error,
+      });
+    }
+    try {
+      await ensureMemoryIndex(client, names);
+    } catch (error) {
+      await client.close();
+      throw esFailure(error, 'open');
+    }
+    return new ElasticsearchMemoryStore(client, names, weights, options);
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  async upsert(writes: readonly MemoryWrite[]): Promise<UpsertResult> {
+    this.ensureOpen();
+    writes.forEach((write, index) => {
+      validateWrite(write, index);
+      checkIdSize(write.entry.id, `writes[${index}].entry.id`);
+    });
+    if (writes.length === 0) return { inserted: 0, updated: 0, unchanged: 0 };
+    return this.call('upsert', async () => {
+      const stored = await this.embedder.current();
+      const fresh = checkBatchEmbedder(stored, writes);
+      // A batch bringing the index's first vectors records their embedder just before its first write, once
+      // nothing else in the batch (a conflict) can refuse it; if another process recorded another embedder
+      // meanwhile, the batch is held to that one.
+      let claim = stored === null ? fresh : null;
+      const beforeWrite = async (): Promise<void> => {
+        if (claim === null) return;
+        const candidate = claim;
+        claim = null;
+        const held = await this.embedder.claim(candidate);
+        if (held.id !== candidate.id || held.dims !== candidate.dims) checkBatchEmbedder(held, writes);
+      };
+      for (const tenantId of new Set(writes.map((write) => write.entry.tenantId))) {
+        await this.tenants.ensure(tenantId);
+      }
+      const counts = { inserted: 0, updated: 0, unchanged: 0 };
+      for (const round of distinctIdRounds(writes)) await this.upsertRound(round, counts, beforeWrite);
+      return counts;
+    });
+  }
+
+  /** Writes a batch in which every id occurs once, deciding again any write that lost a race. */
+  private async upsertRound(
+    round: readonly { write: MemoryWrite; index: number }[],
+    counts: { inserted: number; updated: number; unchanged: number },
+    beforeWrite: () => Promise<void>,
+  ): Promise<void> {
+    let pending: PendingWrite[] = round.map(({ write, index }) => ({
+      write,
+      index,
+      hash: contentHash(write.entry, write.embedding),
+    }));
+    for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
+      const existing = await this.readExisting(pending.map((p) => p.write.entry.id));
+      const planned = new Map<string, { pending: PendingWrite; action: 'insert' | 'update' }>();
+      const ops: BulkOp[] = [];
+      for (const item of pending) {
+        const { entry, embedding } = item.write;
+        const old = existing.get(entry.id);
+        const decision = planUpsert(entry, item.hash, old?.memory);
+        if (decision.action === 'unchanged') {
+          counts.unchanged++;
+          continue;
+        }
+        const doc = toDocument(entry, {
+          validTo: decision.validTo,
+          supersededBy: decision.supersededBy,
+          // The first ingest time is the one that counts (see contentHash).
+          ingestedAt: old?.ingestedAt ?? entry.ingestedAt,
+          contentHash: item.hash,
+          embedding,
+        });
+        const index = this.names.alias;
+        ops.push(
+          old === undefined
+            ? { kind: 'create', index, id: entry.id, doc }
+            : { kind: 'index', index, id: entry.id, ifSeqNo: old.seqNo, ifPrimaryTerm: old.primaryTerm, doc },
+        );
+        planned.set(entry.id, { pending: item, action: decision.action });
+      }
+      if (ops.length > 0) await beforeWrite();
+      const outcomes = await bulkWrite(this.client, ops, this.refresh);
+      const lostRace: PendingWrite[] = [];
+      for (const [id, { pending: item, action }] of planned) {
+        const outcome = outcomes.get(id);
+        if (outcome === undefined)
+          throw new LightmemError('internal', `bulk write reported nothing for ${id}`);
+        if (outcome.status < 300) counts[action === 'insert' ? 'inserted' : 'updated']++;
+        else if (outcome.status === 409) lostRace.push(item);
+        else throw bulkItemFailure(outcome.status, outcome.error, 'upsert', `writes[${item.index}].entry`);
+      }
+      if (lostRace.length === 0) return;
+      pending = lostRace;
+    }
+    throw new LightmemError('busy', 'memories kept changing while being written; try again', {
+      retryable: true,
+    });
+  }
+
+  /** What the index holds under `ids`, in any tenant (a real-time mget; never returned to a caller). */
+  private async readExisting(ids: readonly string[]): Promise<Map<string, Existing>> {
+    const found = new Map<string, Existing>();
+    for (let start = 0; start < ids.length; start += PAGE) {
+      const response = mgetSchema.safeParse(
+        await this.client.mget({
+          index: this.names.alias,
+          ids: ids.slice(start, start + PAGE),
+          _source_includes: ['tenantId', 'userId', 'contentHash', 'validTo', 'supersededBy', 'ingestedAt'],
+        }),
+      );
+      if (!response.success) {
+        throw new LightmemError('internal', 'elasticsearch: unexpected mget response', {
+          cause: response.error,
+        });
+      }
+      for (const doc of response.data.docs) {
+        if (doc.error !== undefined) {
+          throw new UnavailableError(`elasticsearch mget of ${doc._id} failed: ${doc.error.type}`, doc.error);
+        }
+        const source = doc._source;
+        if (doc.found !== true) continue;
+        if (source === undefined || doc._seq_no === undefined || doc._primary_term === undefined) {
+          throw new LightmemError('storage_corrupt', `memory store: unreadable document ${doc._id}`);
+        }
+        found.set(doc._id, {
+          memory: {
+            tenantId: source.tenantId,
+            userId: source.userId,
+            contentHash: source.contentHash,
+            validTo: source.validTo ?? null,
+            supersededBy: source.supersededBy ?? null,
+          },
+          ingestedAt: source.ingestedAt,
+          seqNo: doc._seq_no,
+          primaryTerm: doc._primary_term,
+        });
+      }
+    }
+    return found;
+  }
+
+  async supersede(scope: Scope, ids: readonly string[], by: string, at: number): Promise<number> {
+    this.ensureOpen();
+    let pending = checkSupersede(scope, ids, by, at);
+    if (pending.length === 0) return 0;
+    return this.call('supersede', async () => {
+      let changed = 0;
+      for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
+        // Only live documents change (a memory keeps the first replacement it got).
+        const result = await this.searchScope(
+          scope,
+          [{ ids: { values: pending } }, { bool: { must_not: [{ exists: { field: 'supersededBy' } }] } }],
+          [],
+          { size: pending.length, _source: false, seq_no_primary_term: true },
+        );
+        const ops: BulkOp[] = (result?.hits.hits ?? []).map((hit) => {
+          if (hit._seq_no === undefined || hit._primary_term === undefined) {
+            throw new LightmemError('internal', `elasticsearch: no sequence number for ${hit._id}`);
+          }
+          const doc = { validTo: at, supersededBy: by };
+          return {
+            kind: 'update',
+            index: hit._index,
+            id: hit._id,
+            ifSeqNo: hit._seq_no,
+            ifPrimaryTerm: hit._primary_term,
+            doc,
+          };
+        });
+        const outcomes = await bulkWrite(this.client, ops, this.refresh);
+        pending = [];
+        for (const [id, outcome] of outcomes) {
+          if (outcome.status < 300) changed++;
+          else if (outcome.status === 409) pending.push(id);
+          else if (outcome.status !== 404) throw bulkItemFailure(outcome.status, outcome.error, 'supersede');
+        }
+        if (pending.length === 0) return changed;
+      }
+      throw new LightmemError('busy', 'memories kept changing while being superseded; try again', {
+        retryable: true,
+      });
+    });
+  }
+
+  /** Erases a data subject (a user or a conversation; see checkErasureScope). Returns the ids erased. */
+  async erase(scope: Scope): Promise<string[]> {
+    this.ensureOpen();
+    return this.eraseWhere(checkErasureScope(scope));
+  }
+
+  /** Deletes every memory of a tenant (off-boarding). Not part of the MemoryStore port on purpose. */
+  async eraseTenant(tenantId: string): Promise<string[]> {
+    this.ensureOpen();
+    assertId(tenantId, 'tenantId');
+    return this.eraseWhere({ tenantId });
+  }
+
+  /** Pages through the scope's ids in id order (search_after) and bulk-deletes each page. */
+  private async eraseWhere(scope: Scope): Promise<string[]> {
+    return this.call('erase', async () => {
+      const erased: string[] = [];
+      let after: string | undefined;
+      for (;;) {
+        const result = await this.searchScope(scope, [], [], {
+          size: PAGE,
+          _source: false,
+          sort: [{ id: 'asc' }],
+          ...(after === undefined ? {} : { search_after: [after] }),
+        });
+        const hits = result?.hits.hits ?? [];
+        if (hits.length === 0) break;
+        const ops: BulkOp[] = hits.map((hit) => ({ kind: 'delete', index: hit._index, id: hit._id }));
+        for (const [id, outcome] of await bulkWrite(this.client, ops, this.refresh)) {
+          if (outcome.status < 300) erased.push(id);
+          // 404: deleted meanwhile by someone else, so not by this call.
+          else if (outcome.status !== 404) throw bulkItemFailure(outcome.status, outcome.error, 'erase');
+        }
+        after = hits[hits.length - 1]?._id;
+        if (hits.length < PAGE) break;
+      }
+      if (erased.length > 0) this.expungeDeleted();
+      return erased;
+    });
+  }
+
+  /**
+   * A deleted document's text stays in its Lucene segment until a merge drops it. Ask for that merge now
+   * (in the background, as SQLite rewrites its FTS index after an erase); a failure only delays it.
+   */
+  private expungeDeleted(): void {
+    this.client.indices
+      .forcemerge({ index: this.names.alias, only_expunge_deletes: true, wait_for_completion: false })
+      .catch(() => undefined);
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async search(request: SearchRequest): Promise<SearchHit[]> {
+    this.ensureOpen();
+    return this.call('search', async () => {
+      const plan = planSearch(request, await this.embedder.current());
+      const { scope, limit } = plan;
+      const terms = queryTerms(request.text);
+      // A zero query vector has no cosine with anything (the SQLite store gets no distance for it).
+      const vector =
+        plan.queryVector !== undefined && hasMagnitude(plan.queryVector) ? plan.queryVector : undefined;
+      if (terms.length === 0 && vector === undefined) return [];
+      const filters = memoryFilters(plan.range, plan.live ? this.clock.now() : null);
+      const parts: Query[] = [];
+      if (terms.length > 0) parts.push(lexicalClause(terms));
+      if (vector !== undefined) parts.push(knnClause(scope, filters, vector, plan.semanticCandidates));
+      const n = terms.length > 0 ? plan.lexicalCandidates : 0;
+      const k = vector !== undefined ? plan.semanticCandidates : 0;
+      const result = await this.searchScope(scope, filters, parts, {
+        size: n + k,
+        _source: false,
+        docvalue_fields: ['occurredAt'],
+        include_named_queries_score: true,
+      });
+      if (result === null) return [];
+
+      const lexical: { key: number; id: string; occurredAt: number; item: string; bm25: number }[] = [];
+      const semantic: { key: number; id: string; occurredAt: number; item: string; distance: number }[] = [];
+      result.hits.hits.forEach((hit, key) => {
+        const occurredAt = numericField(hit, 'occurredAt');
+        const bm25 = partScore(hit, LEXICAL);
+        const knn = partScore(hit, SEMANTIC);
+        // fuse() reads BM25 as FTS5 reports it (negative, lower is better).
+        if (bm25 !== null) lexical.push({ key, id: hit._id, occurredAt, item: hit._id, bm25: -bm25 });
+        if (knn !== null) {
+          // The cosine similarity's kNN score is (1 + cosine) / 2; the distance is 1 - cosine.
+          const distance = 2 - (2 * knn) / SEMANTIC_BOOST;
+          semantic.push({ key, id: hit._id, occurredAt, item: hit._id, distance });
+        }
+      });
+      lexical.sort((a, b) => a.bm25 - b.bm25);
+      const fused = fuse(lexical.slice(0, n), semantic, this.weights, plan.semanticActive, limit);
+      const entries = await this.loadEntries(
+        scope,
+        fused.map((hit) => hit.item),
+      );
+      // A memory erased between the two requests is dropped.
+      return toSearchHits(fused, (id) => entries.get(id));
+    });
+  }
+
+  /** Full entries by id, still confined to the scope. */
+  private async loadEntries(scope: Scope, ids: readonly string[]): Promise<Map<string, MemoryEntry>> {
+    const entries = new Map<string, MemoryEntry>();
+    if (ids.length === 0) return entries;
+    const result = await this.searchScope(scope, [{ ids: { values: [...ids] } }], [], {
+      size: ids.length,
+      _source: { excludes: INTERNAL_FIELDS },
+    });
+    for (const hit of result?.hits.hits ?? []) entries.set(hit._id, toEntry(hit._source, hit._id));
+    return entries;
+  }
+
+  /** Any memory of the scope by id, live or not (history stays readable). */
+  async get(scope: Scope, id: string): Promise<MemoryEntry | undefined> {
+    this.ensureOpen();
+    assertScope(scope);
+    assertId(id, 'id');
+    return this.call('get', async () => (await this.loadEntries(scope, [id])).get(id));
+  }
+
+  /** Pages through a scope in (occurredAt, id) order; the cursor is the last key seen (search_after). */
+  async list(request: ListRequest): Promise<{ items: MemoryEntry[]; nextCursor: string | null }> {
+    this.ensureOpen();
+    const { scope, limit, after, live } = planList(request);
+    return this.call('list', async () => {
+      const result = await this.searchScope(scope, memoryFilters({}, live ? this.clock.now() : null), [], {
+        size: limit + 1,
+        sort: [{ occurredAt: 'asc' }, { id: 'asc' }],
+        _source: { excludes: INTERNAL_FIELDS },
+        ...(after === null ? {} : { search_after: after }),
+      });
+      return listPage(result?.hits.hits ?? [], limit, (hit) => toEntry(hit._source, hit._id));
+    });
+  }
+
+  /** Counts in a scope, or in the whole index without one (operators). */
+  async stats(scope?: Scope): Promise<StoreStats> {
+    this.ensureOpen();
+    if (scope !== undefined) assertScope(scope);
+    return this.call('stats', async () => {
+      const request = {
+        size: 0,
+        track_total_hits: true,
+        aggs: { live: { filter: liveFilter(this.clock.now()) } },
+      };
+      const result =
+        scope === undefined
+          ? decodeSearch(
+              await this.client.search({
+                index: this.names.alias,
+                // Memories only: the meta document has no tenant.
+                query: { bool: { filter: [{ exists: { field: 'tenantId' } }] } },
+                ...request,
+              }),
+            )
+          : await this.searchScope(scope, [], [], request);
+      const total = result?.hits.total?.value ?? 0;
+      const live = result === null ? 0 : liveCountSchema.parse(result.aggregations).live.doc_count;
+      return { live, superseded: total - live, embedderId: (await this.embedder.current())?.id ?? null };
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.client.close();
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  /**
+   * The one way tenant data is searched: through the tenant's filtered alias, with the scope's filters
+   * (scopedQuery) plus `filter` and, when given, at least one of `should`. Null when the tenant has no
+   * alias yet, i.e. never wrote anything.
+   */
+  private async searchScope(
+    scope: Scope,
+    filter: readonly Query[],
+    should: readonly Query[],
+    request: Omit<estypes.SearchRequest, 'index' | 'query'>,
+  ): Promise<SearchResult | null> {
+    try {
+      const response = await this.client.search({
+        index: this.tenants.name(scope.tenantId),
+        query: scopedQuery(scope, filter, should),
+        track_total_hits: false,
+        allow_partial_search_results: false,
+        ...request,
+      });
+      return decodeSearch(response);
+    } catch (error) {
+      if (isIndexNotFound(error)) return null;
+      throw error;
+    }
+  }
+
+  /** Runs `work`, turning Elasticsearch failures into LightmemErrors (transient ones retryable). */
+  private async call<T>(action: string, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      throw esFailure(error, action);
+    }
+  }
+
+  private ensureOpen(): void {
+    if (this.closed) throw new LightmemError('storage_unavailable', 'memory store is closed');
+  }
+}
+
+/** The embedder the store holds after the whole batch (throws model_mismatch on the first misfit). */
+function checkBatchEmbedder(
+  stored: StoredEmbedder | null,
+  writes: readonly MemoryWrite[],
+): StoredEmbedder | null {
+  let embedder = stored;
+  for (const { entry, embedding } of writes) {
+    if (embedding !== undefined || entry.pipeline.embedder !== null) {
+      embedder = checkWriteEmbedder(embedder, entry, embedding);
+    }
+  }
+  return embedder;
+}
+
+/**
+ * Splits a batch so each round holds an id once, in batch order: a later write of the same id is decided
+ * against the earlier one, as when the writes run one after another.
+ */
+function distinctIdRounds(writes: readonly MemoryWrite[]): { write: MemoryWrite; index: number }[][] {
+  const rounds: { write: MemoryWrite; index: number }[][] = [];
+  const seen = new Map<string, number>();
+  writes.forEach((write, index) => {
+    const round = seen.get(write.entry.id) ?? 0;
+    seen.set(write.entry.id, round + 1);
+    (rounds[round] ??= []).push({ write, index });
+  });
+  return rounds;
+}
+
+function checkIdSize(id: string, field: string): void {
+  if (Buffer.byteLength(id) > MAX_ID_BYTES) {
+    throw new InvalidInputError(`${field} is longer than ${MAX_ID_BYTES} bytes`, field);
+  }
+}

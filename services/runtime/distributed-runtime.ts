@@ -1,0 +1,220 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { LightmemConfig } from '../core/config.js';
+import type { MemoryStore } from '../core/ports/memory-store.js';
+import { LightmemError, errorMessage, isRetryable } from '../core/errors.js';
+import { topicSchemas, type TopicName } from '../core/model/topics.js';
+import { KafkaEventLog } from '../adapters/kafka/kafka-event-log.js';
+import { kafkaClient } from '../adapters/kafka/kafka-event-log.js';
+import {
+  dataTopicConfigs,
+  ensureTopics,
+  stateTopicConfig,
+  valueSubject,
+  type TopicLayout,
+} from '../adapters/kafka/kafka-topics.js';
+import { registerSchemas, type RegistrationResult } from '../adapters/kafka/registry-codec.js';
+import { ElasticsearchMemoryStore } from '../adapters/elasticsearch/elasticsearch-memory-store.js';
+import { InProcessScheduler } from '../adapters/scheduler/in-process-scheduler.js';
+import { idleFlushJob } from '../../workflows/idle-flush.js';
+import {
+  isDrained,
+  pipelineLag,
+  pipelineStages,
+  type PipelineComponents,
+  type StageDefinition,
+  type StageLag,
+  type StageName,
+} from './pipeline.js';
+import { embeddedComponents, type RuntimeOptions } from './embedded-runtime.js';
+import { runtimeModels } from './model-loader.js';
+import type { DrainOptions, Runtime } from './runtime.js';
+
+export function topicLayout(config: LightmemConfig): TopicLayout {
+  return {
+    prefix: config.kafka.topicPrefix,
+    partitions: config.kafka.partitions,
+    replicationFactor: config.kafka.replicationFactor,
+  };
+}
+
+export const stageNames: readonly StageName[] = ['compressor', 'segmenter', 'summarizer', 'indexer'];
+
+/**
+ * Distributed mode: the same four stages over Kafka topics (Avro in the schema registry) into
+ * Elasticsearch, each stage in its own process (`lightmem service <stage>`), scaled by consumer groups.
+ * Front ends (ingest, serve, search, stats) append to and read from the same servers.
+ */
+export class DistributedRuntime implements Runtime {
+  readonly stages: StageDefinition[];
+  readonly isRunningPipeline = false;
+  readonly pipelineDescription =
+    'the stage services (lightmem service compressor|segmenter|summarizer|indexer)';
+
+  private constructor(
+    readonly config: LightmemConfig,
+    readonly eventLog: KafkaEventLog,
+    readonly store: ElasticsearchMemoryStore,
+    readonly components: PipelineComponents,
+    readonly warnings: readonly string[],
+    private readonly options: RuntimeOptions,
+    private readonly closeModels: () => Promise<void>,
+  ) {
+    this.stages = pipelineStages(config, components, store, options.clock);
+  }
+
+  static async open(config: LightmemConfig, options: RuntimeOptions): Promise<DistributedRuntime> {
+    const { models, closeModels } = await runtimeModels(config, options);
+    for (const warning of models.warnings) options.logger.warn(warning);
+    let log: KafkaEventLog | null = null;
+    try {
+      log = await KafkaEventLog.open({
+        brokers: config.kafka.brokers,
+        clientId: config.kafka.clientId,
+        registryUrl: config.registry.url,
+        topics: topicLayout(config),
+        instanceId: config.kafka.instanceId,
+        logger: options.logger,
+        clock: options.clock,
+        transactionTimeoutMs: config.kafka.transactionTimeoutMs,
+      });
+      const store = await ElasticsearchMemoryStore.open({
+        node: config.elasticsearch.node,
+        indexPrefix: config.elasticsearch.indexPrefix,
+        refresh: config.elasticsearch.refresh,
+        clock: options.clock,
+        fusion: {
+          lexicalWeight: config.store.lexicalWeight,
+          semanticWeight: config.store.semanticWeight,
+          normalization: config.store.normalization,
+        },
+      });
+      const components = embeddedComponents(config, models.embedder, models.attention, models.scorer);
+      options.logger.info('distributed runtime opened', {
+        brokers: config.kafka.brokers.join(','),
+        registry: config.registry.url,
+        elasticsearch: config.elasticsearch.node,
+        embedder: components.embedder?.id ?? 'none (lexical search only)',
+      });
+      return new DistributedRuntime(config, log, store, components, models.warnings, options, closeModels);
+    } catch (error) {
+      await log?.close();
+      await closeModels();
+      throw error;
+    }
+  }
+
+  /** Stages run in their own processes; front ends never run them. */
+  startPipeline(): boolean {
+    return false;
+  }
+
+  lag(): Promise<StageLag[]> {
+    return pipelineLag(this.eventLog, this.stages);
+  }
+
+  async waitForDrain(options: DrainOptions = {}): Promise<void> {
+    let lastProgress = Date.now();
+    let lastDone = -1;
+    let warned = false;
+    for (;;) {
+      options.signal?.throwIfAborted();
+      let lags: StageLag[];
+      try {
+        lags = await this.lag();
+      } catch (error) {
+        // A broker restart is not the end of the wait: keep polling until it is back.
+        if (!isRetryable(error)) throw error;
+        this.options.logger.warn('cannot read the pipeline lag; retrying', { error: errorMessage(error) });
+        await sleep(1_000);
+        continue;
+      }
+      options.onProgress?.(lags);
+      if (isDrained(lags)) return;
+      const done = lags.reduce((sum, lag) => sum + lag.committed, 0);
+      if (done !== lastDone) {
+        lastDone = done;
+        lastProgress = Date.now();
+      } else if (!warned && Date.now() - lastProgress > 60_000) {
+        warned = true;
+        this.options.logger.warn('no stage has made progress for a minute: are the stage services running?', {
+          hint: 'lightmem service compressor|segmenter|summarizer|indexer --mode distributed',
+        });
+      }
+      await sleep(options.pollMs ?? 250);
+    }
+  }
+
+  /**
+   * Runs one stage in this process until the signal aborts (SIGTERM: the batch in hand is finished and
+   * committed, then the consumer leaves its group). The segmenter also runs the idle-flush job.
+   */
+  async runStage(name: StageName, signal: AbortSignal): Promise<void> {
+    const stage = this.stages.find((s) => s.name === name);
+    if (stage === undefined) throw new LightmemError('invalid_input', `no stage ${name}`, { field: 'stage' });
+    const scheduler = new InProcessScheduler(this.options.clock, this.options.logger);
+    if (name === 'segmenter') {
+      scheduler.register(
+        idleFlushJob(this.eventLog, {
+          idleMs: this.config.pipeline.idleFlushMs,
+          intervalMs: this.config.pipeline.idleCheckMs,
+        }),
+      );
+      scheduler.start();
+    }
+    try {
+      await stage.consume(this.eventLog, { signal, batchSize: this.config.pipeline.batchSize });
+    } catch (error) {
+      this.options.logger.error('stage stopped', { stage: name, error: errorMessage(error) });
+      throw error;
+    } finally {
+      await scheduler.stop();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.eventLog.close();
+    await (this.store as MemoryStore).close();
+    await this.closeModels();
+  }
+}
+
+export interface AdminInitResult {
+  readonly createdTopics: readonly string[];
+  readonly schemas: readonly RegistrationResult[];
+  readonly index: string;
+}
+
+/**
+ * The admin step of distributed mode: creates the topics (data topics and each stage's state changelog),
+ * registers the Avro schemas with BACKWARD_TRANSITIVE compatibility, and creates the Elasticsearch index
+ * template, versioned index and alias. Idempotent.
+ */
+export async function adminInit(
+  config: LightmemConfig,
+  options: Pick<RuntimeOptions, 'logger' | 'clock'>,
+): Promise<AdminInitResult> {
+  const layout = topicLayout(config);
+  const kafka = kafkaClient(config.kafka.brokers, `${config.kafka.clientId}-admin`, options.logger);
+  const admin = kafka.admin();
+  let createdTopics: string[];
+  try {
+    await admin.connect();
+    createdTopics = await ensureTopics(admin, [
+      ...dataTopicConfigs(layout),
+      ...stageNames.map((stage) => stateTopicConfig(layout, stage)),
+    ]);
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+  const schemas = await registerSchemas(
+    { url: config.registry.url, subjectOf: (topic) => valueSubject(layout, topic) },
+    Object.keys(topicSchemas) as TopicName[],
+  );
+  const store = await ElasticsearchMemoryStore.open({
+    node: config.elasticsearch.node,
+    indexPrefix: config.elasticsearch.indexPrefix,
+    clock: options.clock,
+  });
+  await store.close();
+  return { createdTopics, schemas, index: `${config.elasticsearch.indexPrefix}memories` };
+}
