@@ -28,11 +28,10 @@ export async function collectStats(
 ): Promise<PipelineStats> {
   const storeStats = await store.stats();
   const deadCount = await log.endOffset(Topics.deadLetters);
-  const recent = await log.read(
-    Topics.deadLetters,
-    Math.max(0, deadCount - recentDeadLetters),
-    recentDeadLetters,
-  );
+  // On Kafka, transaction markers take positions too: read twice as far back to find the last N records.
+  const recent = (
+    await log.read(Topics.deadLetters, Math.max(0, deadCount - 2 * recentDeadLetters), 2 * recentDeadLetters)
+  ).slice(-recentDeadLetters);
   return {
     events: { appended: await log.endOffset(Topics.raw) },
     memories: { live: storeStats.live, superseded: storeStats.superseded, embedder: storeStats.embedderId },

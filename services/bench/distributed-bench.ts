@@ -22,7 +22,7 @@ export interface IngestRun {
   readonly memories: number;
 }
 
-export interface DistributedBenchReport {
+export interface DistributedBenchReport extends SearchAgreement {
   readonly file: string;
   readonly embedded: IngestRun;
   readonly distributed: IngestRun;
@@ -31,19 +31,6 @@ export interface DistributedBenchReport {
   readonly sameMemoryIds: boolean;
   readonly onlyEmbedded: number;
   readonly onlyDistributed: number;
-  readonly questions: number;
-  /** Mean |top-10 ∩ top-10| / 10 over every question. */
-  readonly top10Overlap: number;
-  /** Questions whose top 10 are the same memories in the same order. */
-  readonly identicalTop10: number;
-  /** Scored questions (categories 1–4 with gold) where a gold turn is in the top 10: per store and both. */
-  readonly goldFound: {
-    readonly scored: number;
-    readonly embedded: number;
-    readonly distributed: number;
-    readonly agree: number;
-  };
-  readonly searchLatency: { readonly sqlite: LatencySummary; readonly elasticsearch: LatencySummary };
 }
 
 export interface BenchSide {
@@ -113,10 +100,48 @@ export async function runDistributedBench(
   const onlyEmbedded = [...embeddedIds].filter((id) => !distributedIds.has(id)).length;
   const onlyDistributed = [...distributedIds].filter((id) => !embeddedIds.has(id)).length;
 
+  const searches = await compareSearches(embedded.runtime, distributed.runtime, options);
+  return {
+    file: options.file,
+    embedded: e.run,
+    distributed: d.run,
+    throughputRatio: round(d.run.turnsPerSecond / e.run.turnsPerSecond),
+    sameMemoryIds: onlyEmbedded === 0 && onlyDistributed === 0,
+    onlyEmbedded,
+    onlyDistributed,
+    ...searches,
+  };
+}
+
+export interface SearchAgreement {
+  readonly questions: number;
+  /** Mean |top-10 ∩ top-10| / 10 over every question. */
+  readonly top10Overlap: number;
+  /** Questions whose top 10 are the same memories in the same order. */
+  readonly identicalTop10: number;
+  /** Scored questions (categories 1–4 with gold) where a gold turn is in the top 10: per store and both. */
+  readonly goldFound: {
+    readonly scored: number;
+    readonly embedded: number;
+    readonly distributed: number;
+    readonly agree: number;
+  };
+  readonly searchLatency: { readonly sqlite: LatencySummary; readonly elasticsearch: LatencySummary };
+}
+
+/**
+ * Asks every question of a LoCoMo file through the normal search path of both runtimes (the embedded
+ * one on SQLite, the distributed one on Elasticsearch) and compares the top 10s.
+ */
+export async function compareSearches(
+  embedded: Runtime,
+  distributed: Runtime,
+  options: Pick<DistributedBenchOptions, 'file' | 'tenantId'>,
+): Promise<SearchAgreement> {
   const searchOf = (runtime: Runtime): MemorySearch =>
     new MemorySearch(runtime.store, runtime.components.embedder, runtime.config.search);
-  const sqlite = searchOf(embedded.runtime);
-  const elastic = searchOf(distributed.runtime);
+  const sqlite = searchOf(embedded);
+  const elastic = searchOf(distributed);
   const samples = await readLocomoSamples(options.file);
   const latency = { sqlite: [] as number[], elasticsearch: [] as number[] };
   let questions = 0;
@@ -162,13 +187,6 @@ export async function runDistributedBench(
     }
   }
   return {
-    file: options.file,
-    embedded: e.run,
-    distributed: d.run,
-    throughputRatio: round(d.run.turnsPerSecond / e.run.turnsPerSecond),
-    sameMemoryIds: onlyEmbedded === 0 && onlyDistributed === 0,
-    onlyEmbedded,
-    onlyDistributed,
     questions,
     top10Overlap: round(overlapSum / Math.max(1, questions)),
     identicalTop10: identical,

@@ -25,9 +25,10 @@ import {
   type StageLag,
   type StageName,
 } from './pipeline.js';
-import { embeddedComponents, type RuntimeOptions } from './embedded-runtime.js';
+import { embeddedComponents } from './embedded-runtime.js';
+import type { RuntimeOptions } from './runtime.js';
 import { runtimeModels } from './model-loader.js';
-import type { DrainOptions, Runtime } from './runtime.js';
+import { fusionOf, type DrainOptions, type Runtime } from './runtime.js';
 
 export function topicLayout(config: LightmemConfig): TopicLayout {
   return {
@@ -82,11 +83,7 @@ export class DistributedRuntime implements Runtime {
         indexPrefix: config.elasticsearch.indexPrefix,
         refresh: config.elasticsearch.refresh,
         clock: options.clock,
-        fusion: {
-          lexicalWeight: config.store.lexicalWeight,
-          semanticWeight: config.store.semanticWeight,
-          normalization: config.store.normalization,
-        },
+        fusion: fusionOf(config),
       });
       const components = embeddedComponents(config, models.embedder, models.attention, models.scorer);
       options.logger.info('distributed runtime opened', {

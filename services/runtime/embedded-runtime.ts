@@ -1,8 +1,6 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LightmemConfig } from '../core/config.js';
-import type { Clock } from '../core/ports/clock.js';
-import type { Logger } from '../core/ports/logger.js';
 import type { EventLog } from '../core/ports/event-log.js';
 import type { MemoryStore } from '../core/ports/memory-store.js';
 import { errorMessage } from '../core/errors.js';
@@ -27,30 +25,12 @@ import {
 import type { Embedder } from '../core/ports/embedder.js';
 import type { TokenScorer } from '../core/ports/token-scorer.js';
 import type { AttentionModel } from '../core/ports/segmenter.js';
-import type { FetchProgress } from '../models/model-fetcher.js';
 import { HybridSegmenter, hybridSettingsFrom } from '../stages/segmenter/hybrid-segmenter.js';
 import { runtimeModels } from './model-loader.js';
+import { fusionOf } from './runtime.js';
 import { CachingEmbedder } from './caching-embedder.js';
-import type { DrainOptions, Runtime } from './runtime.js';
-
-export interface RuntimeOptions {
-  readonly logger: Logger;
-  readonly clock: Clock;
-  /**
-   * Models to use instead of the configured ones (tests): an embedder (null = none) and optionally an
-   * attention model. When absent, the configured models are loaded (and fetched on first use).
-   */
-  readonly models?:
-    | {
-        readonly embedder: Embedder | null;
-        readonly attention?: AttentionModel | null;
-        /** The compressor's token scorer (default: the built-in heuristic one). */
-        readonly scorer?: TokenScorer | null;
-      }
-    | undefined;
-  /** Download progress when a model is fetched on first use. */
-  readonly onFetchProgress?: ((progress: FetchProgress) => void) | undefined;
-}
+import type { DrainOptions, Runtime, RuntimeOptions } from './runtime.js';
+export type { RuntimeOptions } from './runtime.js';
 
 /** Built-in components: everything that works with no model and no LLM. */
 export function embeddedComponents(
@@ -120,11 +100,7 @@ export class EmbeddedRuntime implements Runtime {
       clock: options.clock,
     });
     const store = SqliteMemoryStore.open(join(config.dataDir, 'memories.db'), {
-      fusion: {
-        lexicalWeight: config.store.lexicalWeight,
-        semanticWeight: config.store.semanticWeight,
-        normalization: config.store.normalization,
-      },
+      fusion: fusionOf(config),
     });
     const components = embeddedComponents(config, loaded.embedder, loaded.attention, loaded.scorer);
     options.logger.info('embedded runtime opened', {

@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import type { LightmemConfig } from '../core/config.js';
 import type { Logger } from '../core/ports/logger.js';
 import type { Embedder } from '../core/ports/embedder.js';
+import type { RuntimeOptions } from './runtime.js';
 import type { AttentionModel } from '../core/ports/segmenter.js';
 import type { TokenScorer } from '../core/ports/token-scorer.js';
 import { LightmemError, errorMessage } from '../core/errors.js';
@@ -177,17 +178,7 @@ export interface RuntimeModels {
  */
 export async function runtimeModels(
   config: LightmemConfig,
-  options: {
-    readonly logger: Logger;
-    readonly models?:
-      | {
-          readonly embedder: Embedder | null;
-          readonly attention?: AttentionModel | null;
-          readonly scorer?: TokenScorer | null;
-        }
-      | undefined;
-    readonly onFetchProgress?: ((progress: FetchProgress) => void) | undefined;
-  },
+  options: Pick<RuntimeOptions, 'logger' | 'models' | 'onFetchProgress'>,
 ): Promise<{ models: RuntimeModels; closeModels: () => Promise<void> }> {
   if (options.models !== undefined) {
     return {

@@ -2,6 +2,13 @@ import type { LightmemConfig } from '../core/config.js';
 import type { EventLog } from '../core/ports/event-log.js';
 import type { MemoryStore } from '../core/ports/memory-store.js';
 import type { PipelineComponents, StageDefinition, StageLag } from './pipeline.js';
+import type { Clock } from '../core/ports/clock.js';
+import type { Logger } from '../core/ports/logger.js';
+import type { Embedder } from '../core/ports/embedder.js';
+import type { TokenScorer } from '../core/ports/token-scorer.js';
+import type { AttentionModel } from '../core/ports/segmenter.js';
+import type { FetchProgress } from '../models/model-fetcher.js';
+import type { FusionWeights } from '../adapters/memory/memory-fusion.js';
 
 export interface DrainOptions {
   readonly signal?: AbortSignal;
@@ -30,4 +37,32 @@ export interface Runtime {
   /** Resolves when every stage has processed everything appended so far. */
   waitForDrain(options?: DrainOptions): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface RuntimeOptions {
+  readonly logger: Logger;
+  readonly clock: Clock;
+  /**
+   * Models to use instead of the configured ones (tests): an embedder (null = none) and optionally an
+   * attention model. When absent, the configured models are loaded (and fetched on first use).
+   */
+  readonly models?:
+    | {
+        readonly embedder: Embedder | null;
+        readonly attention?: AttentionModel | null;
+        /** The compressor's token scorer (default: the built-in heuristic one). */
+        readonly scorer?: TokenScorer | null;
+      }
+    | undefined;
+  /** Download progress when a model is fetched on first use. */
+  readonly onFetchProgress?: ((progress: FetchProgress) => void) | undefined;
+}
+
+/** The store's fusion weights from the configuration (both stores fuse the same way). */
+export function fusionOf(config: LightmemConfig): FusionWeights {
+  return {
+    lexicalWeight: config.store.lexicalWeight,
+    semanticWeight: config.store.semanticWeight,
+    normalization: config.store.normalization,
+  };
 }

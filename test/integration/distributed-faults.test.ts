@@ -11,6 +11,7 @@ import { kafkaTopic } from '../../services/adapters/kafka/kafka-topics.js';
 import { Topics, type TopicName } from '../../services/core/model/topics.js';
 import { systemClock } from '../../services/core/ports/clock.js';
 import type { LightmemConfigInput } from '../../services/core/config.js';
+import type { DeadLetter } from '../../services/core/model/generated.js';
 import { makeEntry } from '../support/memory-fixtures.js';
 import { fetchModel } from './support/models.js';
 import { deleteTopics, servers, testLogger } from './support/servers.js';
@@ -202,8 +203,12 @@ describe('distributed pipeline under faults (real Kafka, registry, Elasticsearch
       await run.monitor.append(Topics.memories, [
         { key: 'bad', value: makeEntry({ tenantId: 'bad tenant!' }) },
       ]);
-      await waitUntil(async () => (await run.monitor.endOffset(Topics.deadLetters)) >= 2, 'two dead letters');
-      const dead = (await run.monitor.read(Topics.deadLetters, 0, 10)).map((r) => r.value);
+      // Positions are not records on Kafka (transaction markers take positions): wait for the records.
+      let dead: DeadLetter[] = [];
+      await waitUntil(async () => {
+        dead = (await run.monitor.read(Topics.deadLetters, 0, 100)).map((r) => r.value);
+        return dead.length >= 2;
+      }, 'two dead letters');
       const undecodable = dead.find((d) => d.stage === 'compressor');
       assert.ok(undecodable, JSON.stringify(dead));
       assert.equal(undecodable.sourceTopic, Topics.raw);
@@ -212,7 +217,7 @@ describe('distributed pipeline under faults (real Kafka, registry, Elasticsearch
       const rejected = dead.find((d) => d.stage === 'indexer');
       assert.ok(rejected, JSON.stringify(dead));
       assert.equal(rejected.sourceTopic, Topics.memories);
-      assert.equal(rejected.field, 'tenantId');
+      assert.match(rejected.field ?? '', /tenantId$/);
       assert.match(rejected.payload, /bad tenant!/);
     });
     assert.deepEqual(ids, reference, 'the good records were all processed');

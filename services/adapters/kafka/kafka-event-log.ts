@@ -23,7 +23,7 @@ import type {
 import type { Logger } from '../../core/ports/logger.js';
 import type { Clock } from '../../core/ports/clock.js';
 import { topicSchemas, type TopicName } from '../../core/model/topics.js';
-import { LightmemError, UnavailableError, errorMessage } from '../../core/errors.js';
+import { LightmemError, UnavailableError, errorMessage, isRetryable } from '../../core/errors.js';
 import { deadLetterFor, runBatch, waitWithHeartbeat } from '../stage-batch.js';
 import { RegistryAvroCodec } from './registry-codec.js';
 import {
@@ -78,8 +78,8 @@ export class KafkaEventLog implements EventLog {
   /** State of groups consumed in this process (kept after the consumer stops: `stateOf` reads it). */
   private readonly states = new Map<string, StageState>();
   private readonly running = new Set<Promise<void>>();
-  /** Groups whose consumer runs in this process: their state here is current. */
-  private readonly liveGroups = new Set<string>();
+  /** Groups whose consumer runs in this process → the input partitions it owns (its state there is current). */
+  private readonly liveGroups = new Map<string, Set<number>>();
   private closed = false;
 
   private constructor(
@@ -194,10 +194,15 @@ export class KafkaEventLog implements EventLog {
     }
   }
 
+  /**
+   * A group's committed state. While the group consumes in this process, only the partitions it owns
+   * (a scheduler here must not act on conversations another replica owns); otherwise all of it, reloaded
+   * from the changelog when it moved.
+   */
   stateOf(group: string): StateReader {
     return {
-      get: async (key) => (await this.currentState(group)).get(key),
-      keys: async (prefix) => (await this.currentState(group)).keys(prefix),
+      get: async (key) => (await this.currentState(group)).get(key, this.liveGroups.get(group)),
+      keys: async (prefix) => (await this.currentState(group)).keys(prefix, this.liveGroups.get(group)),
     };
   }
 
@@ -261,8 +266,8 @@ export class KafkaEventLog implements EventLog {
     const state = new StageState();
     const name = stateTopic(this.options.topics, group);
     await readRange(this.kafka, this.admin, name, {
-      onMessage: (_partition, message) => {
-        state.applyChangelog(message.key?.toString('utf8') ?? '', message.value);
+      onMessage: (partition, message) => {
+        state.applyChangelog(partition, message.key?.toString('utf8') ?? '', message.value);
         return false;
       },
     });
@@ -280,18 +285,28 @@ export class KafkaEventLog implements EventLog {
     const inputTopic = kafkaTopic(layout, topic);
     const changelog = stateTopic(layout, group);
     const logger = this.options.logger.child({ group, topic });
-    await ensureTopics(this.admin, [stateTopicConfig(layout, group)]);
-
-    // The transactional producer first: initialising it fences an older instance with the same id and
-    // aborts its open transaction, so the state read next is final.
-    let producer = await this.transactionalProducer(group);
-    let state = await this.restoreState(group);
+    // Start-up, retried while the cluster is not ready (a topic just created has no leader yet, a broker
+    // is restarting). The transactional producer first: initialising it fences an older instance with the
+    // same id and aborts its open transaction, so the state read next is final.
+    const started = await this.retryingStartUp(signal, logger, async () => {
+      await ensureTopics(this.admin, [stateTopicConfig(layout, group)]);
+      const transactional = await this.transactionalProducer(group);
+      try {
+        return { producer: transactional, state: await this.restoreState(group) };
+      } catch (error) {
+        await transactional.disconnect().catch(() => undefined);
+        throw error;
+      }
+    });
+    if (started === null) return;
+    let { producer, state } = started;
     this.states.set(group, state);
     if (signal.aborted) {
       await producer.disconnect().catch(() => undefined);
       return;
     }
-    this.liveGroups.add(group);
+    const owned = new Set<number>();
+    this.liveGroups.set(group, owned);
 
     const consumer: Consumer = this.kafka.consumer({
       groupId: this.groupId(group),
@@ -305,7 +320,9 @@ export class KafkaEventLog implements EventLog {
     });
     let joins = 0;
     let needsRestore = false;
-    consumer.on(consumer.events.GROUP_JOIN, () => {
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      owned.clear();
+      for (const partition of event.payload.memberAssignment[inputTopic] ?? []) owned.add(partition);
       // After a rebalance this member may own partitions whose state another member wrote meanwhile.
       if (++joins > 1) needsRestore = true;
     });
@@ -410,7 +427,7 @@ export class KafkaEventLog implements EventLog {
                 });
               }
             }
-            state.apply(output.state);
+            state.apply(batch.partition, output.state);
             payload.resolveOffset(String(next - 1));
             await heartbeat();
           }
@@ -428,6 +445,29 @@ export class KafkaEventLog implements EventLog {
         `kafka: consumer ${group} on ${topic} stopped: ${errorMessage(crashed)}`,
         crashed,
       );
+    }
+  }
+
+  /** Runs a start-up step until it succeeds, retrying retryable failures with backoff; null when aborted. */
+  private async retryingStartUp<R>(
+    signal: AbortSignal,
+    logger: Logger,
+    step: () => Promise<R>,
+  ): Promise<R | null> {
+    for (let attempt = 1; ; attempt++) {
+      if (signal.aborted) return null;
+      try {
+        return await step();
+      } catch (error) {
+        if (!isRetryable(error)) throw error;
+        const delay = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(attempt - 1, 16));
+        logger.warn('stage start-up failed, retrying', {
+          attempt,
+          delayMs: delay,
+          error: errorMessage(error),
+        });
+        await waitWithHeartbeat(delay, { signal });
+      }
     }
   }
 

@@ -6,19 +6,20 @@ import type { PartitionEnd } from './kafka-range-reader.js';
  * key) and kept current by the stage's own committed batches.
  */
 export class StageState {
-  private readonly values = new Map<string, string>();
+  /** Key → value and the partition (of the input and the changelog) it belongs to. */
+  private readonly values = new Map<string, { value: string; partition: number }>();
   private ends: readonly PartitionEnd[] | null = null;
 
-  applyChangelog(key: string, value: Buffer | null): void {
+  applyChangelog(partition: number, key: string, value: Buffer | null): void {
     if (value === null) this.values.delete(key);
-    else this.values.set(key, value.toString('utf8'));
+    else this.values.set(key, { value: value.toString('utf8'), partition });
   }
 
-  /** Writes of a batch whose transaction committed. */
-  apply(writes: readonly StateWrite[]): void {
+  /** Writes of a batch of `partition` whose transaction committed. */
+  apply(partition: number, writes: readonly StateWrite[]): void {
     for (const write of writes) {
       if (write.value === null) this.values.delete(write.key);
-      else this.values.set(write.key, write.value);
+      else this.values.set(write.key, { value: write.value, partition });
     }
     this.ends = null;
   }
@@ -35,20 +36,28 @@ export class StageState {
     return ends.every((e) => known.some((k) => k.partition === e.partition && k.end === e.end));
   }
 
-  get(key: string): string | undefined {
-    return this.values.get(key);
+  get(key: string, owned?: ReadonlySet<number>): string | undefined {
+    const entry = this.values.get(key);
+    if (entry === undefined || (owned !== undefined && !owned.has(entry.partition))) return undefined;
+    return entry.value;
   }
 
-  keys(prefix: string): string[] {
+  keys(prefix: string, owned?: ReadonlySet<number>): string[] {
     const keys: string[] = [];
-    for (const key of this.values.keys()) if (key.startsWith(prefix)) keys.push(key);
+    for (const [key, entry] of this.values) {
+      if (key.startsWith(prefix) && (owned === undefined || owned.has(entry.partition))) keys.push(key);
+    }
     return keys.sort();
   }
 
-  reader(): StateReader {
+  /**
+   * A read view; with `owned`, only the keys of those partitions (what this replica of a stage owns: the
+   * rest may be stale, since other replicas write it).
+   */
+  reader(owned?: ReadonlySet<number>): StateReader {
     return {
-      get: (key) => Promise.resolve(this.get(key)),
-      keys: (prefix) => Promise.resolve(this.keys(prefix)),
+      get: (key) => Promise.resolve(this.get(key, owned)),
+      keys: (prefix) => Promise.resolve(this.keys(prefix, owned)),
     };
   }
 }

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { collect, lastJsonLine, locomoFile, runCli, spawnCli, tempDir } from '../support/cli.js';
+import { loadConfig } from '../../services/runtime/load-config.js';
+import { EmbeddedRuntime } from '../../services/runtime/embedded-runtime.js';
+import { DistributedRuntime } from '../../services/runtime/distributed-runtime.js';
+import { compareSearches } from '../../services/bench/distributed-bench.js';
+import { systemClock } from '../../services/core/ports/clock.js';
+import type { LightmemConfigInput } from '../../services/core/config.js';
+import { fetchModel } from './support/models.js';
+import { deleteTopics, testLogger } from './support/servers.js';
+import {
+  allMemoryIds,
+  distributedConfig,
+  modelEnv,
+  startStages,
+  stopStages,
+  writeConfig,
+} from './support/distributed.js';
+
+/**
+ * Acceptance of distributed mode: `lightmem ingest` of the whole LoCoMo dev file through four stage
+ * processes on real Kafka, registry and Elasticsearch makes exactly the memories of the embedded run, and
+ * every question's search agrees with the embedded one.
+ */
+describe('LoCoMo dev end to end: distributed vs embedded (real servers, real embedder)', () => {
+  const dir = tempDir('distributed-locomo');
+  const cleanups: (() => Promise<void>)[] = [];
+  before(async () => {
+    await fetchModel();
+  });
+  after(async () => {
+    for (const cleanup of cleanups) await cleanup().catch(() => undefined);
+    dir.remove();
+  });
+
+  it('the same memory ids, and searches that find the same gold turns', async () => {
+    const embeddedDir = join(dir.path, 'embedded');
+    const embeddedConfig: LightmemConfigInput = { mode: 'embedded', dataDir: embeddedDir };
+    const embeddedFile = writeConfig(dir.path, 'embedded', embeddedConfig);
+    const embedded = lastJsonLine(
+      await runCli(
+        ['ingest', locomoFile, '--format', 'locomo', '--config', embeddedFile, '--json'],
+        modelEnv(),
+      ),
+    ) as { accepted: number; totalSeconds: number };
+
+    const config = distributedConfig('locomo');
+    const file = writeConfig(dir.path, 'distributed', config);
+    cleanups.push(() =>
+      deleteTopics({ prefix: config.kafka!.topicPrefix!, partitions: 3, replicationFactor: 1 }),
+    );
+    const init = await runCli(['admin', 'init', '--config', file], modelEnv());
+    assert.equal(init.code, 0, init.stderr);
+    const stages = await startStages(file, modelEnv());
+    let distributed: { accepted: number; totalSeconds: number };
+    try {
+      distributed = lastJsonLine(
+        await collect(
+          spawnCli(['ingest', locomoFile, '--format', 'locomo', '--config', file, '--json'], modelEnv()),
+        ),
+      ) as typeof distributed;
+    } finally {
+      await stopStages(stages);
+    }
+    assert.equal(distributed.accepted, embedded.accepted);
+    console.log(
+      `ingest: embedded ${embedded.totalSeconds} s, distributed (4 stage processes) ${distributed.totalSeconds} s for ${embedded.accepted} events`,
+    );
+
+    const env = modelEnv();
+    const sqliteSide = await EmbeddedRuntime.open(loadConfig({ env, overrides: embeddedConfig }), {
+      logger: testLogger,
+      clock: systemClock,
+    });
+    const esSide = await DistributedRuntime.open(loadConfig({ env, overrides: config }), {
+      logger: testLogger,
+      clock: systemClock,
+    });
+    try {
+      const embeddedIds = await allMemoryIds(sqliteSide.store);
+      const distributedIds = await allMemoryIds(esSide.store);
+      assert.ok(embeddedIds.length > 3_000, `${embeddedIds.length} memories`);
+      assert.deepEqual(distributedIds, embeddedIds, 'the same memory ids');
+
+      const agreement = await compareSearches(sqliteSide, esSide, { file: locomoFile, tenantId: 'default' });
+      console.log(`search agreement: ${JSON.stringify(agreement)}`);
+      const { scored, embedded: sqliteGold, distributed: esGold, agree } = agreement.goldFound;
+      assert.ok(agree / scored >= 0.9, `gold-turn outcome agrees on ${agree} of ${scored} questions`);
+      assert.ok(
+        Math.abs(sqliteGold - esGold) / scored <= 0.05,
+        `gold in top 10: sqlite ${sqliteGold}, es ${esGold}`,
+      );
+      assert.ok(agreement.top10Overlap >= 0.7, `top-10 overlap ${agreement.top10Overlap}`);
+    } finally {
+      await sqliteSide.close();
+      await esSide.close();
+    }
+  });
+});
