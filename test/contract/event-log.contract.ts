@@ -599,7 +599,8 @@ function toAppend(event: ConversationEvent): AppendRecord<typeof Topics.raw> {
   return { key: conversationKey(event), value: event };
 }
 
-function compressedOf(event: ConversationEvent): CompressedTurn {
+/** The compressed turn a test stage makes of an event (its text upper-cased). */
+export function compressedOf(event: ConversationEvent): CompressedTurn {
   return {
     event,
     compressedText: event.text.toUpperCase(),

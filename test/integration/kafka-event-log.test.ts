@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
-import { eventLogContract } from '../contract/event-log.contract.js';
+import { compressedOf, eventLogContract } from '../contract/event-log.contract.js';
 import { makeTurn } from '../support/event-fixtures.js';
 import { Topics, conversationKey } from '../../services/core/model/topics.js';
 import type { BatchHandler } from '../../services/core/ports/event-log.js';
@@ -49,14 +49,7 @@ describe('KafkaEventLog on several partitions', () => {
           records: records.map((r) => ({
             topic: Topics.compressed,
             key: r.key,
-            value: {
-              event: r.value,
-              compressedText: r.value.text,
-              originalTokens: 3,
-              keptTokens: 3,
-              keepRatio: 1,
-              scorerVersion: 'none',
-            },
+            value: compressedOf(r.value),
           })),
           state: [],
         };
