@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { infraPorts } from '../endpoints.js';
+import { InfraError } from '../lib/infra-error.js';
 import { downloadMaven } from '../lib/download.js';
 import { unpackOnce } from '../lib/archive.js';
 import { ensureDirs } from '../lib/layout.js';
@@ -101,7 +102,7 @@ export const elasticsearchServer: ServerSpec = {
     );
     const setpriv = spawnSync('setpriv', ['--version']);
     if (setpriv.status !== 0)
-      throw new Error(
+      throw new InfraError(
         'running as root: Elasticsearch must run as another user, and `setpriv` (util-linux) is missing',
       );
     return {

@@ -1,10 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LightmemConfig } from '../core/config.js';
-import type { MemoryStore } from '../core/ports/memory-store.js';
 import { LightmemError, errorMessage, isRetryable } from '../core/errors.js';
 import { topicSchemas, type TopicName } from '../core/model/topics.js';
-import { KafkaEventLog } from '../adapters/kafka/kafka-event-log.js';
-import { kafkaClient } from '../adapters/kafka/kafka-event-log.js';
+import { KafkaEventLog, kafkaClient } from '../adapters/kafka/kafka-event-log.js';
 import {
   dataTopicConfigs,
   ensureTopics,
@@ -170,7 +168,7 @@ export class DistributedRuntime implements Runtime {
 
   async close(): Promise<void> {
     await this.eventLog.close();
-    await (this.store as MemoryStore).close();
+    await this.store.close();
     await this.closeModels();
   }
 }

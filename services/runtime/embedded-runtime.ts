@@ -30,7 +30,6 @@ import { runtimeModels } from './model-loader.js';
 import { fusionOf } from './runtime.js';
 import { CachingEmbedder } from './caching-embedder.js';
 import type { DrainOptions, Runtime, RuntimeOptions } from './runtime.js';
-export type { RuntimeOptions } from './runtime.js';
 
 /** Built-in components: everything that works with no model and no LLM. */
 export function embeddedComponents(

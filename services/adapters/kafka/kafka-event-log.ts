@@ -340,8 +340,19 @@ export class KafkaEventLog implements EventLog {
     const onAbort = (): void => wake();
     signal.addEventListener('abort', onAbort, { once: true });
 
+    // Output is encoded once, when runBatch checks it against its schema; the commit (and its retries)
+    // reuse the bytes. Dead letters made after the check are encoded on demand.
+    const encoded = new WeakMap<OutputRecord, Buffer>();
+    const encode = (record: OutputRecord): Buffer => {
+      let bytes = encoded.get(record);
+      if (bytes === undefined) {
+        bytes = this.codec.encode(record.topic, record.value);
+        encoded.set(record, bytes);
+      }
+      return bytes;
+    };
     const checkOutput = (output: StageOutput): void => {
-      for (const record of output.records) this.codec.encode(record.topic, record.value);
+      for (const record of output.records) encode(record);
     };
 
     try {
@@ -401,6 +412,7 @@ export class KafkaEventLog implements EventLog {
                   batch.partition,
                   next,
                   output,
+                  encode,
                 );
                 break;
               } catch (error) {
@@ -534,12 +546,13 @@ export class KafkaEventLog implements EventLog {
     partition: number,
     nextOffset: number,
     output: StageOutput,
+    encode: (record: OutputRecord) => Buffer,
   ): Promise<void> {
     const byTopic = new Map<string, { key: string; value: Buffer }[]>();
     for (const record of output.records) {
       const name = kafkaTopic(this.options.topics, record.topic);
       const list = byTopic.get(name) ?? [];
-      list.push({ key: record.key, value: this.codec.encode(record.topic, record.value) });
+      list.push({ key: record.key, value: encode(record) });
       byTopic.set(name, list);
     }
     const transaction = await producer.transaction();
