@@ -34,8 +34,13 @@ export async function probe(
   check: (signal: AbortSignal) => Promise<boolean>,
   timeoutMs = 2_000,
 ): Promise<boolean> {
+  // The signal alone stops nothing that ignores it (a client stuck in connect): race it as well.
+  const signal = AbortSignal.timeout(timeoutMs);
+  const timedOut = new Promise<boolean>((resolve) =>
+    signal.addEventListener('abort', () => resolve(false), { once: true }),
+  );
   try {
-    return await check(AbortSignal.timeout(timeoutMs));
+    return await Promise.race([check(signal), timedOut]);
   } catch {
     return false;
   }

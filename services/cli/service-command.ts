@@ -27,9 +27,15 @@ export async function serviceCommand(argv: readonly string[]): Promise<number> {
   const logger = commandLogger(values, config, { logLevel: 'info' }).child({ stage });
   const runtime = await DistributedRuntime.open(config, { logger, clock: systemClock });
   const stop = new AbortController();
+  const graceMs = config.pipeline.shutdownGraceMs;
+  let grace: NodeJS.Timeout | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
     logger.info('stopping', { signal });
     stop.abort();
+    grace = setTimeout(() => {
+      logger.error('the graceful stop took too long; exiting without it', { graceMs });
+      process.exit(1);
+    }, graceMs).unref();
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -41,6 +47,15 @@ export async function serviceCommand(argv: readonly string[]): Promise<number> {
     await runtime.runStage(stage as StageName, stop.signal);
   } finally {
     await runtime.close();
+    clearTimeout(grace);
+    // Everything is closed and committed. A handle still open now is a client library's leftover (a retry
+    // timer, a socket): name it, and do not let it keep the process (and its replacement's start) waiting.
+    setTimeout(() => {
+      logger.warn('handles still open after the stop; exiting anyway', {
+        resources: process.getActiveResourcesInfo().join(', '),
+      });
+      process.exit(process.exitCode ?? 0);
+    }, 5_000).unref();
   }
   logger.info('stopped');
   return 0;

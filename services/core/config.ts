@@ -115,6 +115,12 @@ export const LightmemConfig = z
           .positive()
           .default(10 * 60_000),
         idleCheckMs: z.number().int().positive().default(30_000),
+        /**
+         * On SIGTERM a stage service finishes and commits the batch in hand, then leaves its group; if that
+         * takes longer than this (a server that stopped answering), it exits anyway: the uncommitted batch is
+         * redone by the partition's next owner.
+         */
+        shutdownGraceMs: z.number().int().positive().default(30_000),
       })
       .prefault({}),
     server: z

@@ -1,8 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LightmemConfig } from '../core/config.js';
-import { LightmemError, errorMessage, isRetryable } from '../core/errors.js';
+import { LightmemError, UnavailableError, errorMessage, isRetryable } from '../core/errors.js';
+import { withTimeout } from '../core/deadline.js';
 import { topicSchemas, type TopicName } from '../core/model/topics.js';
 import { KafkaEventLog, kafkaClient } from '../adapters/kafka/kafka-event-log.js';
+import { disconnectQuietly } from '../adapters/kafka/disconnect.js';
 import {
   dataTopicConfigs,
   ensureTopics,
@@ -18,6 +20,7 @@ import {
   isDrained,
   pipelineLag,
   pipelineStages,
+  superviseStage,
   type PipelineComponents,
   type StageDefinition,
   type StageLag,
@@ -35,6 +38,9 @@ export function topicLayout(config: LightmemConfig): TopicLayout {
     replicationFactor: config.kafka.replicationFactor,
   };
 }
+
+/** Longest wait for one reading of the pipeline lag before it counts as a retryable failure. */
+const lagTimeoutMs = 60_000;
 
 export const stageNames: readonly StageName[] = ['compressor', 'segmenter', 'summarizer', 'indexer'];
 
@@ -115,7 +121,12 @@ export class DistributedRuntime implements Runtime {
       options.signal?.throwIfAborted();
       let lags: StageLag[];
       try {
-        lags = await this.lag();
+        // A client that never answers (a broker restarting under it) must not stall the wait forever.
+        lags = await withTimeout(
+          this.lag(),
+          lagTimeoutMs,
+          () => new UnavailableError(`reading the pipeline lag took over ${lagTimeoutMs / 1000} s`),
+        );
       } catch (error) {
         // A broker restart is not the end of the wait: keep polling until it is back.
         if (!isRetryable(error)) throw error;
@@ -157,10 +168,11 @@ export class DistributedRuntime implements Runtime {
       scheduler.start();
     }
     try {
-      await stage.consume(this.eventLog, { signal, batchSize: this.config.pipeline.batchSize });
-    } catch (error) {
-      this.options.logger.error('stage stopped', { stage: name, error: errorMessage(error) });
-      throw error;
+      await superviseStage(this.eventLog, stage, {
+        signal,
+        batchSize: this.config.pipeline.batchSize,
+        logger: this.options.logger,
+      });
     } finally {
       await scheduler.stop();
     }
@@ -199,7 +211,7 @@ export async function adminInit(
       ...stageNames.map((stage) => stateTopicConfig(layout, stage)),
     ]);
   } finally {
-    await admin.disconnect().catch(() => undefined);
+    await disconnectQuietly(admin);
   }
   const schemas = await registerSchemas(
     { url: config.registry.url, subjectOf: (topic) => valueSubject(layout, topic) },

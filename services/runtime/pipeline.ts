@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { BatchHandler, EventLog } from '../core/ports/event-log.js';
 import type { Logger } from '../core/ports/logger.js';
 import type { TokenScorer } from '../core/ports/token-scorer.js';
@@ -8,7 +9,7 @@ import type { MemoryStore } from '../core/ports/memory-store.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { LightmemConfig } from '../core/config.js';
 import { Topics, type TopicName } from '../core/model/topics.js';
-import { errorMessage } from '../core/errors.js';
+import { errorMessage, isRetryable } from '../core/errors.js';
 import { compressorStage } from '../stages/compressor/compressor-stage.js';
 import { segmenterStage } from '../stages/segmenter/segmenter-stage.js';
 import { summarizerStage } from '../stages/summarizer/summarizer-stage.js';
@@ -82,20 +83,63 @@ export function pipelineStages(
   ];
 }
 
-/** Runs every stage's consumer loop until the signal aborts. */
+export interface SuperviseOptions {
+  readonly signal: AbortSignal;
+  readonly batchSize: number;
+  readonly logger: Logger;
+  /** Backoff between restarts after retryable failures: base doubling up to max (default 1 s … 30 s). */
+  readonly restartBaseMs?: number;
+  readonly restartMaxMs?: number;
+}
+
+/** A stage that ran this long before failing starts its backoff over: the outage was a new one. */
+const healthyRunMs = 60_000;
+
+/**
+ * Runs one stage's consumer loop until the signal aborts. A retryable failure that outlasted the adapter's
+ * own retries (a broker or store outage longer than they ride out) restarts the loop after a backoff rather
+ * than ending the process: the loop resumes from the last committed batch, so nothing is lost or doubled.
+ * A non-retryable failure (a fenced instance, a bug) ends it with the error.
+ */
+export async function superviseStage(
+  log: EventLog,
+  stage: StageDefinition,
+  options: SuperviseOptions,
+): Promise<void> {
+  const base = options.restartBaseMs ?? 1_000;
+  const max = options.restartMaxMs ?? 30_000;
+  let failures = 0;
+  for (;;) {
+    const started = Date.now();
+    try {
+      await stage.consume(log, { signal: options.signal, batchSize: options.batchSize });
+      return;
+    } catch (error) {
+      if (options.signal.aborted) return;
+      if (!isRetryable(error)) {
+        options.logger.error('stage stopped', { stage: stage.name, error: errorMessage(error) });
+        throw error;
+      }
+      failures = Date.now() - started >= healthyRunMs ? 1 : failures + 1;
+      const delayMs = Math.min(max, base * 2 ** Math.min(failures - 1, 16));
+      options.logger.warn('stage failed; restarting it', {
+        stage: stage.name,
+        attempt: failures,
+        delayMs,
+        error: errorMessage(error),
+      });
+      await sleep(delayMs, undefined, { signal: options.signal }).catch(() => undefined);
+    }
+  }
+}
+
+/** Runs every stage's consumer loop (supervised) until the signal aborts. */
 export async function runStages(
   log: EventLog,
   stages: readonly StageDefinition[],
-  options: { signal: AbortSignal; batchSize: number; logger: Logger },
+  options: SuperviseOptions,
 ): Promise<void> {
-  await Promise.all(
-    stages.map((stage) =>
-      stage.consume(log, { signal: options.signal, batchSize: options.batchSize }).catch((error: unknown) => {
-        options.logger.error('stage stopped', { stage: stage.name, error: errorMessage(error) });
-        throw error;
-      }),
-    ),
-  );
+  await Promise.all(stages.map((stage) => superviseStage(log, stage, options)));
 }
 
 export interface StageLag {

@@ -11,17 +11,10 @@ import { avroSchemas, type ConversationEvent } from '../../services/core/model/g
 import { Topics, conversationKey } from '../../services/core/model/topics.js';
 import type { Clock } from '../../services/core/ports/clock.js';
 import type { AppendRecord, EventLog } from '../../services/core/ports/event-log.js';
-import type { Logger } from '../../services/core/ports/logger.js';
 import { eventLogContract } from './event-log.contract.js';
 import { makeTurn } from '../support/event-fixtures.js';
+import { silentLogger } from '../support/memory-logger.js';
 
-const silentLogger: Logger = {
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-  child: () => silentLogger,
-};
 const clock: Clock = { now: () => Date.now() };
 
 const tempDirs: string[] = [];

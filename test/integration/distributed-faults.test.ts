@@ -24,6 +24,7 @@ import {
   startStages,
   stopStages,
   waitUntil,
+  withDeadline,
   writeConfig,
   type Stage,
   type StageProcess,
@@ -35,6 +36,8 @@ import {
  * embedded run — nothing lost, nothing duplicated.
  */
 const shared: LightmemConfigInput = { pipeline: { batchSize: 16 } };
+/** A run takes 1–3 minutes here; past this, it is stuck: fail with what each stage had done. */
+const runDeadlineMs = 10 * 60_000;
 const inputOf: Record<Stage, TopicName> = {
   compressor: Topics.raw,
   segmenter: Topics.compressed,
@@ -42,184 +45,204 @@ const inputOf: Record<Stage, TopicName> = {
   indexer: Topics.memories,
 };
 
-describe('distributed pipeline under faults (real Kafka, registry, Elasticsearch)', () => {
-  const dir = tempDir('distributed-faults');
-  let subset: string;
-  let reference: string[];
-  const cleanups: (() => Promise<void>)[] = [];
+describe(
+  'distributed pipeline under faults (real Kafka, registry, Elasticsearch)',
+  { timeout: 60 * 60_000 },
+  () => {
+    const dir = tempDir('distributed-faults');
+    let subset: string;
+    let reference: string[];
+    const cleanups: (() => Promise<void>)[] = [];
 
-  before(async () => {
-    await fetchModel();
-    subset = locomoSubset(dir.path, 2);
-    const embeddedDir = join(dir.path, 'embedded');
-    const config = writeConfig(dir.path, 'embedded', { ...shared, mode: 'embedded' });
-    lastJsonLine(
-      await runCli(
-        ['ingest', subset, '--format', 'locomo', '--data-dir', embeddedDir, '--config', config, '--json'],
-        modelEnv(),
-      ),
-    );
-    const store = SqliteMemoryStore.open(join(embeddedDir, 'memories.db'));
-    try {
-      reference = (await allMemoryIds(store)).sort();
-    } finally {
-      await store.close();
-    }
-    assert.ok(reference.length > 300, `reference run made ${reference.length} memories`);
-  });
-
-  after(async () => {
-    for (const cleanup of cleanups) await cleanup().catch(() => undefined);
-    dir.remove();
-  });
-
-  interface Run {
-    readonly config: LightmemConfigInput;
-    readonly file: string;
-    readonly stages: Map<Stage, StageProcess>;
-    readonly monitor: KafkaEventLog;
-    committed(stage: Stage): Promise<number>;
-  }
-
-  /** One distributed ingest of the subset with `fault` injected while it runs; returns the memory ids. */
-  async function distributedRun(
-    label: string,
-    fault: (run: Run) => Promise<void>,
-  ): Promise<{ ids: string[]; committed: Record<Stage, number> }> {
-    const config = distributedConfig(label, shared);
-    const file = writeConfig(dir.path, label, config);
-    const layout = { prefix: config.kafka!.topicPrefix!, partitions: 3, replicationFactor: 1 };
-    cleanups.push(() => deleteTopics(layout));
-    const init = await runCli(['admin', 'init', '--config', file], modelEnv());
-    assert.equal(init.code, 0, init.stderr);
-    const monitor = await KafkaEventLog.open({
-      brokers: servers.kafkaBrokers,
-      clientId: 'lightmem-test-monitor',
-      registryUrl: servers.registryUrl,
-      topics: layout,
-      instanceId: 'monitor',
-      logger: testLogger,
-      clock: systemClock,
-    });
-    const stages = await startStages(file, modelEnv());
-    const run: Run = {
-      config,
-      file,
-      stages,
-      monitor,
-      committed: (stage) => monitor.committedOffset(stage, inputOf[stage]).catch(() => 0),
-    };
-    try {
-      const ingest = collect(
-        spawnCli(['ingest', subset, '--format', 'locomo', '--config', file, '--json'], modelEnv()),
+    before(async () => {
+      await fetchModel();
+      subset = locomoSubset(dir.path, 2);
+      const embeddedDir = join(dir.path, 'embedded');
+      const config = writeConfig(dir.path, 'embedded', { ...shared, mode: 'embedded' });
+      lastJsonLine(
+        await runCli(
+          ['ingest', subset, '--format', 'locomo', '--data-dir', embeddedDir, '--config', config, '--json'],
+          modelEnv(),
+        ),
       );
-      await fault(run);
-      const result = await ingest;
-      const summary = lastJsonLine(result) as { accepted: number };
-      assert.ok(summary.accepted > 700);
-      const store = await ElasticsearchMemoryStore.open({
-        node: servers.elasticsearchUrl,
-        indexPrefix: config.elasticsearch!.indexPrefix!,
-      });
-      const committed = {} as Record<Stage, number>;
-      for (const stage of Object.keys(inputOf) as Stage[]) committed[stage] = await run.committed(stage);
+      const store = SqliteMemoryStore.open(join(embeddedDir, 'memories.db'));
       try {
-        return { ids: await allMemoryIds(store), committed };
+        reference = (await allMemoryIds(store)).sort();
       } finally {
         await store.close();
       }
-    } catch (error) {
-      for (const p of stages.values()) console.error(`--- ${p.stage} ---\n${p.log.slice(-3000)}`);
-      throw error;
-    } finally {
-      await stopStages(stages);
-      await monitor.close();
+      assert.ok(reference.length > 300, `reference run made ${reference.length} memories`);
+    });
+
+    after(async () => {
+      for (const cleanup of cleanups) await cleanup().catch(() => undefined);
+      dir.remove();
+    });
+
+    interface Run {
+      readonly config: LightmemConfigInput;
+      readonly file: string;
+      readonly stages: Map<Stage, StageProcess>;
+      readonly monitor: KafkaEventLog;
+      committed(stage: Stage): Promise<number>;
     }
-  }
 
-  it('SIGKILL of each stage process mid-stream, then a restart: exactly the undisturbed memories', async () => {
-    const kills: { stage: Stage; at: number }[] = [];
-    const { ids, committed } = await distributedRun('kill', async (run) => {
-      for (const stage of ['compressor', 'segmenter', 'summarizer', 'indexer'] as const) {
-        await waitUntil(async () => (await run.committed(stage)) > 0, `${stage} to commit its first batch`);
-        const at = await run.committed(stage);
-        await run.stages.get(stage)!.kill9();
-        kills.push({ stage, at });
-        await sleep(300);
-        run.stages.get(stage)!.start();
-      }
-    });
-    assert.deepEqual(ids, reference, 'the memories of the undisturbed embedded run');
-    // Every kill landed mid-stream: the stage had committed some but not all of its input.
-    assert.equal(kills.length, 4);
-    for (const kill of kills) {
-      assert.ok(
-        kill.at > 0 && kill.at < committed[kill.stage],
-        `${kill.stage} killed at ${kill.at} of ${committed[kill.stage]}`,
-      );
-    }
-  });
-
-  it('a Kafka broker restart mid-stream: exactly the undisturbed memories', async () => {
-    const { ids } = await distributedRun('broker', async (run) => {
-      await waitUntil(async () => (await run.committed('segmenter')) > 0, 'the segmenter to commit');
-      await infra('down', 'kafka');
-      await sleep(2_000);
-      await infra('up', 'kafka');
-    });
-    assert.deepEqual(ids, reference);
-  });
-
-  it('Elasticsearch unavailable for 30 s mid-stream: exactly the undisturbed memories', async () => {
-    const { ids } = await distributedRun('es-down', async (run) => {
-      await waitUntil(async () => (await run.committed('indexer')) > 0, 'the indexer to commit');
-      await infra('down', 'elasticsearch');
-      await sleep(30_000);
-      await infra('up', 'elasticsearch');
-    });
-    assert.deepEqual(ids, reference);
-  });
-
-  it('records that fail to decode or that a stage rejects are dead-lettered with their reason; the stage goes on', async () => {
-    const { ids } = await distributedRun('poison', async (run) => {
-      const layout = { prefix: run.config.kafka!.topicPrefix! };
-      const kafka = new Kafka({
-        clientId: 'lightmem-test-poison',
+    /** One distributed ingest of the subset with `fault` injected while it runs; returns the memory ids. */
+    async function distributedRun(
+      label: string,
+      fault: (run: Run) => Promise<void>,
+    ): Promise<{ ids: string[]; committed: Record<Stage, number> }> {
+      const config = distributedConfig(label, shared);
+      const file = writeConfig(dir.path, label, config);
+      const layout = { prefix: config.kafka!.topicPrefix!, partitions: 3, replicationFactor: 1 };
+      cleanups.push(() => deleteTopics(layout));
+      const init = await runCli(['admin', 'init', '--config', file], modelEnv());
+      assert.equal(init.code, 0, init.stderr);
+      const monitor = await KafkaEventLog.open({
         brokers: servers.kafkaBrokers,
-        logLevel: logLevel.NOTHING,
+        clientId: 'lightmem-test-monitor',
+        registryUrl: servers.registryUrl,
+        topics: layout,
+        instanceId: 'monitor',
+        logger: testLogger,
+        clock: systemClock,
       });
-      const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
-      await producer.connect();
+      const stages = await startStages(file, modelEnv());
+      const run: Run = {
+        config,
+        file,
+        stages,
+        monitor,
+        committed: (stage) => monitor.committedOffset(stage, inputOf[stage]).catch(() => 0),
+      };
       try {
-        // Not Avro in the wire format at all.
-        await producer.send({
-          topic: kafkaTopic(layout, Topics.raw),
-          messages: [{ key: 'x/y', value: Buffer.from('{"not":"avro"}') }],
+        const child = spawnCli(
+          ['ingest', subset, '--format', 'locomo', '--config', file, '--json'],
+          modelEnv(),
+        );
+        const ingest = collect(child);
+        await fault(run);
+        const result = await withDeadline(ingest, runDeadlineMs, async () => {
+          const lags = await Promise.all(
+            (Object.keys(inputOf) as Stage[]).map(async (s) => `${s}: ${await run.committed(s)}`),
+          );
+          const dead = [...stages.values()].filter((p) => !p.alive).map((p) => p.stage);
+          child.kill('SIGKILL');
+          return `ingest did not finish in ${runDeadlineMs / 1000} s; committed ${lags.join(', ')}; stages not running: ${dead.join(', ') || 'none'}`;
         });
+        const summary = lastJsonLine(result) as { accepted: number };
+        assert.ok(summary.accepted > 700);
+        // The services rode the fault out: none of them exited (nothing would restart it in production
+        // but the orchestrator, and a stage that exits on a broker hiccup is a crash loop).
+        assert.deepEqual(
+          [...stages.values()].filter((p) => !p.alive).map((p) => p.stage),
+          [],
+          'every stage process is still running',
+        );
+        const store = await ElasticsearchMemoryStore.open({
+          node: servers.elasticsearchUrl,
+          indexPrefix: config.elasticsearch!.indexPrefix!,
+        });
+        const committed = {} as Record<Stage, number>;
+        for (const stage of Object.keys(inputOf) as Stage[]) committed[stage] = await run.committed(stage);
+        try {
+          return { ids: await allMemoryIds(store), committed };
+        } finally {
+          await store.close();
+        }
+      } catch (error) {
+        for (const p of stages.values()) console.error(`--- ${p.stage} ---\n${p.log.slice(-3000)}`);
+        throw error;
       } finally {
-        await producer.disconnect();
+        await stopStages(stages);
+        await monitor.close();
       }
-      // Valid Avro, but the indexer refuses it: the tenant id has characters ids may not have.
-      await run.monitor.append(Topics.memories, [
-        { key: 'bad', value: makeEntry({ tenantId: 'bad tenant!' }) },
-      ]);
-      // Positions are not records on Kafka (transaction markers take positions): wait for the records.
-      let dead: DeadLetter[] = [];
-      await waitUntil(async () => {
-        dead = (await run.monitor.read(Topics.deadLetters, 0, 100)).map((r) => r.value);
-        return dead.length >= 2;
-      }, 'two dead letters');
-      const undecodable = dead.find((d) => d.stage === 'compressor');
-      assert.ok(undecodable, JSON.stringify(dead));
-      assert.equal(undecodable.sourceTopic, Topics.raw);
-      assert.equal(undecodable.errorCode, 'invalid_input');
-      assert.match(undecodable.reason, /wire format/);
-      const rejected = dead.find((d) => d.stage === 'indexer');
-      assert.ok(rejected, JSON.stringify(dead));
-      assert.equal(rejected.sourceTopic, Topics.memories);
-      assert.match(rejected.field ?? '', /tenantId$/);
-      assert.match(rejected.payload, /bad tenant!/);
+    }
+
+    it('SIGKILL of each stage process mid-stream, then a restart: exactly the undisturbed memories', async () => {
+      const kills: { stage: Stage; at: number }[] = [];
+      const { ids, committed } = await distributedRun('kill', async (run) => {
+        for (const stage of ['compressor', 'segmenter', 'summarizer', 'indexer'] as const) {
+          await waitUntil(async () => (await run.committed(stage)) > 0, `${stage} to commit its first batch`);
+          const at = await run.committed(stage);
+          await run.stages.get(stage)!.kill9();
+          kills.push({ stage, at });
+          await sleep(300);
+          run.stages.get(stage)!.start();
+        }
+      });
+      assert.deepEqual(ids, reference, 'the memories of the undisturbed embedded run');
+      // Every kill landed mid-stream: the stage had committed some but not all of its input.
+      assert.equal(kills.length, 4);
+      for (const kill of kills) {
+        assert.ok(
+          kill.at > 0 && kill.at < committed[kill.stage],
+          `${kill.stage} killed at ${kill.at} of ${committed[kill.stage]}`,
+        );
+      }
     });
-    assert.deepEqual(ids, reference, 'the good records were all processed');
-  });
-});
+
+    it('a Kafka broker restart mid-stream: exactly the undisturbed memories', async () => {
+      const { ids } = await distributedRun('broker', async (run) => {
+        await waitUntil(async () => (await run.committed('segmenter')) > 0, 'the segmenter to commit');
+        await infra('down', 'kafka');
+        await sleep(2_000);
+        await infra('up', 'kafka');
+      });
+      assert.deepEqual(ids, reference);
+    });
+
+    it('Elasticsearch unavailable for 30 s mid-stream: exactly the undisturbed memories', async () => {
+      const { ids } = await distributedRun('es-down', async (run) => {
+        await waitUntil(async () => (await run.committed('indexer')) > 0, 'the indexer to commit');
+        await infra('down', 'elasticsearch');
+        await sleep(30_000);
+        await infra('up', 'elasticsearch');
+      });
+      assert.deepEqual(ids, reference);
+    });
+
+    it('records that fail to decode or that a stage rejects are dead-lettered with their reason; the stage goes on', async () => {
+      const { ids } = await distributedRun('poison', async (run) => {
+        const layout = { prefix: run.config.kafka!.topicPrefix! };
+        const kafka = new Kafka({
+          clientId: 'lightmem-test-poison',
+          brokers: servers.kafkaBrokers,
+          logLevel: logLevel.NOTHING,
+        });
+        const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+        await producer.connect();
+        try {
+          // Not Avro in the wire format at all.
+          await producer.send({
+            topic: kafkaTopic(layout, Topics.raw),
+            messages: [{ key: 'x/y', value: Buffer.from('{"not":"avro"}') }],
+          });
+        } finally {
+          await producer.disconnect();
+        }
+        // Valid Avro, but the indexer refuses it: the tenant id has characters ids may not have.
+        await run.monitor.append(Topics.memories, [
+          { key: 'bad', value: makeEntry({ tenantId: 'bad tenant!' }) },
+        ]);
+        // Positions are not records on Kafka (transaction markers take positions): wait for the records.
+        let dead: DeadLetter[] = [];
+        await waitUntil(async () => {
+          dead = (await run.monitor.read(Topics.deadLetters, 0, 100)).map((r) => r.value);
+          return dead.length >= 2;
+        }, 'two dead letters');
+        const undecodable = dead.find((d) => d.stage === 'compressor');
+        assert.ok(undecodable, JSON.stringify(dead));
+        assert.equal(undecodable.sourceTopic, Topics.raw);
+        assert.equal(undecodable.errorCode, 'invalid_input');
+        assert.match(undecodable.reason, /wire format/);
+        const rejected = dead.find((d) => d.stage === 'indexer');
+        assert.ok(rejected, JSON.stringify(dead));
+        assert.equal(rejected.sourceTopic, Topics.memories);
+        assert.match(rejected.field ?? '', /tenantId$/);
+        assert.match(rejected.payload, /bad tenant!/);
+      });
+      assert.deepEqual(ids, reference, 'the good records were all processed');
+    });
+  },
+);

@@ -8,6 +8,7 @@ import type { BatchHandler } from '../../services/core/ports/event-log.js';
 import { readRange } from '../../services/adapters/kafka/kafka-range-reader.js';
 import { kafkaTopic } from '../../services/adapters/kafka/kafka-topics.js';
 import { deleteTopics, freshLayout, openKafkaLog, servers } from './support/servers.js';
+import { memoryLogger } from '../support/memory-logger.js';
 
 eventLogContract(
   'KafkaEventLog (real Kafka + schema registry)',
@@ -106,6 +107,43 @@ describe('KafkaEventLog on several partitions', () => {
     } finally {
       await a.close();
       await b.close();
+      await deleteTopics(layout);
+    }
+  });
+});
+
+describe('KafkaEventLog consumer watchdog', () => {
+  it('an idle consumer is not taken for stalled (it keeps fetching), and still handles what comes later', async () => {
+    const layout = freshLayout('idle');
+    const logger = memoryLogger();
+    const log = await openKafkaLog(layout, { stallTimeoutMs: 1_500, logger });
+    const controller = new AbortController();
+    let handled = 0;
+    const running = log.consume(
+      { group: 'stage', topic: Topics.raw, signal: controller.signal, batchSize: 8 },
+      async (records) => {
+        handled += records.length;
+        return { records: [], state: [] };
+      },
+    );
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 8_000));
+      const event = makeTurn(1);
+      await log.append(Topics.raw, [{ key: conversationKey(event), value: event }]);
+      const deadline = Date.now() + 30_000;
+      while (handled < 1) {
+        assert.ok(Date.now() < deadline, 'the record was not handled within 30 s');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.deepEqual(
+        logger.entries.filter((e) => /stalled/.test(e.message)),
+        [],
+        'no stall was reported while the consumer idled',
+      );
+    } finally {
+      controller.abort();
+      await running;
+      await log.close();
       await deleteTopics(layout);
     }
   });

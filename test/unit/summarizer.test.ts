@@ -31,9 +31,9 @@ import type {
 } from '../../services/core/model/generated.js';
 import { Topics, conversationKey, type TopicName } from '../../services/core/model/topics.js';
 import type { BatchHandler, EventLog, LogRecord, StageOutput } from '../../services/core/ports/event-log.js';
-import type { Logger } from '../../services/core/ports/logger.js';
 import type { Extractor } from '../../services/core/ports/extractor.js';
 import { InMemoryState } from '../../services/stages/in-memory-state.js';
+import { silentLogger } from '../support/memory-logger.js';
 
 const T0 = Date.UTC(2025, 0, 1);
 const NOW = T0 + 86_400_000;
@@ -444,14 +444,6 @@ describe('summarizerStage with the ExtractiveExtractor', () => {
 });
 
 // ---------------------------------------------------------------------------------------------------------
-
-const silentLogger: Logger = {
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-  child: () => silentLogger,
-};
 
 const tempDirs: string[] = [];
 after(() => {

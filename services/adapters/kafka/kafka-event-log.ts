@@ -8,6 +8,7 @@ import {
   type KafkaMessage,
   type LogEntry,
   type TopicMessages,
+  type EachBatchPayload,
 } from 'kafkajs';
 import type {
   AppendRecord,
@@ -37,6 +38,7 @@ import {
 } from './kafka-topics.js';
 import { partitionEnds, readRange } from './kafka-range-reader.js';
 import { StageState } from './stage-state.js';
+import { disconnectQuietly } from './disconnect.js';
 
 export interface KafkaEventLogOptions {
   readonly brokers: readonly string[];
@@ -56,6 +58,12 @@ export interface KafkaEventLogOptions {
   readonly transactionTimeoutMs?: number;
   /** Create missing data topics at open (tests, `lightmem admin init`); production creates them once. */
   readonly createTopics?: boolean;
+  /**
+   * A consumer that neither fetches nor heartbeats for this long, outside a batch, is taken for stalled
+   * (kafkajs can stop fetching after a lost connection without reporting a crash): it is stopped with a
+   * retryable error, so the stage's supervisor starts a fresh one. Default 120 s.
+   */
+  readonly stallTimeoutMs?: number;
 }
 
 /**
@@ -111,7 +119,7 @@ export class KafkaEventLog implements EventLog {
       if (options.createTopics === true) await ensureTopics(admin, dataTopicConfigs(options.topics));
       await producer.connect();
     } catch (error) {
-      await admin.disconnect().catch(() => undefined);
+      await disconnectQuietly(admin);
       if (error instanceof LightmemError) throw error;
       throw new UnavailableError(
         `kafka: cannot connect to ${options.brokers.join(',')}: ${errorMessage(error)}`,
@@ -220,8 +228,8 @@ export class KafkaEventLog implements EventLog {
   async close(): Promise<void> {
     this.closed = true;
     await Promise.allSettled([...this.running]);
-    await this.producer.disconnect().catch(() => undefined);
-    await this.admin.disconnect().catch(() => undefined);
+    await disconnectQuietly(this.producer);
+    await disconnectQuietly(this.admin);
     await this.codec.close().catch(() => undefined);
   }
 
@@ -294,7 +302,7 @@ export class KafkaEventLog implements EventLog {
       try {
         return { producer: transactional, state: await this.restoreState(group) };
       } catch (error) {
-        await transactional.disconnect().catch(() => undefined);
+        await disconnectQuietly(transactional);
         throw error;
       }
     });
@@ -302,7 +310,7 @@ export class KafkaEventLog implements EventLog {
     let { producer, state } = started;
     this.states.set(group, state);
     if (signal.aborted) {
-      await producer.disconnect().catch(() => undefined);
+      await disconnectQuietly(producer);
       return;
     }
     const owned = new Set<number>();
@@ -340,6 +348,31 @@ export class KafkaEventLog implements EventLog {
     const onAbort = (): void => wake();
     signal.addEventListener('abort', onAbort, { once: true });
 
+    // Liveness: any fetch, heartbeat, join or batch counts; a batch in hand is never a stall.
+    const stallMs = this.options.stallTimeoutMs ?? 120_000;
+    let lastSign = Date.now();
+    let inBatch = false;
+    const alive = (): void => {
+      lastSign = Date.now();
+    };
+    for (const event of [
+      consumer.events.FETCH_START,
+      consumer.events.HEARTBEAT,
+      consumer.events.GROUP_JOIN,
+      consumer.events.END_BATCH_PROCESS,
+    ]) {
+      consumer.on(event, alive);
+    }
+    const watchdog = setInterval(
+      () => {
+        if (inBatch || crashed !== undefined || Date.now() - lastSign < stallMs) return;
+        logger.warn('consumer stalled: no fetch or heartbeat; restarting it', { stallMs });
+        crashed = new Error(`no fetch or heartbeat for ${stallMs / 1000} s (stalled consumer)`);
+        wake();
+      },
+      Math.min(5_000, Math.max(10, stallMs / 4)),
+    );
+
     // Output is encoded once, when runBatch checks it against its schema; the commit (and its retries)
     // reuse the bytes. Dead letters made after the check are encoded on demand.
     const encoded = new WeakMap<OutputRecord, Buffer>();
@@ -355,6 +388,94 @@ export class KafkaEventLog implements EventLog {
       for (const record of output.records) encode(record);
     };
 
+    const eachBatch = async (payload: EachBatchPayload): Promise<void> => {
+      const { batch } = payload;
+      const heartbeat = (): Promise<void> => payload.heartbeat();
+      if (needsRestore) {
+        needsRestore = false;
+        state = await this.restoreState(group);
+        this.states.set(group, state);
+        await heartbeat();
+      }
+      const messages = batch.messages;
+      const lastOffset = Number(batch.lastOffset());
+      for (
+        let start = 0;
+        start < messages.length || (start === 0 && messages.length === 0);
+        start += batchSize
+      ) {
+        if (signal.aborted || !payload.isRunning() || payload.isStale()) return;
+        const chunk = messages.slice(start, start + batchSize);
+        const isLast = start + batchSize >= messages.length;
+        const next = isLast ? lastOffset + 1 : Number(chunk.at(-1)?.offset ?? lastOffset) + 1;
+        const view = state.reader();
+        const { records, undecodable } = await this.decodeChunk(topic, batch.partition, chunk, group);
+        let output: StageOutput | null = { records: undecodable, state: [] };
+        if (records.length > 0) {
+          const handled = await runBatch(records, handler, view, {
+            group,
+            signal,
+            logger,
+            clock: this.options.clock,
+            retryBaseMs: this.retryBaseMs,
+            retryMaxMs: this.retryMaxMs,
+            check: checkOutput,
+            whileWaiting: heartbeat,
+          });
+          if (handled === null) return;
+          output = { records: [...undecodable, ...handled.records], state: handled.state };
+        }
+        // Commit output + state + offset atomically; a failed commit is retried with the same output
+        // (the state is applied in memory only after the commit succeeded).
+        // On SIGTERM the batch in hand is still committed once; only the retries stop.
+        for (let attempt = 1; ; attempt++) {
+          if (signal.aborted && attempt > 1) return;
+          try {
+            await this.commitTransaction(
+              producer,
+              group,
+              inputTopic,
+              changelog,
+              batch.partition,
+              next,
+              output,
+              encode,
+            );
+            break;
+          } catch (error) {
+            if (isFencedError(error)) {
+              // As Kafka Streams does on a fenced producer: drop the batch and rejoin (the supervisor
+              // restarts the stage). Either a newer instance with our transactional id owns the work now,
+              // or the broker aborted our transaction; the uncommitted batch is redone by its owner.
+              throw new LightmemError(
+                'conflict',
+                `stage ${group}: fenced — another instance with transactional id ${this.transactionalId(group)} took over, or the broker aborted the transaction (${errorMessage(error)})`,
+                { retryable: true },
+              );
+            }
+            const delay = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(attempt - 1, 16));
+            logger.warn('commit failed, retrying', {
+              attempt,
+              delayMs: delay,
+              error: errorMessage(error),
+            });
+            await disconnectQuietly(producer);
+            await waitWithHeartbeat(delay, { signal, whileWaiting: heartbeat });
+            if (signal.aborted) return;
+            producer = await this.transactionalProducer(group).catch((reconnectError: unknown) => {
+              logger.warn('transactional producer reconnect failed', {
+                error: errorMessage(reconnectError),
+              });
+              return producer;
+            });
+          }
+        }
+        state.apply(batch.partition, output.state);
+        payload.resolveOffset(String(next - 1));
+        await heartbeat();
+      }
+    };
+
     try {
       await consumer.connect();
       await consumer.subscribe({ topics: [inputTopic], fromBeginning: true });
@@ -363,94 +484,22 @@ export class KafkaEventLog implements EventLog {
         eachBatchAutoResolve: false,
         partitionsConsumedConcurrently: 1,
         eachBatch: async (payload) => {
-          const { batch } = payload;
-          const heartbeat = (): Promise<void> => payload.heartbeat();
-          if (needsRestore) {
-            needsRestore = false;
-            state = await this.restoreState(group);
-            this.states.set(group, state);
-            await heartbeat();
-          }
-          const messages = batch.messages;
-          const lastOffset = Number(batch.lastOffset());
-          for (
-            let start = 0;
-            start < messages.length || (start === 0 && messages.length === 0);
-            start += batchSize
-          ) {
-            if (signal.aborted || !payload.isRunning() || payload.isStale()) return;
-            const chunk = messages.slice(start, start + batchSize);
-            const isLast = start + batchSize >= messages.length;
-            const next = isLast ? lastOffset + 1 : Number(chunk.at(-1)?.offset ?? lastOffset) + 1;
-            const view = state.reader();
-            const { records, undecodable } = await this.decodeChunk(topic, batch.partition, chunk, group);
-            let output: StageOutput | null = { records: undecodable, state: [] };
-            if (records.length > 0) {
-              const handled = await runBatch(records, handler, view, {
-                group,
-                signal,
-                logger,
-                clock: this.options.clock,
-                retryBaseMs: this.retryBaseMs,
-                retryMaxMs: this.retryMaxMs,
-                check: checkOutput,
-                whileWaiting: heartbeat,
-              });
-              if (handled === null) return;
-              output = { records: [...undecodable, ...handled.records], state: handled.state };
-            }
-            // Commit output + state + offset atomically; a failed commit is retried with the same output
-            // (the state is applied in memory only after the commit succeeded).
-            for (let attempt = 1; ; attempt++) {
-              if (signal.aborted) return;
-              try {
-                await this.commitTransaction(
-                  producer,
-                  group,
-                  inputTopic,
-                  changelog,
-                  batch.partition,
-                  next,
-                  output,
-                  encode,
-                );
-                break;
-              } catch (error) {
-                if (isFencedError(error)) {
-                  throw new LightmemError(
-                    'conflict',
-                    `stage ${group}: another instance with the same transactional id took over (${errorMessage(error)})`,
-                  );
-                }
-                const delay = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(attempt - 1, 16));
-                logger.warn('commit failed, retrying', {
-                  attempt,
-                  delayMs: delay,
-                  error: errorMessage(error),
-                });
-                await producer.disconnect().catch(() => undefined);
-                await waitWithHeartbeat(delay, { signal, whileWaiting: heartbeat });
-                if (signal.aborted) return;
-                producer = await this.transactionalProducer(group).catch((reconnectError: unknown) => {
-                  logger.warn('transactional producer reconnect failed', {
-                    error: errorMessage(reconnectError),
-                  });
-                  return producer;
-                });
-              }
-            }
-            state.apply(batch.partition, output.state);
-            payload.resolveOffset(String(next - 1));
-            await heartbeat();
+          inBatch = true;
+          try {
+            await eachBatch(payload);
+          } finally {
+            inBatch = false;
+            alive();
           }
         },
       });
       await stopped;
     } finally {
+      clearInterval(watchdog);
       this.liveGroups.delete(group);
       signal.removeEventListener('abort', onAbort);
-      await consumer.disconnect().catch(() => undefined);
-      await producer.disconnect().catch(() => undefined);
+      await disconnectQuietly(consumer);
+      await disconnectQuietly(producer);
     }
     if (crashed !== undefined) {
       throw new UnavailableError(
@@ -516,9 +565,13 @@ export class KafkaEventLog implements EventLog {
     return { records, undecodable };
   }
 
+  private transactionalId(group: string): string {
+    return `${this.options.topics.prefix}lightmem.${group}.${this.options.instanceId}`;
+  }
+
   private async transactionalProducer(group: string): Promise<Producer> {
     const producer = this.kafka.producer({
-      transactionalId: `${this.options.topics.prefix}lightmem.${group}.${this.options.instanceId}`,
+      transactionalId: this.transactionalId(group),
       idempotent: true,
       maxInFlightRequests: 1,
       createPartitioner: Partitioners.DefaultPartitioner,

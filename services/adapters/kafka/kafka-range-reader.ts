@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Admin, Kafka, KafkaMessage } from 'kafkajs';
 import { LightmemError, UnavailableError, errorMessage } from '../../core/errors.js';
+import { disconnectQuietly } from './disconnect.js';
+import { withTimeout } from '../../core/deadline.js';
 
 export interface PartitionEnd {
   readonly partition: number;
@@ -97,28 +99,19 @@ export async function readRange(
       },
     });
     seekStarts();
-    let timer: NodeJS.Timeout | undefined;
     const timeoutMs = request.timeoutMs ?? 120_000;
-    await Promise.race([
+    await withTimeout(
       done,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new UnavailableError(
-                `kafka: reading ${topic} did not reach its end within ${timeoutMs / 1000} s`,
-              ),
-            ),
-          timeoutMs,
-        );
-      }),
-    ]).finally(() => clearTimeout(timer));
+      timeoutMs,
+      () =>
+        new UnavailableError(`kafka: reading ${topic} did not reach its end within ${timeoutMs / 1000} s`),
+    );
   } catch (error) {
     if (error instanceof LightmemError) throw error;
     throw new UnavailableError(`kafka: reading ${topic} failed: ${errorMessage(error)}`, error);
   } finally {
     crash();
-    await consumer.disconnect().catch(() => undefined);
+    await disconnectQuietly(consumer);
     await admin.deleteGroups([groupId]).catch(() => undefined);
   }
 }

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { collect, locomoFile, repoRoot, spawnCli, type CliResult } from '../../support/cli.js';
 import type { MemoryStore } from '../../../services/core/ports/memory-store.js';
 import { memoryIds } from '../../../services/bench/distributed-bench.js';
 import type { LightmemConfigInput } from '../../../services/core/config.js';
+import { withTimeout } from '../../../services/core/deadline.js';
 import { integrationEmbedder, integrationModelsDir } from './models.js';
 import { servers } from './servers.js';
 
@@ -47,6 +48,9 @@ export function locomoSubset(dir: string, samples: number): string {
   return file;
 }
 
+/** Every stage process's whole log, kept after the run (one file per run label and stage). */
+export const stageLogDir = join(repoRoot, '.cache', 'test-logs');
+
 export const stages = ['compressor', 'segmenter', 'summarizer', 'indexer'] as const;
 export type Stage = (typeof stages)[number];
 
@@ -67,8 +71,11 @@ export class StageProcess {
       ['service', this.stage, '--config', this.configFile, '--log-level', 'warn'],
       this.env,
     );
+    const logFile = join(stageLogDir, `${basename(this.configFile, '.json')}-${this.stage}.log`);
+    mkdirSync(stageLogDir, { recursive: true });
     child.stderr?.on('data', (chunk: Buffer) => {
       this.output = (this.output + chunk.toString()).slice(-20_000);
+      appendFileSync(logFile, chunk);
     });
     this.exited = collect(child);
     this.child = child;
@@ -82,14 +89,28 @@ export class StageProcess {
     this.child = null;
   }
 
-  /** SIGTERM: the graceful stop (finish the batch, commit, leave the group). */
-  async stop(): Promise<CliResult | null> {
+  /**
+   * SIGTERM: the graceful stop (finish the batch, commit, leave the group). The service exits by itself after
+   * its grace period; should even that fail, SIGKILL after `killAfterMs` so no test run waits forever.
+   */
+  async stop(killAfterMs = 60_000): Promise<CliResult | null> {
     const exited = this.exited;
-    if (this.child === null || exited === null) return null;
-    this.child.kill('SIGTERM');
-    const result = await exited;
-    this.child = null;
-    return result;
+    const child = this.child;
+    if (child === null || exited === null) return null;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => {
+      console.error(`# ${this.stage} did not stop within ${killAfterMs / 1000} s of SIGTERM: SIGKILL`);
+      child.kill('SIGKILL');
+    }, killAfterMs);
+    const started = Date.now();
+    try {
+      return await exited;
+    } finally {
+      const seconds = (Date.now() - started) / 1000;
+      if (seconds > 10) console.error(`# ${this.stage} took ${seconds.toFixed(1)} s to stop after SIGTERM`);
+      clearTimeout(timer);
+      this.child = null;
+    }
   }
 
   get alive(): boolean {
@@ -129,6 +150,8 @@ export async function infra(command: 'up' | 'down', server: string): Promise<voi
     },
   );
   const result = await collect(child);
+  const said = `${result.stdout}${result.stderr}`.trim();
+  if (said !== '') console.error(said.replace(/^/gm, '# '));
   assert.equal(result.code, 0, `infra ${command} ${server} failed:\n${result.stderr}`);
 }
 
@@ -142,9 +165,33 @@ export async function waitUntil(
   what: string,
   timeoutMs = 300_000,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await sleep(50);
+  let expired = false;
+  await withDeadline(
+    (async () => {
+      while (!expired && !(await condition())) await sleep(50);
+    })(),
+    timeoutMs,
+    async () => {
+      expired = true;
+      return `timed out after ${timeoutMs / 1000} s waiting for ${what}`;
+    },
+  );
+}
+
+/** `work`, or a failure with `describe()`'s account of the situation if it has not settled within `ms`. */
+export async function withDeadline<T>(
+  work: Promise<T>,
+  ms: number,
+  describe: () => Promise<string>,
+): Promise<T> {
+  let account: Promise<string> | undefined;
+  try {
+    return await withTimeout(work, ms, () => {
+      account = describe().catch((error: unknown) => `(no account: ${String(error)})`);
+      return new Error('deadline');
+    });
+  } catch (error) {
+    if (account === undefined) throw error;
+    throw new Error(await account);
   }
 }

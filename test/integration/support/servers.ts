@@ -36,7 +36,13 @@ const allTopics = Object.keys(topicSchemas) as TopicName[];
 /** A Kafka event log on fresh topics, with the schemas registered the way `lightmem admin init` does. */
 export async function openKafkaLog(
   layout: TopicLayout,
-  overrides: { instanceId?: string; retryBaseMs?: number; retryMaxMs?: number } = {},
+  overrides: {
+    instanceId?: string;
+    retryBaseMs?: number;
+    retryMaxMs?: number;
+    stallTimeoutMs?: number;
+    logger?: Logger;
+  } = {},
 ): Promise<KafkaEventLog> {
   await registerSchemas(
     { url: servers.registryUrl, subjectOf: (topic) => valueSubject(layout, topic) },
@@ -48,8 +54,9 @@ export async function openKafkaLog(
     registryUrl: servers.registryUrl,
     topics: layout,
     instanceId: overrides.instanceId ?? '0',
-    logger: testLogger,
+    logger: overrides.logger ?? testLogger,
     clock: systemClock,
+    ...(overrides.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: overrides.stallTimeoutMs }),
     retryBaseMs: overrides.retryBaseMs ?? 5,
     retryMaxMs: overrides.retryMaxMs ?? 40,
     createTopics: true,

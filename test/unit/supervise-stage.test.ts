@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { superviseStage, type StageDefinition } from '../../services/runtime/pipeline.js';
+import { LightmemError, UnavailableError } from '../../services/core/errors.js';
+import type { EventLog } from '../../services/core/ports/event-log.js';
+import { Topics } from '../../services/core/model/topics.js';
+import { memoryLogger } from '../support/memory-logger.js';
+
+/** A stage whose consumer loop fails with the given errors, one per run, then runs until aborted. */
+function failingStage(failures: Error[]): StageDefinition & { runs: number } {
+  const stage = {
+    name: 'segmenter' as const,
+    input: Topics.compressed,
+    runs: 0,
+    consume: async (_log: EventLog, options: { signal: AbortSignal }) => {
+      stage.runs++;
+      const failure = failures.shift();
+      if (failure !== undefined) throw failure;
+      if (options.signal.aborted) return;
+      await new Promise<void>((resolve) => options.signal.addEventListener('abort', () => resolve()));
+    },
+  };
+  return stage;
+}
+
+const log = {} as EventLog;
+
+describe('superviseStage', () => {
+  it('restarts the consumer loop after retryable failures (a broker outage) and logs each restart', async () => {
+    const logger = memoryLogger();
+    const stage = failingStage([
+      new UnavailableError('broker gone'),
+      new UnavailableError('broker still gone'),
+    ]);
+    const stop = new AbortController();
+    const running = superviseStage(log, stage, {
+      signal: stop.signal,
+      batchSize: 8,
+      logger,
+      restartBaseMs: 1,
+    });
+    while (stage.runs < 3) await new Promise((r) => setTimeout(r, 1));
+    stop.abort();
+    await running;
+    assert.equal(stage.runs, 3);
+    const restarts = logger.entries.filter((e) => e.message === 'stage failed; restarting it');
+    assert.deepEqual(
+      restarts.map((e) => e.fields?.['attempt']),
+      [1, 2],
+    );
+    assert.match(String(restarts[0]?.fields?.['error']), /broker gone/);
+  });
+
+  it('ends with a non-retryable failure (a fenced instance) instead of restarting', async () => {
+    const logger = memoryLogger();
+    const fenced = new LightmemError('conflict', 'another instance took over');
+    const stage = failingStage([fenced]);
+    await assert.rejects(
+      superviseStage(log, stage, { signal: new AbortController().signal, batchSize: 8, logger }),
+      (error) => error === fenced,
+    );
+    assert.equal(stage.runs, 1);
+    assert.ok(logger.entries.some((e) => e.level === 'error' && e.message === 'stage stopped'));
+  });
+
+  it('an abort during the backoff ends the supervision at once', async () => {
+    const stage = failingStage([new UnavailableError('down')]);
+    const stop = new AbortController();
+    const running = superviseStage(log, stage, {
+      signal: stop.signal,
+      batchSize: 8,
+      logger: memoryLogger(),
+      restartBaseMs: 60_000,
+    });
+    while (stage.runs < 1) await new Promise((r) => setTimeout(r, 1));
+    const started = Date.now();
+    stop.abort();
+    await running;
+    assert.ok(Date.now() - started < 1_000);
+    assert.equal(stage.runs, 1);
+  });
+});
