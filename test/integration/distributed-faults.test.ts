@@ -182,25 +182,36 @@ describe(
       }
     });
 
-    it('a Kafka broker restart mid-stream: exactly the undisturbed memories', async () => {
-      const { ids } = await distributedRun('broker', async (run) => {
-        await waitUntil(async () => (await run.committed('segmenter')) > 0, 'the segmenter to commit');
-        await infra('down', 'kafka');
-        await sleep(2_000);
-        await infra('up', 'kafka');
+    const outages = [
+      {
+        title: 'a Kafka broker restart',
+        label: 'broker',
+        server: 'kafka',
+        after: 'segmenter',
+        downMs: 2_000,
+      },
+      {
+        title: 'Elasticsearch unavailable for 30 s',
+        label: 'es-down',
+        server: 'elasticsearch',
+        after: 'indexer',
+        downMs: 30_000,
+      },
+    ] as const;
+    for (const outage of outages) {
+      it(`${outage.title} mid-stream: exactly the undisturbed memories`, async () => {
+        const { ids } = await distributedRun(outage.label, async (run) => {
+          await waitUntil(
+            async () => (await run.committed(outage.after)) > 0,
+            `the ${outage.after} to commit`,
+          );
+          await infra('down', outage.server);
+          await sleep(outage.downMs);
+          await infra('up', outage.server);
+        });
+        assert.deepEqual(ids, reference);
       });
-      assert.deepEqual(ids, reference);
-    });
-
-    it('Elasticsearch unavailable for 30 s mid-stream: exactly the undisturbed memories', async () => {
-      const { ids } = await distributedRun('es-down', async (run) => {
-        await waitUntil(async () => (await run.committed('indexer')) > 0, 'the indexer to commit');
-        await infra('down', 'elasticsearch');
-        await sleep(30_000);
-        await infra('up', 'elasticsearch');
-      });
-      assert.deepEqual(ids, reference);
-    });
+    }
 
     it('records that fail to decode or that a stage rejects are dead-lettered with their reason; the stage goes on', async () => {
       const { ids } = await distributedRun('poison', async (run) => {
