@@ -88,7 +88,9 @@ export async function fetchModel(options: FetchModelOptions): Promise<FetchModel
       fetchedAt: new Date().toISOString(),
     };
     await writeFile(join(tmp, manifestFileName), `${JSON.stringify(manifest, null, 2)}\n`);
-    await moveIntoPlace(tmp, dir, modelsDir, spec.name);
+    const kept = await moveIntoPlace(tmp, dir, modelsDir, spec.name);
+    // Another process (a stage service starting beside this one) installed the model meanwhile.
+    if (kept !== null) return { status: 'present', dir, manifest: kept };
     return {
       status: 'fetched',
       dir,
@@ -527,21 +529,34 @@ async function hashFile(path: string, algorithm: string): Promise<string> {
 }
 
 /**
- * Renames the complete temporary folder to `dir`. An existing (broken) folder is first renamed aside and
- * removed afterwards, so at every instant `dir` is either absent, the old folder, or the new one.
+ * Renames the complete temporary folder to `dir`, unless a complete folder is there already (another process
+ * fetched the same model at the same time): that one is kept, never moved while others may be loading it,
+ * and its manifest returned. A broken folder is first renamed aside and removed afterwards, so at every
+ * instant `dir` is either absent, the old folder, or a complete new one.
  */
-async function moveIntoPlace(tmp: string, dir: string, modelsDir: string, name: string): Promise<void> {
+async function moveIntoPlace(
+  tmp: string,
+  dir: string,
+  modelsDir: string,
+  name: string,
+): Promise<ModelManifest | null> {
   let aside: string | undefined;
-  if (await exists(dir)) {
+  const there = await checkModelDir(dir);
+  if (there.ok) return there.manifest;
+  if (there.exists) {
     aside = join(modelsDir, `.old-${name}-${randomBytes(6).toString('hex')}`);
     await rename(dir, aside);
   }
   try {
     await rename(tmp, dir);
+    return null;
   } catch (error) {
     // Another process put a folder there in the meantime: keep it if it is complete.
-    if (!(isErrno(error, 'ENOTEMPTY') || isErrno(error, 'EEXIST')) || !(await checkModelDir(dir)).ok)
-      throw error;
+    if (isErrno(error, 'ENOTEMPTY') || isErrno(error, 'EEXIST')) {
+      const theirs = await checkModelDir(dir);
+      if (theirs.ok) return theirs.manifest;
+    }
+    throw error;
   } finally {
     if (aside !== undefined) await rm(aside, { recursive: true, force: true });
   }

