@@ -99,7 +99,8 @@ const healthyRunMs = 60_000;
  * Runs one stage's consumer loop until the signal aborts. A retryable failure that outlasted the adapter's
  * own retries (a broker or store outage longer than they ride out) restarts the loop after a backoff rather
  * than ending the process: the loop resumes from the last committed batch, so nothing is lost or doubled.
- * A non-retryable failure (a fenced instance, a bug) ends it with the error.
+ * A non-retryable failure (a bug, a configuration the server refuses) ends it with the error; a failure
+ * while stopping is logged, not thrown.
  */
 export async function superviseStage(
   log: EventLog,
@@ -115,7 +116,10 @@ export async function superviseStage(
       await stage.consume(log, { signal: options.signal, batchSize: options.batchSize });
       return;
     } catch (error) {
-      if (options.signal.aborted) return;
+      if (options.signal.aborted) {
+        options.logger.warn('stage failed while stopping', { stage: stage.name, error: errorMessage(error) });
+        return;
+      }
       if (!isRetryable(error)) {
         options.logger.error('stage stopped', { stage: stage.name, error: errorMessage(error) });
         throw error;

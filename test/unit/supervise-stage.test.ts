@@ -79,4 +79,21 @@ describe('superviseStage', () => {
     assert.ok(Date.now() - started < 1_000);
     assert.equal(stage.runs, 1);
   });
+
+  it('a failure while stopping is logged, not thrown', async () => {
+    const logger = memoryLogger();
+    const stop = new AbortController();
+    const stage = {
+      name: 'indexer' as const,
+      input: Topics.memories,
+      consume: async (_log: EventLog, options: { signal: AbortSignal }) => {
+        await new Promise<void>((resolve) => options.signal.addEventListener('abort', () => resolve()));
+        throw new LightmemError('internal', 'disconnect failed');
+      },
+    };
+    const running = superviseStage(log, stage, { signal: stop.signal, batchSize: 8, logger });
+    stop.abort();
+    await running;
+    assert.ok(logger.entries.some((e) => e.message === 'stage failed while stopping'));
+  });
 });
