@@ -12,6 +12,7 @@ import type { Clock } from '../core/ports/clock.js';
 import type { DeadLetter } from '../core/model/generated.js';
 import { Topics, type TopicName } from '../core/model/topics.js';
 import { LightmemError, errorMessage, isRetryable } from '../core/errors.js';
+import { backoffMs } from '../core/backoff.js';
 
 const maxPayloadChars = 64 * 1024;
 
@@ -120,7 +121,7 @@ async function attempt<T extends TopicName>(
     } catch (error) {
       if (options.signal.aborted) return null;
       if (!isRetryable(error)) return { ok: false, error, attempts };
-      const delay = Math.min(options.retryMaxMs, options.retryBaseMs * 2 ** Math.min(attempts - 1, 16));
+      const delay = backoffMs(attempts, options.retryBaseMs, options.retryMaxMs);
       options.logger.warn('stage failed, retrying', {
         group: options.group,
         topic: records[0]?.topic,

@@ -14,6 +14,7 @@ import { compressorStage } from '../stages/compressor/compressor-stage.js';
 import { segmenterStage } from '../stages/segmenter/segmenter-stage.js';
 import { summarizerStage } from '../stages/summarizer/summarizer-stage.js';
 import { indexerStage } from '../stages/indexer/indexer-stage.js';
+import { backoffMs } from '../core/backoff.js';
 
 export interface PipelineComponents {
   readonly scorer: TokenScorer;
@@ -125,7 +126,7 @@ export async function superviseStage(
         throw error;
       }
       failures = Date.now() - started >= healthyRunMs ? 1 : failures + 1;
-      const delayMs = Math.min(max, base * 2 ** Math.min(failures - 1, 16));
+      const delayMs = backoffMs(failures, base, max);
       options.logger.warn('stage failed; restarting it', {
         stage: stage.name,
         attempt: failures,

@@ -9,6 +9,7 @@ import { readRange } from '../../services/adapters/kafka/kafka-range-reader.js';
 import { kafkaTopic } from '../../services/adapters/kafka/kafka-topics.js';
 import { deleteTopics, freshLayout, openKafkaLog, servers } from './support/servers.js';
 import { memoryLogger } from '../support/memory-logger.js';
+import { waitUntil } from './support/distributed.js';
 
 eventLogContract(
   'KafkaEventLog (real Kafka + schema registry)',
@@ -130,11 +131,7 @@ describe('KafkaEventLog consumer watchdog', () => {
       await new Promise((resolve) => setTimeout(resolve, 8_000));
       const event = makeTurn(1);
       await log.append(Topics.raw, [{ key: conversationKey(event), value: event }]);
-      const deadline = Date.now() + 30_000;
-      while (handled < 1) {
-        assert.ok(Date.now() < deadline, 'the record was not handled within 30 s');
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      await waitUntil(async () => handled >= 1, 'the record to be handled', 30_000);
       assert.deepEqual(
         logger.entries.filter((e) => /stalled/.test(e.message)),
         [],

@@ -39,6 +39,7 @@ import {
 import { partitionEnds, readRange } from './kafka-range-reader.js';
 import { StageState } from './stage-state.js';
 import { disconnectQuietly } from './disconnect.js';
+import { backoffMs } from '../../core/backoff.js';
 
 export interface KafkaEventLogOptions {
   readonly brokers: readonly string[];
@@ -453,7 +454,7 @@ export class KafkaEventLog implements EventLog {
                 { retryable: true },
               );
             }
-            const delay = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(attempt - 1, 16));
+            const delay = backoffMs(attempt, this.retryBaseMs, this.retryMaxMs);
             logger.warn('commit failed, retrying', {
               attempt,
               delayMs: delay,
@@ -521,7 +522,7 @@ export class KafkaEventLog implements EventLog {
         return await step();
       } catch (error) {
         if (!isRetryable(error)) throw error;
-        const delay = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(attempt - 1, 16));
+        const delay = backoffMs(attempt, this.retryBaseMs, this.retryMaxMs);
         logger.warn('stage start-up failed, retrying', {
           attempt,
           delayMs: delay,

@@ -18,6 +18,7 @@ import { LightmemError, errorMessage, isRetryable } from '../../core/errors.js';
 import { AvroCodec } from './avro-codec.js';
 import { deadLetterFor } from '../stage-batch.js';
 import { isTransientSqliteError, migrate, openDatabase, type SqliteDatabase } from './database.js';
+import { backoffMs } from '../../core/backoff.js';
 
 const migrations = [
   `
@@ -220,7 +221,7 @@ export class SqliteEventLog implements EventLog {
         if (signal.aborted) return;
         attempt++;
         if (isRetryable(error) || isTransientSqliteError(error)) {
-          const delay = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(attempt - 1, 16));
+          const delay = backoffMs(attempt, this.retryBaseMs, this.retryMaxMs);
           this.options.logger.warn('stage failed, retrying', {
             group,
             topic,
