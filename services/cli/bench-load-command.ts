@@ -1,0 +1,122 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { InvalidInputError } from '../core/errors.js';
+import { loadDataset } from '../ingest/index.js';
+import type { TurnInput } from '../ingest/index.js';
+import { locomoQuestions } from '../bench/locomo-questions.js';
+import { runLoadBench } from '../bench/load-bench.js';
+import { commonOptions, intOption, parse, stringOption } from './args.js';
+import { commandConfig } from './context.js';
+import { ProgressBar } from './progress.js';
+
+export const loadBenchUsage = `lightmem bench load --data <locomo.json> [--idle-queries 300] [--query-interval-ms 50] [--limit 10] [--json]
+  Search under load: starts \`lightmem serve\` on a fresh data dir (same models and configuration), posts the
+  file (one batch per session, ending it) and waits until it is processed, measures search and /healthz
+  latency idle, then posts the file again under a second tenant and searches the first one every
+  --query-interval-ms while that backlog drains. Prints p50/p95/p99 idle vs under load and the events/s of
+  each drain.`;
+
+export async function loadBench(argv: readonly string[]): Promise<number> {
+  const { values } = parse(argv, {
+    ...commonOptions,
+    data: { type: 'string' },
+    'idle-queries': { type: 'string' },
+    'query-interval-ms': { type: 'string' },
+    limit: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (values['help'] === true) {
+    console.log(loadBenchUsage);
+    return 0;
+  }
+  const data = stringOption(values, 'data');
+  if (data === undefined) throw new InvalidInputError(`--data is required\n${loadBenchUsage}`, 'data');
+  const config = commandConfig(values);
+  const events: TurnInput[] = [];
+  for await (const item of loadDataset(data, 'locomo', { tenantId: 'bench' }))
+    if (item.result.ok) events.push(item.result.event);
+  const questions = await locomoQuestions(data);
+  const work = mkdtempSync(join(tmpdir(), 'lightmem-bench-load-'));
+  const configFile = stringOption(values, 'config');
+  const server = spawn(
+    process.execPath,
+    [
+      ...process.execArgv,
+      process.argv[1] ?? '',
+      'serve',
+      '--port',
+      '0',
+      '--data-dir',
+      work,
+      ...(configFile === undefined ? [] : ['--config', configFile]),
+    ],
+    {
+      // The server uses the models of this data dir (no second download into the fresh one).
+      env: {
+        ...process.env,
+        LIGHTMEM_MODELS_DIR: resolve(config.models.dir ?? join(config.dataDir, 'models')),
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  const quiet = values['json'] === true;
+  const bars = new Map<string, ProgressBar>();
+  try {
+    const baseUrl = await new Promise<string>((resolveUrl, reject) => {
+      let buffered = '';
+      server.stderr.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString();
+        const match = /"url":"(http:\/\/[^"]+)"/.exec(buffered);
+        if (match?.[1] !== undefined) resolveUrl(match[1]);
+      });
+      server.once('exit', (code) => reject(new Error(`lightmem serve exited (${code}):\n${buffered}`)));
+    });
+    const report = await runLoadBench({
+      baseUrl,
+      events,
+      questions,
+      idleQueries: intOption(values, 'idle-queries', 300),
+      queryIntervalMs: intOption(values, 'query-interval-ms', 50),
+      limit: intOption(values, 'limit', 10),
+      onProgress: (phase, done, total) => {
+        let bar = bars.get(phase);
+        if (bar === undefined) {
+          for (const other of bars.values()) other.finish();
+          bar = new ProgressBar(phase.padEnd(14), process.stderr, quiet);
+          bars.set(phase, bar);
+        }
+        bar.update(done, total, phase.startsWith('search') ? 'queries' : 'events');
+      },
+    });
+    for (const bar of bars.values()) bar.finish();
+    if (!quiet) {
+      const r = report;
+      const line = (name: string, l: typeof r.searchIdle): string =>
+        `${name} p50 ${l.p50Ms} ms  p95 ${l.p95Ms} ms  p99 ${l.p99Ms} ms  max ${l.maxMs} ms  (${l.count})`;
+      console.log(`events per backlog: ${r.events}`);
+      console.log(
+        `drain idle:        ${r.ingestIdle.seconds} s = ${r.ingestIdle.eventsPerSecond} events/s (no searches)`,
+      );
+      console.log(
+        `drain under load:  ${r.ingestUnderLoad.seconds} s = ${r.ingestUnderLoad.eventsPerSecond} events/s (searches running)`,
+      );
+      console.log(line('search idle:      ', r.searchIdle));
+      console.log(line('search under load:', r.searchUnderLoad));
+      console.log(`p95 under load / idle: ${r.p95Ratio}`);
+      console.log(line('healthz idle:      ', r.healthIdle));
+      console.log(line('healthz under load:', r.healthUnderLoad));
+      console.log(`non-2xx answers: ${r.errors}`);
+    }
+    console.log(JSON.stringify({ benchmark: 'load', data, ...report }));
+    return 0;
+  } finally {
+    if (server.exitCode === null) {
+      const exited = new Promise((done) => server.once('exit', done));
+      server.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(work, { recursive: true, force: true });
+  }
+}
