@@ -163,8 +163,13 @@ describe(
       const kills: { stage: Stage; at: number }[] = [];
       const { ids, committed } = await distributedRun('kill', async (run) => {
         for (const stage of ['compressor', 'segmenter', 'summarizer', 'indexer'] as const) {
-          await waitUntil(async () => (await run.committed(stage)) > 0, `${stage} to commit its first batch`);
-          const at = await run.committed(stage);
+          // Mid-stream by construction, not by timing: the stage has committed some of its input and has
+          // more to do (the ingest ends only once every stage has committed all of its input).
+          let at = 0;
+          await waitUntil(async () => {
+            at = await run.committed(stage);
+            return at > 0 && at < (await run.monitor.endOffset(inputOf[stage]).catch(() => 0));
+          }, `${stage} to have committed some but not all of its input`);
           await run.stages.get(stage)!.kill9();
           kills.push({ stage, at });
           await sleep(300);

@@ -7,7 +7,7 @@ import { Topics, conversationKey } from '../../services/core/model/topics.js';
 import type { BatchHandler } from '../../services/core/ports/event-log.js';
 import { readRange } from '../../services/adapters/kafka/kafka-range-reader.js';
 import { kafkaTopic } from '../../services/adapters/kafka/kafka-topics.js';
-import { deleteTopics, freshLayout, openKafkaLog, servers } from './support/servers.js';
+import { deleteTopics, freshLayout, groupAssignment, openKafkaLog, servers } from './support/servers.js';
 import { memoryLogger } from '../support/memory-logger.js';
 import { waitUntil } from './support/distributed.js';
 
@@ -32,44 +32,67 @@ describe('KafkaEventLog on several partitions', () => {
     const layout = freshLayout('replicas', 4);
     const a = await openKafkaLog(layout, { instanceId: 'a' });
     const b = await openKafkaLog(layout, { instanceId: 'b' });
+    const kafka = new Kafka({
+      clientId: 'lightmem-test-reader',
+      brokers: servers.kafkaBrokers,
+      logLevel: logLevel.NOTHING,
+    });
+    const admin = kafka.admin();
+    await admin.connect();
     try {
       const events = Array.from({ length: 240 }, (_, i) =>
         makeTurn(i, { conversationId: `conv-${i % 12}`, seq: Math.floor(i / 12), turnId: `t${i}` }),
       );
-      await a.append(
-        Topics.raw,
-        events.map((event) => ({ key: conversationKey(event), value: event })),
-      );
       const seen = new Map<string, number[]>();
-      const handler: BatchHandler<typeof Topics.raw> = async (records) => {
-        for (const record of records) {
-          const list = seen.get(record.key) ?? [];
-          list.push(record.value.seq);
-          seen.set(record.key, list);
-        }
-        return {
-          records: records.map((r) => ({
-            topic: Topics.compressed,
-            key: r.key,
-            value: compressedOf(r.value),
-          })),
-          state: [],
+      const handled = { a: 0, b: 0 };
+      const handlerOf =
+        (replica: keyof typeof handled): BatchHandler<typeof Topics.raw> =>
+        async (records) => {
+          handled[replica] += records.length;
+          for (const record of records) {
+            const list = seen.get(record.key) ?? [];
+            list.push(record.value.seq);
+            seen.set(record.key, list);
+          }
+          return {
+            records: records.map((r) => ({
+              topic: Topics.compressed,
+              key: r.key,
+              value: compressedOf(r.value),
+            })),
+            state: [],
+          };
         };
-      };
       const controller = new AbortController();
       const options = { group: 'stage', topic: Topics.raw, signal: controller.signal, batchSize: 8 };
-      const running = [a.consume(options, handler), b.consume(options, handler)];
+      const running = [a.consume(options, handlerOf('a')), b.consume(options, handlerOf('b'))];
       try {
-        const deadline = Date.now() + 60_000;
-        while ((await a.committedOffset('stage', Topics.raw)) < 240) {
-          assert.ok(Date.now() < deadline, 'the two replicas did not finish within 60 s');
-          await new Promise((resolve) => setTimeout(resolve, 100));
-        }
-        assert.ok((await a.stableMembers('stage')) === 2, 'both replicas are members of the group');
+        // The records are written only once both replicas own partitions: written earlier, the replica
+        // that joins first can handle all of them before the other one joins.
+        let owned: number[][] = [];
+        await waitUntil(
+          async () => {
+            owned = await groupAssignment(admin, layout, 'stage', Topics.raw);
+            return owned.length === 2 && owned.every((partitions) => partitions.length > 0);
+          },
+          () => `both replicas to own partitions (last seen: ${JSON.stringify(owned)})`,
+          60_000,
+        );
+        await a.append(
+          Topics.raw,
+          events.map((event) => ({ key: conversationKey(event), value: event })),
+        );
+        await waitUntil(
+          async () => (await a.committedOffset('stage', Topics.raw)) >= events.length,
+          () =>
+            `the two replicas to commit all ${events.length} records (handled: ${JSON.stringify(handled)})`,
+          60_000,
+        );
       } finally {
         controller.abort();
         await Promise.all(running);
       }
+      assert.ok(handled.a > 0 && handled.b > 0, `both replicas handled records: ${JSON.stringify(handled)}`);
       // Each conversation was handled in order (a replica that lost a partition mid-batch may have handled
       // a batch twice, which the transaction discards: order still holds per delivery).
       for (const [key, seqs] of seen) {
@@ -82,30 +105,20 @@ describe('KafkaEventLog on several partitions', () => {
       }
       // Effects exactly once: every turn is in the output topic once.
       const counts = new Map<string, number>();
-      const kafka = new Kafka({
-        clientId: 'lightmem-test-reader',
-        brokers: servers.kafkaBrokers,
-        logLevel: logLevel.NOTHING,
+      await readRange(kafka, admin, kafkaTopic(layout, Topics.compressed), {
+        onMessage: (_partition, message) => {
+          const turn = /t\d+/.exec(message.value?.toString('latin1') ?? '')?.[0] ?? '?';
+          counts.set(turn, (counts.get(turn) ?? 0) + 1);
+          return false;
+        },
       });
-      const admin = kafka.admin();
-      await admin.connect();
-      try {
-        await readRange(kafka, admin, kafkaTopic(layout, Topics.compressed), {
-          onMessage: (_partition, message) => {
-            const turn = /t\d+/.exec(message.value?.toString('latin1') ?? '')?.[0] ?? '?';
-            counts.set(turn, (counts.get(turn) ?? 0) + 1);
-            return false;
-          },
-        });
-      } finally {
-        await admin.disconnect();
-      }
       assert.equal(counts.size, 240);
       assert.ok(
         [...counts.values()].every((n) => n === 1),
         'no turn twice in the output',
       );
     } finally {
+      await admin.disconnect();
       await a.close();
       await b.close();
       await deleteTopics(layout);
@@ -128,6 +141,8 @@ describe('KafkaEventLog consumer watchdog', () => {
       },
     );
     try {
+      // Idle from the moment the consumer is in its group (its start-up is not idling).
+      await waitUntil(async () => (await log.stableMembers('stage')) === 1, 'the consumer to join', 60_000);
       await new Promise((resolve) => setTimeout(resolve, 8_000));
       const event = makeTurn(1);
       await log.append(Topics.raw, [{ key: conversationKey(event), value: event }]);

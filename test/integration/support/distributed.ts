@@ -160,9 +160,13 @@ export async function allMemoryIds(store: MemoryStore, tenantId = 'default'): Pr
   return [...(await memoryIds(store, tenantId))].sort();
 }
 
+/**
+ * Polls `condition` until it holds; fails after `timeoutMs` with `what` (a function is called then, so the
+ * message can tell what was last seen).
+ */
 export async function waitUntil(
   condition: () => Promise<boolean>,
-  what: string,
+  what: string | (() => string),
   timeoutMs = 300_000,
 ): Promise<void> {
   let expired = false;
@@ -173,7 +177,7 @@ export async function waitUntil(
     timeoutMs,
     async () => {
       expired = true;
-      return `timed out after ${timeoutMs / 1000} s waiting for ${what}`;
+      return `timed out after ${timeoutMs / 1000} s waiting for ${typeof what === 'string' ? what : what()}`;
     },
   );
 }

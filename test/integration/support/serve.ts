@@ -12,6 +12,7 @@ export async function serve(
   dataDir: string,
   env: Record<string, string>,
   startTimeoutMs = 120_000,
+  stopTimeoutMs = 60_000,
 ): Promise<RunningServer> {
   const child = spawnCli(['serve', '--port', '0', '--data-dir', dataDir], env);
   let output = '';
@@ -49,7 +50,18 @@ export async function serve(
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
+      // Bounded: a server that does not stop on SIGTERM is killed, and the test fails saying so.
+      let killed = false;
+      const timer = setTimeout(() => {
+        killed = true;
+        child.kill('SIGKILL');
+      }, stopTimeoutMs);
       await exited;
+      clearTimeout(timer);
+      if (killed)
+        throw new Error(
+          `lightmem serve did not stop within ${stopTimeoutMs} ms of SIGTERM:\n${output.slice(-5_000)}`,
+        );
     },
   };
 }

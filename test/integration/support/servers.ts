@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { Kafka, logLevel } from 'kafkajs';
+import { AssignerProtocol, Kafka, logLevel, type Admin } from 'kafkajs';
 import { infraEndpoints } from '../../../infra/endpoints.js';
 import { KafkaEventLog } from '../../../services/adapters/kafka/kafka-event-log.js';
 import { registerSchemas } from '../../../services/adapters/kafka/registry-codec.js';
-import { valueSubject, type TopicLayout } from '../../../services/adapters/kafka/kafka-topics.js';
+import { kafkaTopic, valueSubject, type TopicLayout } from '../../../services/adapters/kafka/kafka-topics.js';
 import { topicSchemas, type TopicName } from '../../../services/core/model/topics.js';
 import type { Logger } from '../../../services/core/ports/logger.js';
 import { systemClock } from '../../../services/core/ports/clock.js';
@@ -78,4 +78,24 @@ export async function deleteTopics(layout: TopicLayout): Promise<void> {
   } finally {
     await admin.disconnect();
   }
+}
+
+/**
+ * The partitions of `topic` that each member of a stage's consumer group owns, once the group is stable; an
+ * empty list while the group has no member or is rebalancing. The group id is the stage name with the topic
+ * prefix (docs/operations.md).
+ */
+export async function groupAssignment(
+  admin: Admin,
+  layout: TopicLayout,
+  group: string,
+  topic: TopicName,
+): Promise<number[][]> {
+  const { groups } = await admin.describeGroups([`${layout.prefix}${group}`]);
+  const [described] = groups;
+  if (described?.state !== 'Stable') return [];
+  const name = kafkaTopic(layout, topic);
+  return described.members.map(
+    (member) => AssignerProtocol.MemberAssignment.decode(member.memberAssignment)?.assignment[name] ?? [],
+  );
 }
