@@ -5,7 +5,7 @@ import { Topics, conversationKey } from '../services/core/model/topics.js';
 import { SensoryBufferState } from '../services/stages/segmenter/sensory-buffer.js';
 import { sensoryStatePrefix } from '../services/stages/segmenter/segmenter-stage.js';
 import { statePrefix } from '../services/stages/state-keys.js';
-import { turnDedupKey } from '../services/stages/compressor/compressor-stage.js';
+import { eventDedupKey } from '../services/core/model/keys.js';
 
 /**
  * Flushes the buffers of conversations that have been quiet for `idleMs`. It does not touch the buffers:
@@ -41,7 +41,7 @@ export function idleFlushJob(log: EventLog, options: { idleMs: number; intervalM
           receivedAt: now,
           metadata: { reason: 'idle' },
         };
-        flushes.push({ key: conversationKey(event), value: event, dedupKey: turnDedupKey(event) });
+        flushes.push({ key: conversationKey(event), value: event, dedupKey: eventDedupKey(event) });
       }
       if (flushes.length > 0) await log.append(Topics.raw, flushes);
     },

@@ -13,8 +13,7 @@ import type { DeadLetter } from '../core/model/generated.js';
 import { Topics, type TopicName } from '../core/model/topics.js';
 import { LightmemError, errorMessage, isRetryable } from '../core/errors.js';
 import { backoffMs } from '../core/backoff.js';
-
-const maxPayloadChars = 64 * 1024;
+import { payloadExcerpt } from '../core/model/dead-letter.js';
 
 /** The dead-letter record of an input a stage could not process: the original plus why. */
 export function deadLetterFor(
@@ -34,7 +33,7 @@ export function deadLetterFor(
     field: error instanceof LightmemError ? (error.field ?? null) : null,
     reason: errorMessage(error),
     attempt,
-    payload: JSON.stringify(record.value).slice(0, maxPayloadChars),
+    payload: payloadExcerpt(JSON.stringify(record.value)),
     failedAt: now,
   };
   return { topic: Topics.deadLetters, key: group, value };

@@ -1,4 +1,4 @@
-import { LightmemError } from '../core/errors.js';
+import { LightmemError, StorageBusyError } from '../core/errors.js';
 
 export interface ErrorBody {
   readonly error: {
@@ -42,4 +42,12 @@ export function errorBody(error: unknown): ErrorBody {
     };
   }
   return { error: { code: 'internal', message: 'internal error', field: null, retryable: true } };
+}
+
+/** Seconds a client should wait before retrying (Retry-After) for a retryable 429/503, else null. */
+export function retryAfterSeconds(error: unknown): number | null {
+  const status = statusFor(error);
+  if (status !== 429 && status !== 503) return null;
+  if (!(error instanceof LightmemError) || !error.retryable) return null;
+  return error instanceof StorageBusyError ? Math.max(1, Math.ceil(error.retryAfterMs / 1000)) : 1;
 }

@@ -1,12 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { Logger } from '../core/ports/logger.js';
-import { InvalidInputError, LightmemError, errorMessage } from '../core/errors.js';
-import { decodeTurnInput, type InputItem } from '../ingest/index.js';
+import { InvalidInputError, LightmemError, causeOf, errorMessage } from '../core/errors.js';
+import { decodeTurnInput, type InputItem, type TurnInput } from '../ingest/index.js';
 import type { Ingestion } from '../app/ingestion.js';
 import { memoryView, maxSearchLimit, type MemorySearch } from '../app/memory-search.js';
 import type { MemoryStore } from '../core/ports/memory-store.js';
-import { errorBody, statusFor } from './http-errors.js';
+import { errorBody, retryAfterSeconds, statusFor } from './http-errors.js';
 
 export interface HttpApiDeps {
   readonly ingestion: Ingestion;
@@ -17,7 +17,10 @@ export interface HttpApiDeps {
   readonly logger: Logger;
   /** Waits until the pipeline has processed everything appended so far (for `?wait=true`). */
   readonly waitForDrain: (timeoutMs: number) => Promise<boolean>;
-  readonly health: () => Promise<Record<string, unknown>>;
+  /** How many of these turns are still buffered (their session open), after a drain. */
+  readonly bufferedTurns: (turns: readonly TurnInput[]) => Promise<number>;
+  /** `ready: false` answers 503 (the pipeline does not run, or a stage failed), with the reasons. */
+  readonly health: () => Promise<{ ready: boolean } & Record<string, unknown>>;
 }
 
 const EventsBody = z.object({
@@ -66,9 +69,20 @@ function decodeBody<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> 
 export function createHttpApi(deps: HttpApiDeps): Server {
   return createServer((request, response) => {
     handle(deps, request, response).catch((error: unknown) => {
-      if (statusFor(error) >= 500)
-        deps.logger.error('request failed', { url: request.url, error: errorMessage(error) });
-      send(response, statusFor(error), errorBody(error));
+      const status = statusFor(error);
+      if (status >= 500)
+        deps.logger.error('request failed', {
+          url: request.url,
+          error: errorMessage(error),
+          cause: causeOf(error),
+        });
+      const retryAfter = retryAfterSeconds(error);
+      send(
+        response,
+        status,
+        errorBody(error),
+        retryAfter === null ? {} : { 'retry-after': String(retryAfter) },
+      );
     });
   });
 }
@@ -82,7 +96,8 @@ async function handle(deps: HttpApiDeps, request: IncomingMessage, response: Ser
   const route = `${request.method ?? 'GET'} ${url.pathname}`;
 
   if (route === 'GET /healthz') {
-    send(response, 200, { status: 'ok', ...(await deps.health()) });
+    const health = await deps.health();
+    send(response, health.ready ? 200 : 503, { status: health.ready ? 'ok' : 'unavailable', ...health });
     return;
   }
   if (route === 'POST /v1/events') {
@@ -98,7 +113,17 @@ async function handle(deps: HttpApiDeps, request: IncomingMessage, response: Ser
     });
     const report = await deps.ingestion.ingest(items, { source: 'http', endSessions: body.endSession });
     const wait = url.searchParams.get('wait') === 'true';
-    const drained = wait ? await deps.waitForDrain(30_000) : false;
+    // processed: every posted turn is searchable (the pipeline caught up and none waits in a buffer of
+    // an open session); buffered: how many still wait for their session to end (or the idle flush).
+    let processed: { processed: boolean; buffered?: number } | null = null;
+    if (wait) {
+      const turns = items.flatMap((item) =>
+        item.result.ok && item.result.event.kind === 'turn' ? [item.result.event] : [],
+      );
+      const drained = await deps.waitForDrain(30_000);
+      const buffered = drained ? await deps.bufferedTurns(turns) : null;
+      processed = { processed: buffered === 0, ...(buffered === null ? {} : { buffered }) };
+    }
     send(response, 202, {
       accepted: report.accepted,
       duplicates: report.duplicates,
@@ -106,7 +131,7 @@ async function handle(deps: HttpApiDeps, request: IncomingMessage, response: Ser
         item.result.ok ? [] : [{ index, field: item.result.error.field, message: item.result.error.message }],
       ),
       sessionEnds: report.sessionEnds,
-      ...(wait ? { processed: drained } : {}),
+      ...processed,
     });
     return;
   }
@@ -159,10 +184,16 @@ async function readJson(request: IncomingMessage, maxBytes: number): Promise<unk
   }
 }
 
-function send(response: ServerResponse, status: number, body: unknown): void {
+function send(
+  response: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   if (response.headersSent) return;
   const text = JSON.stringify(body);
   response.writeHead(status, {
+    ...headers,
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(text),
   });

@@ -3,7 +3,9 @@ import type { Clock } from '../core/ports/clock.js';
 import type { ConversationEvent, DeadLetter } from '../core/model/generated.js';
 import { Topics, conversationKey } from '../core/model/topics.js';
 import { shortHash } from '../core/model/ids.js';
-import { turnDedupKey } from '../stages/compressor/compressor-stage.js';
+import { compositeKey, eventDedupKey } from '../core/model/keys.js';
+import { payloadExcerpt } from '../core/model/dead-letter.js';
+import { retrying } from '../core/backoff.js';
 import type { InputItem, TurnInput } from '../ingest/index.js';
 
 export interface IngestError {
@@ -14,12 +16,16 @@ export interface IngestError {
 }
 
 export interface IngestReport {
-  /** Turns and control events newly appended to the log. */
+  /** Turns (and flush events) newly appended to the log. */
   accepted: number;
   /** Items already in the log (same tenant, user, conversation and turn id): ignored. */
   duplicates: number;
   rejected: number;
-  /** Session-end markers added because a session changed or the input ended. */
+  /**
+   * Session ends appended: the input's own `session_end` events and the markers added because a session
+   * changed or the input ended (`session-end:<session>@<last turn>`: the same input sent again adds none,
+   * a session reopened with new turns is closed again).
+   */
   sessionEnds: number;
   readonly errors: IngestError[];
 }
@@ -32,6 +38,11 @@ export interface IngestOptions {
   readonly onProgress?: (report: IngestReport) => void;
   /** Keep at most this many errors in the report (all are dead-lettered). */
   readonly maxReportedErrors?: number;
+  /**
+   * Tries of each append while the log is busy (another process writing). 1 (the API): a busy log is the
+   * caller's to retry (503 with Retry-After); a file ingest waits its turn.
+   */
+  readonly appendAttempts?: number;
 }
 
 const appendBatch = 500;
@@ -55,12 +66,26 @@ export class Ingestion {
     const open = new Map<string, ConversationEvent>();
     let events: AppendRecord<typeof Topics.raw>[] = [];
     let letters: AppendRecord<typeof Topics.deadLetters>[] = [];
+    const append = <T extends typeof Topics.raw | typeof Topics.deadLetters>(
+      topic: T,
+      records: readonly AppendRecord<T>[],
+    ) =>
+      retrying(() => this.log.append(topic, records), {
+        attempts: options.appendAttempts ?? 1,
+        baseMs: 200,
+        maxMs: 5_000,
+      });
     const flush = async (): Promise<void> => {
-      if (letters.length > 0) await this.log.append(Topics.deadLetters, letters);
+      if (letters.length > 0) await append(Topics.deadLetters, letters);
       if (events.length > 0) {
-        const result = await this.log.append(Topics.raw, events);
-        report.accepted += result.appended;
-        report.duplicates += result.duplicates;
+        const result = await append(Topics.raw, events);
+        const skipped = new Set(result.duplicateIndexes);
+        for (const [index, event] of events.entries()) {
+          if (skipped.has(index)) {
+            if (event.value.kind !== 'session_end') report.duplicates++;
+          } else if (event.value.kind === 'session_end') report.sessionEnds++;
+          else report.accepted++;
+        }
       }
       events = [];
       letters = [];
@@ -81,7 +106,6 @@ export class Ingestion {
         const previous = open.get(conversation);
         if (previous !== undefined && previous.sessionId !== event.sessionId && previous.kind === 'turn') {
           events.push(record(sessionEnd(previous, now)));
-          report.sessionEnds++;
         }
         events.push(record(event));
         open.set(conversation, event);
@@ -92,7 +116,6 @@ export class Ingestion {
       for (const last of open.values()) {
         if (last.kind !== 'turn') continue;
         events.push(record(sessionEnd(last, this.clock.now())));
-        report.sessionEnds++;
       }
     }
     await flush();
@@ -116,11 +139,15 @@ export class Ingestion {
       field,
       reason: message,
       attempt: 1,
-      payload: item.raw,
+      payload: payloadExcerpt(item.raw),
       failedAt: now,
     };
     // Re-ingesting the same bad input does not pile up the same dead letter.
-    return { key: 'ingest', value, dedupKey: `ingest:${source}:${item.label}:${shortHash(item.raw)}` };
+    return {
+      key: 'ingest',
+      value,
+      dedupKey: compositeKey(['ingest', source, item.label, shortHash(item.raw)]),
+    };
   }
 }
 
@@ -129,18 +156,18 @@ function stamp(input: TurnInput, now: number): ConversationEvent {
 }
 
 function record(event: ConversationEvent): AppendRecord<typeof Topics.raw> {
-  return { key: conversationKey(event), value: event, dedupKey: turnDedupKey(event) };
+  return { key: conversationKey(event), value: event, dedupKey: eventDedupKey(event) };
 }
 
 function conversationStateKeyOf(event: ConversationEvent): string {
-  return [event.tenantId, event.userId, event.conversationId].join('/');
+  return compositeKey([event.tenantId, event.userId, event.conversationId]);
 }
 
 function sessionEnd(last: ConversationEvent, now: number): ConversationEvent {
   return {
     ...last,
     kind: 'session_end',
-    turnId: `session-end:${last.sessionId}`,
+    turnId: `session-end:${last.sessionId}@${last.turnId}`,
     role: 'system',
     speaker: 'lightmem',
     text: '',

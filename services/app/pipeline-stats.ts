@@ -12,7 +12,15 @@ export interface PipelineStats {
     readonly pending: number;
     readonly processed: number;
   }[];
-  readonly deadLetters: { readonly count: number; readonly recent: readonly DeadLetter[] };
+  readonly deadLetters: {
+    /** Dead letters ever written (positions on Kafka). */
+    readonly count: number;
+    /** What the log keeps now, within the cap and retention (null where the log cannot tell: Kafka). */
+    readonly retained: { readonly records: number; readonly bytes: number; readonly pruned: number } | null;
+    readonly maxBytes: number;
+    readonly retentionDays: number;
+    readonly recent: readonly DeadLetter[];
+  };
   readonly components: Readonly<Record<string, string>>;
   /** Features that are off, and how to turn them on. */
   readonly warnings: readonly string[];
@@ -23,6 +31,7 @@ export async function collectStats(
   store: MemoryStore,
   lags: readonly StageLag[],
   components: Readonly<Record<string, string>>,
+  deadLetterLimits: { readonly maxBytes: number; readonly retentionDays: number },
   warnings: readonly string[] = [],
   recentDeadLetters = 20,
 ): Promise<PipelineStats> {
@@ -40,7 +49,12 @@ export async function collectStats(
       pending: Math.max(0, lag.end - lag.committed),
       processed: lag.committed,
     })),
-    deadLetters: { count: deadCount, recent: recent.map((r) => r.value) },
+    deadLetters: {
+      count: deadCount,
+      retained: await log.usage(Topics.deadLetters),
+      ...deadLetterLimits,
+      recent: recent.map((r) => r.value),
+    },
     components,
     warnings,
   };

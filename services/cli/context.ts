@@ -59,11 +59,13 @@ async function openWith<R>(
   defaults: { logLevel: LogLevel },
   overrides: LightmemConfigInput,
   open: (config: LightmemConfig, options: RuntimeOptions) => Promise<R>,
+  extra: Pick<RuntimeOptions, 'serving'> = {},
 ): Promise<ContextOf<R>> {
   const config = commandConfig(values, overrides);
   const logger = commandLogger(values, config, defaults);
   const download = new ProgressBar('fetching model', process.stderr, config.logLevel === 'silent');
   const runtime = await open(config, {
+    ...extra,
     logger,
     clock: systemClock,
     onFetchProgress: (p) => download.update(p.done, p.total === 0 ? p.done : p.total, `${p.phase} bytes`),
@@ -77,11 +79,17 @@ export async function openContext(
   values: Record<string, string | boolean | undefined>,
   defaults: { logLevel: LogLevel },
   overrides: LightmemConfigInput = {},
+  extra: Pick<RuntimeOptions, 'serving'> = {},
 ): Promise<CommandContext> {
-  return openWith<Runtime>(values, defaults, overrides, (config, options) =>
-    config.mode === 'distributed'
-      ? DistributedRuntime.open(config, options)
-      : EmbeddedRuntime.open(config, options),
+  return openWith<Runtime>(
+    values,
+    defaults,
+    overrides,
+    (config, options) =>
+      config.mode === 'distributed'
+        ? DistributedRuntime.open(config, options)
+        : EmbeddedRuntime.open(config, options),
+    extra,
   );
 }
 

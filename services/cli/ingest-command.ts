@@ -45,6 +45,8 @@ export async function ingestCommand(argv: readonly string[]): Promise<number> {
       {
         source: file,
         endSessions: true,
+        // Beside a busy server, wait for the log rather than fail (about a minute in all).
+        appendAttempts: 15,
         onProgress: (r) =>
           reading.update(
             r.accepted + r.duplicates + r.rejected,

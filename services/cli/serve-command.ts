@@ -1,9 +1,6 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { systemClock } from '../core/ports/clock.js';
-import { Ingestion } from '../app/ingestion.js';
-import { MemorySearch } from '../app/memory-search.js';
-import { createHttpApi } from '../api/http-server.js';
+import { createRuntimeHttpApi } from '../api/runtime-http-api.js';
 import { commonOptions, intOption, parse, stringOption } from './args.js';
 import { openContext } from './context.js';
 
@@ -31,31 +28,12 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
         ? {}
         : { server: { ...(port === undefined ? {} : { port }), ...(host === undefined ? {} : { host }) } }),
     },
+    { serving: true },
   );
   if (!runtime.startPipeline()) {
     logger.warn(`the pipeline is run by ${runtime.pipelineDescription}; this process serves the API`);
   }
-  const server = createHttpApi({
-    ingestion: new Ingestion(runtime.eventLog, systemClock),
-    search: new MemorySearch(runtime.store, runtime.components.embedder, runtime.config.search),
-    store: runtime.store,
-    defaultTenant: config.defaultTenant,
-    maxBodyBytes: config.server.maxBodyBytes,
-    logger,
-    waitForDrain: (timeoutMs) =>
-      runtime.waitForDrain({ signal: AbortSignal.timeout(timeoutMs) }).then(
-        () => true,
-        () => false,
-      ),
-    health: async () => {
-      const lags = await runtime.lag();
-      return {
-        mode: runtime.config.mode,
-        pipeline: runtime.isRunningPipeline ? 'running' : `run by ${runtime.pipelineDescription}`,
-        pending: Object.fromEntries(lags.map((lag) => [lag.stage, Math.max(0, lag.end - lag.committed)])),
-      };
-    },
-  });
+  const server = createRuntimeHttpApi(runtime, logger);
   server.listen(config.server.port, config.server.host);
   try {
     await once(server, 'listening');

@@ -24,6 +24,7 @@ export async function statsCommand(argv: readonly string[]): Promise<number> {
         extractor: c.extractor.version,
         embedder: c.embedder?.id ?? 'none (lexical search only)',
       },
+      runtime.config.deadLetters,
       runtime.warnings,
     );
     if (values['json'] === true) {
@@ -38,7 +39,14 @@ export async function statsCommand(argv: readonly string[]): Promise<number> {
       );
     for (const [name, value] of Object.entries(stats.components)) console.log(`${name.padEnd(10)} ${value}`);
     for (const warning of stats.warnings) console.log(`off        ${warning}`);
-    console.log(`dead letters ${stats.deadLetters.count}`);
+    const dead = stats.deadLetters;
+    const kept =
+      dead.retained === null
+        ? ''
+        : `, ${dead.retained.records} kept (${dead.retained.bytes} bytes), ${dead.retained.pruned} deleted by retention`;
+    console.log(
+      `dead letters ${dead.count} written${kept}; cap ${dead.maxBytes} bytes, retention ${dead.retentionDays} days`,
+    );
     for (const letter of stats.deadLetters.recent) {
       const where =
         letter.sourceLine === null

@@ -121,6 +121,37 @@ export const LightmemConfig = z
          * redone by the partition's next owner.
          */
         shutdownGraceMs: z.number().int().positive().default(30_000),
+        /**
+         * Embedded: where the stages run in a process that runs them. `worker`: a thread of their own, with
+         * their own model sessions, so API requests never wait behind pipeline work; `inline`: the main
+         * thread; `auto`: a worker in `lightmem serve`, inline in commands that serve nothing (ingest,
+         * bench), where a second thread would only cost start-up time.
+         */
+        isolation: z.enum(['auto', 'worker', 'inline']).default('auto'),
+        /** Niceness added to the pipeline thread (and its model threads): searches come first. 0 = off. */
+        priority: z.number().int().min(0).max(19).default(10),
+        /** Embedded: how often the owner of a data dir's pipeline renews its lock. */
+        heartbeatMs: z.number().int().positive().default(3_000),
+        /** Embedded: a lock not renewed for this long is taken over (a hung owner). */
+        ownerStaleMs: z.number().int().positive().default(15_000),
+        /** Embedded: how often every other process checks whether the owner is gone (to take over). */
+        takeoverCheckMs: z.number().int().positive().default(1_000),
+        /** Embedded: after the pipeline failed for good in a process, it waits this long before taking it again. */
+        failureCooldownMs: z.number().int().nonnegative().default(30_000),
+      })
+      .prefault({}),
+    /**
+     * Dead letters keep the reason, the field and an excerpt of what could not be processed, within a size
+     * cap and a retention period (oldest deleted first; Kafka: the topic's retention.bytes and retention.ms).
+     */
+    deadLetters: z
+      .object({
+        maxBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(64 * 1024 * 1024),
+        retentionDays: z.number().positive().default(30),
       })
       .prefault({}),
     server: z
@@ -172,6 +203,16 @@ export const LightmemConfig = z
           .default('lightmem-'),
         /** When a write becomes searchable: at once (`true`), at the next refresh (`wait_for`), or eventually. */
         refresh: z.enum(['true', 'wait_for', 'false']).default('true'),
+      })
+      .prefault({}),
+    /** The embedded mode's SQLite files (log.db, memories.db), shared by the processes on one data dir. */
+    sqlite: z
+      .object({
+        /**
+         * How long a write waits for another process's write lock before failing with a retryable error
+         * (the API answers 503 with Retry-After). The wait blocks the writing thread.
+         */
+        busyTimeoutMs: z.number().int().nonnegative().default(5_000),
       })
       .prefault({}),
     logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),

@@ -49,10 +49,42 @@ export class UnavailableError extends LightmemError {
   }
 }
 
+/**
+ * Another process holds the lock of a store past the wait allowed for it (SQLite's busy timeout).
+ * Retry after `retryAfterMs`; the HTTP API answers 503 with Retry-After.
+ */
+export class StorageBusyError extends LightmemError {
+  constructor(
+    message: string,
+    cause?: unknown,
+    readonly retryAfterMs = 1_000,
+  ) {
+    super('storage_unavailable', message, { cause, retryable: true });
+    this.name = 'StorageBusyError';
+  }
+}
+
 export function isRetryable(error: unknown): boolean {
   return error instanceof LightmemError && error.retryable;
 }
 
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** The chain of causes under an error, for logs ("SqliteError SQLITE_BUSY: database is locked ← …"). */
+export function causeOf(error: unknown): string | undefined {
+  const parts: string[] = [];
+  let cause = error instanceof Error ? error.cause : undefined;
+  for (let depth = 0; cause !== undefined && depth < 5; depth++) {
+    if (cause instanceof Error) {
+      const code = 'code' in cause && typeof cause.code === 'string' ? ` ${cause.code}` : '';
+      parts.push(`${cause.name}${code}: ${cause.message}`);
+      cause = cause.cause;
+    } else {
+      parts.push(typeof cause === 'string' ? cause : JSON.stringify(cause));
+      cause = undefined;
+    }
+  }
+  return parts.length === 0 ? undefined : parts.join(' ← ');
 }

@@ -6,6 +6,7 @@ import { topicSchemas, type TopicName } from '../core/model/topics.js';
 import { KafkaEventLog, kafkaClient } from '../adapters/kafka/kafka-event-log.js';
 import { disconnectQuietly } from '../adapters/kafka/disconnect.js';
 import {
+  applyDeadLetterRetention,
   dataTopicConfigs,
   ensureTopics,
   stateTopicConfig,
@@ -30,12 +31,17 @@ import { embeddedComponents } from './embedded-runtime.js';
 import type { RuntimeOptions } from './runtime.js';
 import { runtimeModels } from './model-loader.js';
 import { fusionOf, type DrainOptions, type Runtime } from './runtime.js';
+import type { PipelineHealth } from './pipeline-health.js';
 
 export function topicLayout(config: LightmemConfig): TopicLayout {
   return {
     prefix: config.kafka.topicPrefix,
     partitions: config.kafka.partitions,
     replicationFactor: config.kafka.replicationFactor,
+    deadLetters: {
+      retentionMs: Math.round(config.deadLetters.retentionDays * 24 * 3_600_000),
+      maxBytes: config.deadLetters.maxBytes,
+    },
   };
 }
 
@@ -111,6 +117,25 @@ export class DistributedRuntime implements Runtime {
 
   lag(): Promise<StageLag[]> {
     return pipelineLag(this.eventLog, this.stages);
+  }
+
+  /** Ready when every stage's consumer group has a stable member (a `lightmem service` process). */
+  async health(): Promise<PipelineHealth> {
+    const reasons: string[] = [];
+    for (const stage of this.stages) {
+      try {
+        const members = await withTimeout(
+          this.eventLog.stableMembers(stage.name),
+          lagTimeoutMs,
+          () => new UnavailableError(`describing group ${stage.name} took over ${lagTimeoutMs / 1000} s`),
+        );
+        if (members === 0)
+          reasons.push(`no ${stage.name} service is consuming (lightmem service ${stage.name})`);
+      } catch (error) {
+        reasons.push(`cannot read the ${stage.name} group: ${errorMessage(error)}`);
+      }
+    }
+    return { ready: reasons.length === 0, pipeline: this.pipelineDescription, reasons };
   }
 
   async waitForDrain(options: DrainOptions = {}): Promise<void> {
@@ -210,6 +235,7 @@ export async function adminInit(
       ...dataTopicConfigs(layout),
       ...stageNames.map((stage) => stateTopicConfig(layout, stage)),
     ]);
+    await applyDeadLetterRetention(admin, layout);
   } finally {
     await disconnectQuietly(admin);
   }

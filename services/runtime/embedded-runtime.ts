@@ -3,7 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { LightmemConfig } from '../core/config.js';
 import type { EventLog } from '../core/ports/event-log.js';
 import type { MemoryStore } from '../core/ports/memory-store.js';
-import { errorMessage } from '../core/errors.js';
+import { LightmemError } from '../core/errors.js';
+import { Topics } from '../core/model/topics.js';
 import { SqliteEventLog } from '../adapters/sqlite/sqlite-event-log.js';
 import { SqliteMemoryStore } from '../adapters/sqlite/sqlite-memory-store.js';
 import { OwnerLock } from '../adapters/sqlite/owner-lock.js';
@@ -13,6 +14,9 @@ import { SessionSegmenter } from '../stages/segmenter/session-segmenter.js';
 import { SimilaritySegmenter } from '../stages/segmenter/similarity-segmenter.js';
 import { ExtractiveExtractor } from '../stages/summarizer/extractive-extractor.js';
 import { idleFlushJob } from '../../workflows/idle-flush.js';
+import { PipelineOwnership } from './pipeline-ownership.js';
+import type { PipelineHealth } from './pipeline-health.js';
+import { WorkerPipelineRunner } from './worker-pipeline-runner.js';
 import {
   isDrained,
   pipelineLag,
@@ -61,14 +65,13 @@ export function embeddedComponents(
 
 /**
  * The embedded default: SQLite log + SQLite store + in-process scheduler, all in one process. Several
- * processes may open one data dir (serve + ingest); exactly one of them runs the pipeline (owner lock),
- * the others append and read.
+ * processes may open one data dir (two `serve`, an `ingest`); exactly one of them runs the pipeline (the
+ * owner lock, see PipelineOwnership), the others append and read, and take the pipeline over within
+ * seconds when its owner dies.
  */
 export class EmbeddedRuntime implements Runtime {
   readonly stages: StageDefinition[];
-  private readonly lock: OwnerLock;
-  private running: { controller: AbortController; done: Promise<void>; heartbeat: NodeJS.Timeout } | null =
-    null;
+  private readonly ownership: PipelineOwnership;
   private readonly scheduler: InProcessScheduler;
 
   private constructor(
@@ -84,10 +87,42 @@ export class EmbeddedRuntime implements Runtime {
     private readonly closeModels: () => Promise<void>,
   ) {
     this.stages = pipelineStages(config, components, store, options.clock);
-    this.lock = new OwnerLock(log.database, 'embedded-pipeline');
     this.scheduler = new InProcessScheduler(options.clock, options.logger);
     this.scheduler.register(
       idleFlushJob(log, { idleMs: config.pipeline.idleFlushMs, intervalMs: config.pipeline.idleCheckMs }),
+    );
+    this.scheduler.register({
+      name: 'dead-letter-retention',
+      intervalMs: retentionCheckMs,
+      run: () => Promise.resolve(log.enforceRetention()),
+    });
+    const pipeline = config.pipeline;
+    // Models given in code (tests) cannot cross into a thread: the stages then run on this one.
+    const isolation =
+      pipeline.isolation === 'auto' ? (options.serving === true ? 'worker' : 'inline') : pipeline.isolation;
+    const inWorker = isolation === 'worker' && options.models === undefined;
+    this.ownership = new PipelineOwnership(
+      new OwnerLock(log.database, 'embedded-pipeline', pipeline.ownerStaleMs),
+      inWorker
+        ? new WorkerPipelineRunner(config, options.logger)
+        : {
+            run: (signal, onStatus) =>
+              runStages(log, this.stages, {
+                signal,
+                batchSize: pipeline.batchSize,
+                logger: options.logger,
+                onStatus,
+              }),
+          },
+      {
+        clock: options.clock,
+        logger: options.logger,
+        heartbeatMs: pipeline.heartbeatMs,
+        takeoverCheckMs: pipeline.takeoverCheckMs,
+        failureCooldownMs: pipeline.failureCooldownMs,
+        onOwned: () => this.scheduler.start(),
+        onReleased: () => this.scheduler.stop(),
+      },
     );
   }
 
@@ -97,9 +132,17 @@ export class EmbeddedRuntime implements Runtime {
     const log = SqliteEventLog.open(join(config.dataDir, 'log.db'), {
       logger: options.logger,
       clock: options.clock,
+      busyTimeoutMs: config.sqlite.busyTimeoutMs,
+      retention: {
+        [Topics.deadLetters]: {
+          maxBytes: config.deadLetters.maxBytes,
+          maxAgeMs: config.deadLetters.retentionDays * dayMs,
+        },
+      },
     });
     const store = SqliteMemoryStore.open(join(config.dataDir, 'memories.db'), {
       fusion: fusionOf(config),
+      busyTimeoutMs: config.sqlite.busyTimeoutMs,
     });
     const components = embeddedComponents(config, loaded.embedder, loaded.attention, loaded.scorer);
     options.logger.info('embedded runtime opened', {
@@ -125,46 +168,30 @@ export class EmbeddedRuntime implements Runtime {
   }
 
   get isRunningPipeline(): boolean {
-    return this.running !== null;
+    return this.ownership.isOwner;
   }
 
   get pipelineDescription(): string {
-    return this.running !== null ? 'this process' : 'another lightmem process (serve)';
+    return this.ownership.isOwner
+      ? 'this process'
+      : `another lightmem process (${this.ownership.health().pipeline})`;
   }
 
-  /** Starts the stages if no other live process runs them; returns whether this process does. */
+  /**
+   * Takes part in running the pipeline: starts the stages if no other live process runs them, and from
+   * then on takes them over when their owner dies. Returns whether this process runs them now.
+   */
   startPipeline(): boolean {
-    if (this.running !== null) return true;
-    if (!this.lock.tryAcquire(this.options.clock.now())) return false;
-    const controller = new AbortController();
-    const heartbeat = setInterval(() => {
-      if (!this.lock.heartbeat(this.options.clock.now())) {
-        this.options.logger.error('pipeline ownership lost; stopping stages');
-        controller.abort();
-      }
-    }, 3_000);
-    heartbeat.unref();
-    const done = runStages(this.log, this.stages, {
-      signal: controller.signal,
-      batchSize: this.config.pipeline.batchSize,
-      logger: this.options.logger,
-    }).catch((error: unknown) => {
-      this.options.logger.error('pipeline stopped', { error: errorMessage(error) });
-    });
-    this.scheduler.start();
-    this.running = { controller, done, heartbeat };
-    return true;
+    return this.ownership.start();
   }
 
+  /** Stops the stages if this process runs them, releases them to the other processes, stops taking part. */
   async stopPipeline(): Promise<void> {
-    const running = this.running;
-    if (running === null) return;
-    this.running = null;
-    running.controller.abort();
-    clearInterval(running.heartbeat);
-    await this.scheduler.stop();
-    await running.done;
-    this.lock.release();
+    await this.ownership.stop();
+  }
+
+  health(): Promise<PipelineHealth> {
+    return Promise.resolve(this.ownership.health());
   }
 
   lag(): Promise<StageLag[]> {
@@ -172,16 +199,21 @@ export class EmbeddedRuntime implements Runtime {
   }
 
   /**
-   * Resolves when every stage has caught up. If the process running the pipeline dies meanwhile, this
-   * process takes over, so waiting never hangs on a dead owner.
+   * Resolves when every stage has caught up. Waiting takes part in running the pipeline (so a dead owner
+   * is taken over); it fails when the pipeline fails for good in this process meanwhile.
    */
   async waitForDrain(options: DrainOptions = {}): Promise<void> {
+    const since = this.options.clock.now();
+    if (!this.ownership.isStarted) this.startPipeline();
     for (;;) {
       options.signal?.throwIfAborted();
       const lags = await this.lag();
       options.onProgress?.(lags);
       if (isDrained(lags)) return;
-      if (this.running === null) this.startPipeline();
+      const failure = this.ownership.failedSince(since);
+      if (failure !== null) {
+        throw new LightmemError('internal', `the pipeline stopped before it caught up: ${failure}`);
+      }
       await sleep(options.pollMs ?? 50);
     }
   }
@@ -193,3 +225,7 @@ export class EmbeddedRuntime implements Runtime {
     await this.closeModels();
   }
 }
+
+const dayMs = 24 * 3_600_000;
+/** How often the owner deletes dead letters past their retention when none arrive (arrivals prune too). */
+const retentionCheckMs = 3_600_000;

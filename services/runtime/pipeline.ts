@@ -9,12 +9,15 @@ import type { MemoryStore } from '../core/ports/memory-store.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { LightmemConfig } from '../core/config.js';
 import { Topics, type TopicName } from '../core/model/topics.js';
-import { errorMessage, isRetryable } from '../core/errors.js';
+import { causeOf, errorMessage, isRetryable } from '../core/errors.js';
 import { compressorStage } from '../stages/compressor/compressor-stage.js';
 import { segmenterStage } from '../stages/segmenter/segmenter-stage.js';
 import { summarizerStage } from '../stages/summarizer/summarizer-stage.js';
 import { indexerStage } from '../stages/indexer/indexer-stage.js';
 import { backoffMs } from '../core/backoff.js';
+import type { StageStatus } from './pipeline-health.js';
+
+export type { StageStatus } from './pipeline-health.js';
 
 export interface PipelineComponents {
   readonly scorer: TokenScorer;
@@ -91,6 +94,8 @@ export interface SuperviseOptions {
   /** Backoff between restarts after retryable failures: base doubling up to max (default 1 s … 30 s). */
   readonly restartBaseMs?: number;
   readonly restartMaxMs?: number;
+  /** Told each time a stage starts, restarts or fails. */
+  readonly onStatus?: ((stage: StageName, status: StageStatus) => void) | undefined;
 }
 
 /** A stage that ran this long before failing starts its backoff over: the outage was a new one. */
@@ -114,6 +119,7 @@ export async function superviseStage(
   for (;;) {
     const started = Date.now();
     try {
+      options.onStatus?.(stage.name, { state: 'running' });
       await stage.consume(log, { signal: options.signal, batchSize: options.batchSize });
       return;
     } catch (error) {
@@ -122,11 +128,17 @@ export async function superviseStage(
         return;
       }
       if (!isRetryable(error)) {
-        options.logger.error('stage stopped', { stage: stage.name, error: errorMessage(error) });
+        options.logger.error('stage stopped', {
+          stage: stage.name,
+          error: errorMessage(error),
+          cause: causeOf(error),
+        });
+        options.onStatus?.(stage.name, { state: 'failed', error: errorMessage(error) });
         throw error;
       }
       failures = Date.now() - started >= healthyRunMs ? 1 : failures + 1;
-      const delayMs = backoffMs(failures, base, max);
+      const delayMs = backoffMs(failures, base, max, 0.2);
+      options.onStatus?.(stage.name, { state: 'restarting', attempt: failures, error: errorMessage(error) });
       options.logger.warn('stage failed; restarting it', {
         stage: stage.name,
         attempt: failures,
@@ -138,13 +150,28 @@ export async function superviseStage(
   }
 }
 
-/** Runs every stage's consumer loop (supervised) until the signal aborts. */
+/**
+ * Runs every stage's consumer loop (supervised) until the signal aborts. When one stage fails for good,
+ * the others are stopped too (a pipeline with a dead stage would only pile up work behind it) and the
+ * failure is thrown once all have stopped.
+ */
 export async function runStages(
   log: EventLog,
   stages: readonly StageDefinition[],
   options: SuperviseOptions,
 ): Promise<void> {
-  await Promise.all(stages.map((stage) => superviseStage(log, stage, options)));
+  const stopAll = new AbortController();
+  const signal = AbortSignal.any([options.signal, stopAll.signal]);
+  let failure: { error: unknown } | null = null;
+  await Promise.all(
+    stages.map((stage) =>
+      superviseStage(log, stage, { ...options, signal }).catch((error: unknown) => {
+        failure ??= { error };
+        stopAll.abort();
+      }),
+    ),
+  );
+  if (failure !== null) throw (failure as { error: unknown }).error;
 }
 
 export interface StageLag {

@@ -9,6 +9,7 @@ import type { TokenScorer } from '../core/ports/token-scorer.js';
 import type { AttentionModel } from '../core/ports/segmenter.js';
 import type { FetchProgress } from '../models/model-fetcher.js';
 import type { FusionWeights } from '../adapters/memory/memory-fusion.js';
+import type { PipelineHealth } from './pipeline-health.js';
 
 export interface DrainOptions {
   readonly signal?: AbortSignal;
@@ -34,6 +35,8 @@ export interface Runtime {
   /** Where the pipeline runs, for messages. */
   readonly pipelineDescription: string;
   lag(): Promise<StageLag[]>;
+  /** Whether the pipeline runs with every stage alive, where, and why not (for health answers). */
+  health(): Promise<PipelineHealth>;
   /** Resolves when every stage has processed everything appended so far. */
   waitForDrain(options?: DrainOptions): Promise<void>;
   close(): Promise<void>;
@@ -54,6 +57,8 @@ export interface RuntimeOptions {
         readonly scorer?: TokenScorer | null;
       }
     | undefined;
+  /** The process answers API requests (`lightmem serve`): pipeline isolation `auto` means a worker thread. */
+  readonly serving?: boolean | undefined;
   /** Download progress when a model is fetched on first use. */
   readonly onFetchProgress?: ((progress: FetchProgress) => void) | undefined;
 }

@@ -94,7 +94,7 @@ export function eventLogContract(
           turn(i, { conversationId: i % 2 === 0 ? 'conv-even' : 'conv-odd' }),
         );
         const result = await log.append(Topics.raw, events.map(toAppend));
-        assert.deepEqual(result, { appended: 5, duplicates: 0 });
+        assert.deepEqual(result, { appended: 5, duplicates: 0, duplicateIndexes: [] });
 
         const records = await log.read(Topics.raw, 0, 100);
         assert.deepEqual(
@@ -157,12 +157,12 @@ export function eventLogContract(
         { skip: traits.dedupOnAppend ? false : "dedup is the consuming stage's job on this log" },
         async () => {
           const first = await log.append(Topics.raw, [{ ...toAppend(turn(0)), dedupKey: 'turn-0' }]);
-          assert.deepEqual(first, { appended: 1, duplicates: 0 });
+          assert.deepEqual(first, { appended: 1, duplicates: 0, duplicateIndexes: [] });
 
           const again = await log.append(Topics.raw, [
             { ...toAppend(turn(0, { text: 'resent' })), dedupKey: 'turn-0' },
           ]);
-          assert.deepEqual(again, { appended: 0, duplicates: 1 });
+          assert.deepEqual(again, { appended: 0, duplicates: 1, duplicateIndexes: [0] });
           assert.equal(await log.endOffset(Topics.raw), 1);
 
           // A mixed call: the new key is appended, the known one and a repeat inside the call are not.
@@ -172,7 +172,7 @@ export function eventLogContract(
             { ...toAppend(turn(1)), dedupKey: 'turn-1' },
             toAppend(turn(2)),
           ]);
-          assert.deepEqual(mixed, { appended: 2, duplicates: 2 });
+          assert.deepEqual(mixed, { appended: 2, duplicates: 2, duplicateIndexes: [0, 2] });
           const records = await log.read(Topics.raw, 0, 100);
           assert.deepEqual(
             records.map((r) => [r.offset, r.value.turnId, r.value.text]),
@@ -187,7 +187,7 @@ export function eventLogContract(
           const otherTopic = await log.append(Topics.compressed, [
             { ...compressedRecord(turn(0)), dedupKey: 'turn-0' },
           ]);
-          assert.deepEqual(otherTopic, { appended: 1, duplicates: 0 });
+          assert.deepEqual(otherTopic, { appended: 1, duplicates: 0, duplicateIndexes: [] });
         },
       );
     });

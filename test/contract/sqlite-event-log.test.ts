@@ -1,19 +1,23 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import avro from 'avsc';
 import { SqliteEventLog } from '../../services/adapters/sqlite/sqlite-event-log.js';
-import { LightmemError, UnavailableError } from '../../services/core/errors.js';
+import { LightmemError, StorageBusyError, UnavailableError } from '../../services/core/errors.js';
+import { eventDedupKey } from '../../services/core/model/keys.js';
 import { avroSchemas, type ConversationEvent } from '../../services/core/model/generated.js';
 import { Topics, conversationKey } from '../../services/core/model/topics.js';
 import type { Clock } from '../../services/core/ports/clock.js';
 import type { AppendRecord, EventLog } from '../../services/core/ports/event-log.js';
 import { eventLogContract } from './event-log.contract.js';
 import { makeTurn } from '../support/event-fixtures.js';
-import { silentLogger } from '../support/memory-logger.js';
+import { memoryLogger, silentLogger } from '../support/memory-logger.js';
+import { collect, repoRoot } from '../support/cli.js';
 
 const clock: Clock = { now: () => Date.now() };
 
@@ -140,10 +144,12 @@ describe('SqliteEventLog', () => {
       assert.deepEqual(await second.append(Topics.raw, [toAppend(turn(1), 'turn-1')]), {
         appended: 0,
         duplicates: 1,
+        duplicateIndexes: [0],
       });
       assert.deepEqual(await second.append(Topics.raw, [toAppend(turn(3), 'turn-3')]), {
         appended: 1,
         duplicates: 0,
+        duplicateIndexes: [],
       });
       assert.equal((await second.read(Topics.raw, 3, 1))[0]?.offset, 3);
       // The consumer resumes where it stopped before the restart.
@@ -376,6 +382,7 @@ describe('SqliteEventLog', () => {
       assert.deepEqual(await a.append(Topics.raw, [toAppend(turn(2), 'turn-2')]), {
         appended: 0,
         duplicates: 1,
+        duplicateIndexes: [0],
       });
       await a.append(Topics.raw, [toAppend(turn(3))]);
       assert.deepEqual(
@@ -416,4 +423,222 @@ describe('SqliteEventLog', () => {
       await b.close();
     }
   });
+
+  it('three processes appending while a consumer commits: every write goes through (contention waits, never fails)', async () => {
+    const { file } = tempFile();
+    const log = openLog(file);
+    const writers = 3;
+    const batches = 150;
+    const size = 4;
+    try {
+      // The consumer commits output + state + offset while the other processes append.
+      const controller = new AbortController();
+      const consuming = log.consume(
+        { group: 'contended', topic: Topics.raw, signal: controller.signal, batchSize: 7 },
+        async (records, state) => ({
+          records: records.map((r) => ({
+            topic: Topics.compressed,
+            key: r.key,
+            value: {
+              event: r.value,
+              compressedText: r.value.text,
+              originalTokens: 3,
+              keptTokens: 3,
+              keepRatio: 1,
+              scorerVersion: 'none',
+            },
+          })),
+          state: [
+            { key: 'count', value: String(Number((await state.get('count')) ?? '0') + records.length) },
+          ],
+        }),
+      );
+      const results = await Promise.all(
+        Array.from({ length: writers }, (_, writer) =>
+          collect(
+            spawn(
+              process.execPath,
+              [
+                '--import',
+                'tsx',
+                join(repoRoot, 'test/support/append-hammer.ts'),
+                file,
+                `w${writer}`,
+                String(batches),
+                String(size),
+              ],
+              { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+            ),
+          ),
+        ),
+      );
+      const total = writers * batches * size;
+      try {
+        for (const result of results) {
+          assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
+          assert.deepEqual(JSON.parse(result.stdout), { appended: batches * size });
+        }
+        await waitFor(
+          async () => (await log.committedOffset('contended', Topics.raw)) >= total,
+          'the consumer',
+          60_000,
+        );
+      } finally {
+        controller.abort();
+        await consuming;
+      }
+      assert.equal(await log.endOffset(Topics.raw), total);
+      assert.equal(await log.endOffset(Topics.compressed), total);
+      assert.equal(await log.stateOf('contended').get('count'), String(total));
+    } finally {
+      await log.close();
+    }
+  });
+
+  it('a commit that meets another process holding the write lock past the busy timeout is retried, not fatal', async () => {
+    const { file } = tempFile();
+    const logger = memoryLogger();
+    const log = SqliteEventLog.open(file, {
+      logger,
+      clock,
+      pollIntervalMs: 10,
+      retryBaseMs: 20,
+      retryMaxMs: 40,
+      busyTimeoutMs: 20,
+    });
+    const other = new Database(file);
+    try {
+      await log.append(Topics.raw, [toAppend(turn(0)), toAppend(turn(1))]);
+      // Another process takes the write lock and keeps it for 300 ms.
+      other.exec('BEGIN IMMEDIATE');
+      const release = delay(300).then(() => other.exec('COMMIT'));
+      const controller = new AbortController();
+      const consuming = log.consume(
+        { group: 'blocked', topic: Topics.raw, signal: controller.signal },
+        async (records) => ({
+          records: [],
+          state: [{ key: 'last', value: records.at(-1)?.value.turnId ?? '' }],
+        }),
+      );
+      try {
+        await release;
+        await waitFor(async () => (await log.committedOffset('blocked', Topics.raw)) >= 2, 'the commit');
+      } finally {
+        controller.abort();
+        await consuming;
+      }
+      assert.equal(await log.stateOf('blocked').get('last'), 't1');
+      const retries = logger.entries.filter((entry) => entry.message === 'stage failed, retrying');
+      assert.ok(retries.length > 0, 'the busy commit was retried');
+      assert.match(String(retries[0]?.fields?.['error']), /locked by another process/);
+      // And an append that meets the lock fails with a retryable, typed error that keeps SQLite's.
+      other.exec('BEGIN IMMEDIATE');
+      const failed = await log.append(Topics.raw, [toAppend(turn(2))]).then(
+        () => null,
+        (error: unknown) => error,
+      );
+      other.exec('COMMIT');
+      assert.ok(failed instanceof StorageBusyError, String(failed));
+      assert.equal(failed.retryable, true);
+      assert.match(String((failed.cause as { code?: string }).code), /^SQLITE_BUSY/);
+    } finally {
+      other.close();
+      await log.close();
+    }
+  });
+
+  it('keeps dead letters within their size cap and retention, oldest deleted first', async () => {
+    const { file } = tempFile();
+    let now = Date.UTC(2026, 0, 1);
+    const log = SqliteEventLog.open(file, {
+      logger: silentLogger,
+      clock: { now: () => now },
+      retention: { [Topics.deadLetters]: { maxBytes: 20_000, maxAgeMs: 3_600_000 } },
+    });
+    const letter = (i: number) => ({
+      key: 'ingest',
+      value: {
+        stage: 'ingest',
+        sourceTopic: 'http',
+        sourceOffset: null,
+        sourceLine: null,
+        key: `events[${i}]`,
+        errorCode: 'invalid_input',
+        field: 'events.0.role',
+        reason: 'role must be one of …',
+        attempt: 1,
+        payload: 'x'.repeat(900),
+        failedAt: now,
+      },
+    });
+    try {
+      for (let batch = 0; batch < 10; batch++) {
+        await log.append(
+          Topics.deadLetters,
+          Array.from({ length: 20 }, (_, i) => letter(batch * 20 + i)),
+        );
+        const usage = await log.usage(Topics.deadLetters);
+        assert.ok(usage.bytes <= 20_000, `${usage.bytes} bytes kept after batch ${batch}`);
+      }
+      const usage = await log.usage(Topics.deadLetters);
+      assert.ok(usage.records > 0 && usage.records < 200);
+      assert.equal(usage.records + usage.pruned, 200);
+      // Offsets keep counting; what is kept is the newest, readable from its first offset.
+      assert.equal(await log.endOffset(Topics.deadLetters), 200);
+      const kept = await log.read(Topics.deadLetters, 0, 1000);
+      assert.equal(kept.length, usage.records);
+      assert.equal(kept.at(-1)?.value.key, 'events[199]');
+      assert.equal(kept[0]?.offset, 200 - usage.records);
+      // Past the retention period, the next append (or the periodic check) deletes the old ones.
+      now += 2 * 3_600_000;
+      log.enforceRetention();
+      assert.equal((await log.usage(Topics.deadLetters)).records, 0);
+      await log.append(Topics.deadLetters, [letter(200)]);
+      assert.equal((await log.usage(Topics.deadLetters)).records, 1);
+    } finally {
+      await log.close();
+    }
+  });
+
+  it('opens a log written by version 1 (ids joined with "/") and migrates its keys', async () => {
+    const { file } = tempFile();
+    copyFileSync(join(repoRoot, 'test/fixtures/v1-data-dir/log.db'), file);
+    const log = openLog(file);
+    const fixtureTurn = (tenantId: string, userId: string, conversationId: string, turnId: string) =>
+      toAppendKeyed(turn(Number(turnId), { tenantId, userId, conversationId, sessionId: 's1', turnId }));
+    try {
+      // Version 1 dropped turn 1 of acme / x / c/d as a duplicate of acme/x / c / d: now it is new…
+      assert.deepEqual(await log.append(Topics.raw, [fixtureTurn('acme', 'x', 'c/d', '1')]), {
+        appended: 1,
+        duplicates: 0,
+        duplicateIndexes: [],
+      });
+      // …while the turns version 1 stored, with '/' in their ids, are still recognised.
+      assert.deepEqual(
+        await log.append(Topics.raw, [
+          fixtureTurn('acme/x', 'c', 'd', '1'),
+          fixtureTurn('acme/eu', 'u/1', 'chat/7', '3'),
+        ]),
+        { appended: 0, duplicates: 2, duplicateIndexes: [0, 1] },
+      );
+      const db = new Database(file, { readonly: true });
+      try {
+        assert.equal(db.pragma('user_version', { simple: true }), 3);
+        // Session ends have keys of their own namespace (a turn with such an id cannot pre-empt them).
+        const ends = db
+          .prepare(`SELECT dedup_key FROM records WHERE topic = ? AND dedup_key LIKE '%session-end%'`)
+          .all(Topics.raw) as { dedup_key: string }[];
+        assert.ok(ends.length > 0);
+        for (const { dedup_key: key } of ends) assert.match(key, /\/session_end$/);
+      } finally {
+        db.close();
+      }
+    } finally {
+      await log.close();
+    }
+  });
 });
+
+function toAppendKeyed(event: ConversationEvent): AppendRecord<typeof Topics.raw> {
+  return { key: conversationKey(event), value: event, dedupKey: eventDedupKey(event) };
+}

@@ -52,16 +52,19 @@ describe('lightmem serve (HTTP API)', () => {
   it('GET /healthz', async () => {
     const response = await fetch(`${base}/healthz`);
     assert.equal(response.status, 200);
-    const body = (await response.json()) as { status: string; pipeline: string };
+    const body = (await response.json()) as { status: string; ready: boolean; pipeline: string };
     assert.equal(body.status, 'ok');
-    assert.equal(body.pipeline, 'running');
+    assert.equal(body.ready, true);
+    assert.equal(body.pipeline, 'this process');
   });
 
   it('POST /v1/events then /v1/search finds the memory with its provenance; GET /v1/memories/:id', async () => {
     const ingest = await post('/v1/events?wait=true', { events: conversation, endSession: true });
     assert.equal(ingest.status, 202, JSON.stringify(ingest.json));
-    assert.equal(ingest.json['accepted'], 3); // two turns + the session end
+    assert.equal(ingest.json['accepted'], 2);
+    assert.equal(ingest.json['sessionEnds'], 1);
     assert.equal(ingest.json['processed'], true);
+    assert.equal(ingest.json['buffered'], 0);
     const search = await post('/v1/search', { userId: 'u1', query: 'what is the name of my dog corgi?' });
     assert.equal(search.status, 200);
     const results = search.json['results'] as {
@@ -89,7 +92,10 @@ describe('lightmem serve (HTTP API)', () => {
   it('re-posting the same turns is a no-op', async () => {
     const again = await post('/v1/events?wait=true', { events: conversation, endSession: true });
     assert.equal(again.json['accepted'], 0);
-    assert.equal(again.json['duplicates'], 3);
+    assert.equal(again.json['duplicates'], 2);
+    // The same session end again (same last turn) is a duplicate too.
+    assert.equal(again.json['sessionEnds'], 0);
+    assert.equal(again.json['processed'], true);
   });
 
   it('errors are JSON naming the offending field', async () => {

@@ -47,8 +47,11 @@ export function tempDir(prefix: string): { path: string; remove(): void } {
 }
 
 /** `lightmem serve --port 0` on a data dir; resolves with its base URL once it listens. */
-export async function startServer(dataDir: string): Promise<{ base: string; stop(): Promise<void> }> {
-  const child = spawnCli(['serve', '--port', '0', '--data-dir', dataDir]);
+export async function startServer(
+  dataDir: string,
+  env: Record<string, string> = {},
+): Promise<{ base: string; child: ChildProcess; stop(): Promise<void> }> {
+  const child = spawnCli(['serve', '--port', '0', '--data-dir', dataDir], env);
   const base = await new Promise<string>((resolve, reject) => {
     let buffered = '';
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${buffered}`)), 30_000);
@@ -64,7 +67,9 @@ export async function startServer(dataDir: string): Promise<{ base: string; stop
   });
   return {
     base,
+    child,
     stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
       await exited;

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BuiltinTokenScorer, scoreWord } from '../../services/stages/compressor/builtin-token-scorer.js';
-import { compressorStage, turnDedupKey } from '../../services/stages/compressor/compressor-stage.js';
+import { compressorStage } from '../../services/stages/compressor/compressor-stage.js';
+import { eventDedupKey } from '../../services/core/model/keys.js';
 import { percentile, selectWords } from '../../services/stages/compressor/percentile-selection.js';
 import {
   compressTexts,
@@ -276,7 +277,7 @@ describe('compressorStage', () => {
     );
     const [record] = output.records;
     assert.equal(record?.key, 'tenant-a/conv-1');
-    assert.equal(record?.dedupKey, turnDedupKey(event('t1')));
+    assert.equal(record?.dedupKey, eventDedupKey(event('t1')));
   });
 
   it('rate 1 passes text through with version "none"', async () => {

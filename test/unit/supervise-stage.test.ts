@@ -1,15 +1,23 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { superviseStage, type StageDefinition } from '../../services/runtime/pipeline.js';
+import {
+  runStages,
+  superviseStage,
+  type StageDefinition,
+  type StageStatus,
+} from '../../services/runtime/pipeline.js';
 import { LightmemError, UnavailableError } from '../../services/core/errors.js';
 import type { EventLog } from '../../services/core/ports/event-log.js';
 import { Topics } from '../../services/core/model/topics.js';
 import { memoryLogger } from '../support/memory-logger.js';
 
 /** A stage whose consumer loop fails with the given errors, one per run, then runs until aborted. */
-function failingStage(failures: Error[]): StageDefinition & { runs: number } {
+function failingStage(
+  failures: Error[],
+  name: StageDefinition['name'] = 'segmenter',
+): StageDefinition & { runs: number } {
   const stage = {
-    name: 'segmenter' as const,
+    name,
     input: Topics.compressed,
     runs: 0,
     consume: async (_log: EventLog, options: { signal: AbortSignal }) => {
@@ -95,5 +103,41 @@ describe('superviseStage', () => {
     stop.abort();
     await running;
     assert.ok(logger.entries.some((e) => e.message === 'stage failed while stopping'));
+  });
+
+  it('reports each start, restart and failure of a stage (what health answers show)', async () => {
+    const statuses: [string, StageStatus][] = [];
+    const stage = failingStage([new UnavailableError('store busy'), new LightmemError('conflict', 'fenced')]);
+    await assert.rejects(
+      superviseStage(log, stage, {
+        signal: new AbortController().signal,
+        batchSize: 8,
+        logger: memoryLogger(),
+        restartBaseMs: 1,
+        onStatus: (name, status) => statuses.push([name, status]),
+      }),
+    );
+    assert.deepEqual(
+      statuses.map(([name, status]) => `${name}:${status.state}`),
+      ['segmenter:running', 'segmenter:restarting', 'segmenter:running', 'segmenter:failed'],
+    );
+  });
+});
+
+describe('runStages', () => {
+  it('stops every stage when one fails for good, and throws that failure once all have stopped', async () => {
+    const healthy = failingStage([], 'compressor');
+    const broken = failingStage(
+      [new LightmemError('storage_corrupt', 'database disk image is malformed')],
+      'indexer',
+    );
+    const stopping = new AbortController();
+    await assert.rejects(
+      runStages(log, [healthy, broken], { signal: stopping.signal, batchSize: 8, logger: memoryLogger() }),
+      /malformed/,
+    );
+    // The healthy stage was stopped (its loop returned), not left running behind a dead one.
+    assert.equal(healthy.runs, 1);
+    assert.equal(stopping.signal.aborted, false);
   });
 });

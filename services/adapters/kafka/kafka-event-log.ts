@@ -135,7 +135,7 @@ export class KafkaEventLog implements EventLog {
   }
 
   async append<T extends TopicName>(topic: T, records: readonly AppendRecord<T>[]): Promise<AppendResult> {
-    if (records.length === 0) return { appended: 0, duplicates: 0 };
+    if (records.length === 0) return { appended: 0, duplicates: 0, duplicateIndexes: [] };
     // Encode first: a record that does not match its schema fails the call before anything is sent.
     const messages = records.map((record) => ({
       key: record.key,
@@ -146,7 +146,7 @@ export class KafkaEventLog implements EventLog {
     } catch (error) {
       throw new UnavailableError(`kafka: append to ${topic} failed: ${errorMessage(error)}`, error);
     }
-    return { appended: records.length, duplicates: 0 };
+    return { appended: records.length, duplicates: 0, duplicateIndexes: [] };
   }
 
   async read<T extends TopicName>(topic: T, fromOffset: number, limit: number): Promise<LogRecord<T>[]> {
@@ -175,6 +175,11 @@ export class KafkaEventLog implements EventLog {
   async endOffset(topic: TopicName): Promise<number> {
     const ends = await partitionEnds(this.admin, kafkaTopic(this.options.topics, topic));
     return ends.reduce((sum, e) => sum + e.end, 0);
+  }
+
+  /** Kafka keeps sizes per log segment on the brokers; the topic's retention bounds them. */
+  usage(): Promise<null> {
+    return Promise.resolve(null);
   }
 
   async committedOffset(group: string, topic: TopicName): Promise<number> {
@@ -441,6 +446,7 @@ export class KafkaEventLog implements EventLog {
               next,
               output,
               encode,
+              movedKeys(state, batch.partition, output.state),
             );
             break;
           } catch (error) {
@@ -601,6 +607,8 @@ export class KafkaEventLog implements EventLog {
     nextOffset: number,
     output: StageOutput,
     encode: (record: OutputRecord) => Buffer,
+    /** State keys this batch writes whose old value is in another partition: deleted there. */
+    moved: readonly { readonly key: string; readonly partition: number }[],
   ): Promise<void> {
     const byTopic = new Map<string, { key: string; value: Buffer }[]>();
     for (const record of output.records) {
@@ -616,11 +624,14 @@ export class KafkaEventLog implements EventLog {
         // A null value is a tombstone: compaction drops the key.
         topicMessages.push({
           topic: changelog,
-          messages: output.state.map((write) => ({
-            key: write.key,
-            value: write.value === null ? null : Buffer.from(write.value, 'utf8'),
-            partition,
-          })),
+          messages: [
+            ...moved.map((old) => ({ key: old.key, value: null, partition: old.partition })),
+            ...output.state.map((write) => ({
+              key: write.key,
+              value: write.value === null ? null : Buffer.from(write.value, 'utf8'),
+              partition,
+            })),
+          ],
         });
       }
       if (topicMessages.length > 0) await transaction.sendBatch({ topicMessages, acks: -1 });
@@ -634,6 +645,23 @@ export class KafkaEventLog implements EventLog {
       throw error;
     }
   }
+}
+
+/**
+ * State keys written from `partition` whose current value lives in another partition of the changelog:
+ * a conversation whose record key changed (ids with '/' got unambiguous keys) now arrives on another
+ * partition. Its old value is deleted where it was, in the same transaction, so that a restore, which
+ * reads the partitions in no particular order, can never bring the stale one back.
+ */
+function movedKeys(
+  state: StageState,
+  partition: number,
+  writes: StageOutput['state'],
+): { key: string; partition: number }[] {
+  return writes.flatMap((write) => {
+    const at = state.partitionOf(write.key);
+    return at === undefined || at === partition ? [] : [{ key: write.key, partition: at }];
+  });
 }
 
 function isFencedError(error: unknown): boolean {

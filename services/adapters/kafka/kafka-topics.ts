@@ -1,4 +1,4 @@
-import type { Admin, ITopicConfig } from 'kafkajs';
+import kafkajs, { type Admin, type ITopicConfig } from 'kafkajs';
 import { Topics, type TopicName } from '../../core/model/topics.js';
 import { UnavailableError, errorMessage } from '../../core/errors.js';
 
@@ -8,6 +8,27 @@ export interface TopicLayout {
   /** Partitions of the keyed data topics (and of each stage's state changelog, co-partitioned). */
   readonly partitions: number;
   readonly replicationFactor: number;
+  /** Retention of the dead-letter topic (config `deadLetters`; default 30 days, 64 MiB). */
+  readonly deadLetters?: DeadLetterRetention;
+}
+
+export interface DeadLetterRetention {
+  readonly retentionMs: number;
+  /** Kafka's retention.bytes is per partition; the dead-letter topic has one. */
+  readonly maxBytes: number;
+}
+
+const defaultDeadLetterRetention: DeadLetterRetention = {
+  retentionMs: 30 * 24 * 3_600_000,
+  maxBytes: 64 * 1024 * 1024,
+};
+
+function deadLetterConfigEntries(layout: TopicLayout): { name: string; value: string }[] {
+  const retention = layout.deadLetters ?? defaultDeadLetterRetention;
+  return [
+    { name: 'retention.ms', value: String(retention.retentionMs) },
+    { name: 'retention.bytes', value: String(retention.maxBytes) },
+  ];
 }
 
 export function kafkaTopic(layout: Pick<TopicLayout, 'prefix'>, topic: TopicName): string {
@@ -27,7 +48,7 @@ export function valueSubject(layout: Pick<TopicLayout, 'prefix'>, topic: TopicNa
 /**
  * Every data topic with its settings. Data topics keep everything (the raw log is the system of record:
  * replays rebuild memories from it); dead letters are one partition (low volume, read in order by
- * `lightmem stats`) and kept 30 days.
+ * `lightmem stats`), kept within a retention period and a size cap.
  */
 export function dataTopicConfigs(layout: TopicLayout): ITopicConfig[] {
   return (Object.values(Topics) as TopicName[]).map((topic) => ({
@@ -36,7 +57,7 @@ export function dataTopicConfigs(layout: TopicLayout): ITopicConfig[] {
     replicationFactor: layout.replicationFactor,
     configEntries:
       topic === Topics.deadLetters
-        ? [{ name: 'retention.ms', value: String(30 * 24 * 3_600_000) }]
+        ? deadLetterConfigEntries(layout)
         : [
             { name: 'retention.ms', value: '-1' },
             { name: 'retention.bytes', value: '-1' },
@@ -55,6 +76,31 @@ export function stateTopicConfig(layout: TopicLayout, group: string): ITopicConf
       { name: 'segment.ms', value: String(3_600_000) },
     ],
   };
+}
+
+/**
+ * Sets the dead-letter topic's retention to the configured one (the admin step, each time: a topic
+ * created by an earlier version, or before the configuration changed, gets the current bounds).
+ */
+export async function applyDeadLetterRetention(admin: Admin, layout: TopicLayout): Promise<void> {
+  try {
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: [
+        {
+          // A CommonJS export that Node's ESM loader does not name: read it from the default export.
+          type: kafkajs.ConfigResourceTypes.TOPIC,
+          name: kafkaTopic(layout, Topics.deadLetters),
+          configEntries: deadLetterConfigEntries(layout),
+        },
+      ],
+    });
+  } catch (error) {
+    throw new UnavailableError(
+      `kafka: setting the dead-letter retention failed: ${errorMessage(error)}`,
+      error,
+    );
+  }
 }
 
 /** Creates the topics that do not exist yet (the admin step; never on the hot path). Returns the created ones. */

@@ -36,6 +36,11 @@ export class StageState {
     return ends.every((e) => known.some((k) => k.partition === e.partition && k.end === e.end));
   }
 
+  /** The partition a key's current value is in, if it has one. */
+  partitionOf(key: string): number | undefined {
+    return this.values.get(key)?.partition;
+  }
+
   get(key: string, owned?: ReadonlySet<number>): string | undefined {
     const entry = this.values.get(key);
     if (entry === undefined || (owned !== undefined && !owned.has(entry.partition))) return undefined;

@@ -12,7 +12,8 @@ export class InProcessScheduler implements Scheduler {
     string,
     { job: ScheduledJob; running: Promise<void> | null; timer: NodeJS.Timeout | null }
   >();
-  private readonly controller = new AbortController();
+  /** A new one at each start: a scheduler stopped (the pipeline given up) may be started again. */
+  private controller = new AbortController();
   private started = false;
 
   constructor(
@@ -43,6 +44,8 @@ export class InProcessScheduler implements Scheduler {
   }
 
   start(): void {
+    if (this.started) return;
+    if (this.controller.signal.aborted) this.controller = new AbortController();
     this.started = true;
     for (const name of this.jobs.keys()) this.arm(name);
   }

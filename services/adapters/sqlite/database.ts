@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import * as sqliteVec from 'sqlite-vec';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { LightmemError, UnavailableError } from '../../core/errors.js';
+import { LightmemError, StorageBusyError, UnavailableError } from '../../core/errors.js';
 
 export type SqliteDatabase = Database.Database;
 
@@ -10,13 +10,22 @@ export interface OpenOptions {
   /** Load the sqlite-vec extension (vec0 tables). */
   readonly vectors?: boolean;
   readonly readonly?: boolean;
+  /** How long a write waits for another connection's write lock (default `busyTimeoutMs`). */
+  readonly busyTimeoutMs?: number;
 }
+
+/**
+ * How long a write waits for another process's write lock before failing with a retryable
+ * StorageBusyError. better-sqlite3 waits synchronously, so this also bounds how long a thread can stall.
+ */
+export const busyTimeoutMs = 5_000;
 
 /**
  * Opens a SQLite database for durable, multi-process use: WAL journal (readers never block the writer),
  * synchronous=NORMAL (durable at each checkpoint under WAL; a power cut may lose the last transactions but
  * never corrupts, and a killed *process* loses nothing committed), and a busy timeout so a second process
- * (`lightmem ingest` beside `lightmem serve`) waits instead of failing.
+ * (`lightmem ingest` beside `lightmem serve`) waits instead of failing. Every write goes through
+ * `writeTransaction`.
  */
 export function openDatabase(file: string, options: OpenOptions = {}): SqliteDatabase {
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -26,7 +35,7 @@ export function openDatabase(file: string, options: OpenOptions = {}): SqliteDat
   } catch (error) {
     throw new UnavailableError(`cannot open database ${file}`, error);
   }
-  db.pragma('busy_timeout = 10000');
+  db.pragma(`busy_timeout = ${Math.max(0, Math.round(options.busyTimeoutMs ?? busyTimeoutMs))}`);
   if (!(options.readonly ?? false)) {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
@@ -36,22 +45,58 @@ export function openDatabase(file: string, options: OpenOptions = {}): SqliteDat
   return db;
 }
 
-/** Applies numbered migrations once, in order, recording the schema version in user_version. */
-export function migrate(db: SqliteDatabase, migrations: readonly string[]): void {
-  const current = Number(db.pragma('user_version', { simple: true }));
-  if (current > migrations.length) {
-    throw new LightmemError(
-      'storage_corrupt',
-      `database schema version ${current} is newer than this lightmem (${migrations.length}); upgrade lightmem`,
-    );
+/**
+ * Runs `work` in an IMMEDIATE transaction: the write lock is taken before the first read, waiting up to
+ * the busy timeout for another process to release it. A deferred transaction that reads and then writes
+ * fails at once with SQLITE_BUSY_SNAPSHOT when another process committed in between (no busy timeout
+ * applies); this one cannot. Contention past the timeout becomes a retryable StorageBusyError that keeps
+ * the SQLite error as its cause.
+ */
+export function writeTransaction<R>(db: SqliteDatabase, what: string, work: () => R): R {
+  try {
+    return db.transaction(work).immediate();
+  } catch (error) {
+    throw storageError(error, what);
   }
-  for (let version = current; version < migrations.length; version++) {
-    const sql = migrations[version];
-    if (sql === undefined) break;
-    db.transaction(() => {
-      db.exec(sql);
-      db.pragma(`user_version = ${version + 1}`);
-    })();
+}
+
+/** A SQLite failure as a typed error: contention is retryable; typed errors pass through. */
+export function storageError(error: unknown, what: string): unknown {
+  if (error instanceof LightmemError) return error;
+  if (isTransientSqliteError(error)) {
+    return new StorageBusyError(`${what}: the database is locked by another process; try again`, error);
+  }
+  return error;
+}
+
+/** A schema migration: SQL, or code for changes SQL cannot make (it runs inside the same transaction). */
+export type Migration = string | ((db: SqliteDatabase) => void);
+
+/**
+ * Applies numbered migrations once, in order, recording the schema version in user_version. Each runs in
+ * a write transaction that re-reads the version, so processes opening one file at once migrate it once.
+ */
+export function migrate(db: SqliteDatabase, migrations: readonly Migration[]): void {
+  const version = (): number => Number(db.pragma('user_version', { simple: true }));
+  const check = (current: number): void => {
+    if (current > migrations.length) {
+      throw new LightmemError(
+        'storage_corrupt',
+        `database schema version ${current} is newer than this lightmem (${migrations.length}); upgrade lightmem`,
+      );
+    }
+  };
+  check(version());
+  while (version() < migrations.length) {
+    writeTransaction(db, 'migrating the database', () => {
+      const current = version();
+      check(current);
+      const step = migrations[current];
+      if (step === undefined) return;
+      if (typeof step === 'string') db.exec(step);
+      else step(db);
+      db.pragma(`user_version = ${current + 1}`);
+    });
   }
 }
 

@@ -10,6 +10,7 @@ import type {
   OutputRecord,
   StageOutput,
   StateReader,
+  TopicUsage,
 } from '../../core/ports/event-log.js';
 import type { Logger } from '../../core/ports/logger.js';
 import type { Clock } from '../../core/ports/clock.js';
@@ -17,10 +18,21 @@ import type { TopicName } from '../../core/model/topics.js';
 import { LightmemError, errorMessage, isRetryable } from '../../core/errors.js';
 import { AvroCodec } from './avro-codec.js';
 import { deadLetterFor } from '../stage-batch.js';
-import { isTransientSqliteError, migrate, openDatabase, type SqliteDatabase } from './database.js';
+import {
+  isTransientSqliteError,
+  migrate,
+  openDatabase,
+  storageError,
+  writeTransaction,
+  type Migration,
+  type SqliteDatabase,
+} from './database.js';
 import { backoffMs } from '../../core/backoff.js';
+import { Topics } from '../../core/model/topics.js';
+import { eventDedupKey } from '../../core/model/keys.js';
+import type { ConversationEvent } from '../../core/model/generated.js';
 
-const migrations = [
+const migrations: Migration[] = [
   `
   CREATE TABLE records (
     topic TEXT NOT NULL,
@@ -42,7 +54,59 @@ const migrations = [
   CREATE TABLE writer_schemas (fingerprint TEXT PRIMARY KEY, schema TEXT NOT NULL) WITHOUT ROWID;
   CREATE TABLE owners (name TEXT PRIMARY KEY, pid INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL) WITHOUT ROWID;
   `,
+  rewriteEventKeys,
+  `
+  ALTER TABLE owners ADD COLUMN status TEXT NOT NULL DEFAULT '';
+  CREATE TABLE topic_usage (
+    topic TEXT PRIMARY KEY, records INTEGER NOT NULL, bytes INTEGER NOT NULL, pruned INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  INSERT INTO topic_usage (topic, records, bytes, pruned)
+    SELECT topic, COUNT(*), COALESCE(SUM(length(value)), 0), 0 FROM records GROUP BY topic;
+  `,
 ];
+
+/**
+ * Migration 2: idempotency keys of events in the unambiguous form of `eventDedupKey`. Version 1 joined
+ * tenant, user, conversation and turn id with '/', which ids may contain, so two different turns could
+ * share a key (the second was taken for a duplicate and dropped), and gave control events keys in the
+ * turns' namespace (a turn could pre-empt a session end). Only keys that can differ are rewritten: those
+ * of ids with '/' (more than three separators) and of control events; keys of plain ids are the same in
+ * both forms.
+ */
+function rewriteEventKeys(db: SqliteDatabase): void {
+  const schema = db.prepare<[string], { schema: string }>(
+    'SELECT schema FROM writer_schemas WHERE fingerprint = ?',
+  );
+  const codec = new AvroCodec((fingerprint) => schema.get(fingerprint)?.schema);
+  const rows = db
+    .prepare<
+      [string, string],
+      { topic: string; offset: number; value: Buffer; schema_fp: string; dedup_key: string }
+    >(
+      `SELECT topic, offset, value, schema_fp, dedup_key FROM records
+       WHERE topic IN (?, ?) AND dedup_key IS NOT NULL
+         AND (dedup_key LIKE '%/%/%/%/%' OR dedup_key LIKE '%session-end:%' OR dedup_key LIKE '%flush-after:%')`,
+    )
+    .all(Topics.raw, Topics.compressed);
+  const update = db.prepare<[string | null, string, number]>(
+    'UPDATE records SET dedup_key = ? WHERE topic = ? AND offset = ?',
+  );
+  for (const row of rows) {
+    const event: ConversationEvent =
+      row.topic === Topics.raw
+        ? codec.decode(Topics.raw, row.value, row.schema_fp)
+        : codec.decode(Topics.compressed, row.value, row.schema_fp).event;
+    const key = eventDedupKey(event);
+    if (key !== row.dedup_key) update.run(key, row.topic, row.offset);
+  }
+}
+
+/** How much of a topic the log keeps: records past either bound are deleted, oldest first. */
+export interface RetentionPolicy {
+  /** Bytes of record values. */
+  readonly maxBytes: number;
+  readonly maxAgeMs: number;
+}
 
 export interface SqliteEventLogOptions {
   readonly logger: Logger;
@@ -52,6 +116,10 @@ export interface SqliteEventLogOptions {
   /** Backoff for retryable failures: first delay and cap. */
   readonly retryBaseMs?: number;
   readonly retryMaxMs?: number;
+  /** How long a write waits for another process's write lock before it fails (retryable). */
+  readonly busyTimeoutMs?: number;
+  /** Topics the log does not keep whole (dead letters): a size cap and a retention period. */
+  readonly retention?: Partial<Record<TopicName, RetentionPolicy>>;
 }
 
 interface RecordRow {
@@ -79,6 +147,7 @@ export class SqliteEventLog implements EventLog {
   private readonly pollIntervalMs: number;
   private readonly retryBaseMs: number;
   private readonly retryMaxMs: number;
+  private readonly retention: ReadonlyMap<TopicName, RetentionPolicy>;
   private readonly statements;
 
   private constructor(
@@ -89,6 +158,11 @@ export class SqliteEventLog implements EventLog {
     this.pollIntervalMs = options.pollIntervalMs ?? 100;
     this.retryBaseMs = options.retryBaseMs ?? 200;
     this.retryMaxMs = options.retryMaxMs ?? 30_000;
+    this.retention = new Map(
+      Object.entries(options.retention ?? {}).flatMap(([topic, policy]) =>
+        policy === undefined ? [] : [[topic as TopicName, policy] as const],
+      ),
+    );
     this.appended.setMaxListeners(0);
     this.statements = {
       end: db.prepare<[string], { next_offset: number }>(
@@ -125,20 +199,41 @@ export class SqliteEventLog implements EventLog {
       schema: db.prepare<[string], { schema: string }>(
         'SELECT schema FROM writer_schemas WHERE fingerprint = ?',
       ),
+      usage: db.prepare<[string], TopicUsage>(
+        'SELECT records, bytes, pruned FROM topic_usage WHERE topic = ?',
+      ),
+      addUsage: db.prepare<[string, number, number, number]>(
+        `INSERT INTO topic_usage (topic, records, bytes, pruned) VALUES (?, ?, ?, ?)
+         ON CONFLICT (topic) DO UPDATE SET records = records + excluded.records,
+           bytes = bytes + excluded.bytes, pruned = pruned + excluded.pruned`,
+      ),
+      oldest: db.prepare<[string, number], { offset: number; size: number; appended_at: number }>(
+        'SELECT offset, length(value) AS size, appended_at FROM records WHERE topic = ? ORDER BY offset LIMIT ?',
+      ),
+      deleteRecord: db.prepare<[string, number]>('DELETE FROM records WHERE topic = ? AND offset = ?'),
     };
     this.codec = new AvroCodec((fingerprint) => this.statements.schema.get(fingerprint)?.schema);
     const register = db.prepare<[string, string]>(
       'INSERT OR IGNORE INTO writer_schemas (fingerprint, schema) VALUES (?, ?)',
     );
-    db.transaction(() => {
+    writeTransaction(db, 'recording the writer schemas', () => {
       for (const { fingerprint, schema } of this.codec.writerSchemas()) register.run(fingerprint, schema);
-    })();
+      for (const topic of this.retention.keys()) this.applyRetention(topic, options.clock.now());
+    });
   }
 
   static open(file: string, options: SqliteEventLogOptions): SqliteEventLog {
-    const db = openDatabase(file);
-    migrate(db, migrations);
-    return new SqliteEventLog(db, options);
+    const db = openDatabase(
+      file,
+      options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs },
+    );
+    try {
+      migrate(db, migrations);
+      return new SqliteEventLog(db, options);
+    } catch (error) {
+      db.close();
+      throw storageError(error, `opening ${file}`);
+    }
   }
 
   /** The underlying database, for the owner lock of the embedded runtime. */
@@ -150,27 +245,14 @@ export class SqliteEventLog implements EventLog {
   async append<T extends TopicName>(topic: T, records: readonly AppendRecord<T>[]): Promise<AppendResult> {
     // Encode first: a record that does not match its schema fails the call before anything is written.
     const encoded = records.map((record) => ({ record, buffer: this.codec.encode(topic, record.value) }));
-    const result = this.withTransientRetry(() =>
-      this.db.transaction(() => {
-        let appended = 0;
-        let duplicates = 0;
-        let next = this.statements.end.get(topic)?.next_offset ?? 0;
-        const fingerprint = this.codec.fingerprintOf(topic);
-        const now = this.options.clock.now();
-        for (const { record, buffer } of encoded) {
-          const dedupKey = record.dedupKey ?? null;
-          if (dedupKey !== null && this.statements.dedupHit.get(topic, dedupKey) !== undefined) {
-            duplicates++;
-            continue;
-          }
-          this.statements.insert.run(topic, next, record.key, buffer, fingerprint, dedupKey, now);
-          next++;
-          appended++;
-        }
-        if (appended > 0) this.statements.setEnd.run(topic, next);
-        return { appended, duplicates };
-      })(),
-    );
+    const result = writeTransaction(this.db, `appending to ${topic}`, () => {
+      const duplicateIndexes = this.insert(topic, encoded, this.options.clock.now());
+      return {
+        appended: encoded.length - duplicateIndexes.length,
+        duplicates: duplicateIndexes.length,
+        duplicateIndexes,
+      };
+    });
     if (result.appended > 0) this.appended.emit(topic);
     return result;
   }
@@ -185,6 +267,23 @@ export class SqliteEventLog implements EventLog {
 
   committedOffset(group: string, topic: TopicName): Promise<number> {
     return Promise.resolve(this.statements.committed.get(group, topic)?.offset ?? 0);
+  }
+
+  usage(topic: TopicName): Promise<TopicUsage> {
+    return Promise.resolve(this.usageNow(topic));
+  }
+
+  /** The retention of a topic, if it has one. */
+  retentionOf(topic: TopicName): RetentionPolicy | undefined {
+    return this.retention.get(topic);
+  }
+
+  /** Deletes what is past the retention of every topic that has one (also done on each append to it). */
+  enforceRetention(): void {
+    if (this.retention.size === 0) return;
+    writeTransaction(this.db, 'applying retention', () => {
+      for (const topic of this.retention.keys()) this.applyRetention(topic, this.options.clock.now());
+    });
   }
 
   stateOf(group: string): StateReader {
@@ -205,6 +304,19 @@ export class SqliteEventLog implements EventLog {
     let attempt = 0;
     /** After a non-retryable batch failure: process one record at a time up to this offset. */
     let isolateUntil = -1;
+    const retryLater = async (offset: number, error: unknown): Promise<void> => {
+      attempt++;
+      const delay = backoffMs(attempt, this.retryBaseMs, this.retryMaxMs, 0.2);
+      this.options.logger.warn('stage failed, retrying', {
+        group,
+        topic,
+        offset,
+        attempt,
+        delayMs: delay,
+        error: errorMessage(error),
+      });
+      await sleep(delay, undefined, { signal }).catch(() => undefined);
+    };
     while (!signal.aborted) {
       const offset = this.statements.committed.get(group, topic)?.offset ?? 0;
       const size = offset < isolateUntil ? 1 : batchSize;
@@ -219,18 +331,8 @@ export class SqliteEventLog implements EventLog {
         output = this.encodeOutput(await handler(records, state));
       } catch (error) {
         if (signal.aborted) return;
-        attempt++;
         if (isRetryable(error) || isTransientSqliteError(error)) {
-          const delay = backoffMs(attempt, this.retryBaseMs, this.retryMaxMs);
-          this.options.logger.warn('stage failed, retrying', {
-            group,
-            topic,
-            offset,
-            attempt,
-            delayMs: delay,
-            error: errorMessage(error),
-          });
-          await sleep(delay, undefined, { signal }).catch(() => undefined);
+          await retryLater(offset, error);
           continue;
         }
         if (records.length > 1) {
@@ -248,11 +350,19 @@ export class SqliteEventLog implements EventLog {
           error: errorMessage(error),
         });
         output = this.encodeOutput({
-          records: [deadLetterFor(group, poison, error, attempt, this.options.clock.now())],
+          records: [deadLetterFor(group, poison, error, attempt + 1, this.options.clock.now())],
           state: [],
         });
       }
-      this.commit(group, topic, offset, offset + records.length, output);
+      try {
+        this.commit(group, topic, offset, offset + records.length, output);
+      } catch (error) {
+        // Contention on the file (another process writing) is retried: the batch is run again from its
+        // committed offset. Anything else (the offset moved under us: another owner) ends the consumer.
+        if (signal.aborted || !isRetryable(error)) throw error;
+        await retryLater(offset, error);
+        continue;
+      }
       attempt = 0;
     }
   }
@@ -283,6 +393,65 @@ export class SqliteEventLog implements EventLog {
     };
   }
 
+  /**
+   * Inserts records into a topic (inside a write transaction), skipping those whose dedup key is there;
+   * keeps the topic's end and usage, and applies its retention. Returns the positions it skipped.
+   */
+  private insert(
+    topic: TopicName,
+    encoded: readonly { readonly record: AppendRecord; readonly buffer: Buffer }[],
+    now: number,
+  ): number[] {
+    let next = this.statements.end.get(topic)?.next_offset ?? 0;
+    const fingerprint = this.codec.fingerprintOf(topic);
+    const skipped: number[] = [];
+    let written = 0;
+    let bytes = 0;
+    for (const [index, { record, buffer }] of encoded.entries()) {
+      const dedupKey = record.dedupKey ?? null;
+      if (dedupKey !== null && this.statements.dedupHit.get(topic, dedupKey) !== undefined) {
+        skipped.push(index);
+        continue;
+      }
+      this.statements.insert.run(topic, next, record.key, buffer, fingerprint, dedupKey, now);
+      next++;
+      written++;
+      bytes += buffer.length;
+    }
+    if (written > 0) {
+      this.statements.setEnd.run(topic, next);
+      this.statements.addUsage.run(topic, written, bytes, 0);
+      this.applyRetention(topic, now);
+    }
+    return skipped;
+  }
+
+  private usageNow(topic: TopicName): TopicUsage {
+    return this.statements.usage.get(topic) ?? { records: 0, bytes: 0, pruned: 0 };
+  }
+
+  /** Deletes a topic's oldest records while it is over its size cap or they are past its age (in a transaction). */
+  private applyRetention(topic: TopicName, now: number): void {
+    const policy = this.retention.get(topic);
+    if (policy === undefined) return;
+    const cutoff = now - policy.maxAgeMs;
+    let { bytes } = this.usageNow(topic);
+    for (;;) {
+      const oldest = this.statements.oldest.all(topic, 256);
+      let deleted = 0;
+      let freed = 0;
+      for (const row of oldest) {
+        if (bytes - freed <= policy.maxBytes && row.appended_at >= cutoff) break;
+        this.statements.deleteRecord.run(topic, row.offset);
+        deleted++;
+        freed += row.size;
+      }
+      if (deleted > 0) this.statements.addUsage.run(topic, -deleted, -freed, deleted);
+      bytes -= freed;
+      if (deleted < oldest.length || oldest.length === 0) return;
+    }
+  }
+
   /** Output, state and offset in one transaction; refuses if another consumer of the group moved the offset. */
   private commit(
     group: string,
@@ -291,46 +460,32 @@ export class SqliteEventLog implements EventLog {
     next: number,
     output: EncodedOutput,
   ): void {
-    const encoded = output.records;
-    const touched = new Set<TopicName>();
-    this.withTransientRetry(() =>
-      this.db.transaction(() => {
-        const current = this.statements.committed.get(group, topic)?.offset ?? 0;
-        if (current !== expected) {
-          throw new LightmemError(
-            'conflict',
-            `consumer group ${group} on ${topic} was advanced by another process`,
-          );
-        }
-        const now = this.options.clock.now();
-        const ends = new Map<TopicName, number>();
-        for (const { record, buffer } of encoded) {
-          const dedupKey = record.dedupKey ?? null;
-          if (dedupKey !== null && this.statements.dedupHit.get(record.topic, dedupKey) !== undefined)
-            continue;
-          const end = ends.get(record.topic) ?? this.statements.end.get(record.topic)?.next_offset ?? 0;
-          this.statements.insert.run(
-            record.topic,
-            end,
-            record.key,
-            buffer,
-            this.codec.fingerprintOf(record.topic),
-            dedupKey,
-            now,
-          );
-          ends.set(record.topic, end + 1);
-        }
-        for (const [outTopic, end] of ends) {
-          this.statements.setEnd.run(outTopic, end);
-          touched.add(outTopic);
-        }
-        for (const write of output.state) {
-          if (write.value === null) this.statements.stateDelete.run(group, write.key);
-          else this.statements.statePut.run(group, write.key, write.value);
-        }
-        this.statements.commit.run(group, topic, next);
-      })(),
-    );
+    const byTopic = new Map<TopicName, { record: AppendRecord; buffer: Buffer }[]>();
+    for (const item of output.records) {
+      const list = byTopic.get(item.record.topic) ?? [];
+      list.push(item);
+      byTopic.set(item.record.topic, list);
+    }
+    const touched = writeTransaction(this.db, `committing ${group} on ${topic}`, () => {
+      const current = this.statements.committed.get(group, topic)?.offset ?? 0;
+      if (current !== expected) {
+        throw new LightmemError(
+          'conflict',
+          `consumer group ${group} on ${topic} was advanced by another process`,
+        );
+      }
+      const now = this.options.clock.now();
+      const written: TopicName[] = [];
+      for (const [outTopic, records] of byTopic) {
+        if (this.insert(outTopic, records, now).length < records.length) written.push(outTopic);
+      }
+      for (const write of output.state) {
+        if (write.value === null) this.statements.stateDelete.run(group, write.key);
+        else this.statements.statePut.run(group, write.key, write.value);
+      }
+      this.statements.commit.run(group, topic, next);
+      return written;
+    });
     for (const outTopic of touched) this.appended.emit(outTopic);
   }
 
@@ -348,17 +503,5 @@ export class SqliteEventLog implements EventLog {
       this.appended.on(topic, done);
       signal.addEventListener('abort', done, { once: true });
     });
-  }
-
-  /** better-sqlite3 is synchronous; SQLITE_BUSY past the busy timeout is retried a few times. */
-  private withTransientRetry<R>(work: () => R): R {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return work();
-      } catch (error) {
-        if (!isTransientSqliteError(error) || attempt >= 5) throw error;
-        this.options.logger.warn('database busy, retrying', { attempt });
-      }
-    }
   }
 }

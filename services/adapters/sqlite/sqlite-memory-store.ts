@@ -32,7 +32,7 @@ import {
 } from '../memory/request-checks.js';
 import { planSearch } from '../memory/search-plan.js';
 import { planUpsert } from '../memory/upsert-plan.js';
-import { migrate, openDatabase, type SqliteDatabase } from './database.js';
+import { migrate, openDatabase, writeTransaction, type SqliteDatabase } from './database.js';
 import { buildMatchExpression, entryScopeColumn } from './fts-query.js';
 import {
   MEMORY_MIGRATIONS,
@@ -50,6 +50,8 @@ export interface SqliteMemoryStoreOptions {
   readonly fusion?: FusionWeights | undefined;
   /** "Now" for validity checks (validTo in the future is still live). */
   readonly clock?: Clock | undefined;
+  /** How long a write waits for another process's write lock before it fails (retryable). */
+  readonly busyTimeoutMs?: number | undefined;
 }
 
 /** BM25 column weights: text, speaker (a name in the query helps, but less than the text), scope (never scored). */
@@ -92,8 +94,8 @@ const metaSchema = z.object({ key: z.string(), value: z.string() });
 /**
  * The embedded MemoryStore: SQLite with FTS5 (BM25) for lexical and sqlite-vec (vec0 KNN) for semantic
  * retrieval, fused linearly. better-sqlite3 is synchronous, so each method does its work before resolving;
- * writes of one call run in one IMMEDIATE transaction (taking the write lock up front, so a second process
- * waits on busy_timeout instead of failing half-way).
+ * writes of one call run in one IMMEDIATE transaction (`writeTransaction`: the write lock is taken up front,
+ * so a second process waits on busy_timeout instead of failing half-way, then gets a retryable error).
  *
  * Tenancy: every statement filters on tenant_id (and on each other scope field the caller gives). The FTS
  * MATCH also carries the scope as hashed tokens and the vector KNN runs inside the tenant's partition, so
@@ -114,7 +116,10 @@ export class SqliteMemoryStore implements MemoryStore {
   }
 
   static open(file: string, options: SqliteMemoryStoreOptions = {}): SqliteMemoryStore {
-    const db = openDatabase(file, { vectors: true });
+    const db = openDatabase(file, {
+      vectors: true,
+      ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
+    });
     try {
       // Erasure must not leave deleted text readable in free pages of the file.
       db.pragma('secure_delete = ON');
@@ -132,7 +137,7 @@ export class SqliteMemoryStore implements MemoryStore {
     this.ensureOpen();
     writes.forEach((write, index) => validateWrite(write, index));
     if (writes.length === 0) return { inserted: 0, updated: 0, unchanged: 0 };
-    return this.db.transaction(() => this.upsertInTransaction(writes)).immediate();
+    return writeTransaction(this.db, 'writing memories', () => this.upsertInTransaction(writes));
   }
 
   private upsertInTransaction(writes: readonly MemoryWrite[]): UpsertResult {
@@ -235,20 +240,18 @@ export class SqliteMemoryStore implements MemoryStore {
         `UPDATE memories AS m SET valid_to = ?, superseded_by = ?
        WHERE m.id = ? AND m.superseded_by IS NULL AND ${filter.sql} RETURNING rid`,
     );
-    return this.db
-      .transaction(() => {
-        const hasVectors = this.storedEmbedder() !== null;
-        let changed = 0;
-        for (const id of targets) {
-          const row = statement.get(at, by, id, ...filter.params);
-          if (row === undefined) continue;
-          changed++;
-          const { rid } = ridSchema.parse(row);
-          if (hasVectors) this.vectorStmt('mark-superseded').run(BigInt(rid));
-        }
-        return changed;
-      })
-      .immediate();
+    return writeTransaction(this.db, 'superseding memories', () => {
+      const hasVectors = this.storedEmbedder() !== null;
+      let changed = 0;
+      for (const id of targets) {
+        const row = statement.get(at, by, id, ...filter.params);
+        if (row === undefined) continue;
+        changed++;
+        const { rid } = ridSchema.parse(row);
+        if (hasVectors) this.vectorStmt('mark-superseded').run(BigInt(rid));
+      }
+      return changed;
+    });
   }
 
   /** Erases a data subject (a user or a conversation; see checkErasureScope). */
@@ -270,18 +273,16 @@ export class SqliteMemoryStore implements MemoryStore {
       `erase-select:${filter.key}`,
       () => `SELECT m.rid, m.id FROM memories m WHERE ${filter.sql}`,
     );
-    const erased = this.db
-      .transaction(() => {
-        const hasVectors = this.storedEmbedder() !== null;
-        const rows = select.all(...filter.params).map((row) => ridIdSchema.parse(row));
-        for (const { rid } of rows) {
-          this.stmt('fts-delete', () => 'DELETE FROM memories_fts WHERE rowid = ?').run(rid);
-          if (hasVectors) this.vectorStmt('delete').run(BigInt(rid));
-          this.stmt('delete', () => 'DELETE FROM memories WHERE rid = ?').run(rid);
-        }
-        return rows.map((row) => row.id);
-      })
-      .immediate();
+    const erased = writeTransaction(this.db, 'erasing memories', () => {
+      const hasVectors = this.storedEmbedder() !== null;
+      const rows = select.all(...filter.params).map((row) => ridIdSchema.parse(row));
+      for (const { rid } of rows) {
+        this.stmt('fts-delete', () => 'DELETE FROM memories_fts WHERE rowid = ?').run(rid);
+        if (hasVectors) this.vectorStmt('delete').run(BigInt(rid));
+        this.stmt('delete', () => 'DELETE FROM memories WHERE rid = ?').run(rid);
+      }
+      return rows.map((row) => row.id);
+    });
     // contentless_delete only tombstones FTS rows: the erased words stay in the index segments until they
     // are merged. Rewriting the index drops them for good. It is proportional to the index size, but
     // erasure is rare, and it runs after the commit so the deletion itself stays short and atomic.

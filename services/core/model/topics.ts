@@ -1,3 +1,4 @@
+import { compositeKey } from './keys.js';
 import type {
   CompressedTurn,
   ConversationEvent,
@@ -39,5 +40,5 @@ export const Topics = {
 
 /** Partition key of everything about one conversation: keeps its records in order. */
 export function conversationKey(record: { tenantId: string; conversationId: string }): string {
-  return `${record.tenantId}/${record.conversationId}`;
+  return compositeKey([record.tenantId, record.conversationId]);
 }

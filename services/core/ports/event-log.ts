@@ -59,9 +59,19 @@ export interface ConsumeOptions<T extends TopicName> {
   readonly batchSize?: number;
 }
 
+/** What a topic holds now, and how many records its retention deleted. */
+export interface TopicUsage {
+  readonly records: number;
+  /** Bytes of the record values. */
+  readonly bytes: number;
+  readonly pruned: number;
+}
+
 export interface AppendResult {
   readonly appended: number;
   readonly duplicates: number;
+  /** Positions, in the call, of the records not appended because their dedupKey was there. */
+  readonly duplicateIndexes: readonly number[];
 }
 
 export interface EventLog {
@@ -77,6 +87,8 @@ export interface EventLog {
   /** The offset the next appended record will get (= number of records ever appended). */
   endOffset(topic: TopicName): Promise<number>;
   committedOffset(group: string, topic: TopicName): Promise<number>;
+  /** What a topic holds now (for stats), or null where the log cannot tell cheaply (Kafka). */
+  usage(topic: TopicName): Promise<TopicUsage | null>;
   /** Read-only view of a group's state (for schedulers and stats). */
   stateOf(group: string): StateReader;
   close(): Promise<void>;

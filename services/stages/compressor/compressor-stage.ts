@@ -2,6 +2,7 @@ import type { BatchHandler, OutputRecord, StateWrite } from '../../core/ports/ev
 import type { TokenScorer } from '../../core/ports/token-scorer.js';
 import type { CompressedTurn, ConversationEvent } from '../../core/model/generated.js';
 import { Topics, conversationKey } from '../../core/model/topics.js';
+import { eventDedupKey } from '../../core/model/keys.js';
 import { compressTexts, type CompressionSettings } from './sensory-compressor.js';
 import { turnStateKey } from '../state-keys.js';
 import { approxTokenCount } from '../../core/text/token-count.js';
@@ -16,14 +17,18 @@ export function compressorVersion(deps: CompressorStageDeps): string {
   return deps.settings.rate >= 1 ? 'none' : `${deps.scorer.version}@r${deps.settings.rate}`;
 }
 
-/** The stage's idempotency key of a turn: the same turn (tenant, user, conversation, turn id) is processed once. */
-export function turnDedupKey(event: ConversationEvent): string {
-  return [event.tenantId, event.userId, event.conversationId, event.turnId].join('/');
+/**
+ * The stage's record that it has processed an event (the same identity as `eventDedupKey`): turns under
+ * `seen` (as before), control events in namespaces of their own.
+ */
+function seenStateKey(event: ConversationEvent): string {
+  return turnStateKey(event.kind === 'turn' ? 'seen' : `seen-${event.kind}`, event);
 }
 
 /**
  * Sensory compression (LightMem Light1a) of every turn; control events pass through. Turns seen before
- * (same turn id in the same conversation) are dropped here, so a re-sent turn never reaches the buffers.
+ * (same turn id in the same conversation) are dropped here, so a re-sent turn never reaches the buffers
+ * (on Kafka, which cannot deduplicate appends, this is the only check).
  */
 export function compressorStage(deps: CompressorStageDeps): BatchHandler<typeof Topics.raw> {
   const version = compressorVersion(deps);
@@ -32,7 +37,7 @@ export function compressorStage(deps: CompressorStageDeps): BatchHandler<typeof 
     const stateWrites: StateWrite[] = [];
     const seenInBatch = new Set<string>();
     for (const { value: event } of records) {
-      const key = turnStateKey('seen', event);
+      const key = seenStateKey(event);
       if (seenInBatch.has(key) || (await state.get(key)) !== undefined) continue;
       seenInBatch.add(key);
       stateWrites.push({ key, value: '1' });
@@ -57,7 +62,7 @@ export function compressorStage(deps: CompressorStageDeps): BatchHandler<typeof 
         keepRatio: originalTokens === 0 ? 1 : keptTokens / originalTokens,
         scorerVersion: version,
       };
-      return { topic: Topics.compressed, key: conversationKey(event), value, dedupKey: turnDedupKey(event) };
+      return { topic: Topics.compressed, key: conversationKey(event), value, dedupKey: eventDedupKey(event) };
     });
     return { records: output, state: stateWrites };
   };

@@ -4,6 +4,7 @@ import type { Clock } from '../../core/ports/clock.js';
 import type { MemoryEntry, PipelineVersion, Role, TopicSegment } from '../../core/model/generated.js';
 import { Topics } from '../../core/model/topics.js';
 import { stableId } from '../../core/model/ids.js';
+import { compositeKey } from '../../core/model/keys.js';
 import { conversationStateKey } from '../state-keys.js';
 import { StmBufferState } from './stm-buffer.js';
 
@@ -21,7 +22,7 @@ export interface SummarizerStageDeps {
 export const stmStatePrefix = 'stm';
 
 export function memoryKey(entry: { tenantId: string; userId: string }): string {
-  return `${entry.tenantId}/${entry.userId}`;
+  return compositeKey([entry.tenantId, entry.userId]);
 }
 
 /**
