@@ -13,7 +13,7 @@ import { eventDedupKey } from '../../services/core/model/keys.js';
 import { avroSchemas, type ConversationEvent } from '../../services/core/model/generated.js';
 import { Topics, conversationKey } from '../../services/core/model/topics.js';
 import type { Clock } from '../../services/core/ports/clock.js';
-import type { AppendRecord, EventLog } from '../../services/core/ports/event-log.js';
+import type { AppendRecord, BatchHandler, EventLog } from '../../services/core/ports/event-log.js';
 import { eventLogContract } from './event-log.contract.js';
 import { makeTurn } from '../support/event-fixtures.js';
 import { memoryLogger, silentLogger } from '../support/memory-logger.js';
@@ -80,29 +80,26 @@ async function waitFor(condition: () => Promise<boolean>, what: string, timeoutM
   }
 }
 
+/** A stage that passes every turn on to the compressed topic and counts them in its state. */
+const countingCompressor: BatchHandler<typeof Topics.raw> = async (records, state) => ({
+  records: records.map((r) => ({
+    topic: Topics.compressed,
+    key: r.key,
+    value: {
+      event: r.value,
+      compressedText: r.value.text,
+      originalTokens: 3,
+      keptTokens: 3,
+      keepRatio: 1,
+      scorerVersion: 'none',
+    },
+  })),
+  state: [{ key: 'count', value: String(Number((await state.get('count')) ?? '0') + records.length) }],
+});
+
 async function drain(log: EventLog, group: string, target: number): Promise<void> {
   const controller = new AbortController();
-  const running = log.consume(
-    { group, topic: Topics.raw, signal: controller.signal },
-    async (records, state) => {
-      const count = Number((await state.get('count')) ?? '0') + records.length;
-      return {
-        records: records.map((r) => ({
-          topic: Topics.compressed,
-          key: r.key,
-          value: {
-            event: r.value,
-            compressedText: r.value.text,
-            originalTokens: 3,
-            keptTokens: 3,
-            keepRatio: 1,
-            scorerVersion: 'none',
-          },
-        })),
-        state: [{ key: 'count', value: String(count) }],
-      };
-    },
-  );
+  const running = log.consume({ group, topic: Topics.raw, signal: controller.signal }, countingCompressor);
   try {
     await waitFor(
       async () => (await log.committedOffset(group, Topics.raw)) >= target,
@@ -435,23 +432,7 @@ describe('SqliteEventLog', () => {
       const controller = new AbortController();
       const consuming = log.consume(
         { group: 'contended', topic: Topics.raw, signal: controller.signal, batchSize: 7 },
-        async (records, state) => ({
-          records: records.map((r) => ({
-            topic: Topics.compressed,
-            key: r.key,
-            value: {
-              event: r.value,
-              compressedText: r.value.text,
-              originalTokens: 3,
-              keptTokens: 3,
-              keepRatio: 1,
-              scorerVersion: 'none',
-            },
-          })),
-          state: [
-            { key: 'count', value: String(Number((await state.get('count')) ?? '0') + records.length) },
-          ],
-        }),
+        countingCompressor,
       );
       const results = await Promise.all(
         Array.from({ length: writers }, (_, writer) =>

@@ -446,7 +446,7 @@ export class KafkaEventLog implements EventLog {
               next,
               output,
               encode,
-              movedKeys(state, batch.partition, output.state),
+              state.movedKeys(batch.partition, output.state),
             );
             break;
           } catch (error) {
@@ -645,23 +645,6 @@ export class KafkaEventLog implements EventLog {
       throw error;
     }
   }
-}
-
-/**
- * State keys written from `partition` whose current value lives in another partition of the changelog:
- * a conversation whose record key changed (ids with '/' got unambiguous keys) now arrives on another
- * partition. Its old value is deleted where it was, in the same transaction, so that a restore, which
- * reads the partitions in no particular order, can never bring the stale one back.
- */
-function movedKeys(
-  state: StageState,
-  partition: number,
-  writes: StageOutput['state'],
-): { key: string; partition: number }[] {
-  return writes.flatMap((write) => {
-    const at = state.partitionOf(write.key);
-    return at === undefined || at === partition ? [] : [{ key: write.key, partition: at }];
-  });
 }
 
 function isFencedError(error: unknown): boolean {

@@ -3,23 +3,30 @@ import type { PartitionEnd } from './kafka-range-reader.js';
 
 /**
  * A stage's keyed state in memory, rebuilt from its compacted changelog topic (a null value deletes a
- * key) and kept current by the stage's own committed batches.
+ * key) and kept current by the stage's own committed batches. Values are kept per changelog partition:
+ * a restore reads the partitions in no particular order relative to each other, only each one in order,
+ * so a key that moved between partitions (its old value deleted in the same transaction as the new one
+ * was written) ends up with exactly its current value, whatever the interleaving.
  */
 export class StageState {
-  /** Key → value and the partition (of the input and the changelog) it belongs to. */
-  private readonly values = new Map<string, { value: string; partition: number }>();
+  /** Partition → key → value. */
+  private readonly partitions = new Map<number, Map<string, string>>();
   private ends: readonly PartitionEnd[] | null = null;
 
   applyChangelog(partition: number, key: string, value: Buffer | null): void {
-    if (value === null) this.values.delete(key);
-    else this.values.set(key, { value: value.toString('utf8'), partition });
+    if (value === null) this.partitions.get(partition)?.delete(key);
+    else this.partition(partition).set(key, value.toString('utf8'));
   }
 
-  /** Writes of a batch of `partition` whose transaction committed. */
+  /**
+   * Writes of a batch of `partition` whose transaction committed. A key written here whose value was in
+   * another partition is gone from there (the batch deleted it there too, see movedKeys).
+   */
   apply(partition: number, writes: readonly StateWrite[]): void {
     for (const write of writes) {
-      if (write.value === null) this.values.delete(write.key);
-      else this.values.set(write.key, { value: write.value, partition });
+      for (const [other, values] of this.partitions) if (other !== partition) values.delete(write.key);
+      if (write.value === null) this.partitions.get(partition)?.delete(write.key);
+      else this.partition(partition).set(write.key, write.value);
     }
     this.ends = null;
   }
@@ -36,23 +43,49 @@ export class StageState {
     return ends.every((e) => known.some((k) => k.partition === e.partition && k.end === e.end));
   }
 
+  /**
+   * Keys a batch of `partition` writes whose current value lives in another partition: a conversation
+   * whose record key changed (ids with '/' got unambiguous keys) now arrives on another partition. The
+   * batch deletes each old value where it is, in its transaction (see `apply`).
+   */
+  movedKeys(partition: number, writes: readonly StateWrite[]): { key: string; partition: number }[] {
+    return writes.flatMap((write) => {
+      const at = this.partitionOf(write.key);
+      return at === undefined || at === partition ? [] : [{ key: write.key, partition: at }];
+    });
+  }
+
   /** The partition a key's current value is in, if it has one. */
   partitionOf(key: string): number | undefined {
-    return this.values.get(key)?.partition;
+    for (const [partition, values] of this.partitions) if (values.has(key)) return partition;
+    return undefined;
   }
 
   get(key: string, owned?: ReadonlySet<number>): string | undefined {
-    const entry = this.values.get(key);
-    if (entry === undefined || (owned !== undefined && !owned.has(entry.partition))) return undefined;
-    return entry.value;
+    for (const [partition, values] of this.partitions) {
+      if (owned !== undefined && !owned.has(partition)) continue;
+      const value = values.get(key);
+      if (value !== undefined) return value;
+    }
+    return undefined;
   }
 
   keys(prefix: string, owned?: ReadonlySet<number>): string[] {
-    const keys: string[] = [];
-    for (const [key, entry] of this.values) {
-      if (key.startsWith(prefix) && (owned === undefined || owned.has(entry.partition))) keys.push(key);
+    const keys = new Set<string>();
+    for (const [partition, values] of this.partitions) {
+      if (owned !== undefined && !owned.has(partition)) continue;
+      for (const key of values.keys()) if (key.startsWith(prefix)) keys.add(key);
     }
-    return keys.sort();
+    return [...keys].sort();
+  }
+
+  private partition(partition: number): Map<string, string> {
+    let values = this.partitions.get(partition);
+    if (values === undefined) {
+      values = new Map();
+      this.partitions.set(partition, values);
+    }
+    return values;
   }
 
   /**
