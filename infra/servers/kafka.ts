@@ -120,8 +120,8 @@ export const kafkaServer: ServerSpec = {
     ];
     // Format the storage once (a cluster id kept beside the data); formatting again would refuse.
     if (!existsSync(join(paths.data, 'kraft', 'meta.properties'))) {
-      const clusterId = randomBytes(16).toString('base64url');
       context.say('formatting KRaft storage');
+      const clusterId = kafkaClusterId();
       runChecked(
         java.java,
         [...jvm, '-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', properties],
@@ -151,3 +151,15 @@ export const kafkaServer: ServerSpec = {
       }
     }, 5_000),
 };
+
+/**
+ * A cluster id as Kafka makes them (16 random bytes, URL-safe base64), never starting with '-': the
+ * storage tool would take such an id for an option and refuse to format (1 run in 64 failed). Kafka's
+ * own Uuid.randomUuid() redraws in that case too.
+ */
+export function kafkaClusterId(): string {
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
+}

@@ -68,7 +68,9 @@ describe('two lightmem serve on one data dir', () => {
           if (found.length === 2) break;
           await delay(200);
         }
-        assert.equal(found.length, 2, `searchable ${Date.now() - killedAt} ms after the kill`);
+        const searchableAfterMs = Date.now() - killedAt;
+        assert.equal(found.length, 2, `searchable ${searchableAfterMs} ms after the kill`);
+        console.log(JSON.stringify({ searchableAfterMs }));
         const health = await json(`${survivor.base}/healthz`);
         assert.deepEqual(
           { ready: health['ready'], pipeline: health['pipeline'] },
