@@ -59,18 +59,14 @@ export class WorkerPipelineRunner implements PipelineRunner {
     const worker = startWorker(data);
     return new Promise<void>((resolve, reject) => {
       let failure: LightmemError | null = null;
-      const stop = (): void => worker.postMessage({ type: 'stop' } satisfies StopMessage);
-      signal.addEventListener('abort', stop, { once: true });
-      // A stage that will not stop (a model run or a store write that hangs) must not keep the process.
       let deadline: NodeJS.Timeout | null = null;
-      signal.addEventListener(
-        'abort',
-        () => {
-          deadline = setTimeout(() => void worker.terminate(), this.config.pipeline.shutdownGraceMs);
-          deadline.unref();
-        },
-        { once: true },
-      );
+      const stop = (): void => {
+        worker.postMessage({ type: 'stop' } satisfies StopMessage);
+        // A stage that will not stop (a model run or a store write that hangs) must not keep the process.
+        deadline = setTimeout(() => void worker.terminate(), this.config.pipeline.shutdownGraceMs);
+        deadline.unref();
+      };
+      signal.addEventListener('abort', stop, { once: true });
       worker.on('message', (raw: unknown) => {
         const parsed = WorkerMessage.safeParse(raw);
         if (!parsed.success) {

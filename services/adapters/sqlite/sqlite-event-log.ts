@@ -273,11 +273,6 @@ export class SqliteEventLog implements EventLog {
     return Promise.resolve(this.usageNow(topic));
   }
 
-  /** The retention of a topic, if it has one. */
-  retentionOf(topic: TopicName): RetentionPolicy | undefined {
-    return this.retention.get(topic);
-  }
-
   /** Deletes what is past the retention of every topic that has one (also done on each append to it). */
   enforceRetention(): void {
     if (this.retention.size === 0) return;
