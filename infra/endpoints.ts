@@ -22,6 +22,7 @@ export const infraPorts = {
   temporal: port('LIGHTMEM_INFRA_TEMPORAL_PORT', 17233),
   temporalHttp: port('LIGHTMEM_INFRA_TEMPORAL_HTTP_PORT', 17243),
   temporalMetrics: port('LIGHTMEM_INFRA_TEMPORAL_METRICS_PORT', 17244),
+  llm: port('LIGHTMEM_INFRA_LLM_PORT', 18090),
 } as const;
 
 export const infraEndpoints = {
@@ -30,4 +31,7 @@ export const infraEndpoints = {
   registryUrl: `http://127.0.0.1:${infraPorts.registry}/apis/ccompat/v7`,
   elasticsearchUrl: `http://127.0.0.1:${infraPorts.elasticsearch}`,
   temporalAddress: `127.0.0.1:${infraPorts.temporal}`,
+  /** The OpenAI-compatible API of the local chat server (llama-cpp-python), and the model it serves. */
+  llmBaseUrl: `http://127.0.0.1:${infraPorts.llm}/v1`,
+  llmModel: 'smollm2-135m-instruct',
 } as const;

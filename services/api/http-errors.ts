@@ -24,6 +24,7 @@ export function statusFor(error: unknown): number {
     case 'busy':
       return 429;
     case 'storage_unavailable':
+    case 'retries_exhausted':
       return 503;
     default:
       return 500;

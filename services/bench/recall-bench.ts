@@ -71,6 +71,8 @@ export interface Retrieval {
 
 export interface CaseResult {
   readonly caseId: string;
+  /** The user of the case's scope. */
+  readonly userId: string;
   /** Events appended (turns and session ends), already present, rejected. */
   readonly accepted: number;
   readonly duplicates: number;
@@ -184,6 +186,7 @@ export async function runRecallBench(
       const memories = await memoryTotals(runtime, recallCase.scope);
       results.push({
         caseId: recallCase.caseId,
+        userId: recallCase.scope.userId,
         accepted: report.accepted,
         duplicates: report.duplicates,
         rejected: report.rejected,

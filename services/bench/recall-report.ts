@@ -1,3 +1,4 @@
+import type { LlmCost } from './llm-dry-run.js';
 /**
  * The report of an evidence-recall run, shared by the recall benchmarks: one JSON document
  * (`report.json`), its tables (`report.md`), the retrieval file (`retrieval.jsonl`) and the chart of
@@ -70,18 +71,18 @@ export interface RecallReport {
     readonly pipeline: string;
   };
   readonly search: { readonly limit: number } & LatencySummary;
-  /** LLM use while building memory; zeros for the extractive path. null: not measured. */
-  readonly llm: {
-    readonly calls: number;
-    readonly inputTokens: number;
-    readonly outputTokens: number;
-  } | null;
+  /**
+   * LLM use while building memory (`--llm`): off (the extractive path, zeros), dry-run (what the LLM
+   * extractor would send, counted with o200k, nothing sent) or live (what the endpoint reported).
+   */
+  readonly llm: LlmUse;
   readonly config: RecallConfig;
   readonly byCase: readonly {
     readonly caseId: string;
     readonly memories: number;
     readonly ingestSeconds: number;
     readonly questions: number;
+    readonly llm: LlmCost;
   }[];
   /** Benchmark-specific facts (LoCoMo: evidence parsing). */
   readonly dataset: Readonly<Record<string, unknown>>;
@@ -114,6 +115,16 @@ function reportConfig(config: LightmemConfig, components: PipelineComponents) {
   };
 }
 
+export type LlmMode = 'off' | 'dry-run' | 'live';
+
+export interface LlmUse extends LlmCost {
+  readonly mode: LlmMode;
+  /** How tokens were counted: o200k_base (dry run), the endpoint's usage (live), none (off). */
+  readonly counting: 'o200k_base' | 'endpoint usage' | 'none';
+  /** Means per case (per LoCoMo conversation, per LongMemEval question). */
+  readonly perCase: LlmCost;
+}
+
 export interface RecallReportInput {
   readonly benchmark: string;
   readonly data: string;
@@ -127,10 +138,35 @@ export interface RecallReportInput {
   readonly ks?: readonly number[] | undefined;
   readonly budgets?: readonly number[] | undefined;
   readonly baseline?: string | undefined;
+  /** LLM use per case user; absent: the extractive path (off). */
+  readonly llm?: { readonly mode: LlmMode; readonly costOf: (userId: string) => LlmCost } | undefined;
+}
+
+const noCost: LlmCost = { calls: 0, promptTokens: 0, completionTokens: 0 };
+
+function llmUse(mode: LlmMode, costs: readonly LlmCost[]): LlmUse {
+  const total = {
+    calls: sum(costs.map((c) => c.calls)),
+    promptTokens: sum(costs.map((c) => c.promptTokens)),
+    completionTokens: sum(costs.map((c) => c.completionTokens)),
+  };
+  const n = Math.max(1, costs.length);
+  return {
+    mode,
+    counting: mode === 'off' ? 'none' : mode === 'dry-run' ? 'o200k_base' : 'endpoint usage',
+    ...total,
+    perCase: {
+      calls: round(total.calls / n, 2),
+      promptTokens: round(total.promptTokens / n, 0),
+      completionTokens: round(total.completionTokens / n, 0),
+    },
+  };
 }
 
 export function buildRecallReport(input: RecallReportInput): RecallReport {
   const { run, config, components } = input;
+  const costOf = input.llm?.costOf ?? (() => noCost);
+  const costs = run.cases.map((c) => costOf(c.userId));
   const ks = input.ks ?? defaultRecallKs;
   const budgets = input.budgets ?? defaultTokenBudgets;
   const scored = run.retrievals.filter((r) => r.question.scored);
@@ -204,14 +240,14 @@ export function buildRecallReport(input: RecallReportInput): RecallReport {
       pipeline: run.ranPipeline ? 'this process' : 'another lightmem process on the data dir',
     },
     search: { limit: run.searchLimit, ...run.searchLatency },
-    // The extractive extractor calls no LLM; an LLM extractor (prompt hash set) must report its own usage.
-    llm: components.extractor.promptHash === null ? { calls: 0, inputTokens: 0, outputTokens: 0 } : null,
+    llm: llmUse(input.llm?.mode ?? 'off', costs),
     config: reportConfig(config, components),
     byCase: run.cases.map((c) => ({
       caseId: c.caseId,
       memories: c.memories,
       ingestSeconds: c.ingestSeconds,
       questions: questionsPerCase.get(c.caseId) ?? 0,
+      llm: costOf(c.userId),
     })),
     dataset: input.dataset,
     files: input.files,
@@ -264,6 +300,11 @@ export function recallSummary(report: RecallReport): Record<string, unknown> {
     searchP95Ms: report.search.p95Ms,
     searchP99Ms: report.search.p99Ms,
     embedder: report.config.embedder,
+    llmMode: report.llm.mode,
+    llmCalls: report.llm.calls,
+    llmPromptTokens: report.llm.promptTokens,
+    llmCompletionTokens: report.llm.completionTokens,
+    llmPerCase: Object.fromEntries(report.byCase.map((c) => [c.caseId, c.llm])),
     out: report.files['report'] ?? null,
   };
 }
@@ -389,10 +430,8 @@ ${table(
       `p50 ${s.p50Ms} ms, p95 ${s.p95Ms} ms, p99 ${s.p99Ms} ms, max ${s.maxMs} ms`,
     ],
     [
-      'LLM calls / input / output tokens',
-      report.llm === null
-        ? 'not measured'
-        : `${report.llm.calls} / ${report.llm.inputTokens} / ${report.llm.outputTokens}`,
+      `LLM calls / prompt / completion tokens (${report.llm.mode}, ${report.llm.counting})`,
+      `${report.llm.calls} / ${report.llm.promptTokens} / ${report.llm.completionTokens}; per case ${report.llm.perCase.calls} / ${report.llm.perCase.promptTokens} / ${report.llm.perCase.completionTokens}`,
     ],
   ],
 )}

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { InvalidInputError } from '../core/errors.js';
 import type { LightmemConfig } from '../core/config.js';
 import type { ChatCompletion, ChatModel } from '../core/ports/chat-model.js';
-import { OpenAiChat } from '../adapters/openai/openai-chat.js';
+import { configuredChatModel } from '../runtime/extractor-setup.js';
 import { runQa, type QaRun } from '../bench/qa-bench.js';
 import type { QaBenchmark } from '../bench/qa-prompts.js';
 import type { Retrieval } from '../bench/recall-bench.js';
@@ -41,20 +41,7 @@ function chatModels(options: QaStepOptions): { answerer: ChatModel; judge: ChatM
         'in the config file) and OPENAI_API_KEY; --dry-run counts the prompts without one',
       'llm.baseUrl',
     );
-  // Local servers (vLLM, Ollama) take any key; hosted ones refuse a wrong one with a clear 401.
-  const key = (name: string): string | undefined => {
-    const value = options.env[name];
-    return value === undefined || value === '' ? undefined : value;
-  };
-  const apiKey = key('LIGHTMEM_LLM_API_KEY') ?? key('OPENAI_API_KEY') ?? 'none';
-  const make = (model: string): ChatModel =>
-    new OpenAiChat({
-      baseUrl: llm.baseUrl ?? '',
-      apiKey,
-      model,
-      timeoutMs: llm.timeoutMs,
-      maxRetries: llm.maxRetries,
-    });
+  const make = (model: string): ChatModel => configuredChatModel(options.config, options.env, model);
   return { answerer: make(llm.model), judge: make(llm.judgeModel) };
 }
 

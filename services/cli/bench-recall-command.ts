@@ -1,3 +1,8 @@
+import { DryRunExtractor, type LlmCost } from '../bench/llm-dry-run.js';
+import type { LlmMode } from '../bench/recall-report.js';
+import type { LlmLedger } from '../core/ports/llm-ledger.js';
+import { extractionSettings } from '../runtime/extractor-setup.js';
+import { extractionRequest } from '../stages/summarizer/llm/llm-extractor.js';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -29,7 +34,7 @@ import { checkQaSettings, qaSummaryText, runQaStep, type QaStepOptions, type QaS
 export type RecallBenchmark = 'locomo' | 'longmemeval';
 
 const usageTail = `[--limit N] [--search-limit 200] [--baseline ${rawBaselines.join('|')}]
-    [--qa [--dry-run] [--qa-concurrency 4]] [--tenant T] [--json] [--data-dir D] [--config F]`;
+    [--llm off|dry-run|live] [--qa [--dry-run] [--qa-concurrency 4]] [--tenant T] [--json] [--data-dir D] [--config F]`;
 
 export const locomoBenchUsage = `lightmem bench locomo --data <locomo.json> --out <dir> ${usageTail}
   Evidence recall without an LLM: ingests each sample into its own user through the full pipeline (a fresh
@@ -43,7 +48,12 @@ export const locomoBenchUsage = `lightmem bench locomo --data <locomo.json> --ou
   --qa: also answers each question from its retrieved memories with the OpenAI-compatible endpoint of
   LIGHTMEM_LLM_BASE_URL / OPENAI_BASE_URL (key OPENAI_API_KEY; models llm.model, llm.judgeModel) and grades
   it with the benchmark's judge (reference §13): accuracy beside recall, <out>/qa.jsonl. --dry-run counts
-  the calls and prompt tokens and sends nothing.`;
+  the calls and prompt tokens and sends nothing.
+  --llm: how memories are made. off (default): the extractive path, no LLM. dry-run: the extractive
+  memories, and every extraction request the LLM extractor would send rendered and counted (calls, prompt
+  tokens with o200k) per case, nothing sent. live: the LLM extractor on the configured endpoint; calls and
+  tokens as the endpoint reports them (from the cost ledger). The report and --json hold llmCalls,
+  llmPromptTokens, llmCompletionTokens and the same per case.`;
 
 export const longMemEvalBenchUsage = `lightmem bench longmemeval --data <longmemeval.json[.gz]> --out <dir> ${usageTail}
   The same for LongMemEval (oracle, S or M file, streamed): each question's haystack ingested into its own
@@ -107,6 +117,7 @@ export async function recallBenchCommand(
     qa: { type: 'boolean' },
     'dry-run': { type: 'boolean' },
     'qa-concurrency': { type: 'string' },
+    llm: { type: 'string' },
     tenant: { type: 'string' },
     json: { type: 'boolean' },
   });
@@ -149,10 +160,33 @@ export async function recallBenchCommand(
       'qa-concurrency',
     );
 
+  const llmMode = stringOption(values, 'llm') ?? 'off';
+  if (!isLlmMode(llmMode))
+    throw new InvalidInputError(`--llm takes off, dry-run or live (got ${llmMode})`, 'llm');
+  if (llmMode !== 'off' && baseline !== undefined)
+    throw new InvalidInputError('--llm goes with the pipeline, not with --baseline (raw turns)', 'llm');
+
   const out = resolve(outFlag);
   await mkdir(out, { recursive: true });
-  const { dataDir, overrides } = await benchDataDir(values, out, baseline);
-  const { config, runtime } = await openEmbeddedContext(values, { logLevel: 'warn' }, overrides);
+  const { dataDir, overrides: dirOverrides } = await benchDataDir(values, out, baseline);
+  const overrides: LightmemConfigInput = {
+    ...dirOverrides,
+    summarizer: {
+      ...dirOverrides.summarizer,
+      extractor: llmMode === 'live' ? 'llm' : 'extractive',
+    },
+  };
+  const dryRun: { extractor: DryRunExtractor | null } = { extractor: null };
+  const { config, runtime } = await openEmbeddedContext(values, { logLevel: 'warn' }, overrides, {
+    wrapExtractor:
+      llmMode === 'dry-run'
+        ? (configured, opened) => {
+            const settings = extractionSettings(opened);
+            dryRun.extractor = new DryRunExtractor(configured, (batch) => extractionRequest(batch, settings));
+            return dryRun.extractor;
+          }
+        : undefined,
+  });
   try {
     const qaOptions: QaStepOptions = {
       benchmark,
@@ -210,7 +244,18 @@ export async function recallBenchCommand(
       chart: join(out, 'recall.svg'),
       dataDir,
     };
+    const liveCosts = llmMode === 'live' ? await ledgerCosts(runtime.ledger) : new Map<string, LlmCost>();
+    const counted = dryRun.extractor;
     const report = buildRecallReport({
+      llm:
+        llmMode === 'off'
+          ? undefined
+          : {
+              mode: llmMode,
+              costOf: (userId) =>
+                counted?.costOf(userId) ??
+                liveCosts.get(userId) ?? { calls: 0, promptTokens: 0, completionTokens: 0 },
+            },
       benchmark: baseline === undefined ? benchmark : `${benchmark} --baseline ${baseline}`,
       data,
       run,
@@ -258,7 +303,7 @@ export async function recallBenchCommand(
       );
       console.log(
         `ingest ${i.seconds} s (${i.turnsPerSecond} turns/s, ${i.tokensPerSecond} tokens/s); ` +
-          `search p50 ${s.p50Ms} ms, p95 ${s.p95Ms} ms, p99 ${s.p99Ms} ms; LLM calls ${report.llm?.calls ?? 'not measured'}`,
+          `search p50 ${s.p50Ms} ms, p95 ${s.p95Ms} ms, p99 ${s.p99Ms} ms; LLM (${report.llm.mode}) ${report.llm.calls} calls, ${report.llm.promptTokens} prompt tokens (${report.llm.perCase.calls} calls, ${report.llm.perCase.promptTokens} tokens per case)`,
       );
       if (qaResult !== undefined) console.log(qaSummaryText(qaResult));
       console.log(`wrote ${files.report}, ${files.markdown}, ${files.chart}, ${files.retrieval}`);
@@ -292,4 +337,23 @@ async function benchDataDir(
   if (flag !== undefined) return { dataDir: resolve(flag), overrides: store };
   const dataDir = await mkdtemp(join(out, 'data-'));
   return { dataDir, overrides: { ...base, dataDir, ...store } };
+}
+
+function isLlmMode(mode: string): mode is LlmMode {
+  return mode === 'off' || mode === 'dry-run' || mode === 'live';
+}
+
+/** Live calls per user, as the ledger recorded them (reused answers cost nothing). */
+async function ledgerCosts(ledger: LlmLedger): Promise<Map<string, LlmCost>> {
+  const costs = new Map<string, LlmCost>();
+  for (const row of await ledger.totals({ byUser: true })) {
+    const userId = row.userId ?? '';
+    const before = costs.get(userId) ?? { calls: 0, promptTokens: 0, completionTokens: 0 };
+    costs.set(userId, {
+      calls: before.calls + row.calls,
+      promptTokens: before.promptTokens + row.promptTokens,
+      completionTokens: before.completionTokens + row.completionTokens,
+    });
+  }
+  return costs;
 }

@@ -59,13 +59,14 @@ async function openWith<R>(
   defaults: { logLevel: LogLevel },
   overrides: LightmemConfigInput,
   open: (config: LightmemConfig, options: RuntimeOptions) => Promise<R>,
-  extra: Pick<RuntimeOptions, 'serving'> = {},
+  extra: Pick<RuntimeOptions, 'serving' | 'wrapExtractor'> = {},
 ): Promise<ContextOf<R>> {
   const config = commandConfig(values, overrides);
   const logger = commandLogger(values, config, defaults);
   const download = new ProgressBar('fetching model', process.stderr, config.logLevel === 'silent');
   const runtime = await open(config, {
     ...extra,
+    env: process.env,
     logger,
     clock: systemClock,
     onFetchProgress: (p) => download.update(p.done, p.total === 0 ? p.done : p.total, `${p.phase} bytes`),
@@ -98,6 +99,13 @@ export async function openEmbeddedContext(
   values: Record<string, string | boolean | undefined>,
   defaults: { logLevel: LogLevel },
   overrides: LightmemConfigInput = {},
+  extra: Pick<RuntimeOptions, 'wrapExtractor'> = {},
 ): Promise<ContextOf<EmbeddedRuntime>> {
-  return openWith(values, defaults, overrides, (config, options) => EmbeddedRuntime.open(config, options));
+  return openWith(
+    values,
+    defaults,
+    overrides,
+    (config, options) => EmbeddedRuntime.open(config, options),
+    extra,
+  );
 }

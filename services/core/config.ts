@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { RoleValues } from './model/generated.js';
 
 const roles = z.array(z.enum(RoleValues)).min(1);
+const stageBatchSize = z.number().int().positive().max(10_000);
 
 /** The one configuration schema, validated at start-up (file + environment, see runtime/load-config.ts). */
 export const LightmemConfig = z
@@ -72,6 +73,22 @@ export const LightmemConfig = z
         countedRoles: roles.default(['user', 'customer', 'agent', 'supervisor']),
         memorizeRoles: roles.default(['user', 'customer', 'agent', 'supervisor', 'assistant']),
         granularity: z.enum(['turn', 'segment', 'both']).default('turn'),
+        /**
+         * Who turns an STM batch into memories. `extractive`: the turns themselves (compressed), no LLM;
+         * `llm`: facts written by the `llm` endpoint, each citing its turns; `auto`: the LLM when
+         * `llm.baseUrl` is set, else extractive.
+         */
+        extractor: z.enum(['auto', 'llm', 'extractive']).default('auto'),
+        /** The LLM extractor's prompt: `general`, `contact-center`, or the path of a prompt file of your own. */
+        prompt: z.string().min(1).default('general'),
+        /** Completion tokens one extraction answer may use. */
+        maxAnswerTokens: z.number().int().positive().default(4_096),
+        temperature: z.number().min(0).max(2).default(0.1),
+        /**
+         * A batch whose answer stays unusable after one repair request: its turns become extractive
+         * memories (`extractive`) or none (`dead-letter`); the answer is dead-lettered either way.
+         */
+        onMalformed: z.enum(['extractive', 'dead-letter']).default('extractive'),
       })
       .prefault({}),
     store: z
@@ -84,8 +101,9 @@ export const LightmemConfig = z
       })
       .prefault({}),
     /**
-     * An OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama…): used by `bench … --qa` to answer and
-     * judge. The API key comes from the environment only (LIGHTMEM_LLM_API_KEY or OPENAI_API_KEY).
+     * An OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, llama.cpp…): the summarizer's extractor
+     * (`summarizer.extractor`) and `bench … --qa`. The API key comes from the environment only
+     * (LIGHTMEM_LLM_API_KEY or OPENAI_API_KEY) and is never logged or printed.
      */
     llm: z
       .object({
@@ -93,8 +111,18 @@ export const LightmemConfig = z
         model: z.string().min(1).default('gpt-4o-mini'),
         /** The judge of `--qa` (LongMemEval and LoCoMo use gpt-4o-mini). */
         judgeModel: z.string().min(1).default('gpt-4o-mini'),
+        /** Per attempt. */
         timeoutMs: z.number().int().positive().default(60_000),
+        /** Retries of one call (429 honouring Retry-After, 5xx, timeouts, refused connections), with jitter. */
         maxRetries: z.number().int().nonnegative().default(3),
+        /** Calls in flight at once in one process. */
+        concurrency: z.number().int().positive().max(256).default(4),
+        /** How a JSON schema is sent; `auto` tries `json_schema`, then llama.cpp's `json_object` + schema, then `json_object`. */
+        structuredOutput: z
+          .enum(['auto', 'json_schema', 'json_object_schema', 'json_object'])
+          .default('auto'),
+        /** How long answers stay in the ledger for reuse (a batch redone, a replay with the same prompt and model). */
+        answerRetentionDays: z.number().positive().default(7),
       })
       .prefault({}),
     search: z
@@ -107,7 +135,28 @@ export const LightmemConfig = z
       .prefault({}),
     pipeline: z
       .object({
+        /** Input records per stage batch (one commit); `stageBatchSize` overrides it per stage. */
         batchSize: z.number().int().positive().max(10_000).default(256),
+        /**
+         * Per stage: the summarizer's batch is smaller by default, since with an LLM each of its batches may
+         * hold many calls (and a crash redoes the uncommitted batch: its answers are kept, not paid twice).
+         */
+        stageBatchSize: z
+          .object({
+            compressor: stageBatchSize.optional(),
+            segmenter: stageBatchSize.optional(),
+            /** Default: `batchSize`, at most 32. */
+            summarizer: stageBatchSize.optional(),
+            indexer: stageBatchSize.optional(),
+          })
+          .prefault({}),
+        /**
+         * A batch failing with retryable errors is tried this many times (jittered exponential back-off
+         * from `retryBaseMs` up to `retryMaxMs`); then the stage restarts and tries it again later.
+         */
+        maxAttempts: z.number().int().positive().default(8),
+        retryBaseMs: z.number().int().positive().default(200),
+        retryMaxMs: z.number().int().positive().default(30_000),
         /** A conversation quiet this long has its buffers flushed (a flush event is logged, so replays agree). */
         idleFlushMs: z
           .number()

@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'storage_corrupt'
   | 'config_invalid'
   | 'busy'
+  | 'retries_exhausted'
   | 'internal';
 
 export class LightmemError extends Error {
@@ -61,6 +62,25 @@ export class StorageBusyError extends LightmemError {
   ) {
     super('storage_unavailable', message, { cause, retryable: true });
     this.name = 'StorageBusyError';
+  }
+}
+
+/**
+ * A batch (or call) that kept failing with retryable errors until its attempts ran out. Still retryable:
+ * the work is not dropped; whoever runs it (a stage's supervisor) tries again later. The last failure is
+ * its cause.
+ */
+export class RetriesExhaustedError extends LightmemError {
+  constructor(
+    message: string,
+    readonly attempts: number,
+    cause: unknown,
+  ) {
+    super('retries_exhausted', `${message} (${attempts} attempts): ${errorMessage(cause)}`, {
+      cause,
+      retryable: true,
+    });
+    this.name = 'RetriesExhaustedError';
   }
 }
 

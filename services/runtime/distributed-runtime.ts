@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LightmemConfig } from '../core/config.js';
 import { LightmemError, UnavailableError, errorMessage, isRetryable } from '../core/errors.js';
@@ -30,6 +31,8 @@ import {
 import { embeddedComponents } from './embedded-runtime.js';
 import type { RuntimeOptions } from './runtime.js';
 import { runtimeModels } from './model-loader.js';
+import { configuredExtractor, openLedger } from './extractor-setup.js';
+import type { LlmLedger } from '../core/ports/llm-ledger.js';
 import { fusionOf, type DrainOptions, type Runtime } from './runtime.js';
 import type { PipelineHealth } from './pipeline-health.js';
 
@@ -69,6 +72,7 @@ export class DistributedRuntime implements Runtime {
     readonly warnings: readonly string[],
     private readonly options: RuntimeOptions,
     private readonly closeModels: () => Promise<void>,
+    readonly ledger: LlmLedger,
   ) {
     this.stages = pipelineStages(config, components, store, options.clock);
   }
@@ -77,6 +81,7 @@ export class DistributedRuntime implements Runtime {
     const { models, closeModels } = await runtimeModels(config, options);
     for (const warning of models.warnings) options.logger.warn(warning);
     let log: KafkaEventLog | null = null;
+    let ledger: LlmLedger | null = null;
     try {
       log = await KafkaEventLog.open({
         brokers: config.kafka.brokers,
@@ -87,6 +92,9 @@ export class DistributedRuntime implements Runtime {
         logger: options.logger,
         clock: options.clock,
         transactionTimeoutMs: config.kafka.transactionTimeoutMs,
+        maxAttempts: config.pipeline.maxAttempts,
+        retryBaseMs: config.pipeline.retryBaseMs,
+        retryMaxMs: config.pipeline.retryMaxMs,
       });
       const store = await ElasticsearchMemoryStore.open({
         node: config.elasticsearch.node,
@@ -95,16 +103,46 @@ export class DistributedRuntime implements Runtime {
         clock: options.clock,
         fusion: fusionOf(config),
       });
-      const components = embeddedComponents(config, models.embedder, models.attention, models.scorer);
+      // Until the ledger has a topic of its own, each process keeps its calls in its data dir.
+      ledger = openLedger(config, join(config.dataDir, 'ledger.db'));
+      const extraction = configuredExtractor(
+        config,
+        options.env ?? {},
+        options.clock,
+        ledger,
+        options.chat,
+      );
+      const components = embeddedComponents(
+        config,
+        models.embedder,
+        models.attention,
+        models.scorer,
+        options.wrapExtractor?.(extraction.extractor, config) ?? extraction.extractor,
+      );
       options.logger.info('distributed runtime opened', {
         brokers: config.kafka.brokers.join(','),
         registry: config.registry.url,
         elasticsearch: config.elasticsearch.node,
         embedder: components.embedder?.id ?? 'none (lexical search only)',
+        extractor: extraction.description,
       });
-      return new DistributedRuntime(config, log, store, components, models.warnings, options, closeModels);
+      const opened = ledger;
+      return new DistributedRuntime(
+        config,
+        log,
+        store,
+        components,
+        models.warnings,
+        options,
+        async () => {
+          await opened.close();
+          await closeModels();
+        },
+        opened,
+      );
     } catch (error) {
       await log?.close();
+      await ledger?.close();
       await closeModels();
       throw error;
     }
@@ -195,7 +233,6 @@ export class DistributedRuntime implements Runtime {
     try {
       await superviseStage(this.eventLog, stage, {
         signal,
-        batchSize: this.config.pipeline.batchSize,
         logger: this.options.logger,
       });
     } finally {

@@ -13,6 +13,9 @@ import { BuiltinTokenScorer } from '../stages/compressor/builtin-token-scorer.js
 import { SessionSegmenter } from '../stages/segmenter/session-segmenter.js';
 import { SimilaritySegmenter } from '../stages/segmenter/similarity-segmenter.js';
 import { ExtractiveExtractor } from '../stages/summarizer/extractive-extractor.js';
+import type { Extractor } from '../core/ports/extractor.js';
+import type { LlmLedger } from '../core/ports/llm-ledger.js';
+import { configuredExtractor, openLedger } from './extractor-setup.js';
 import { idleFlushJob } from '../../workflows/idle-flush.js';
 import { PipelineOwnership } from './pipeline-ownership.js';
 import type { PipelineHealth } from './pipeline-health.js';
@@ -42,6 +45,8 @@ export function embeddedComponents(
   attention: AttentionModel | null,
   /** An LLMLingua-2 model (`models.compressor`); null: the built-in heuristic scorer. */
   scorer: TokenScorer | null = null,
+  /** The summarizer's extractor (default: the extractive one). */
+  extractor?: Extractor,
 ): PipelineComponents {
   const settings = hybridSettingsFrom(config.segmenter);
   // Shared by segmenter (a buffer's carried tail is embedded again at the next cut), indexer (a memory
@@ -55,10 +60,12 @@ export function embeddedComponents(
         : attention === null
           ? new SimilaritySegmenter(cached ?? embedder, settings)
           : new HybridSegmenter(attention, cached ?? embedder, settings),
-    extractor: new ExtractiveExtractor({
-      memorizeRoles: new Set(config.summarizer.memorizeRoles),
-      granularity: config.summarizer.granularity,
-    }),
+    extractor:
+      extractor ??
+      new ExtractiveExtractor({
+        memorizeRoles: new Set(config.summarizer.memorizeRoles),
+        granularity: config.summarizer.granularity,
+      }),
     embedder: cached,
   };
 }
@@ -85,6 +92,8 @@ export class EmbeddedRuntime implements Runtime {
     readonly attention: AttentionModel | null,
     private readonly options: RuntimeOptions,
     private readonly closeModels: () => Promise<void>,
+    /** The cost ledger of the data dir's LLM calls. */
+    readonly ledger: LlmLedger,
   ) {
     this.stages = pipelineStages(config, components, store, options.clock);
     this.scheduler = new InProcessScheduler(options.clock, options.logger);
@@ -104,12 +113,11 @@ export class EmbeddedRuntime implements Runtime {
     this.ownership = new PipelineOwnership(
       new OwnerLock(log.database, 'embedded-pipeline', pipeline.ownerStaleMs),
       inWorker
-        ? new WorkerPipelineRunner(config, options.logger)
+        ? new WorkerPipelineRunner(config, options.logger, options.env)
         : {
             run: (signal, onStatus) =>
               runStages(log, this.stages, {
                 signal,
-                batchSize: pipeline.batchSize,
                 logger: options.logger,
                 onStatus,
               }),
@@ -133,6 +141,9 @@ export class EmbeddedRuntime implements Runtime {
       logger: options.logger,
       clock: options.clock,
       busyTimeoutMs: config.sqlite.busyTimeoutMs,
+      maxAttempts: config.pipeline.maxAttempts,
+      retryBaseMs: config.pipeline.retryBaseMs,
+      retryMaxMs: config.pipeline.retryMaxMs,
       retention: {
         [Topics.deadLetters]: {
           maxBytes: config.deadLetters.maxBytes,
@@ -144,12 +155,27 @@ export class EmbeddedRuntime implements Runtime {
       fusion: fusionOf(config),
       busyTimeoutMs: config.sqlite.busyTimeoutMs,
     });
-    const components = embeddedComponents(config, loaded.embedder, loaded.attention, loaded.scorer);
+    const ledger = openLedger(config, join(config.dataDir, 'ledger.db'));
+    const extraction = configuredExtractor(
+      config,
+      options.env ?? {},
+      options.clock,
+      ledger,
+      options.chat,
+    );
+    const components = embeddedComponents(
+      config,
+      loaded.embedder,
+      loaded.attention,
+      loaded.scorer,
+      options.wrapExtractor?.(extraction.extractor, config) ?? extraction.extractor,
+    );
     options.logger.info('embedded runtime opened', {
       dataDir: config.dataDir,
       segmenter: components.segmenter.capability,
       embedder: components.embedder?.id ?? 'none (lexical search only)',
       scorer: components.scorer.version,
+      extractor: extraction.description,
     });
     return new EmbeddedRuntime(
       config,
@@ -159,7 +185,11 @@ export class EmbeddedRuntime implements Runtime {
       loaded.warnings,
       loaded.attention,
       options,
-      closeModels,
+      async () => {
+        await ledger.close();
+        await closeModels();
+      },
+      ledger,
     );
   }
 

@@ -17,7 +17,8 @@ import { retrying } from '../core/backoff.js';
 
 const port = parentPort;
 if (port === null) throw new Error('pipeline-worker.ts runs as a worker thread');
-const config = LightmemConfig.parse((workerData as { config: unknown }).config);
+const data = workerData as { config: unknown; env?: Record<string, string | undefined> };
+const config = LightmemConfig.parse(data.config);
 const logger = stderrLogger(config.logLevel, { thread: 'pipeline' });
 const post = (message: WorkerMessage): void => port.postMessage(message);
 
@@ -32,7 +33,7 @@ const runtime = await retrying(
   () =>
     EmbeddedRuntime.open(
       { ...config, models: { ...config.models, autoFetch: false } },
-      { logger, clock: systemClock },
+      { logger, clock: systemClock, env: data.env ?? {} },
     ),
   { attempts: 10, baseMs: 200, maxMs: 5_000, signal: controller.signal },
 ).catch((error: unknown) => {
@@ -42,7 +43,6 @@ const runtime = await retrying(
 try {
   await runStages(runtime.log, runtime.stages, {
     signal: controller.signal,
-    batchSize: config.pipeline.batchSize,
     logger,
     onStatus: (stage, status) => post({ type: 'status', stage, status }),
   });

@@ -31,16 +31,10 @@ export type StageName = 'compressor' | 'segmenter' | 'summarizer' | 'indexer';
 export interface StageDefinition {
   readonly name: StageName;
   readonly input: TopicName;
+  /** Input records a batch of this stage holds at most (`pipeline.batchSize`, or the stage's own). */
+  readonly batchSize: number;
   /** Runs this stage's consumer loop (its consumer group is the stage name) until the signal aborts. */
-  readonly consume: (log: EventLog, options: { signal: AbortSignal; batchSize: number }) => Promise<void>;
-}
-
-function stage<T extends TopicName>(name: StageName, input: T, handler: BatchHandler<T>): StageDefinition {
-  return {
-    name,
-    input,
-    consume: (log, options) => log.consume({ group: name, topic: input, ...options }, handler),
-  };
+  readonly consume: (log: EventLog, options: { signal: AbortSignal }) => Promise<void>;
 }
 
 /** The one pipeline definition: four stages over ports, in order. Both runtimes run exactly these. */
@@ -50,6 +44,16 @@ export function pipelineStages(
   store: MemoryStore,
   clock: Clock,
 ): StageDefinition[] {
+  function stage<T extends TopicName>(name: StageName, input: T, handler: BatchHandler<T>): StageDefinition {
+    const { batchSize: shared, stageBatchSize } = config.pipeline;
+    const batchSize = stageBatchSize[name] ?? (name === 'summarizer' ? Math.min(32, shared) : shared);
+    return {
+      name,
+      input,
+      batchSize,
+      consume: (log, options) => log.consume({ group: name, topic: input, batchSize, ...options }, handler),
+    };
+  }
   return [
     stage(
       'compressor',
@@ -89,7 +93,6 @@ export function pipelineStages(
 
 export interface SuperviseOptions {
   readonly signal: AbortSignal;
-  readonly batchSize: number;
   readonly logger: Logger;
   /** Backoff between restarts after retryable failures: base doubling up to max (default 1 s … 30 s). */
   readonly restartBaseMs?: number;
@@ -120,7 +123,7 @@ export async function superviseStage(
     const started = Date.now();
     try {
       options.onStatus?.(stage.name, { state: 'running' });
-      await stage.consume(log, { signal: options.signal, batchSize: options.batchSize });
+      await stage.consume(log, { signal: options.signal });
       return;
     } catch (error) {
       if (options.signal.aborted) {

@@ -6,6 +6,9 @@ import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
 import type { Embedder } from '../core/ports/embedder.js';
 import type { TokenScorer } from '../core/ports/token-scorer.js';
+import type { ChatModel } from '../core/ports/chat-model.js';
+import type { Extractor } from '../core/ports/extractor.js';
+import type { LlmLedger } from '../core/ports/llm-ledger.js';
 import type { AttentionModel } from '../core/ports/segmenter.js';
 import type { FetchProgress } from '../models/model-fetcher.js';
 import type { FusionWeights } from '../adapters/memory/memory-fusion.js';
@@ -29,6 +32,8 @@ export interface Runtime {
   readonly stages: readonly StageDefinition[];
   /** Features that are off because a model is missing, and how to turn them on. */
   readonly warnings: readonly string[];
+  /** The cost ledger: every LLM call of the pipeline, with its tenant, tokens and outcome. */
+  readonly ledger: LlmLedger;
   /** Starts the stages in this process when this runtime runs them; returns whether this process does. */
   startPipeline(): boolean;
   readonly isRunningPipeline: boolean;
@@ -57,6 +62,12 @@ export interface RuntimeOptions {
         readonly scorer?: TokenScorer | null;
       }
     | undefined;
+  /** A chat model to use instead of the configured endpoint (tests); the summarizer's LLM extractor uses it. */
+  readonly chat?: ChatModel | undefined;
+  /** Wraps the configured extractor (a benchmark's dry run counts what an LLM extractor would send). */
+  readonly wrapExtractor?: ((configured: Extractor, config: LightmemConfig) => Extractor) | undefined;
+  /** Where the LLM key is read (default process.env). */
+  readonly env?: Readonly<Record<string, string | undefined>> | undefined;
   /** The process answers API requests (`lightmem serve`): pipeline isolation `auto` means a worker thread. */
   readonly serving?: boolean | undefined;
   /** Download progress when a model is fetched on first use. */

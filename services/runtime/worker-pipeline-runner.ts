@@ -25,6 +25,13 @@ export type StopMessage = z.infer<typeof StopMessage>;
 /** What the pipeline thread is given at start. */
 export interface WorkerData {
   readonly config: LightmemConfig;
+  /** The environment the runtime reads (the LLM key): only the variables it needs. */
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+/** The variables of the environment the pipeline reads (the LLM key), and no others. */
+function llmEnv(env: Readonly<Record<string, string | undefined>>): Record<string, string | undefined> {
+  return { LIGHTMEM_LLM_API_KEY: env['LIGHTMEM_LLM_API_KEY'], OPENAI_API_KEY: env['OPENAI_API_KEY'] };
 }
 
 const fromSource = import.meta.url.endsWith('.ts');
@@ -52,10 +59,11 @@ export class WorkerPipelineRunner implements PipelineRunner {
   constructor(
     private readonly config: LightmemConfig,
     private readonly logger: Logger,
+    private readonly env: Readonly<Record<string, string | undefined>> = {},
   ) {}
 
   run(signal: AbortSignal, onStatus: (stage: StageName, status: StageStatus) => void): Promise<void> {
-    const data: WorkerData = { config: this.config };
+    const data: WorkerData = { config: this.config, env: llmEnv(this.env) };
     const worker = startWorker(data);
     return new Promise<void>((resolve, reject) => {
       let failure: LightmemError | null = null;

@@ -51,7 +51,12 @@ describe('OpenAiChat against an OpenAI-compatible server', () => {
       maxTokens: 2000,
       responseFormat: 'json_object',
     });
-    assert.deepEqual(completion, { text: 'Paris', promptTokens: 17, completionTokens: 2 });
+    assert.deepEqual(completion, {
+      text: 'Paris',
+      promptTokens: 17,
+      completionTokens: 2,
+      finishReason: 'stop',
+    });
     const [request] = seen();
     assert.equal(request?.path, '/v1/chat/completions');
     assert.equal(request?.authorization, `Bearer ${apiKey}`);

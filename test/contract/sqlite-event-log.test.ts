@@ -509,7 +509,7 @@ describe('SqliteEventLog', () => {
         await consuming;
       }
       assert.equal(await log.stateOf('blocked').get('last'), 't1');
-      const retries = logger.entries.filter((entry) => entry.message === 'stage failed, retrying');
+      const retries = logger.entries.filter((entry) => entry.message === 'commit failed, retrying');
       assert.ok(retries.length > 0, 'the busy commit was retried');
       assert.match(String(retries[0]?.fields?.['error']), /locked by another process/);
       // And an append that meets the lock fails with a retryable, typed error that keeps SQLite's.

@@ -32,6 +32,11 @@ export interface Scenario {
   readonly tenant?: string;
   /** Tenants whose memories are compared. */
   readonly tenants: readonly string[];
+  /** Configuration on top of the small batches every run gets, and environment of every run. */
+  readonly config?: Readonly<Record<string, unknown>>;
+  readonly env?: Readonly<Record<string, string>>;
+  /** Further checks once both runs are done (kills: how many landed). */
+  readonly check?: (dirs: { victim: string; reference: string; kills: number }) => void | Promise<void>;
 }
 
 /**
@@ -48,8 +53,15 @@ export async function killAndCompare(scenario: Scenario): Promise<void> {
   // Small batches (many commit points to crash between) and segment memories too, whose ids depend on
   // where the persisted buffers cut: a lost or repeated buffer changes the ids.
   const config = join(reference.path, 'test-config.json');
-  writeFileSync(config, JSON.stringify({ pipeline: { batchSize: 16 }, summarizer: { granularity: 'both' } }));
-  const env = { LIGHTMEM_CONFIG: config };
+  writeFileSync(
+    config,
+    JSON.stringify({
+      pipeline: { batchSize: 16 },
+      ...scenario.config,
+      summarizer: { granularity: 'both', ...(scenario.config?.['summarizer'] as object | undefined) },
+    }),
+  );
+  const env = { ...scenario.env, LIGHTMEM_CONFIG: config };
   const args = (dataDir: string) => [
     'ingest',
     scenario.file,
@@ -99,6 +111,7 @@ export async function killAndCompare(scenario: Scenario): Promise<void> {
       keyedRawRecords(reference.path),
       `turns appended twice (${context})`,
     );
+    await scenario.check?.({ victim: victim.path, reference: reference.path, kills });
   } finally {
     reference.remove();
     victim.remove();

@@ -22,18 +22,25 @@ const ChatRequestBody = z.looseObject({
   temperature: z.number().min(0).max(2).optional(),
   top_p: z.number().min(0).max(1).optional(),
   max_tokens: z.number().int().positive().optional(),
-  response_format: z.object({ type: z.enum(['text', 'json_object', 'json_schema']) }).optional(),
+  response_format: z.looseObject({ type: z.enum(['text', 'json_object', 'json_schema']) }).optional(),
 });
 
 export type FakeChatRequest = z.infer<typeof ChatRequestBody>;
 
 /**
- * A completion's text (usage counted with approxTokenCount), or a raw answer: `status` and JSON `body`
- * (an error body in OpenAI's shape when omitted), with extra headers.
+ * A completion's text (usage counted with approxTokenCount); a completion with its finish reason
+ * (`length`: cut at max_tokens); or a raw answer: `status` and JSON `body` (an error body in OpenAI's shape
+ * when omitted) or a `rawBody` sent as it is (a body that is not JSON), with extra headers.
  */
 export type FakeReply =
   | string
-  | { readonly status: number; readonly body?: unknown; readonly headers?: Readonly<Record<string, string>> };
+  | { readonly content: string; readonly finishReason: 'stop' | 'length' }
+  | {
+      readonly status: number;
+      readonly body?: unknown;
+      readonly rawBody?: string;
+      readonly headers?: Readonly<Record<string, string>>;
+    };
 
 export interface FakeCallContext {
   /** 1-based number of this chat request among all the server has received. */
@@ -59,8 +66,8 @@ export interface FakeOpenAiServerOptions {
   readonly responder?: FakeResponder | undefined;
   /** Model ids `GET /v1/models` lists; default `['fake-model']`. */
   readonly models?: readonly string[] | undefined;
-  /** `retry-after-ms` sent with every error status, so clients retry at once; default 1. */
-  readonly retryAfterMs?: number | undefined;
+  /** `retry-after-ms` sent with every error status, so clients retry at once; default 1; null: none. */
+  readonly retryAfterMs?: number | null | undefined;
 }
 
 export interface FakeOpenAiServer {
@@ -98,18 +105,24 @@ export async function startFakeOpenAiServer(
 ): Promise<FakeOpenAiServer> {
   let responder = options.responder ?? echo;
   const models = options.models ?? ['fake-model'];
-  const retryAfterMs = options.retryAfterMs ?? 1;
+  const retryAfterMs = options.retryAfterMs === undefined ? 1 : options.retryAfterMs;
   const requests: RecordedRequest[] = [];
   const closing = new AbortController();
   let calls = 0;
   let inFlight = 0;
   let maxInFlight = 0;
 
-  const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+  const send = (
+    res: ServerResponse,
+    status: number,
+    body: unknown,
+    headers: Record<string, string> = {},
+    raw?: string,
+  ) => {
     if (res.destroyed || res.writableEnded) return;
-    const extra = status >= 400 ? { 'retry-after-ms': String(retryAfterMs) } : {};
+    const extra = status >= 400 && retryAfterMs !== null ? { 'retry-after-ms': String(retryAfterMs) } : {};
     res.writeHead(status, { 'content-type': 'application/json', ...extra, ...headers });
-    res.end(JSON.stringify(body));
+    res.end(raw ?? JSON.stringify(body));
   };
 
   const chat = async (req: IncomingMessage, res: ServerResponse, path: string) => {
@@ -136,10 +149,16 @@ export async function startFakeOpenAiServer(
     try {
       const reply = await responder(decoded, { call, signal: gone.signal });
       if (typeof reply === 'string') send(res, 200, completion(decoded, reply, call));
+      else if ('content' in reply)
+        send(res, 200, completion(decoded, reply.content, call, reply.finishReason));
       else
-        send(res, reply.status, reply.body ?? errorBody(`scripted status ${reply.status}`, reply.status), {
-          ...reply.headers,
-        });
+        send(
+          res,
+          reply.status,
+          reply.body ?? errorBody(`scripted status ${reply.status}`, reply.status),
+          { ...reply.headers },
+          reply.rawBody,
+        );
     } catch (error) {
       if (!gone.signal.aborted) send(res, 500, errorBody(`responder failed: ${String(error)}`, 500));
     } finally {
@@ -193,7 +212,12 @@ export async function startFakeOpenAiServer(
   };
 }
 
-function completion(request: FakeChatRequest, content: string, call: number): unknown {
+function completion(
+  request: FakeChatRequest,
+  content: string,
+  call: number,
+  finishReason: 'stop' | 'length' = 'stop',
+): unknown {
   const promptTokens = request.messages.reduce((sum, message) => sum + approxTokenCount(message.content), 0);
   const completionTokens = approxTokenCount(content);
   return {
@@ -206,7 +230,7 @@ function completion(request: FakeChatRequest, content: string, call: number): un
         index: 0,
         message: { role: 'assistant', content, refusal: null },
         logprobs: null,
-        finish_reason: 'stop',
+        finish_reason: finishReason,
       },
     ],
     usage: {

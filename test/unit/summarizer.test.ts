@@ -23,6 +23,7 @@ import { SqliteEventLog } from '../../services/adapters/sqlite/sqlite-event-log.
 import { idleFlushJob } from '../../workflows/idle-flush.js';
 import type {
   CompressedTurn,
+  DeadLetter,
   ConversationEvent,
   MemoryEntry,
   Role,
@@ -329,8 +330,8 @@ describe('summarizerStage with the ExtractiveExtractor', () => {
       version: 'scripted-llm-v1',
       promptHash: 'abc123',
       extract: (batch) =>
-        Promise.resolve(
-          ['Ana moved to Lisbon', 'Ana has a cat'].map((text) => ({
+        Promise.resolve({
+          memories: ['Ana moved to Lisbon', 'Ana has a cat'].map((text) => ({
             text,
             kind: 'fact' as const,
             topicId: batch[0]?.segmentId ?? '',
@@ -339,7 +340,8 @@ describe('summarizerStage with the ExtractiveExtractor', () => {
             occurredAt: T0,
             zoneOffset: '+00:00',
           })),
-        ),
+          problems: [],
+        }),
     };
     const batch = [segment('seg-1', [{ id: 't1', tokens: 2 }], { endOfSession: true })];
     const first = await run(deps({ extractor: twoFacts }), [batch]);
@@ -354,6 +356,41 @@ describe('summarizerStage with the ExtractiveExtractor', () => {
       again.memories.map((m) => m.id),
       first.memories.map((m) => m.id),
     );
+  });
+
+  it('dead-letters what an extractor could not use (an unusable LLM answer), beside the memories it made', async () => {
+    const troubled: Extractor = {
+      version: 'scripted-llm-v1',
+      promptHash: 'abc123',
+      extract: (batch) =>
+        Promise.resolve({
+          memories: [
+            {
+              text: 'Ana moved to Lisbon',
+              kind: 'fact' as const,
+              topicId: batch[0]?.segmentId ?? '',
+              speaker: 'Ana',
+              sourceTurnIds: ['t1'],
+              occurredAt: T0,
+              zoneOffset: '+00:00',
+            },
+          ],
+          problems: [{ reason: 'LLM answer unusable after a repair request', payload: '{"data": [' }],
+        }),
+    };
+    const stage = summarizerStage(deps({ extractor: troubled }));
+    const records = asRecords([segment('seg-1', [{ id: 't1', tokens: 2 }], { endOfSession: true })]);
+    const output = await stage(records, new InMemoryState());
+    assert.equal(output.records.filter((r) => r.topic === Topics.memories).length, 1);
+    const letters = output.records.filter((r) => r.topic === Topics.deadLetters);
+    assert.equal(letters.length, 1);
+    const letter = letters[0]?.value as DeadLetter;
+    assert.equal(letter.stage, 'summarizer');
+    assert.equal(letter.field, 'llm.answer');
+    assert.equal(letter.sourceTopic, Topics.segments);
+    assert.equal(letter.sourceOffset, records[0]?.offset);
+    assert.match(letter.reason, /unusable after a repair request \(batch of 1 segments, seg-1\)/);
+    assert.equal(letter.payload, '{"data": [');
   });
 
   it("granularity 'segment' makes one summary per segment", async () => {

@@ -19,6 +19,7 @@ function failingStage(
   const stage = {
     name,
     input: Topics.compressed,
+    batchSize: 8,
     runs: 0,
     consume: async (_log: EventLog, options: { signal: AbortSignal }) => {
       stage.runs++;
@@ -43,7 +44,6 @@ describe('superviseStage', () => {
     const stop = new AbortController();
     const running = superviseStage(log, stage, {
       signal: stop.signal,
-      batchSize: 8,
       logger,
       restartBaseMs: 1,
     });
@@ -64,7 +64,7 @@ describe('superviseStage', () => {
     const fenced = new LightmemError('conflict', 'another instance took over');
     const stage = failingStage([fenced]);
     await assert.rejects(
-      superviseStage(log, stage, { signal: new AbortController().signal, batchSize: 8, logger }),
+      superviseStage(log, stage, { signal: new AbortController().signal, logger }),
       (error) => error === fenced,
     );
     assert.equal(stage.runs, 1);
@@ -76,7 +76,6 @@ describe('superviseStage', () => {
     const stop = new AbortController();
     const running = superviseStage(log, stage, {
       signal: stop.signal,
-      batchSize: 8,
       logger: memoryLogger(),
       restartBaseMs: 60_000,
     });
@@ -94,12 +93,13 @@ describe('superviseStage', () => {
     const stage = {
       name: 'indexer' as const,
       input: Topics.memories,
+      batchSize: 8,
       consume: async (_log: EventLog, options: { signal: AbortSignal }) => {
         await new Promise<void>((resolve) => options.signal.addEventListener('abort', () => resolve()));
         throw new LightmemError('internal', 'disconnect failed');
       },
     };
-    const running = superviseStage(log, stage, { signal: stop.signal, batchSize: 8, logger });
+    const running = superviseStage(log, stage, { signal: stop.signal, logger });
     stop.abort();
     await running;
     assert.ok(logger.entries.some((e) => e.message === 'stage failed while stopping'));
@@ -111,7 +111,6 @@ describe('superviseStage', () => {
     await assert.rejects(
       superviseStage(log, stage, {
         signal: new AbortController().signal,
-        batchSize: 8,
         logger: memoryLogger(),
         restartBaseMs: 1,
         onStatus: (name, status) => statuses.push([name, status]),
@@ -133,7 +132,7 @@ describe('runStages', () => {
     );
     const stopping = new AbortController();
     await assert.rejects(
-      runStages(log, [healthy, broken], { signal: stopping.signal, batchSize: 8, logger: memoryLogger() }),
+      runStages(log, [healthy, broken], { signal: stopping.signal, logger: memoryLogger() }),
       /malformed/,
     );
     // The healthy stage was stopped (its loop returned), not left running behind a dead one.

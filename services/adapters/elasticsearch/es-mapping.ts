@@ -1,3 +1,4 @@
+import { searchText } from '../../core/text/embedding-text.js';
 import { createHash } from 'node:crypto';
 import type { estypes } from '@elastic/elasticsearch';
 import { LightmemError } from '../../core/errors.js';
@@ -183,7 +184,7 @@ export function toDocument(
       embedder: p.embedder,
     },
     sourceText: entry.sourceText,
-    searchText: entry.sourceText ?? entry.text,
+    searchText: searchText(entry),
     contentHash: write.contentHash,
   };
   const vector = write.embedding;

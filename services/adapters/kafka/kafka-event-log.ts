@@ -25,7 +25,13 @@ import type { Logger } from '../../core/ports/logger.js';
 import type { Clock } from '../../core/ports/clock.js';
 import { topicSchemas, type TopicName } from '../../core/model/topics.js';
 import { LightmemError, UnavailableError, errorMessage, isRetryable } from '../../core/errors.js';
-import { deadLetterFor, runBatch, waitWithHeartbeat } from '../stage-batch.js';
+import {
+  batchPolicyOf,
+  deadLetterFor,
+  runBatch,
+  waitWithHeartbeat,
+  type BatchPolicy,
+} from '../batch-policy.js';
 import { RegistryAvroCodec } from './registry-codec.js';
 import {
   dataTopicConfigs,
@@ -41,7 +47,8 @@ import { StageState } from './stage-state.js';
 import { disconnectQuietly } from './disconnect.js';
 import { backoffMs } from '../../core/backoff.js';
 
-export interface KafkaEventLogOptions {
+/** The batch policy's fields (retries, back-off, heartbeat) override its defaults. */
+export interface KafkaEventLogOptions extends Partial<BatchPolicy> {
   readonly brokers: readonly string[];
   readonly clientId: string;
   readonly registryUrl: string;
@@ -53,8 +60,6 @@ export interface KafkaEventLogOptions {
   readonly instanceId: string;
   readonly logger: Logger;
   readonly clock: Clock;
-  readonly retryBaseMs?: number;
-  readonly retryMaxMs?: number;
   /** How long the broker lets a transaction stay open before aborting it (a crashed stage's batch). */
   readonly transactionTimeoutMs?: number;
   /** Create missing data topics at open (tests, `lightmem admin init`); production creates them once. */
@@ -82,8 +87,7 @@ export class KafkaEventLog implements EventLog {
   private readonly kafka: Kafka;
   private readonly admin: Admin;
   private readonly producer: Producer;
-  private readonly retryBaseMs: number;
-  private readonly retryMaxMs: number;
+  private readonly policy: BatchPolicy;
   /** State of groups consumed in this process (kept after the consumer stops: `stateOf` reads it). */
   private readonly states = new Map<string, StageState>();
   private readonly running = new Set<Promise<void>>();
@@ -101,8 +105,7 @@ export class KafkaEventLog implements EventLog {
     this.kafka = kafka;
     this.admin = admin;
     this.producer = producer;
-    this.retryBaseMs = options.retryBaseMs ?? 200;
-    this.retryMaxMs = options.retryMaxMs ?? 30_000;
+    this.policy = batchPolicyOf(options);
   }
 
   static async open(options: KafkaEventLogOptions): Promise<KafkaEventLog> {
@@ -423,10 +426,9 @@ export class KafkaEventLog implements EventLog {
             signal,
             logger,
             clock: this.options.clock,
-            retryBaseMs: this.retryBaseMs,
-            retryMaxMs: this.retryMaxMs,
+            policy: this.policy,
             check: checkOutput,
-            whileWaiting: heartbeat,
+            heartbeat,
           });
           if (handled === null) return;
           output = { records: [...undecodable, ...handled.records], state: handled.state };
@@ -460,14 +462,19 @@ export class KafkaEventLog implements EventLog {
                 { retryable: true },
               );
             }
-            const delay = backoffMs(attempt, this.retryBaseMs, this.retryMaxMs);
+            const delay = backoffMs(
+              attempt,
+              this.policy.retryBaseMs,
+              this.policy.retryMaxMs,
+              this.policy.jitter,
+            );
             logger.warn('commit failed, retrying', {
               attempt,
               delayMs: delay,
               error: errorMessage(error),
             });
             await disconnectQuietly(producer);
-            await waitWithHeartbeat(delay, { signal, whileWaiting: heartbeat });
+            await waitWithHeartbeat(delay, { signal, heartbeat, policy: this.policy });
             if (signal.aborted) return;
             producer = await this.transactionalProducer(group).catch((reconnectError: unknown) => {
               logger.warn('transactional producer reconnect failed', {
@@ -528,13 +535,13 @@ export class KafkaEventLog implements EventLog {
         return await step();
       } catch (error) {
         if (!isRetryable(error)) throw error;
-        const delay = backoffMs(attempt, this.retryBaseMs, this.retryMaxMs);
+        const delay = backoffMs(attempt, this.policy.retryBaseMs, this.policy.retryMaxMs, this.policy.jitter);
         logger.warn('stage start-up failed, retrying', {
           attempt,
           delayMs: delay,
           error: errorMessage(error),
         });
-        await waitWithHeartbeat(delay, { signal });
+        await waitWithHeartbeat(delay, { signal, policy: this.policy });
       }
     }
   }

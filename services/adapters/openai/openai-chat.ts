@@ -7,7 +7,23 @@
  */
 import OpenAI from 'openai';
 import { LightmemError, UnavailableError } from '../../core/errors.js';
-import type { ChatCompletion, ChatModel, ChatRequest } from '../../core/ports/chat-model.js';
+import type {
+  ChatCompletion,
+  ChatModel,
+  ChatRequest,
+  FinishReason,
+  JsonSchemaFormat,
+} from '../../core/ports/chat-model.js';
+
+/**
+ * How a request's JSON schema is sent: OpenAI's `json_schema` (strict), a `schema` beside `json_object`
+ * (llama.cpp's server, which refuses `json_schema`), or plain `json_object` (the schema only in the
+ * prompt). `auto` starts with `json_schema` and steps down when the endpoint refuses the format (HTTP 400
+ * or 422), remembering what worked.
+ */
+export type StructuredOutputMode = 'auto' | 'json_schema' | 'json_object_schema' | 'json_object';
+const structuredSteps = ['json_schema', 'json_object_schema', 'json_object'] as const;
+type StructuredStep = (typeof structuredSteps)[number];
 
 export interface OpenAiChatOptions {
   /** E.g. `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`. */
@@ -18,6 +34,8 @@ export interface OpenAiChatOptions {
   readonly timeoutMs?: number | undefined;
   /** Retries after the first attempt; default 3. */
   readonly maxRetries?: number | undefined;
+  /** Default `auto`. */
+  readonly structuredOutput?: StructuredOutputMode | undefined;
 }
 
 const defaultTimeoutMs = 60_000;
@@ -33,6 +51,9 @@ export class OpenAiChat implements ChatModel {
   readonly #apiKey: string;
   readonly #timeoutMs: number;
   readonly #maxRetries: number;
+  /** The structured-output format this endpoint takes (stepped down in `auto` mode). */
+  #structured: StructuredStep;
+  readonly #autoStructured: boolean;
 
   constructor(options: OpenAiChatOptions) {
     const url = parseBaseUrl(options.baseUrl);
@@ -45,6 +66,9 @@ export class OpenAiChat implements ChatModel {
     if (!Number.isInteger(this.#maxRetries) || this.#maxRetries < 0) {
       throw configError(`maxRetries must be a non-negative integer, got ${this.#maxRetries}`, 'maxRetries');
     }
+    const mode = options.structuredOutput ?? 'auto';
+    this.#autoStructured = mode === 'auto';
+    this.#structured = mode === 'auto' ? 'json_schema' : mode;
     this.model = options.model;
     this.#apiKey = options.apiKey;
     this.endpoint = `${publicUrl(url)}/chat/completions`;
@@ -58,10 +82,35 @@ export class OpenAiChat implements ChatModel {
     });
   }
 
+  /** The structured-output format in use (after any step down). */
+  get structuredOutput(): StructuredStep {
+    return this.#structured;
+  }
+
   async complete(request: ChatRequest): Promise<ChatCompletion> {
+    for (;;) {
+      const step = this.#structured;
+      try {
+        return await this.#send(request);
+      } catch (error) {
+        const next = structuredSteps[structuredSteps.indexOf(step) + 1];
+        // A refusal of the format: 400/422, or (llama.cpp's server) a 500 that names the formats it takes.
+        const refused =
+          error instanceof LightmemError &&
+          ((error.code === 'invalid_input' && /HTTP 4(00|22)/.test(error.message)) ||
+            /HTTP 5\d\d.*(json_object|json_schema|response_format)/is.test(error.message));
+        if (request.jsonSchema === undefined || !this.#autoStructured || !refused || next === undefined)
+          throw error;
+        // Another request may have stepped down meanwhile: step from what this one tried.
+        if (this.#structured === step) this.#structured = next;
+      }
+    }
+  }
+
+  async #send(request: ChatRequest): Promise<ChatCompletion> {
     let response: OpenAI.Chat.Completions.ChatCompletion;
     try {
-      response = await this.#client.chat.completions.create({
+      const body: OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming = {
         model: this.model,
         messages: request.messages.map((message) => ({ role: message.role, content: message.content })),
         ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
@@ -70,14 +119,14 @@ export class OpenAiChat implements ChatModel {
         // the protocol of the benchmarks (§13.1) use it; only OpenAI's reasoning models refuse it.
         // eslint-disable-next-line @typescript-eslint/no-deprecated
         ...(request.maxTokens === undefined ? {} : { max_tokens: request.maxTokens }),
-        ...(request.responseFormat === undefined
-          ? {}
-          : { response_format: { type: request.responseFormat } }),
-      });
+        ...this.#responseFormat(request),
+      };
+      response = await this.#client.chat.completions.create(body);
     } catch (error) {
       throw this.#failure(error);
     }
-    const text = response.choices[0]?.message.content;
+    const choice = response.choices[0];
+    const text = choice?.message.content;
     if (typeof text !== 'string') {
       throw new LightmemError(
         'internal',
@@ -90,7 +139,31 @@ export class OpenAiChat implements ChatModel {
       text,
       promptTokens: response.usage?.prompt_tokens ?? 0,
       completionTokens: response.usage?.completion_tokens ?? 0,
+      finishReason: finishReasonOf(choice?.finish_reason),
     };
+  }
+
+  #responseFormat(request: ChatRequest): { response_format?: ResponseFormat } {
+    const schema = request.jsonSchema;
+    if (schema === undefined) {
+      return request.responseFormat === undefined
+        ? {}
+        : { response_format: { type: request.responseFormat } };
+    }
+    switch (this.#structured) {
+      case 'json_schema':
+        return {
+          response_format: {
+            type: 'json_schema',
+            json_schema: { name: schema.name, schema: { ...schema.schema }, strict: true },
+          },
+        };
+      case 'json_object_schema':
+        // llama.cpp's extension: the SDK's type does not know the `schema` field.
+        return { response_format: jsonObjectWithSchema(schema) };
+      case 'json_object':
+        return { response_format: { type: 'json_object' } };
+    }
   }
 
   /** The LightmemError for what the client threw after its retries. */
@@ -132,6 +205,21 @@ export class OpenAiChat implements ChatModel {
     const masked = this.#apiKey.length >= 4 ? text.split(this.#apiKey).join('***') : text;
     return masked.replace(/\bsk-[\w*-]+/g, 'sk-***');
   }
+}
+
+type ResponseFormat = NonNullable<OpenAI.Chat.Completions.ChatCompletionCreateParams['response_format']>;
+
+function jsonObjectWithSchema(format: JsonSchemaFormat): ResponseFormat {
+  const withSchema: { type: 'json_object'; schema: Record<string, unknown> } = {
+    type: 'json_object',
+    schema: { ...format.schema },
+  };
+  return withSchema;
+}
+
+function finishReasonOf(reason: string | null | undefined): FinishReason {
+  if (reason === 'length') return 'length';
+  return reason === 'stop' || reason === null || reason === undefined ? 'stop' : 'other';
 }
 
 /** 408, 409, 429 and 5xx: the statuses the client retries, so still transient after its retries. */

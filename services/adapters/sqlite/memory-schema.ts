@@ -50,6 +50,39 @@ export const MEMORY_MIGRATIONS: readonly string[] = [
   `,
   // 2: the uncompressed source text a memory is indexed by (null: `text` is the source text).
   `ALTER TABLE memories ADD COLUMN source_text TEXT;`,
+  // 3: the kinds an LLM extractor adds (preference, commitment). SQLite cannot alter a CHECK: the table is
+  // rebuilt with the same columns in the same order and the same rids (the FTS and vector rows key on them).
+  `
+  CREATE TABLE memories_v3 (
+    rid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    tenant_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    agent_id TEXT,
+    conversation_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('fact', 'relation', 'summary', 'preference', 'commitment')),
+    topic_id TEXT NOT NULL,
+    speaker TEXT NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    zone_offset TEXT NOT NULL,
+    ingested_at INTEGER NOT NULL,
+    valid_from INTEGER NOT NULL,
+    valid_to INTEGER,
+    superseded_by TEXT,
+    source_turn_ids TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    source_text TEXT
+  ) STRICT;
+  INSERT INTO memories_v3 SELECT * FROM memories;
+  DROP TABLE memories;
+  ALTER TABLE memories_v3 RENAME TO memories;
+  CREATE INDEX memories_user_time ON memories (tenant_id, user_id, occurred_at, id);
+  CREATE INDEX memories_tenant_time ON memories (tenant_id, occurred_at, id);
+  CREATE INDEX memories_conversation ON memories (tenant_id, conversation_id);
+  `,
 ];
 
 /**

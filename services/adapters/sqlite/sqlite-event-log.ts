@@ -15,9 +15,15 @@ import type {
 import type { Logger } from '../../core/ports/logger.js';
 import type { Clock } from '../../core/ports/clock.js';
 import type { TopicName } from '../../core/model/topics.js';
-import { LightmemError, errorMessage, isRetryable } from '../../core/errors.js';
+import {
+  LightmemError,
+  RetriesExhaustedError,
+  causeOf,
+  errorMessage,
+  isRetryable,
+} from '../../core/errors.js';
 import { AvroCodec } from './avro-codec.js';
-import { deadLetterFor } from '../stage-batch.js';
+import { batchPolicyOf, runBatch, type BatchPolicy } from '../batch-policy.js';
 import {
   isTransientSqliteError,
   migrate,
@@ -108,14 +114,12 @@ export interface RetentionPolicy {
   readonly maxAgeMs: number;
 }
 
-export interface SqliteEventLogOptions {
+/** The batch policy's fields (retries, back-off) override its defaults; the back-off also paces commit retries. */
+export interface SqliteEventLogOptions extends Partial<BatchPolicy> {
   readonly logger: Logger;
   readonly clock: Clock;
   /** How often a waiting consumer looks for records appended by another process. */
   readonly pollIntervalMs?: number;
-  /** Backoff for retryable failures: first delay and cap. */
-  readonly retryBaseMs?: number;
-  readonly retryMaxMs?: number;
   /** How long a write waits for another process's write lock before it fails (retryable). */
   readonly busyTimeoutMs?: number;
   /** Topics the log does not keep whole (dead letters): a size cap and a retention period. */
@@ -145,8 +149,7 @@ export class SqliteEventLog implements EventLog {
   private readonly codec: AvroCodec;
   private readonly appended = new EventEmitter();
   private readonly pollIntervalMs: number;
-  private readonly retryBaseMs: number;
-  private readonly retryMaxMs: number;
+  private readonly policy: BatchPolicy;
   private readonly retention: ReadonlyMap<TopicName, RetentionPolicy>;
   private readonly statements;
 
@@ -156,8 +159,7 @@ export class SqliteEventLog implements EventLog {
   ) {
     this.db = db;
     this.pollIntervalMs = options.pollIntervalMs ?? 100;
-    this.retryBaseMs = options.retryBaseMs ?? 200;
-    this.retryMaxMs = options.retryMaxMs ?? 30_000;
+    this.policy = batchPolicyOf(options);
     this.retention = new Map(
       Object.entries(options.retention ?? {}).flatMap(([topic, policy]) =>
         policy === undefined ? [] : [[topic as TopicName, policy] as const],
@@ -296,69 +298,67 @@ export class SqliteEventLog implements EventLog {
     const { group, topic, signal } = options;
     const batchSize = options.batchSize ?? 256;
     const state = this.stateOf(group);
-    let attempt = 0;
-    /** After a non-retryable batch failure: process one record at a time up to this offset. */
-    let isolateUntil = -1;
-    const retryLater = async (offset: number, error: unknown): Promise<void> => {
-      attempt++;
-      const delay = backoffMs(attempt, this.retryBaseMs, this.retryMaxMs, 0.2);
-      this.options.logger.warn('stage failed, retrying', {
-        group,
-        topic,
-        offset,
-        attempt,
-        delayMs: delay,
-        error: errorMessage(error),
-      });
-      await sleep(delay, undefined, { signal }).catch(() => undefined);
+    const { policy } = this;
+    // Output is encoded once, when runBatch checks it against its schema; commit retries reuse the bytes.
+    const encoded = new WeakMap<OutputRecord, Buffer>();
+    const encode = (record: OutputRecord): Buffer => {
+      let bytes = encoded.get(record);
+      if (bytes === undefined) {
+        bytes = this.codec.encode(record.topic, record.value);
+        encoded.set(record, bytes);
+      }
+      return bytes;
     };
+    let commitFailures = 0;
     while (!signal.aborted) {
       const offset = this.statements.committed.get(group, topic)?.offset ?? 0;
-      const size = offset < isolateUntil ? 1 : batchSize;
-      const records = this.readSync(topic, offset, size);
+      const records = this.readSync(topic, offset, batchSize);
       if (records.length === 0) {
         await this.waitForAppend(topic, offset, signal);
         continue;
       }
-      let output: EncodedOutput;
+      const output = await runBatch(records, handler, state, {
+        group,
+        signal,
+        logger: this.options.logger,
+        clock: this.options.clock,
+        policy,
+        check: (out) => {
+          for (const record of out.records) encode(record);
+        },
+        retryable: (error) => isRetryable(error) || isTransientSqliteError(error),
+      });
+      if (output === null) return;
       try {
-        // Output that does not match its schema is this batch failing (dead-lettered), not the consumer.
-        output = this.encodeOutput(await handler(records, state));
-      } catch (error) {
-        if (signal.aborted) return;
-        if (isRetryable(error) || isTransientSqliteError(error)) {
-          await retryLater(offset, error);
-          continue;
-        }
-        if (records.length > 1) {
-          // Find the poison record: replay this batch one record at a time.
-          isolateUntil = offset + records.length;
-          attempt = 0;
-          continue;
-        }
-        const [poison] = records;
-        if (poison === undefined) continue;
-        this.options.logger.error('record dead-lettered', {
-          group,
-          topic,
-          offset,
-          error: errorMessage(error),
+        this.commit(group, topic, offset, offset + records.length, {
+          records: output.records.map((record) => ({ record, buffer: encode(record) })),
+          state: output.state,
         });
-        output = this.encodeOutput({
-          records: [deadLetterFor(group, poison, error, attempt + 1, this.options.clock.now())],
-          state: [],
-        });
-      }
-      try {
-        this.commit(group, topic, offset, offset + records.length, output);
+        commitFailures = 0;
       } catch (error) {
         // Contention on the file (another process writing) is retried: the batch is run again from its
         // committed offset. Anything else (the offset moved under us: another owner) ends the consumer.
         if (signal.aborted || !isRetryable(error)) throw error;
-        await retryLater(offset, error);
-        continue;
+        commitFailures++;
+        if (commitFailures >= policy.maxAttempts) {
+          throw new RetriesExhaustedError(
+            `stage ${group}: committing ${topic}@${offset}`,
+            commitFailures,
+            error,
+          );
+        }
+        const delay = backoffMs(commitFailures, policy.retryBaseMs, policy.retryMaxMs, policy.jitter);
+        this.options.logger.warn('commit failed, retrying', {
+          group,
+          topic,
+          offset,
+          attempt: commitFailures,
+          delayMs: delay,
+          error: errorMessage(error),
+          cause: causeOf(error),
+        });
+        await sleep(delay, undefined, { signal }).catch(() => undefined);
       }
-      attempt = 0;
     }
   }
 
@@ -376,16 +376,6 @@ export class SqliteEventLog implements EventLog {
       value: this.codec.decode(topic, row.value, row.schema_fp),
       appendedAt: row.appended_at,
     }));
-  }
-
-  private encodeOutput(output: StageOutput): EncodedOutput {
-    return {
-      records: output.records.map((record) => ({
-        record,
-        buffer: this.codec.encode(record.topic, record.value as never),
-      })),
-      state: output.state,
-    };
   }
 
   /**

@@ -1,3 +1,4 @@
+import { searchText } from '../../core/text/embedding-text.js';
 import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import { LightmemError } from '../../core/errors.js';
@@ -192,7 +193,7 @@ export class SqliteMemoryStore implements MemoryStore {
       this.stmt(
         'fts-insert',
         () => 'INSERT INTO memories_fts (rowid, text, speaker, scope) VALUES (?, ?, ?, ?)',
-      ).run(rid, entry.sourceText ?? entry.text, entry.speaker, entryScopeColumn(entry));
+      ).run(rid, searchText(entry), entry.speaker, entryScopeColumn(entry));
       if (embedding !== undefined) {
         this.vectorStmt('insert').run(
           BigInt(rid),

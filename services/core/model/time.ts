@@ -7,3 +7,13 @@ export function formatInstant(epochMs: number, zoneOffset: string): string {
   const local = new Date(epochMs + offsetMs).toISOString().replace(/(\.000)?Z$/, '');
   return `${local}${zoneOffset}`;
 }
+
+const weekdays = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'] as const;
+
+/** The weekday (Mon…Sun) of an instant in the zone offset it was given in. */
+export function weekdayIn(epochMs: number, zoneOffset: string): string {
+  const match = /^([+-])(\d{2}):(\d{2})$/.exec(zoneOffset);
+  const offsetMs =
+    match === null ? 0 : (match[1] === '-' ? -1 : 1) * (Number(match[2]) * 60 + Number(match[3])) * 60_000;
+  return weekdays[new Date(epochMs + offsetMs).getUTCDay()] ?? 'Sun';
+}

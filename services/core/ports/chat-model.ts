@@ -15,13 +15,29 @@ export interface ChatRequest {
   readonly maxTokens?: number | undefined;
   /** Ask for a JSON object (the prompt must say so too). */
   readonly responseFormat?: 'json_object' | undefined;
+  /**
+   * Ask for JSON of this shape: the implementation sends it the way its endpoint takes it (OpenAI's
+   * `json_schema`, a `schema` beside `json_object` for llama.cpp, or plain `json_object`). The answer is
+   * still decoded and checked by the caller: a weak model may ignore it.
+   */
+  readonly jsonSchema?: JsonSchemaFormat | undefined;
 }
+
+export interface JsonSchemaFormat {
+  /** A name for the schema (`[A-Za-z0-9_-]`, as OpenAI requires). */
+  readonly name: string;
+  readonly schema: Readonly<Record<string, unknown>>;
+}
+
+/** Why the model stopped: `length` means the answer was cut at max_tokens (truncated). */
+export type FinishReason = 'stop' | 'length' | 'other';
 
 export interface ChatCompletion {
   readonly text: string;
   /** As the endpoint reports them (`usage`); 0 when it reports none. */
   readonly promptTokens: number;
   readonly completionTokens: number;
+  readonly finishReason: FinishReason;
 }
 
 export interface ChatModel {

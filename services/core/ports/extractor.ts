@@ -13,10 +13,26 @@ export interface ExtractedMemory {
   readonly sourceText?: string | null | undefined;
 }
 
+/** Something of a batch that could not become memories (an LLM answer that stayed unusable): dead-lettered. */
+export interface ExtractionProblem {
+  readonly reason: string;
+  /** What was wrong, as received (an excerpt of the answer); no secrets. */
+  readonly payload: string;
+}
+
+export interface ExtractionResult {
+  readonly memories: readonly ExtractedMemory[];
+  readonly problems: readonly ExtractionProblem[];
+}
+
 export interface Extractor {
+  /** Names the method and everything that changes its output (for an LLM: the model); in the pipeline version. */
   readonly version: string;
   /** Hash of the prompt, for LLM extractors; null for extractive ones. */
   readonly promptHash: string | null;
-  /** Memories from one STM batch (several topic segments of one conversation). */
-  extract(batch: readonly TopicSegment[]): Promise<ExtractedMemory[]>;
+  /**
+   * Memories from one STM batch (several topic segments of one conversation). Throws a retryable error
+   * when the batch should be tried again later (an endpoint down); never drops turns silently.
+   */
+  extract(batch: readonly TopicSegment[]): Promise<ExtractionResult>;
 }

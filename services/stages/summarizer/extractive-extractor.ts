@@ -1,4 +1,4 @@
-import type { ExtractedMemory, Extractor } from '../../core/ports/extractor.js';
+import type { ExtractedMemory, ExtractionResult, Extractor } from '../../core/ports/extractor.js';
 import type { Role, SegmentTurn, TopicSegment } from '../../core/model/generated.js';
 
 export type ExtractiveGranularity = 'turn' | 'segment' | 'both';
@@ -22,7 +22,7 @@ export class ExtractiveExtractor implements Extractor {
     this.version = `extractive-v1(${settings.granularity};${[...settings.memorizeRoles].sort().join(',')})`;
   }
 
-  extract(batch: readonly TopicSegment[]): Promise<ExtractedMemory[]> {
+  extract(batch: readonly TopicSegment[]): Promise<ExtractionResult> {
     const memories: ExtractedMemory[] = [];
     for (const segment of batch) {
       const turns = segment.turns.filter(
@@ -34,7 +34,7 @@ export class ExtractiveExtractor implements Extractor {
       }
       if (this.settings.granularity !== 'turn') memories.push(segmentMemory(segment, turns));
     }
-    return Promise.resolve(memories);
+    return Promise.resolve({ memories, problems: [] });
   }
 }
 

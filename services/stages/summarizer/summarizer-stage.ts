@@ -1,4 +1,4 @@
-import type { BatchHandler, OutputRecord, StateWrite } from '../../core/ports/event-log.js';
+import type { BatchHandler, LogRecord, OutputRecord, StateWrite } from '../../core/ports/event-log.js';
 import type { Extractor } from '../../core/ports/extractor.js';
 import type { Clock } from '../../core/ports/clock.js';
 import type { MemoryEntry, PipelineVersion, Role, TopicSegment } from '../../core/model/generated.js';
@@ -6,6 +6,8 @@ import { Topics } from '../../core/model/topics.js';
 import { stableId } from '../../core/model/ids.js';
 import { compositeKey } from '../../core/model/keys.js';
 import { conversationStateKey } from '../state-keys.js';
+import { payloadExcerpt } from '../../core/model/dead-letter.js';
+import type { DeadLetter } from '../../core/model/generated.js';
 import { StmBufferState } from './stm-buffer.js';
 
 export interface SummarizerStageDeps {
@@ -32,9 +34,14 @@ export function memoryKey(entry: { tenantId: string; userId: string }): string {
 export function summarizerStage(deps: SummarizerStageDeps): BatchHandler<typeof Topics.segments> {
   const extractorVersion = `${deps.extractor.version}@th${deps.thresholdTokens}`;
 
-  async function extract(batch: readonly TopicSegment[], out: OutputRecord[]): Promise<void> {
+  /** The records of one extracted batch: its memories, and a dead letter per problem the extractor reported. */
+  async function extract(
+    batch: readonly TopicSegment[],
+    trigger: LogRecord<typeof Topics.segments>,
+  ): Promise<OutputRecord[]> {
+    const out: OutputRecord[] = [];
     const [first] = batch;
-    if (first === undefined) return;
+    if (first === undefined) return out;
     const pipeline: PipelineVersion = {
       scorer: first.scorerVersion,
       segmenter: first.segmenterVersion,
@@ -52,7 +59,24 @@ export function summarizerStage(deps: SummarizerStageDeps): BatchHandler<typeof 
     const segments = new Map(batch.map((segment) => [segment.segmentId, segment]));
     const now = deps.clock.now();
     const ordinals = new Map<string, number>();
-    for (const memory of await deps.extractor.extract(batch)) {
+    const result = await deps.extractor.extract(batch);
+    for (const problem of result.problems) {
+      const letter: DeadLetter = {
+        stage: 'summarizer',
+        sourceTopic: trigger.topic,
+        sourceOffset: trigger.offset,
+        sourceLine: null,
+        key: trigger.key,
+        errorCode: 'invalid_input',
+        field: 'llm.answer',
+        reason: `${problem.reason} (batch of ${batch.length} segments, ${batch.map((s) => s.segmentId).join(', ')})`,
+        attempt: 1,
+        payload: payloadExcerpt(problem.payload),
+        failedAt: deps.clock.now(),
+      };
+      out.push({ topic: Topics.deadLetters, key: 'summarizer', value: letter });
+    }
+    for (const memory of result.memories) {
       const segment = segments.get(memory.topicId) ?? first;
       // An extractor may find several memories of one kind in the same turns (an LLM: several facts per
       // message); each needs its own id. The first keeps the plain kind, so ids stay as they were.
@@ -89,6 +113,7 @@ export function summarizerStage(deps: SummarizerStageDeps): BatchHandler<typeof 
       };
       out.push({ topic: Topics.memories, key: memoryKey(entry), value: entry, dedupKey: entry.id });
     }
+    return out;
   }
 
   function tokensOf(segment: TopicSegment): number {
@@ -96,9 +121,12 @@ export function summarizerStage(deps: SummarizerStageDeps): BatchHandler<typeof 
   }
 
   return async (records, state) => {
-    const out: OutputRecord[] = [];
+    // First the buffers decide which batches are due (in record order), then the batches are extracted
+    // concurrently (an LLM extractor bounds its calls in flight), and their output is kept in that order.
+    const due: { batch: TopicSegment[]; trigger: LogRecord<typeof Topics.segments> }[] = [];
     const cache = new Map<string, StmBufferState>();
-    for (const { value: segment, appendedAt } of records) {
+    for (const record of records) {
+      const { value: segment, appendedAt } = record;
       const key = conversationStateKey(stmStatePrefix, segment);
       let buffer = cache.get(key);
       if (buffer === undefined) {
@@ -111,7 +139,7 @@ export function summarizerStage(deps: SummarizerStageDeps): BatchHandler<typeof 
       if (segment.turns.length > 0) {
         const tokens = tokensOf(segment);
         if (buffer.segments.length > 0 && buffer.tokens + tokens > deps.thresholdTokens) {
-          await extract(buffer.segments, out);
+          due.push({ batch: buffer.segments, trigger: record });
           buffer = { tokens: 0, lastReceivedAt: appendedAt, segments: [] };
         }
         buffer.segments.push(segment);
@@ -119,11 +147,12 @@ export function summarizerStage(deps: SummarizerStageDeps): BatchHandler<typeof 
         buffer.lastReceivedAt = appendedAt;
       }
       if (segment.endOfSession && buffer.segments.length > 0) {
-        await extract(buffer.segments, out);
+        due.push({ batch: buffer.segments, trigger: record });
         buffer = { tokens: 0, lastReceivedAt: appendedAt, segments: [] };
       }
       cache.set(key, buffer);
     }
+    const out = (await Promise.all(due.map(({ batch, trigger }) => extract(batch, trigger)))).flat();
     const writes: StateWrite[] = [...cache.entries()].map(([key, buffer]) => ({
       key,
       value: buffer.segments.length === 0 ? null : JSON.stringify(buffer),

@@ -11,7 +11,7 @@ import { stderrLogger } from '../../../services/runtime/stderr-logger.js';
 
 /**
  * The real servers of `npm run infra:up` (the integration script brings them up first). Endpoints can be
- * pointed elsewhere with LIGHTMEM_TEST_KAFKA_BROKERS / _REGISTRY_URL / _ES_URL / _TEMPORAL_ADDRESS.
+ * pointed elsewhere with LIGHTMEM_TEST_KAFKA_BROKERS / _REGISTRY_URL / _ES_URL / _TEMPORAL_ADDRESS / _LLM_URL.
  */
 export const servers = {
   kafkaBrokers: (process.env['LIGHTMEM_TEST_KAFKA_BROKERS'] ?? infraEndpoints.kafkaBrokers.join(',')).split(
@@ -20,6 +20,9 @@ export const servers = {
   registryUrl: process.env['LIGHTMEM_TEST_REGISTRY_URL'] ?? infraEndpoints.registryUrl,
   elasticsearchUrl: process.env['LIGHTMEM_TEST_ES_URL'] ?? infraEndpoints.elasticsearchUrl,
   temporalAddress: process.env['LIGHTMEM_TEST_TEMPORAL_ADDRESS'] ?? infraEndpoints.temporalAddress,
+  /** The OpenAI-compatible chat server (`/v1` base URL) and its model (LIGHTMEM_TEST_LLM_URL / _MODEL). */
+  llmBaseUrl: process.env['LIGHTMEM_TEST_LLM_URL'] ?? infraEndpoints.llmBaseUrl,
+  llmModel: process.env['LIGHTMEM_TEST_LLM_MODEL'] ?? infraEndpoints.llmModel,
 };
 
 export const testLogger: Logger = stderrLogger(

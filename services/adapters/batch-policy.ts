@@ -11,7 +11,7 @@ import type { Logger } from '../core/ports/logger.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { DeadLetter } from '../core/model/generated.js';
 import { Topics, type TopicName } from '../core/model/topics.js';
-import { LightmemError, errorMessage, isRetryable } from '../core/errors.js';
+import { LightmemError, RetriesExhaustedError, causeOf, errorMessage, isRetryable } from '../core/errors.js';
 import { backoffMs } from '../core/backoff.js';
 import { payloadExcerpt } from '../core/model/dead-letter.js';
 
@@ -58,24 +58,57 @@ export function overlayState(base: StateReader, pending: ReadonlyMap<string, str
   };
 }
 
+/** How a stage batch is retried: the same for every event log. */
+export interface BatchPolicy {
+  /** Tries of a batch (or of one record being isolated) that fails with retryable errors, in all. */
+  readonly maxAttempts: number;
+  /** Back-off: first delay and cap, spread by ±jitter (a fraction, as kafkajs' randomizationFactor). */
+  readonly retryBaseMs: number;
+  readonly retryMaxMs: number;
+  readonly jitter: number;
+  /** How often `heartbeat` runs while a handler works or a retry waits. */
+  readonly heartbeatMs: number;
+}
+
+export const defaultBatchPolicy: BatchPolicy = {
+  maxAttempts: 8,
+  retryBaseMs: 200,
+  retryMaxMs: 30_000,
+  jitter: 0.2,
+  heartbeatMs: 3_000,
+};
+
+/** A policy with the defaults filled in for what `overrides` leaves out. */
+export function batchPolicyOf(overrides: Partial<BatchPolicy>): BatchPolicy {
+  const defined = Object.entries(overrides).filter(([, value]) => value !== undefined);
+  return { ...defaultBatchPolicy, ...(Object.fromEntries(defined) as Partial<BatchPolicy>) };
+}
+
 export interface BatchRunOptions {
   readonly group: string;
   readonly signal: AbortSignal;
   readonly logger: Logger;
   readonly clock: Clock;
-  readonly retryBaseMs: number;
-  readonly retryMaxMs: number;
+  readonly policy: BatchPolicy;
   /** Throws (invalid_input) when an output record does not match its schema: that input is dead-lettered. */
   readonly check: (output: StageOutput) => void;
-  /** Called while waiting in a retry backoff (Kafka: heartbeat so the group keeps this member). */
-  readonly whileWaiting?: () => Promise<void>;
+  /**
+   * Called every `policy.heartbeatMs` while the handler runs and while a retry waits (Kafka: heartbeat, so
+   * the group keeps this member however long an LLM batch takes). Its failures are ignored.
+   */
+  readonly heartbeat?: (() => Promise<void>) | undefined;
+  /** Which failures are worth retrying; default `isRetryable`. */
+  readonly retryable?: ((error: unknown) => boolean) | undefined;
 }
 
 /**
- * Runs a stage's handler over a batch to one combined output: a retryable failure is retried with
- * exponential backoff; a non-retryable one re-runs the batch record by record (each seeing the state
- * written by the records before it) and dead-letters exactly the failing records. Returns null when the
- * signal aborts first. Used by adapters that commit a whole batch at once (Kafka transactions).
+ * The one policy for a stage batch, used by every event log. The handler runs over the whole batch; a
+ * retryable failure is retried with jittered exponential back-off up to `policy.maxAttempts` tries, then
+ * fails with a RetriesExhaustedError (retryable, the last failure as its cause: the stage's supervisor
+ * restarts the stage, so the batch is retried later and never dropped). A non-retryable failure re-runs
+ * the batch record by record (each seeing the state written by the records before it) and dead-letters
+ * exactly the records that fail. The result is one combined output for the caller to commit at once;
+ * null when the signal aborts first.
  */
 export async function runBatch<T extends TopicName>(
   records: readonly LogRecord<T>[],
@@ -88,6 +121,14 @@ export async function runBatch<T extends TopicName>(
   const [only] = records;
   if (records.length === 1 && only !== undefined)
     return deadLettered(only, whole.error, whole.attempts, options);
+  options.logger.warn('batch failed; isolating the failing records', {
+    group: options.group,
+    topic: only?.topic,
+    offset: only?.offset,
+    records: records.length,
+    error: errorMessage(whole.error),
+    cause: causeOf(whole.error),
+  });
   const pending = new Map<string, string | null>();
   const view = overlayState(state, pending);
   const outputs: OutputRecord[] = [];
@@ -111,41 +152,74 @@ async function attempt<T extends TopicName>(
   state: StateReader,
   options: BatchRunOptions,
 ): Promise<Attempt | null> {
+  const { policy } = options;
+  const retryable = options.retryable ?? isRetryable;
   for (let attempts = 1; ; attempts++) {
     if (options.signal.aborted) return null;
     try {
-      const output = await handler(records, state);
+      const output = await withHeartbeat(() => handler(records, state), options);
       options.check(output);
       return { ok: true, output };
     } catch (error) {
       if (options.signal.aborted) return null;
-      if (!isRetryable(error)) return { ok: false, error, attempts };
-      const delay = backoffMs(attempts, options.retryBaseMs, options.retryMaxMs);
+      if (!retryable(error)) return { ok: false, error, attempts };
+      const where = { group: options.group, topic: records[0]?.topic, offset: records[0]?.offset };
+      if (attempts >= policy.maxAttempts) {
+        throw new RetriesExhaustedError(
+          `stage ${options.group}: batch at ${where.topic ?? '?'}@${where.offset ?? '?'} kept failing`,
+          attempts,
+          error,
+        );
+      }
+      const delay = backoffMs(attempts, policy.retryBaseMs, policy.retryMaxMs, policy.jitter);
       options.logger.warn('stage failed, retrying', {
-        group: options.group,
-        topic: records[0]?.topic,
-        offset: records[0]?.offset,
+        ...where,
         attempt: attempts,
         delayMs: delay,
         error: errorMessage(error),
+        cause: causeOf(error),
       });
       await waitWithHeartbeat(delay, options);
     }
   }
 }
 
-/** Sleeps up to `ms` (less when the signal aborts), calling `whileWaiting` every few seconds. */
+/** Runs `work`, calling `options.heartbeat` every `policy.heartbeatMs` until it settles. */
+async function withHeartbeat<R>(
+  work: () => Promise<R>,
+  options: Pick<BatchRunOptions, 'heartbeat' | 'policy'>,
+): Promise<R> {
+  const beat = options.heartbeat;
+  if (beat === undefined) return work();
+  let beating = false;
+  const timer = setInterval(() => {
+    if (beating) return;
+    beating = true;
+    beat()
+      .catch(() => undefined)
+      .finally(() => {
+        beating = false;
+      });
+  }, options.policy.heartbeatMs);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Sleeps up to `ms` (less when the signal aborts), heartbeating every `policy.heartbeatMs`. */
 export async function waitWithHeartbeat(
   ms: number,
-  options: Pick<BatchRunOptions, 'signal' | 'whileWaiting'>,
+  options: Pick<BatchRunOptions, 'signal' | 'heartbeat' | 'policy'>,
 ): Promise<void> {
   const until = Date.now() + ms;
   while (!options.signal.aborted && Date.now() < until) {
-    await sleep(Math.min(2_000, until - Date.now()), undefined, { signal: options.signal }).catch(
-      () => undefined,
-    );
-    if (options.whileWaiting !== undefined && !options.signal.aborted)
-      await options.whileWaiting().catch(() => undefined);
+    await sleep(Math.min(options.policy.heartbeatMs, until - Date.now()), undefined, {
+      signal: options.signal,
+    }).catch(() => undefined);
+    if (options.heartbeat !== undefined && !options.signal.aborted)
+      await options.heartbeat().catch(() => undefined);
   }
 }
 
@@ -160,6 +234,7 @@ function deadLettered(
     topic: record.topic,
     offset: record.offset,
     error: errorMessage(error),
+    cause: causeOf(error),
   });
   return { records: [deadLetterFor(options.group, record, error, attempts, options.clock.now())], state: [] };
 }

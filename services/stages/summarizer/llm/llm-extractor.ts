@@ -1,0 +1,194 @@
+import type { ChatMessage, ChatRequest } from '../../../core/ports/chat-model.js';
+import type {
+  ExtractedMemory,
+  ExtractionProblem,
+  ExtractionResult,
+  Extractor,
+} from '../../../core/ports/extractor.js';
+import type { Role, TopicSegment } from '../../../core/model/generated.js';
+import { shortHash } from '../../../core/model/ids.js';
+import type { CallContext, LedgeredChat } from '../../llm/ledgered-chat.js';
+import { renderBatch, type BatchTurn } from './batch-prompt.js';
+import { extractionSchema, parseAnswer, type AnswerFact, type ParsedAnswer } from './extraction-answer.js';
+
+/** What happens to a batch whose answer stays unusable after the repair request. */
+export type MalformedPolicy = 'extractive' | 'dead-letter';
+
+export interface LlmExtractorSettings {
+  /** Whose turns are shown to the model (and may become memories). */
+  readonly memorizeRoles: ReadonlySet<Role>;
+  /** The prompt's name (`general`, `contact-center`, or a file), in the extractor version. */
+  readonly promptName: string;
+  /** The system prompt. */
+  readonly prompt: string;
+  /** Completion tokens an answer may use. */
+  readonly maxTokens: number;
+  readonly temperature: number;
+  readonly onMalformed: MalformedPolicy;
+  /** Used for batches whose answer stays unusable when `onMalformed` is `extractive`. */
+  readonly fallback: Extractor;
+}
+
+/** Changes when the rendering, the schema or the repair wording change: part of the prompt hash. */
+const renderVersion = 'render-v1';
+/** How much of a bad answer a dead letter keeps. */
+const answerExcerptChars = 2_000;
+
+/**
+ * Light2 with an LLM (reference §6): the STM batch is rendered as topic blocks with batch-local ids, one
+ * call asks for standalone facts as structured JSON, and every fact becomes a memory that cites the turns
+ * it came from (their original text kept as `sourceText`, so search still matches what was said). An id
+ * outside the batch is rejected, never clamped onto another turn. An answer that does not decode, or is
+ * cut at max_tokens, gets one repair request quoting the problem; if that fails too, the batch's turns
+ * become extractive memories (or none, by config) and the answer is dead-lettered with the reason.
+ * Endpoint failures are thrown as they are (retryable ones retry the batch later); calls go through the
+ * ledger, so a batch redone after a crash is answered from it.
+ */
+export class LlmExtractor implements Extractor {
+  readonly version: string;
+  readonly promptHash: string;
+
+  constructor(
+    private readonly chat: LedgeredChat,
+    private readonly settings: LlmExtractorSettings,
+  ) {
+    const roles = [...settings.memorizeRoles].sort().join(',');
+    this.version = `llm-v1(${chat.model};${settings.promptName};${roles};max${settings.maxTokens};t${settings.temperature})`;
+    this.promptHash = shortHash(`${renderVersion}\n${JSON.stringify(extractionSchema)}\n${settings.prompt}`);
+  }
+
+  /** The request the extractor sends first for a batch, and the turns its ids stand for. */
+  request(batch: readonly TopicSegment[]): { request: ChatRequest; turns: readonly BatchTurn[] } {
+    return extractionRequest(batch, this.settings);
+  }
+
+  async extract(batch: readonly TopicSegment[]): Promise<ExtractionResult> {
+    const [first] = batch;
+    if (first === undefined) return { memories: [], problems: [] };
+    const { request, turns } = this.request(batch);
+    if (turns.length === 0) return { memories: [], problems: [] };
+    const context = {
+      tenantId: first.tenantId,
+      userId: first.userId,
+      conversationId: first.conversationId,
+      promptHash: this.promptHash,
+    };
+    const answered = await this.ask(request, turns.length, 'extract', context);
+    if (answered.parsed.ok)
+      return this.result(answered.parsed.facts, answered.parsed.rejected, turns, answered.text);
+
+    const repair = this.requestOf([
+      ...request.messages,
+      { role: 'assistant', content: answered.text },
+      { role: 'user', content: repairInstruction(answered.parsed) },
+    ]);
+    const repaired = await this.ask(repair, turns.length, 'repair', context);
+    if (repaired.parsed.ok)
+      return this.result(repaired.parsed.facts, repaired.parsed.rejected, turns, repaired.text);
+
+    const problem: ExtractionProblem = {
+      reason: `LLM answer unusable after a repair request (${this.settings.onMalformed === 'extractive' ? 'turns kept as extractive memories' : 'no memories made'}): ${repaired.parsed.error}`,
+      payload: repaired.text.slice(0, answerExcerptChars),
+    };
+    if (this.settings.onMalformed === 'dead-letter') return { memories: [], problems: [problem] };
+    const fallback = await this.settings.fallback.extract(batch);
+    return { memories: fallback.memories, problems: [...fallback.problems, problem] };
+  }
+
+  private requestOf(messages: readonly ChatMessage[]): ChatRequest {
+    return requestWith(messages, this.settings);
+  }
+
+  private ask(
+    request: ChatRequest,
+    turnCount: number,
+    purpose: 'extract' | 'repair',
+    context: Omit<CallContext, 'purpose'>,
+  ): Promise<{ text: string; parsed: ParsedAnswer }> {
+    return this.chat.call(request, { ...context, purpose }, (completion) => {
+      const parsed = parseAnswer(completion.text, completion.finishReason, turnCount);
+      const value = { text: completion.text, parsed };
+      if (parsed.ok) {
+        const error =
+          parsed.rejected.length === 0 ? null : `${parsed.rejected.length} facts cite ids outside the batch`;
+        return { outcome: 'ok', error, value };
+      }
+      return { outcome: parsed.truncated ? 'truncated' : 'malformed', error: parsed.error, value };
+    });
+  }
+
+  private result(
+    facts: readonly AnswerFact[],
+    rejected: readonly { fact: string; sourceIds: readonly number[] }[],
+    turns: readonly BatchTurn[],
+    answer: string,
+  ): ExtractionResult {
+    const memories = facts.map((fact) => memoryOf(fact, turns));
+    if (rejected.length === 0) return { memories, problems: [] };
+    const problem: ExtractionProblem = {
+      reason: `${rejected.length} of ${facts.length + rejected.length} facts rejected: they cite ids outside the batch (1 to ${turns.length})`,
+      payload: answer.slice(0, answerExcerptChars),
+    };
+    return { memories, problems: [problem] };
+  }
+}
+
+type RequestSettings = Pick<LlmExtractorSettings, 'memorizeRoles' | 'prompt' | 'maxTokens' | 'temperature'>;
+
+/**
+ * The first request for a batch (system prompt + the rendered batch, structured output asked for) and the
+ * turns its ids stand for; none to send when `turns` is empty. Dry runs count what it would cost.
+ */
+export function extractionRequest(
+  batch: readonly TopicSegment[],
+  settings: RequestSettings,
+): { request: ChatRequest; turns: readonly BatchTurn[] } {
+  const rendered = renderBatch(batch, settings.memorizeRoles);
+  return {
+    request: requestWith(
+      [
+        { role: 'system', content: settings.prompt },
+        { role: 'user', content: rendered.text },
+      ],
+      settings,
+    ),
+    turns: rendered.turns,
+  };
+}
+
+function requestWith(messages: readonly ChatMessage[], settings: RequestSettings): ChatRequest {
+  return {
+    messages,
+    temperature: settings.temperature,
+    maxTokens: settings.maxTokens,
+    jsonSchema: extractionSchema,
+  };
+}
+
+function repairInstruction(parsed: Extract<ParsedAnswer, { ok: false }>): string {
+  const fix = parsed.truncated
+    ? 'Answer again, complete this time: fewer and shorter facts if needed, and close the JSON.'
+    : 'Answer again with the corrected JSON only.';
+  return `Your answer could not be used: ${parsed.error}. ${fix} The shape is {"data": [{"source_ids": [<id>], "kind": "fact" | "preference" | "commitment" | "relation", "speaker": "<name>", "fact": "<memory>"}]}, and source_ids are ids of the input's lines.`;
+}
+
+/** A fact as a memory: its turns (ids checked by parseAnswer), the first one's time, topic and speaker. */
+function memoryOf(fact: AnswerFact, turns: readonly BatchTurn[]): ExtractedMemory {
+  const sources = [...fact.sourceIds]
+    .sort((a, b) => a - b)
+    .map((id) => turns[id - 1])
+    .filter((t): t is BatchTurn => t !== undefined);
+  const [first] = sources;
+  if (first === undefined) throw new RangeError('a fact without source turns reached memoryOf');
+  const speakers = [...new Set(sources.map((s) => s.turn.speaker))];
+  return {
+    text: fact.fact,
+    kind: fact.kind,
+    topicId: first.segment.segmentId,
+    speaker: speakers.join(', '),
+    sourceTurnIds: sources.map((s) => s.turn.turnId),
+    occurredAt: first.turn.occurredAt,
+    zoneOffset: first.turn.zoneOffset,
+    sourceText: sources.map((s) => `${s.turn.speaker}: ${s.turn.sourceText ?? s.turn.text}`).join('\n'),
+  };
+}

@@ -1,0 +1,109 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { locomoFile, runCli, tempDir, lastJsonLine } from '../support/cli.js';
+import { startFakeOpenAiServer, type FakeOpenAiServer } from '../support/fake-openai-server.js';
+import { SqliteLlmLedger } from '../../services/adapters/sqlite/sqlite-llm-ledger.js';
+
+interface Summary {
+  memories: number;
+  llmMode: string;
+  llmCalls: number;
+  llmPromptTokens: number;
+  llmCompletionTokens: number;
+  llmPerCase: Record<string, { calls: number; promptTokens: number; completionTokens: number }>;
+  out: string;
+}
+
+/** One fact per line of the batch: `{"source_ids": [N], "fact": "fact N: …"}`. */
+function factPerLine(content: string): string {
+  const data = [...content.matchAll(/^\[[^\]]+\] (\d+)\.([^:]+): (.*)$/gm)].map((m) => ({
+    source_ids: [Number(m[1])],
+    kind: 'fact',
+    speaker: m[2],
+    fact: `${m[2]} said: ${m[3]?.slice(0, 40) ?? ''}`,
+  }));
+  return JSON.stringify({ data });
+}
+
+// First LoCoMo sample, lexical only (the test CLI runs with LIGHTMEM_EMBEDDER=none): seconds each.
+describe('lightmem bench locomo --llm', () => {
+  const dir = tempDir('bench-llm');
+  let server: FakeOpenAiServer;
+  let off: Summary;
+  let dry: Summary;
+  let live: Summary;
+
+  before(async () => {
+    server = await startFakeOpenAiServer({
+      models: ['scripted'],
+      responder: (request) => factPerLine(request.messages.at(-1)?.content ?? ''),
+    });
+    const bench = async (name: string, extra: string[], env: Record<string, string> = {}): Promise<Summary> =>
+      lastJsonLine(
+        await runCli(
+          [
+            'bench',
+            'locomo',
+            '--data',
+            locomoFile,
+            '--out',
+            join(dir.path, name),
+            '--limit',
+            '1',
+            '--json',
+            ...extra,
+          ],
+          env,
+        ),
+      ) as Summary;
+    off = await bench('off', []);
+    dry = await bench('dry', ['--llm', 'dry-run']);
+    live = await bench('live', ['--llm', 'live'], {
+      LIGHTMEM_LLM_BASE_URL: server.baseUrl,
+      LIGHTMEM_LLM_MODEL: 'scripted',
+    });
+  });
+  after(async () => {
+    await server.close();
+    dir.remove();
+  });
+
+  it('off: the extractive path, no LLM use', () => {
+    assert.equal(off.llmMode, 'off');
+    assert.equal(off.llmCalls, 0);
+  });
+
+  it('dry-run: counts every extraction request with o200k and sends nothing; memories as off', () => {
+    assert.equal(dry.llmMode, 'dry-run');
+    assert.ok(dry.llmCalls >= 10, `one call per STM batch: ${dry.llmCalls}`);
+    assert.ok(dry.llmPromptTokens > dry.llmCalls * 500, 'the system prompt and the batch, per call');
+    assert.equal(dry.llmCompletionTokens, 0);
+    assert.deepEqual(dry.llmPerCase['conv-26'], {
+      calls: dry.llmCalls,
+      promptTokens: dry.llmPromptTokens,
+      completionTokens: 0,
+    });
+    assert.equal(dry.memories, off.memories, 'a dry run changes no memory');
+  });
+
+  it('live: the LLM extractor on the endpoint; the ledger has the calls and the tokens it reported', async () => {
+    const chats = server.chatRequests();
+    assert.equal(live.llmMode, 'live');
+    assert.equal(live.llmCalls, chats.length);
+    assert.equal(live.llmCalls, dry.llmCalls, 'the dry run counted exactly the calls sent');
+    assert.ok(live.llmPromptTokens > 0 && live.llmCompletionTokens > 0);
+    assert.equal(live.memories, off.memories, 'one fact per memorized turn, as scripted');
+    const report = JSON.parse(readFileSync(live.out, 'utf8')) as { files: { dataDir: string } };
+    const ledger = SqliteLlmLedger.open(join(report.files.dataDir, 'ledger.db'));
+    try {
+      const [totals] = await ledger.totals();
+      assert.equal(totals?.model, 'scripted');
+      assert.equal(totals?.calls, chats.length);
+      assert.equal(totals?.promptTokens, live.llmPromptTokens);
+    } finally {
+      await ledger.close();
+    }
+  });
+});
