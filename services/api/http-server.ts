@@ -6,6 +6,7 @@ import { decodeTurnInput, type InputItem, type TurnInput } from '../ingest/index
 import type { Ingestion } from '../app/ingestion.js';
 import { memoryView, maxSearchLimit, type MemorySearch } from '../app/memory-search.js';
 import type { MemoryStore } from '../core/ports/memory-store.js';
+import type { LlmUsageTotals } from '../core/ports/llm-ledger.js';
 import { errorBody, retryAfterSeconds, statusFor } from './http-errors.js';
 
 export interface HttpApiDeps {
@@ -19,6 +20,11 @@ export interface HttpApiDeps {
   readonly waitForDrain: (timeoutMs: number) => Promise<boolean>;
   /** How many of these turns are still buffered (their session open), after a drain. */
   readonly bufferedTurns: (turns: readonly TurnInput[]) => Promise<number>;
+  /** LLM calls and tokens per model of a tenant (the cost ledger), since an instant. */
+  readonly usage: (filter: {
+    tenantId: string;
+    since?: number | undefined;
+  }) => Promise<readonly LlmUsageTotals[]>;
   /** `ready: false` answers 503 (the pipeline does not run, or a stage failed), with the reasons. */
   readonly health: () => Promise<{ ready: boolean } & Record<string, unknown>>;
 }
@@ -62,7 +68,7 @@ function decodeBody<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> 
 }
 
 /**
- * The HTTP API: POST /v1/events, POST /v1/search, GET /v1/memories/:id, GET /healthz. Every error is JSON
+ * The HTTP API: POST /v1/events, POST /v1/search, GET /v1/memories/:id, GET /v1/usage, GET /healthz. Every error is JSON
  * `{error: {code, message, field, retryable}}`. The tenant comes from the body or the X-Lightmem-Tenant
  * header, else the configured default tenant.
  */
@@ -153,6 +159,35 @@ async function handle(deps: HttpApiDeps, request: IncomingMessage, response: Ser
     send(response, 200, { results });
     return;
   }
+  if (route === 'GET /v1/usage') {
+    const sinceParam = url.searchParams.get('since');
+    const since = sinceParam === null ? undefined : instantParam(sinceParam, 'since');
+    const rows = await deps.usage({ tenantId: tenant, since });
+    const models = rows.map((row) => ({
+      model: row.model,
+      calls: row.calls,
+      failedCalls: row.failedCalls,
+      reusedAnswers: row.reusedAnswers,
+      promptTokens: row.promptTokens,
+      completionTokens: row.completionTokens,
+      latencyMs: row.latencyMs,
+    }));
+    const total = (key: 'calls' | 'failedCalls' | 'reusedAnswers' | 'promptTokens' | 'completionTokens') =>
+      models.reduce((sum, row) => sum + row[key], 0);
+    send(response, 200, {
+      tenantId: tenant,
+      since: since ?? null,
+      llm: {
+        calls: total('calls'),
+        failedCalls: total('failedCalls'),
+        reusedAnswers: total('reusedAnswers'),
+        promptTokens: total('promptTokens'),
+        completionTokens: total('completionTokens'),
+        byModel: models,
+      },
+    });
+    return;
+  }
   const memoryMatch = /^\/v1\/memories\/([^/]+)$/.exec(url.pathname);
   if (request.method === 'GET' && memoryMatch !== null) {
     const id = decodeURIComponent(memoryMatch[1] ?? '');
@@ -164,6 +199,14 @@ async function handle(deps: HttpApiDeps, request: IncomingMessage, response: Ser
     return;
   }
   throw new LightmemError('not_found', `no route ${route}`);
+}
+
+/** A query parameter that is epoch ms or an ISO timestamp. */
+function instantParam(value: string, field: string): number {
+  const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
+  if (Number.isNaN(ms))
+    throw new InvalidInputError(`${field}: not a timestamp: ${JSON.stringify(value)}`, field);
+  return ms;
 }
 
 async function readJson(request: IncomingMessage, maxBytes: number): Promise<unknown> {

@@ -23,6 +23,7 @@ export function createRuntimeHttpApi(runtime: Runtime, logger: Logger): Server {
         () => false,
       ),
     bufferedTurns: (turns) => bufferedTurns(runtime.eventLog, turns),
+    usage: (filter) => runtime.ledger.totals(filter),
     health: async () => {
       const [health, lags] = await Promise.all([runtime.health(), runtime.lag()]);
       return {

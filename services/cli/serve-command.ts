@@ -45,6 +45,7 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
   logger.info('lightmem serving', {
     url: `http://${address.address}:${address.port}`,
     dataDir: config.dataDir,
+    extractor: runtime.components.extractor.version,
   });
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();

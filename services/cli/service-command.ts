@@ -42,6 +42,7 @@ export async function serviceCommand(argv: readonly string[]): Promise<number> {
   logger.info('stage service running', {
     instance: config.kafka.instanceId,
     brokers: config.kafka.brokers.join(','),
+    ...(stage === 'summarizer' ? { extractor: runtime.components.extractor.version } : {}),
   });
   try {
     await runtime.runStage(stage as StageName, stop.signal);

@@ -3,7 +3,9 @@ import { commonOptions, parse } from './args.js';
 import { openContext } from './context.js';
 
 export const statsUsage = `lightmem stats [--json] [--data-dir D]
-  Events in the log, memories (live and superseded), records pending per stage, dead letters.`;
+  Events in the log, memories (live and superseded), records pending per stage, the components that run
+  (which extractor: extractive or the LLM's model and prompt), LLM calls and tokens per tenant and model
+  (the cost ledger), dead letters.`;
 
 export async function statsCommand(argv: readonly string[]): Promise<number> {
   const { values } = parse(argv, { ...commonOptions, json: { type: 'boolean' } });
@@ -27,8 +29,9 @@ export async function statsCommand(argv: readonly string[]): Promise<number> {
       runtime.config.deadLetters,
       runtime.warnings,
     );
+    const llm = await runtime.ledger.totals();
     if (values['json'] === true) {
-      console.log(JSON.stringify(stats));
+      console.log(JSON.stringify({ ...stats, llm }));
       return 0;
     }
     console.log(`events     ${stats.events.appended} appended to the log`);
@@ -39,6 +42,12 @@ export async function statsCommand(argv: readonly string[]): Promise<number> {
       );
     for (const [name, value] of Object.entries(stats.components)) console.log(`${name.padEnd(10)} ${value}`);
     for (const warning of stats.warnings) console.log(`off        ${warning}`);
+    if (llm.length === 0) console.log('llm        no calls recorded');
+    for (const row of llm)
+      console.log(
+        `llm        ${row.tenantId} ${row.model}: ${row.calls} calls (${row.failedCalls} failed, ${row.reusedAnswers} answers reused), ` +
+          `${row.promptTokens} prompt + ${row.completionTokens} completion tokens`,
+      );
     const dead = stats.deadLetters;
     const kept =
       dead.retained === null

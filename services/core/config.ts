@@ -123,6 +123,28 @@ export const LightmemConfig = z
           .default('auto'),
         /** How long answers stay in the ledger for reuse (a batch redone, a replay with the same prompt and model). */
         answerRetentionDays: z.number().positive().default(7),
+        /**
+         * Token budgets per tenant (prompt + completion, over the last minute and the last 24 hours, from the
+         * cost ledger); null: no limit. `tenants` sets other limits for some tenants. A tenant over budget
+         * waits (its batches are kept and tried again later) or degrades to extractive memories, while other
+         * tenants go on.
+         */
+        budget: z
+          .object({
+            tokensPerMinute: z.number().int().positive().nullable().default(null),
+            tokensPerDay: z.number().int().positive().nullable().default(null),
+            overBudget: z.enum(['wait', 'extractive']).default('wait'),
+            tenants: z
+              .record(
+                z.string(),
+                z.object({
+                  tokensPerMinute: z.number().int().positive().nullable().optional(),
+                  tokensPerDay: z.number().int().positive().nullable().optional(),
+                }),
+              )
+              .default({}),
+          })
+          .prefault({}),
       })
       .prefault({}),
     search: z

@@ -84,6 +84,21 @@ export class RetriesExhaustedError extends LightmemError {
   }
 }
 
+/**
+ * A tenant is over its LLM token budget: its work waits until `retryAt` (epoch ms) while other tenants'
+ * work goes on. Retryable.
+ */
+export class BudgetExceededError extends LightmemError {
+  constructor(
+    message: string,
+    readonly tenantId: string,
+    readonly retryAt: number,
+  ) {
+    super('busy', message, { retryable: true });
+    this.name = 'BudgetExceededError';
+  }
+}
+
 export function isRetryable(error: unknown): boolean {
   return error instanceof LightmemError && error.retryable;
 }

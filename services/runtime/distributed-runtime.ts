@@ -18,6 +18,7 @@ import { registerSchemas, type RegistrationResult } from '../adapters/kafka/regi
 import { ElasticsearchMemoryStore } from '../adapters/elasticsearch/elasticsearch-memory-store.js';
 import { InProcessScheduler } from '../adapters/scheduler/in-process-scheduler.js';
 import { idleFlushJob } from '../../workflows/idle-flush.js';
+import { deferredExtractionJob } from '../../workflows/deferred-extraction.js';
 import {
   isDrained,
   pipelineLag,
@@ -105,13 +106,7 @@ export class DistributedRuntime implements Runtime {
       });
       // Until the ledger has a topic of its own, each process keeps its calls in its data dir.
       ledger = openLedger(config, join(config.dataDir, 'ledger.db'));
-      const extraction = configuredExtractor(
-        config,
-        options.env ?? {},
-        options.clock,
-        ledger,
-        options.chat,
-      );
+      const extraction = configuredExtractor(config, options.env ?? {}, options.clock, ledger, options.chat);
       const components = embeddedComponents(
         config,
         models.embedder,
@@ -227,6 +222,13 @@ export class DistributedRuntime implements Runtime {
           idleMs: this.config.pipeline.idleFlushMs,
           intervalMs: this.config.pipeline.idleCheckMs,
         }),
+      );
+      scheduler.start();
+    }
+    if (name === 'summarizer') {
+      // The summarizer's state is read where it runs: its deferred batches are nudged from here.
+      scheduler.register(
+        deferredExtractionJob(this.eventLog, { intervalMs: this.config.pipeline.idleCheckMs }),
       );
       scheduler.start();
     }

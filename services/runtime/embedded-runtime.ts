@@ -17,6 +17,7 @@ import type { Extractor } from '../core/ports/extractor.js';
 import type { LlmLedger } from '../core/ports/llm-ledger.js';
 import { configuredExtractor, openLedger } from './extractor-setup.js';
 import { idleFlushJob } from '../../workflows/idle-flush.js';
+import { deferredExtractionJob } from '../../workflows/deferred-extraction.js';
 import { PipelineOwnership } from './pipeline-ownership.js';
 import type { PipelineHealth } from './pipeline-health.js';
 import { WorkerPipelineRunner } from './worker-pipeline-runner.js';
@@ -100,6 +101,7 @@ export class EmbeddedRuntime implements Runtime {
     this.scheduler.register(
       idleFlushJob(log, { idleMs: config.pipeline.idleFlushMs, intervalMs: config.pipeline.idleCheckMs }),
     );
+    this.scheduler.register(deferredExtractionJob(log, { intervalMs: config.pipeline.idleCheckMs }));
     this.scheduler.register({
       name: 'dead-letter-retention',
       intervalMs: retentionCheckMs,
@@ -156,13 +158,7 @@ export class EmbeddedRuntime implements Runtime {
       busyTimeoutMs: config.sqlite.busyTimeoutMs,
     });
     const ledger = openLedger(config, join(config.dataDir, 'ledger.db'));
-    const extraction = configuredExtractor(
-      config,
-      options.env ?? {},
-      options.clock,
-      ledger,
-      options.chat,
-    );
+    const extraction = configuredExtractor(config, options.env ?? {}, options.clock, ledger, options.chat);
     const components = embeddedComponents(
       config,
       loaded.embedder,

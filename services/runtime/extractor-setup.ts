@@ -11,6 +11,7 @@ import { SqliteLlmLedger } from '../adapters/sqlite/sqlite-llm-ledger.js';
 import { ExtractiveExtractor } from '../stages/summarizer/extractive-extractor.js';
 import { LlmExtractor } from '../stages/summarizer/llm/llm-extractor.js';
 import { LedgeredChat } from '../stages/llm/ledgered-chat.js';
+import { TokenBudget } from '../stages/llm/token-budget.js';
 import {
   extractionPromptNames,
   extractionPrompts,
@@ -114,6 +115,11 @@ export function configuredExtractor(
   if (ledger === null) throw new LightmemError('internal', 'the LLM extractor needs a ledger');
   const model = chat ?? configuredChatModel(config, env);
   const settings = extractionSettings(config);
+  const { budget } = config.llm;
+  const limited =
+    budget.tokensPerMinute !== null ||
+    budget.tokensPerDay !== null ||
+    Object.values(budget.tenants).some((t) => t.tokensPerMinute != null || t.tokensPerDay != null);
   const extractor = new LlmExtractor(
     new LedgeredChat({
       chat: model,
@@ -122,7 +128,22 @@ export function configuredExtractor(
       concurrency: config.llm.concurrency,
       clock,
     }),
-    { ...settings, onMalformed: config.summarizer.onMalformed, fallback: extractive },
+    {
+      ...settings,
+      onMalformed: config.summarizer.onMalformed,
+      fallback: extractive,
+      overBudget: budget.overBudget,
+      budget: limited
+        ? new TokenBudget(ledger, clock, (tenantId) => {
+            const own = budget.tenants[tenantId];
+            return {
+              tokensPerMinute:
+                own?.tokensPerMinute === undefined ? budget.tokensPerMinute : own.tokensPerMinute,
+              tokensPerDay: own?.tokensPerDay === undefined ? budget.tokensPerDay : own.tokensPerDay,
+            };
+          })
+        : undefined,
+    },
   );
   const where = model instanceof OpenAiChat ? ` at ${model.endpoint}` : '';
   return {

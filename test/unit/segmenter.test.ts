@@ -512,6 +512,24 @@ describe('segmenterStage', () => {
     assert.equal(segments[0]?.conversationId, 'conv-1');
   });
 
+  it('a retry-extraction nudge flushes nothing: an empty segment goes on, the session and its buffer stay', async () => {
+    const { segments, state } = await run(deps(new FixedSegmenter([])), [
+      [
+        compressed('t1', 3),
+        control('flush', 'retry-extraction@123', { metadata: { reason: 'retry-extraction' } }),
+      ],
+    ]);
+    assert.equal(segments.length, 1);
+    assert.deepEqual(segments[0]?.turns, []);
+    assert.equal(segments[0]?.endOfSession, false);
+    assert.equal(segments[0]?.boundary.note, 'retry-extraction');
+    assert.deepEqual(
+      bufferIn(state)?.turns.map((t) => t.turnId),
+      ['t1'],
+      'the buffered turn is still buffered',
+    );
+  });
+
   it('a flush emits the rest with the flush reason', async () => {
     const { segments, state } = await run(deps(new FixedSegmenter([])), [
       [compressed('t1', 3), control('flush', 'flush-after:t1')],

@@ -70,6 +70,12 @@ export interface KafkaEventLogOptions extends Partial<BatchPolicy> {
    * retryable error, so the stage's supervisor starts a fresh one. Default 120 s.
    */
   readonly stallTimeoutMs?: number;
+  /**
+   * The consumer's session timeout: a member that sends no heartbeat for this long is taken out of its
+   * group and its partitions move (heartbeats go out between fetches and every `heartbeatMs` while a batch
+   * runs). Default 30 s; the broker takes 6 s to 30 min (group.min/max.session.timeout.ms).
+   */
+  readonly sessionTimeoutMs?: number;
 }
 
 /**
@@ -328,7 +334,7 @@ export class KafkaEventLog implements EventLog {
     const consumer: Consumer = this.kafka.consumer({
       groupId: this.groupId(group),
       readUncommitted: false,
-      sessionTimeout: 30_000,
+      sessionTimeout: this.options.sessionTimeoutMs ?? 30_000,
       // Members heartbeat between fetches: short fetch waits keep rebalances fast (~0.1 s, not ~5 s).
       heartbeatInterval: 500,
       maxWaitTimeInMs: 100,

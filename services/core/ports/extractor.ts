@@ -11,6 +11,11 @@ export interface ExtractedMemory {
   readonly zoneOffset: string;
   /** The uncompressed text of the source turns, when it differs from `text` (search indexes it). */
   readonly sourceText?: string | null | undefined;
+  /**
+   * What made this memory when it is not the extractor itself (an LLM extractor's extractive fallback):
+   * its version and prompt hash go into the memory's pipeline version and id.
+   */
+  readonly madeBy?: { readonly version: string; readonly promptHash: string | null } | undefined;
 }
 
 /** Something of a batch that could not become memories (an LLM answer that stayed unusable): dead-lettered. */

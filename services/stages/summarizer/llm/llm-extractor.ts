@@ -8,11 +8,16 @@ import type {
 import type { Role, TopicSegment } from '../../../core/model/generated.js';
 import { shortHash } from '../../../core/model/ids.js';
 import type { CallContext, LedgeredChat } from '../../llm/ledgered-chat.js';
+import type { TokenBudget } from '../../llm/token-budget.js';
+import { BudgetExceededError } from '../../../core/errors.js';
+import { approxTokenCount } from '../../../core/text/token-count.js';
 import { renderBatch, type BatchTurn } from './batch-prompt.js';
 import { extractionSchema, parseAnswer, type AnswerFact, type ParsedAnswer } from './extraction-answer.js';
 
 /** What happens to a batch whose answer stays unusable after the repair request. */
 export type MalformedPolicy = 'extractive' | 'dead-letter';
+/** What happens to a batch whose tenant is over its token budget: it waits, or becomes extractive memories. */
+export type OverBudgetPolicy = 'wait' | 'extractive';
 
 export interface LlmExtractorSettings {
   /** Whose turns are shown to the model (and may become memories). */
@@ -27,6 +32,9 @@ export interface LlmExtractorSettings {
   readonly onMalformed: MalformedPolicy;
   /** Used for batches whose answer stays unusable when `onMalformed` is `extractive`. */
   readonly fallback: Extractor;
+  /** Per-tenant token limits, checked before a batch's first call; none: no limit. */
+  readonly budget?: TokenBudget | undefined;
+  readonly overBudget?: OverBudgetPolicy | undefined;
 }
 
 /** Changes when the rendering, the schema or the repair wording change: part of the prompt hash. */
@@ -67,6 +75,8 @@ export class LlmExtractor implements Extractor {
     if (first === undefined) return { memories: [], problems: [] };
     const { request, turns } = this.request(batch);
     if (turns.length === 0) return { memories: [], problems: [] };
+    const over = await this.overBudget(first.tenantId, request);
+    if (over !== null) return this.fallback(batch, []);
     const context = {
       tenantId: first.tenantId,
       userId: first.userId,
@@ -91,8 +101,40 @@ export class LlmExtractor implements Extractor {
       payload: repaired.text.slice(0, answerExcerptChars),
     };
     if (this.settings.onMalformed === 'dead-letter') return { memories: [], problems: [problem] };
-    const fallback = await this.settings.fallback.extract(batch);
-    return { memories: fallback.memories, problems: [...fallback.problems, problem] };
+    return this.fallback(batch, [problem]);
+  }
+
+  /**
+   * Null when the tenant's budget has room for the batch. Over it: throws the BudgetExceededError (the
+   * batch waits; `overBudget: wait`) or returns it (the batch becomes extractive memories).
+   */
+  private async overBudget(tenantId: string, request: ChatRequest): Promise<BudgetExceededError | null> {
+    const { budget } = this.settings;
+    if (budget === undefined) return null;
+    const estimate =
+      request.messages.reduce((sum, m) => sum + approxTokenCount(m.content), 0) +
+      (request.maxTokens ?? 0) / 4;
+    try {
+      await budget.admit(tenantId, Math.round(estimate));
+      return null;
+    } catch (error) {
+      if (!(error instanceof BudgetExceededError) || this.settings.overBudget !== 'extractive') throw error;
+      return error;
+    }
+  }
+
+  /** The batch's turns as the fallback extractor's memories, marked as made by it (their own version and ids). */
+  private async fallback(
+    batch: readonly TopicSegment[],
+    problems: readonly ExtractionProblem[],
+  ): Promise<ExtractionResult> {
+    const { fallback } = this.settings;
+    const made = await fallback.extract(batch);
+    const madeBy = { version: fallback.version, promptHash: fallback.promptHash };
+    return {
+      memories: made.memories.map((memory) => ({ ...memory, madeBy })),
+      problems: [...made.problems, ...problems],
+    };
   }
 
   private requestOf(messages: readonly ChatMessage[]): ChatRequest {

@@ -1,0 +1,108 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { runCli, startServer, tempDir } from '../support/cli.js';
+import { startFakeOpenAiServer, type FakeOpenAiServer } from '../support/fake-openai-server.js';
+
+/** One fact per line of the batch. */
+function factPerLine(content: string): string {
+  const data = [...content.matchAll(/^\[[^\]]+\] (\d+)\.([^:]+): (.*)$/gm)].map((m) => ({
+    source_ids: [Number(m[1])],
+    kind: /promise|will/i.test(m[3] ?? '') ? 'commitment' : 'fact',
+    speaker: m[2],
+    fact: `${m[2]} stated: ${m[3] ?? ''}`,
+  }));
+  return JSON.stringify({ data });
+}
+
+describe('lightmem serve with an LLM endpoint (scripted)', () => {
+  const dir = tempDir('http-llm');
+  let llm: FakeOpenAiServer;
+  let server: Awaited<ReturnType<typeof startServer>>;
+  let env: Record<string, string>;
+
+  before(async () => {
+    llm = await startFakeOpenAiServer({
+      models: ['scripted'],
+      responder: (request) => factPerLine(request.messages.at(-1)?.content ?? ''),
+    });
+    env = {
+      LIGHTMEM_LLM_BASE_URL: llm.baseUrl,
+      LIGHTMEM_LLM_MODEL: 'scripted',
+      OPENAI_API_KEY: 'sk-never-printed-1234',
+    };
+    server = await startServer(dir.path, env);
+  });
+  after(async () => {
+    await server.stop();
+    await llm.close();
+    dir.remove();
+  });
+
+  it('extracts memories with the LLM, cites the turns, and reports the cost per tenant at /v1/usage', async () => {
+    const events = [
+      {
+        userId: 'cust-42',
+        conversationId: 'call-1',
+        turnId: 'c1',
+        role: 'customer',
+        speaker: 'customer',
+        text: 'My router 7731 keeps dropping the connection every evening.',
+        occurredAt: '2026-11-30T09:00:00+01:00',
+      },
+      {
+        userId: 'cust-42',
+        conversationId: 'call-1',
+        turnId: 'a1',
+        role: 'agent',
+        speaker: 'agent Sam',
+        text: 'I will send a replacement router by Friday, I promise.',
+        occurredAt: '2026-11-30T09:01:00+01:00',
+      },
+    ];
+    const posted = await fetch(`${server.base}/v1/events?wait=true`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-lightmem-tenant': 'brand-a' },
+      body: JSON.stringify({ events, endSession: true }),
+    });
+    assert.equal(posted.status, 202);
+    assert.equal(((await posted.json()) as { processed: boolean }).processed, true);
+
+    const found = await fetch(`${server.base}/v1/search`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-lightmem-tenant': 'brand-a' },
+      body: JSON.stringify({ userId: 'cust-42', query: 'replacement router' }),
+    });
+    const { results } = (await found.json()) as {
+      results: { text: string; kind: string; sourceTurnIds: string[] }[];
+    };
+    const promise = results.find((r) => r.kind === 'commitment');
+    assert.ok(promise !== undefined, JSON.stringify(results));
+    assert.match(promise.text, /^agent Sam stated: .*replacement router/);
+    assert.deepEqual(promise.sourceTurnIds, ['a1']);
+
+    const usage = (await (
+      await fetch(`${server.base}/v1/usage`, { headers: { 'x-lightmem-tenant': 'brand-a' } })
+    ).json()) as {
+      tenantId: string;
+      llm: { calls: number; promptTokens: number; byModel: { model: string }[] };
+    };
+    assert.equal(usage.tenantId, 'brand-a');
+    assert.equal(usage.llm.calls, llm.chatRequests().length);
+    assert.ok(usage.llm.promptTokens > 0);
+    assert.equal(usage.llm.byModel[0]?.model, 'scripted');
+    const other = (await (
+      await fetch(`${server.base}/v1/usage`, { headers: { 'x-lightmem-tenant': 'brand-b' } })
+    ).json()) as { llm: { calls: number } };
+    assert.equal(other.llm.calls, 0, "another tenant's usage holds none of brand-a's calls");
+    const bad = await fetch(`${server.base}/v1/usage?since=yesterday`);
+    assert.equal(bad.status, 400);
+  });
+
+  it('lightmem stats names the extractor and the calls per tenant, and never prints the key', async () => {
+    const stats = await runCli(['stats', '--data-dir', dir.path], env);
+    assert.equal(stats.code, 0, stats.stderr);
+    assert.match(stats.stdout, /extractor\s+llm-v1\(scripted;general;/);
+    assert.match(stats.stdout, /llm\s+brand-a scripted: \d+ calls \(0 failed/);
+    assert.doesNotMatch(stats.stdout + stats.stderr, /sk-never-printed/);
+  });
+});
