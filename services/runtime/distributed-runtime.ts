@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LightmemConfig } from '../core/config.js';
 import { LightmemError, UnavailableError, errorMessage, isRetryable } from '../core/errors.js';
@@ -32,7 +31,8 @@ import {
 import { embeddedComponents } from './embedded-runtime.js';
 import type { RuntimeOptions } from './runtime.js';
 import { runtimeModels } from './model-loader.js';
-import { configuredExtractor, openLedger } from './extractor-setup.js';
+import { configuredExtractor } from './extractor-setup.js';
+import { ElasticsearchLlmLedger } from '../adapters/elasticsearch/elasticsearch-llm-ledger.js';
 import type { LlmLedger } from '../core/ports/llm-ledger.js';
 import { fusionOf, type DrainOptions, type Runtime } from './runtime.js';
 import type { PipelineHealth } from './pipeline-health.js';
@@ -104,8 +104,12 @@ export class DistributedRuntime implements Runtime {
         clock: options.clock,
         fusion: fusionOf(config),
       });
-      // Until the ledger has a topic of its own, each process keeps its calls in its data dir.
-      ledger = openLedger(config, join(config.dataDir, 'ledger.db'));
+      // Beside the memories: every API replica and stage service sees every call.
+      ledger = await ElasticsearchLlmLedger.open({
+        node: config.elasticsearch.node,
+        indexPrefix: config.elasticsearch.indexPrefix,
+        answerRetentionDays: config.llm.answerRetentionDays,
+      });
       const extraction = configuredExtractor(config, options.env ?? {}, options.clock, ledger, options.chat);
       const components = embeddedComponents(
         config,

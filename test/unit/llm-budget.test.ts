@@ -163,10 +163,10 @@ describe('per-tenant LLM budgets', () => {
       },
     } as unknown as EventLog;
     const job = deferredExtractionJob(log, { intervalMs: 1_000 });
-    await job.run({ now: T0 + 30_000 });
+    await job.run({ now: T0 + 30_000, signal: new AbortController().signal });
     assert.equal(appended.length, 0);
     now = T0 + 61_000;
-    await job.run({ now });
+    await job.run({ now, signal: new AbortController().signal });
     assert.equal(appended.length, 1);
     const nudge = appended[0]?.value as ConversationEvent;
     assert.equal(nudge.kind, 'flush');
