@@ -1,12 +1,11 @@
 import type { EventLog, AppendRecord } from '../services/core/ports/event-log.js';
 import type { ScheduledJob } from '../services/core/ports/scheduler.js';
-import type { ConversationEvent } from '../services/core/model/generated.js';
-import { Topics, conversationKey } from '../services/core/model/topics.js';
+import { Topics } from '../services/core/model/topics.js';
 import { StmBufferState } from '../services/stages/summarizer/stm-buffer.js';
 import { stmStatePrefix } from '../services/stages/summarizer/summarizer-stage.js';
 import { statePrefix } from '../services/stages/state-keys.js';
 import { retryExtractionReason } from '../services/stages/control-events.js';
-import { eventDedupKey } from '../services/core/model/keys.js';
+import { flushEvent } from './flush-event.js';
 
 /**
  * Nudges the conversations whose extraction the summarizer deferred (their tenant was over its LLM
@@ -29,24 +28,14 @@ export function deferredExtractionJob(log: EventLog, options: { intervalMs: numb
         const first = due[0]?.segments[0];
         if (first === undefined) continue;
         const latest = Math.max(...due.map((d) => d.retryAt));
-        const event: ConversationEvent = {
-          kind: 'flush',
-          tenantId: first.tenantId,
-          userId: first.userId,
-          agentId: first.agentId,
-          conversationId: first.conversationId,
-          sessionId: first.sessionId,
-          turnId: `${retryExtractionReason}@${latest}`,
-          seq: 0,
-          role: 'system',
-          speaker: 'lightmem',
-          text: '',
-          occurredAt: now,
-          zoneOffset: '+00:00',
-          receivedAt: now,
-          metadata: { reason: retryExtractionReason },
-        };
-        nudges.push({ key: conversationKey(event), value: event, dedupKey: eventDedupKey(event) });
+        nudges.push(
+          flushEvent(first, {
+            turnId: `${retryExtractionReason}@${latest}`,
+            seq: 0,
+            now,
+            reason: retryExtractionReason,
+          }),
+        );
       }
       if (nudges.length > 0) await log.append(Topics.raw, nudges);
     },

@@ -1,11 +1,10 @@
 import type { EventLog, AppendRecord } from '../services/core/ports/event-log.js';
 import type { ScheduledJob } from '../services/core/ports/scheduler.js';
-import type { ConversationEvent } from '../services/core/model/generated.js';
-import { Topics, conversationKey } from '../services/core/model/topics.js';
+import { Topics } from '../services/core/model/topics.js';
 import { SensoryBufferState } from '../services/stages/segmenter/sensory-buffer.js';
 import { sensoryStatePrefix } from '../services/stages/segmenter/segmenter-stage.js';
 import { statePrefix } from '../services/stages/state-keys.js';
-import { eventDedupKey } from '../services/core/model/keys.js';
+import { flushEvent } from './flush-event.js';
 
 /**
  * Flushes the buffers of conversations that have been quiet for `idleMs`. It does not touch the buffers:
@@ -24,24 +23,14 @@ export function idleFlushJob(log: EventLog, options: { idleMs: number; intervalM
         if (raw === undefined) continue;
         const buffer = SensoryBufferState.parse(JSON.parse(raw));
         if (buffer.turns.length === 0 || now - buffer.lastReceivedAt < options.idleMs) continue;
-        const event: ConversationEvent = {
-          kind: 'flush',
-          tenantId: buffer.tenantId,
-          userId: buffer.userId,
-          agentId: buffer.agentId,
-          conversationId: buffer.conversationId,
-          sessionId: buffer.sessionId,
-          turnId: `flush-after:${buffer.lastTurnId}`,
-          seq: (buffer.turns.at(-1)?.seq ?? 0) + 1,
-          role: 'system',
-          speaker: 'lightmem',
-          text: '',
-          occurredAt: now,
-          zoneOffset: '+00:00',
-          receivedAt: now,
-          metadata: { reason: 'idle' },
-        };
-        flushes.push({ key: conversationKey(event), value: event, dedupKey: eventDedupKey(event) });
+        flushes.push(
+          flushEvent(buffer, {
+            turnId: `flush-after:${buffer.lastTurnId}`,
+            seq: (buffer.turns.at(-1)?.seq ?? 0) + 1,
+            now,
+            reason: 'idle',
+          }),
+        );
       }
       if (flushes.length > 0) await log.append(Topics.raw, flushes);
     },

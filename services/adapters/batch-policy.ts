@@ -78,6 +78,22 @@ export const defaultBatchPolicy: BatchPolicy = {
   heartbeatMs: 3_000,
 };
 
+/**
+ * Encodes each output record once: runBatch's schema check encodes it, and the commit (and its retries)
+ * reuse the bytes.
+ */
+export function encodeOnce(encode: (record: OutputRecord) => Buffer): (record: OutputRecord) => Buffer {
+  const encoded = new WeakMap<OutputRecord, Buffer>();
+  return (record) => {
+    let bytes = encoded.get(record);
+    if (bytes === undefined) {
+      bytes = encode(record);
+      encoded.set(record, bytes);
+    }
+    return bytes;
+  };
+}
+
 /** A policy with the defaults filled in for what `overrides` leaves out. */
 export function batchPolicyOf(overrides: Partial<BatchPolicy>): BatchPolicy {
   const defined = Object.entries(overrides).filter(([, value]) => value !== undefined);

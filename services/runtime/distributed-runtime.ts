@@ -28,10 +28,9 @@ import {
   type StageLag,
   type StageName,
 } from './pipeline.js';
-import { embeddedComponents } from './embedded-runtime.js';
+import { configuredComponents } from './embedded-runtime.js';
 import type { RuntimeOptions } from './runtime.js';
 import { runtimeModels } from './model-loader.js';
-import { configuredExtractor } from './extractor-setup.js';
 import { ElasticsearchLlmLedger } from '../adapters/elasticsearch/elasticsearch-llm-ledger.js';
 import type { LlmLedger } from '../core/ports/llm-ledger.js';
 import { fusionOf, type DrainOptions, type Runtime } from './runtime.js';
@@ -110,14 +109,7 @@ export class DistributedRuntime implements Runtime {
         indexPrefix: config.elasticsearch.indexPrefix,
         answerRetentionDays: config.llm.answerRetentionDays,
       });
-      const extraction = configuredExtractor(config, options.env ?? {}, options.clock, ledger, options.chat);
-      const components = embeddedComponents(
-        config,
-        models.embedder,
-        models.attention,
-        models.scorer,
-        options.wrapExtractor?.(extraction.extractor, config) ?? extraction.extractor,
-      );
+      const { components, extraction } = configuredComponents(config, models, options, ledger);
       options.logger.info('distributed runtime opened', {
         brokers: config.kafka.brokers.join(','),
         registry: config.registry.url,

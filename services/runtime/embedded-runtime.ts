@@ -15,7 +15,7 @@ import { SimilaritySegmenter } from '../stages/segmenter/similarity-segmenter.js
 import { ExtractiveExtractor } from '../stages/summarizer/extractive-extractor.js';
 import type { Extractor } from '../core/ports/extractor.js';
 import type { LlmLedger } from '../core/ports/llm-ledger.js';
-import { configuredExtractor, openLedger } from './extractor-setup.js';
+import { configuredExtractor, openLedger, type ExtractorChoice } from './extractor-setup.js';
 import { idleFlushJob } from '../../workflows/idle-flush.js';
 import { deferredExtractionJob } from '../../workflows/deferred-extraction.js';
 import { PipelineOwnership } from './pipeline-ownership.js';
@@ -68,6 +68,24 @@ export function embeddedComponents(
         granularity: config.summarizer.granularity,
       }),
     embedder: cached,
+  };
+}
+
+/**
+ * The components of either runtime as configured: the models given, the configured extractor (its LLM
+ * calls recorded in `ledger`), wrapped as the options say (a benchmark's dry run).
+ */
+export function configuredComponents(
+  config: LightmemConfig,
+  models: { embedder: Embedder | null; attention: AttentionModel | null; scorer: TokenScorer | null },
+  options: RuntimeOptions,
+  ledger: LlmLedger,
+): { components: PipelineComponents; extraction: ExtractorChoice } {
+  const extraction = configuredExtractor(config, options.env ?? {}, options.clock, ledger, options.chat);
+  const extractor = options.wrapExtractor?.(extraction.extractor, config) ?? extraction.extractor;
+  return {
+    components: embeddedComponents(config, models.embedder, models.attention, models.scorer, extractor),
+    extraction,
   };
 }
 
@@ -158,14 +176,7 @@ export class EmbeddedRuntime implements Runtime {
       busyTimeoutMs: config.sqlite.busyTimeoutMs,
     });
     const ledger = openLedger(config, join(config.dataDir, 'ledger.db'));
-    const extraction = configuredExtractor(config, options.env ?? {}, options.clock, ledger, options.chat);
-    const components = embeddedComponents(
-      config,
-      loaded.embedder,
-      loaded.attention,
-      loaded.scorer,
-      options.wrapExtractor?.(extraction.extractor, config) ?? extraction.extractor,
-    );
+    const { components, extraction } = configuredComponents(config, loaded, options, ledger);
     options.logger.info('embedded runtime opened', {
       dataDir: config.dataDir,
       segmenter: components.segmenter.capability,

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { locomoFile, runCli, tempDir, lastJsonLine } from '../support/cli.js';
-import { startFakeOpenAiServer, type FakeOpenAiServer } from '../support/fake-openai-server.js';
+import { factPerLine, startFakeOpenAiServer, type FakeOpenAiServer } from '../support/fake-openai-server.js';
 import { SqliteLlmLedger } from '../../services/adapters/sqlite/sqlite-llm-ledger.js';
 
 interface Summary {
@@ -14,17 +14,6 @@ interface Summary {
   llmCompletionTokens: number;
   llmPerCase: Record<string, { calls: number; promptTokens: number; completionTokens: number }>;
   out: string;
-}
-
-/** One fact per line of the batch: `{"source_ids": [N], "fact": "fact N: …"}`. */
-function factPerLine(content: string): string {
-  const data = [...content.matchAll(/^\[[^\]]+\] (\d+)\.([^:]+): (.*)$/gm)].map((m) => ({
-    source_ids: [Number(m[1])],
-    kind: 'fact',
-    speaker: m[2],
-    fact: `${m[2]} said: ${m[3]?.slice(0, 40) ?? ''}`,
-  }));
-  return JSON.stringify({ data });
 }
 
 // First LoCoMo sample, lexical only (the test CLI runs with LIGHTMEM_EMBEDDER=none): seconds each.

@@ -6,18 +6,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { locomoFile, tempDir } from '../support/cli.js';
 import { killAndCompare } from '../support/durability.js';
-import { startFakeOpenAiServer, type FakeOpenAiServer } from '../support/fake-openai-server.js';
-
-/** One fact per line of the batch, so the memories depend on every answer. */
-function factPerLine(content: string): string {
-  const data = [...content.matchAll(/^\[[^\]]+\] (\d+)\.([^:]+): (.*)$/gm)].map((m) => ({
-    source_ids: [Number(m[1])],
-    kind: 'fact',
-    speaker: m[2],
-    fact: `${m[2]} said: ${m[3]?.slice(0, 60) ?? ''}`,
-  }));
-  return JSON.stringify({ data });
-}
+import { factPerLine, startFakeOpenAiServer, type FakeOpenAiServer } from '../support/fake-openai-server.js';
 
 /** Paid calls (answered by the endpoint, not reused) per request in a data dir's ledger. */
 function paidCalls(dataDir: string): { calls: number; requests: number; maxPerRequest: number } {

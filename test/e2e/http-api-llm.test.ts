@@ -1,18 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { runCli, startServer, tempDir } from '../support/cli.js';
-import { startFakeOpenAiServer, type FakeOpenAiServer } from '../support/fake-openai-server.js';
-
-/** One fact per line of the batch. */
-function factPerLine(content: string): string {
-  const data = [...content.matchAll(/^\[[^\]]+\] (\d+)\.([^:]+): (.*)$/gm)].map((m) => ({
-    source_ids: [Number(m[1])],
-    kind: /promise|will/i.test(m[3] ?? '') ? 'commitment' : 'fact',
-    speaker: m[2],
-    fact: `${m[2]} stated: ${m[3] ?? ''}`,
-  }));
-  return JSON.stringify({ data });
-}
+import { factPerLine, startFakeOpenAiServer, type FakeOpenAiServer } from '../support/fake-openai-server.js';
 
 describe('lightmem serve with an LLM endpoint (scripted)', () => {
   const dir = tempDir('http-llm');

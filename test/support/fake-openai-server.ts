@@ -246,3 +246,18 @@ async function readBody(req: IncomingMessage): Promise<string> {
   for await (const chunk of req) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');
 }
+
+/**
+ * A scripted extraction answer: one fact per line of the batch in the request's last message (the
+ * `[time, weekday] <id>.<speaker>: <text>` lines of the LLM extractor), citing that line's id; `commitment`
+ * when the text promises, else `fact`.
+ */
+export function factPerLine(content: string): string {
+  const data = [...content.matchAll(/^\[[^\]]+\] (\d+)\.([^:]+): (.*)$/gm)].map((m) => ({
+    source_ids: [Number(m[1])],
+    kind: /promise|will/i.test(m[3] ?? '') ? 'commitment' : 'fact',
+    speaker: m[2],
+    fact: `${m[2]} stated: ${m[3] ?? ''}`,
+  }));
+  return JSON.stringify({ data });
+}

@@ -27,6 +27,7 @@ import { topicSchemas, type TopicName } from '../../core/model/topics.js';
 import { LightmemError, UnavailableError, errorMessage, isRetryable } from '../../core/errors.js';
 import {
   batchPolicyOf,
+  encodeOnce,
   deadLetterFor,
   runBatch,
   waitWithHeartbeat,
@@ -390,15 +391,7 @@ export class KafkaEventLog implements EventLog {
 
     // Output is encoded once, when runBatch checks it against its schema; the commit (and its retries)
     // reuse the bytes. Dead letters made after the check are encoded on demand.
-    const encoded = new WeakMap<OutputRecord, Buffer>();
-    const encode = (record: OutputRecord): Buffer => {
-      let bytes = encoded.get(record);
-      if (bytes === undefined) {
-        bytes = this.codec.encode(record.topic, record.value);
-        encoded.set(record, bytes);
-      }
-      return bytes;
-    };
+    const encode = encodeOnce((record) => this.codec.encode(record.topic, record.value));
     const checkOutput = (output: StageOutput): void => {
       for (const record of output.records) encode(record);
     };

@@ -23,7 +23,7 @@ import {
   isRetryable,
 } from '../../core/errors.js';
 import { AvroCodec } from './avro-codec.js';
-import { batchPolicyOf, runBatch, type BatchPolicy } from '../batch-policy.js';
+import { batchPolicyOf, encodeOnce, runBatch, type BatchPolicy } from '../batch-policy.js';
 import {
   isTransientSqliteError,
   migrate,
@@ -299,16 +299,7 @@ export class SqliteEventLog implements EventLog {
     const batchSize = options.batchSize ?? 256;
     const state = this.stateOf(group);
     const { policy } = this;
-    // Output is encoded once, when runBatch checks it against its schema; commit retries reuse the bytes.
-    const encoded = new WeakMap<OutputRecord, Buffer>();
-    const encode = (record: OutputRecord): Buffer => {
-      let bytes = encoded.get(record);
-      if (bytes === undefined) {
-        bytes = this.codec.encode(record.topic, record.value);
-        encoded.set(record, bytes);
-      }
-      return bytes;
-    };
+    const encode = encodeOnce((record) => this.codec.encode(record.topic, record.value));
     let commitFailures = 0;
     while (!signal.aborted) {
       const offset = this.statements.committed.get(group, topic)?.offset ?? 0;

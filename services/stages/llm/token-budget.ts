@@ -29,23 +29,18 @@ export class TokenBudget {
   async admit(tenantId: string, estimatedTokens: number): Promise<void> {
     const limits = this.limitsOf(tenantId);
     const now = this.clock.now();
-    if (limits.tokensPerMinute !== null) {
-      const used = await this.ledger.tokensSince(tenantId, now - minuteMs);
-      if (used > 0 && used + estimatedTokens > limits.tokensPerMinute) {
+    const windows = [
+      { limit: limits.tokensPerMinute, spanMs: minuteMs, per: 'minute', recheckMs: minuteMs },
+      { limit: limits.tokensPerDay, spanMs: dayMs, per: 'day', recheckMs: dayRecheckMs },
+    ];
+    for (const { limit, spanMs, per, recheckMs } of windows) {
+      if (limit === null) continue;
+      const used = await this.ledger.tokensSince(tenantId, now - spanMs);
+      if (used > 0 && used + estimatedTokens > limit) {
         throw new BudgetExceededError(
-          `tenant ${tenantId} is over its LLM budget of ${limits.tokensPerMinute} tokens per minute (${used} used, ~${estimatedTokens} asked)`,
+          `tenant ${tenantId} is over its LLM budget of ${limit} tokens per ${per} (${used} used, ~${estimatedTokens} asked)`,
           tenantId,
-          now + minuteMs,
-        );
-      }
-    }
-    if (limits.tokensPerDay !== null) {
-      const used = await this.ledger.tokensSince(tenantId, now - dayMs);
-      if (used > 0 && used + estimatedTokens > limits.tokensPerDay) {
-        throw new BudgetExceededError(
-          `tenant ${tenantId} is over its LLM budget of ${limits.tokensPerDay} tokens per day (${used} used, ~${estimatedTokens} asked)`,
-          tenantId,
-          now + dayRecheckMs,
+          now + recheckMs,
         );
       }
     }
