@@ -238,7 +238,25 @@ describe('LlmExtractor against a scripted OpenAI-protocol server', () => {
     );
     const result = await extractor().extract(batch);
     assert.equal(result.memories.length, 1);
-    assert.match(server.chatRequests()[1]?.messages[3]?.content ?? '', /cut off at the token limit/);
+    const repair = server.chatRequests()[1];
+    assert.equal(repair?.messages.length, 3, 'the cut answer is not sent back');
+    assert.match(repair?.messages[2]?.content ?? '', /cut off at the token limit/);
+    assert.equal(repair?.max_tokens, 1024, 'twice the completion tokens');
+  });
+
+  it('an answer made of placeholders copied from the shape is not a memory: it is repaired', async () => {
+    server.respondWith((_request, { call }) =>
+      call === 1
+        ? answer([{ source_ids: [1, 2], fact: '<memory>', speaker: '<name>' }])
+        : answer([{ source_ids: [1], fact: 'Order 88-1204 arrived cracked.' }]),
+    );
+    const result = await extractor().extract(batch);
+    assert.deepEqual(
+      result.memories.map((m) => m.text),
+      ['Order 88-1204 arrived cracked.'],
+    );
+    assert.match(server.chatRequests()[1]?.messages[3]?.content ?? '', /placeholders \("<memory>"\)/);
+    assert.doesNotMatch(server.chatRequests()[1]?.messages[3]?.content ?? '', /<memory>"\}/, 'no placeholder to copy');
   });
 
   it('falls back to extractive memories and reports the bad answer when the repair fails too', async () => {

@@ -11,6 +11,7 @@ import {
   defaultSimilaritySettings,
   exchangeUnits,
   similarityCuts,
+  type ExchangeUnit,
   similarityVersion,
   type SimilaritySettings,
 } from './similarity-segmenter.js';
@@ -79,28 +80,44 @@ export class HybridSegmenter implements Segmenter {
       attention === null
         ? []
         : attentionPeaks(sentenceAttention(attention.matrix, attention.spans, this.settings.sinkTokens));
-    const similarity = vectors === null ? [] : similarityCuts(units, vectors, this.settings);
-    // Peaks are unit indices; similarity boundaries are turn indices: compare in unit space.
-    const unitOfTurn = new Map(units.map((unit, u) => [unit.start, u]));
-    const inUnits = similarity.map((b) => ({ ...b, index: unitOfTurn.get(b.index) ?? -1 }));
-    const combined = combineBoundaries(
-      peaks,
-      inUnits,
-      this.settings.rule,
-      this.settings.toleranceWindow,
-      (u) => ({
-        index: u,
-        reason: 'attention_peak' as const,
-        similarity: null,
-        threshold: null,
-      }),
-    );
-    return combined
-      .map((b) => ({
-        ...b,
-        index: units[b.index]?.start ?? -1,
-        reason: this.settings.rule === 'intersection' ? ('hybrid' as const) : b.reason,
-      }))
-      .filter((b) => b.index > 0);
+    return hybridCuts(units, peaks, vectors, this.settings);
   }
+}
+
+/**
+ * The hybrid boundaries of one buffer from its signals: the attention peaks (unit indices, from the
+ * human turns) and the unit vectors (null when the rule needs no similarity). Pure, so a benchmark can
+ * evaluate many settings over signals computed once.
+ */
+export function hybridCuts(
+  units: readonly ExchangeUnit[],
+  peaks: readonly number[],
+  vectors: readonly Float32Array[] | null,
+  settings: HybridSettings,
+): Boundary[] {
+  if (units.length < 2) return [];
+  const similarity =
+    vectors === null || settings.rule === 'attention' ? [] : similarityCuts(units, vectors, settings);
+  // Peaks are unit indices; similarity boundaries are turn indices: compare in unit space.
+  const unitOfTurn = new Map(units.map((unit, u) => [unit.start, u]));
+  const inUnits = similarity.map((b) => ({ ...b, index: unitOfTurn.get(b.index) ?? -1 }));
+  const combined = combineBoundaries(
+    settings.rule === 'similarity' ? [] : peaks,
+    inUnits,
+    settings.rule,
+    settings.toleranceWindow,
+    (u) => ({
+      index: u,
+      reason: 'attention_peak' as const,
+      similarity: null,
+      threshold: null,
+    }),
+  );
+  return combined
+    .map((b) => ({
+      ...b,
+      index: units[b.index]?.start ?? -1,
+      reason: settings.rule === 'intersection' ? ('hybrid' as const) : b.reason,
+    }))
+    .filter((b) => b.index > 0);
 }

@@ -44,6 +44,9 @@ export async function openKafkaLog(
     retryBaseMs?: number;
     retryMaxMs?: number;
     stallTimeoutMs?: number;
+    /** The consumer's session timeout (default 30 s) and how often a running batch heartbeats (3 s). */
+    sessionTimeoutMs?: number;
+    heartbeatMs?: number;
     logger?: Logger;
   } = {},
 ): Promise<KafkaEventLog> {
@@ -60,6 +63,8 @@ export async function openKafkaLog(
     logger: overrides.logger ?? testLogger,
     clock: systemClock,
     ...(overrides.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: overrides.stallTimeoutMs }),
+    ...(overrides.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: overrides.sessionTimeoutMs }),
+    ...(overrides.heartbeatMs === undefined ? {} : { heartbeatMs: overrides.heartbeatMs }),
     retryBaseMs: overrides.retryBaseMs ?? 5,
     retryMaxMs: overrides.retryMaxMs ?? 40,
     createTopics: true,

@@ -115,6 +115,14 @@ export function parseAnswer(text: string, finishReason: FinishReason, turnCount:
   }
   const facts: AnswerFact[] = [];
   const rejected: RejectedFact[] = [];
+  const placeholders = decoded.data.data.filter((fact) => isPlaceholder(fact.fact));
+  if (placeholders.length > 0) {
+    return {
+      ok: false,
+      truncated: false,
+      error: `${placeholders.length} facts are placeholders (${JSON.stringify(placeholders[0]?.fact)}), not memories taken from the input`,
+    };
+  }
   for (const fact of decoded.data.data) {
     if (fact.sourceIds.every((id) => id >= 1 && id <= turnCount)) facts.push(fact);
     else rejected.push({ fact: fact.fact, sourceIds: fact.sourceIds });
@@ -128,6 +136,16 @@ export function parseAnswer(text: string, finishReason: FinishReason, turnCount:
     };
   }
   return { ok: true, facts, rejected };
+}
+
+/** A fact that only names the slot it fills (`<memory>`, `...`, `fact`): a model copying the shape it was shown. */
+function isPlaceholder(text: string): boolean {
+  const bare = text.trim().toLowerCase();
+  return (
+    /^<[^>]*>$/.test(bare) ||
+    /^[.…\s]*$/.test(bare) ||
+    ['fact', 'memory', 'string', 'the memory'].includes(bare)
+  );
 }
 
 /** The JSON in an answer: without a Markdown fence or prose around the outermost object or array. */

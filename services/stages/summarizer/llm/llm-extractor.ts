@@ -87,11 +87,7 @@ export class LlmExtractor implements Extractor {
     if (answered.parsed.ok)
       return this.result(answered.parsed.facts, answered.parsed.rejected, turns, answered.text);
 
-    const repair = this.requestOf([
-      ...request.messages,
-      { role: 'assistant', content: answered.text },
-      { role: 'user', content: repairInstruction(answered.parsed) },
-    ]);
+    const repair = repairRequest(request, answered.text, answered.parsed);
     const repaired = await this.ask(repair, turns.length, 'repair', context);
     if (repaired.parsed.ok)
       return this.result(repaired.parsed.facts, repaired.parsed.rejected, turns, repaired.text);
@@ -135,10 +131,6 @@ export class LlmExtractor implements Extractor {
       memories: made.memories.map((memory) => ({ ...memory, madeBy })),
       problems: [...made.problems, ...problems],
     };
-  }
-
-  private requestOf(messages: readonly ChatMessage[]): ChatRequest {
-    return requestWith(messages, this.settings);
   }
 
   private ask(
@@ -207,11 +199,47 @@ function requestWith(messages: readonly ChatMessage[], settings: RequestSettings
   };
 }
 
-function repairInstruction(parsed: Extract<ParsedAnswer, { ok: false }>): string {
-  const fix = parsed.truncated
-    ? 'Answer again, complete this time: fewer and shorter facts if needed, and close the JSON.'
-    : 'Answer again with the corrected JSON only.';
-  return `Your answer could not be used: ${parsed.error}. ${fix} The shape is {"data": [{"source_ids": [<id>], "kind": "fact" | "preference" | "commitment" | "relation", "speaker": "<name>", "fact": "<memory>"}]}, and source_ids are ids of the input's lines.`;
+/** Completion tokens a repair of a cut answer may use: twice the first request's, up to this. */
+const maxRepairTokens = 16_384;
+
+/**
+ * The one repair request. A malformed answer is quoted back with the parse error, for the model to correct.
+ * A cut answer is not (continuing it would run into the same limit): the model is told it was cut and
+ * asked again with twice the completion tokens, for fewer and shorter facts.
+ */
+function repairRequest(
+  request: ChatRequest,
+  answer: string,
+  parsed: Extract<ParsedAnswer, { ok: false }>,
+): ChatRequest {
+  const shape =
+    'The shape is {"data": [...]} where each item has "source_ids" (a list of ids of the input\'s lines), ' +
+    '"kind" (fact, preference, commitment or relation), "speaker" and "fact" (the memory as a sentence).';
+  if (parsed.truncated) {
+    const maxTokens = Math.min(maxRepairTokens, 2 * (request.maxTokens ?? maxRepairTokens / 2));
+    return {
+      ...request,
+      maxTokens,
+      messages: [
+        ...request.messages,
+        {
+          role: 'user',
+          content: `Your last answer was cut off at the token limit before the JSON was complete. Answer again, complete this time: fewer and shorter facts if needed, and close the JSON. ${shape}`,
+        },
+      ],
+    };
+  }
+  return {
+    ...request,
+    messages: [
+      ...request.messages,
+      { role: 'assistant', content: answer },
+      {
+        role: 'user',
+        content: `Your answer could not be used: ${parsed.error}. Answer again with the corrected JSON only. ${shape}`,
+      },
+    ],
+  };
 }
 
 /** A fact as a memory: its turns (ids checked by parseAnswer), the first one's time, topic and speaker. */
