@@ -27,6 +27,12 @@ export class DryRunExtractor implements Extractor {
   readonly version: string;
   readonly promptHash: string | null;
   private readonly costs = new Map<string, { calls: number; promptTokens: number }>();
+  /** Every request that would have been sent, in order (written to `<out>/llm-requests.jsonl`). */
+  readonly rendered: {
+    readonly userId: string;
+    readonly promptTokens: number;
+    readonly request: ChatRequest;
+  }[] = [];
 
   constructor(
     private readonly inner: Extractor,
@@ -44,8 +50,10 @@ export class DryRunExtractor implements Extractor {
     const { request, turns } = this.render(batch);
     if (first !== undefined && turns.length > 0) {
       const cost = this.costs.get(first.userId) ?? { calls: 0, promptTokens: 0 };
+      const promptTokens = chatPromptTokens(request);
       cost.calls++;
-      cost.promptTokens += chatPromptTokens(request);
+      cost.promptTokens += promptTokens;
+      this.rendered.push({ userId: first.userId, promptTokens, request });
       this.costs.set(first.userId, cost);
     }
     return this.inner.extract(batch);

@@ -50,8 +50,8 @@ export const locomoBenchUsage = `lightmem bench locomo --data <locomo.json> --ou
   it with the benchmark's judge (reference §13): accuracy beside recall, <out>/qa.jsonl. --dry-run counts
   the calls and prompt tokens and sends nothing.
   --llm: how memories are made. off (default): the extractive path, no LLM. dry-run: the extractive
-  memories, and every extraction request the LLM extractor would send rendered and counted (calls, prompt
-  tokens with o200k) per case, nothing sent. live: the LLM extractor on the configured endpoint; calls and
+  memories, and every extraction request the LLM extractor would send rendered (<out>/llm-requests.jsonl)
+  and counted (calls, prompt tokens with o200k) per case, nothing sent. live: the LLM extractor on the configured endpoint; calls and
   tokens as the endpoint reports them (from the cost ledger). The report and --json hold llmCalls,
   llmPromptTokens, llmCompletionTokens and the same per case.`;
 
@@ -238,6 +238,7 @@ export async function recallBenchCommand(
 
     const files = {
       ...(qa ? { qa: join(out, 'qa.jsonl') } : {}),
+      ...(dryRun.extractor === null ? {} : { llmRequests: join(out, 'llm-requests.jsonl') }),
       retrieval: join(out, 'retrieval.jsonl'),
       report: join(out, 'report.json'),
       markdown: join(out, 'report.md'),
@@ -280,6 +281,12 @@ export async function recallBenchCommand(
       run.retrievals.map((r) => `${retrievalLine(r, undefined, source.categoryKey)}\n`).join(''),
     );
     await writeReport(null);
+    if (dryRun.extractor !== null && files.llmRequests !== undefined) {
+      const lines = dryRun.extractor.rendered.map((r) =>
+        JSON.stringify({ userId: r.userId, promptTokens: r.promptTokens, messages: r.request.messages }),
+      );
+      await writeFile(files.llmRequests, lines.map((line) => `${line}\n`).join(''));
+    }
     await writeFile(files.chart, recallChart(report));
     const qaResult = qa ? await runQaStep(run.retrievals, qaOptions) : undefined;
     if (qaResult !== undefined) await writeReport(qaResult);

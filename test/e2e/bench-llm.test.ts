@@ -68,6 +68,19 @@ describe('lightmem bench locomo --llm', () => {
       completionTokens: 0,
     });
     assert.equal(dry.memories, 419, 'a dry run changes no memory: one extractive memory per turn');
+    const report = JSON.parse(readFileSync(dry.out, 'utf8')) as { files: { llmRequests: string } };
+    const requests = readFileSync(report.files.llmRequests, 'utf8')
+      .trim()
+      .split('\n')
+      .map(
+        (line) => JSON.parse(line) as { promptTokens: number; messages: { role: string; content: string }[] },
+      );
+    assert.equal(requests.length, dry.llmCalls, 'every request that would be sent is written out');
+    assert.equal(requests[0]?.messages[0]?.role, 'system');
+    assert.match(
+      requests[0]?.messages[1]?.content ?? '',
+      /^--- Topic 1 ---\n\[2023-05-08T13:56:00Z, Mon\] 1\.Caroline: /,
+    );
   });
 
   it('live: the LLM extractor on the endpoint; the ledger has the calls and the tokens it reported', async () => {
