@@ -4,7 +4,7 @@ import { Topics } from '../services/core/model/topics.js';
 import { SensoryBufferState } from '../services/stages/segmenter/sensory-buffer.js';
 import { sensoryStatePrefix } from '../services/stages/segmenter/segmenter-stage.js';
 import { statePrefix } from '../services/stages/state-keys.js';
-import { flushEvent } from './flush-event.js';
+import { flushEvent } from '../services/core/model/flush-event.js';
 
 /**
  * Flushes the buffers of conversations that have been quiet for `idleMs`. It does not touch the buffers:

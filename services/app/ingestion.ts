@@ -5,6 +5,7 @@ import { Topics, conversationKey } from '../core/model/topics.js';
 import { shortHash } from '../core/model/ids.js';
 import { compositeKey, eventDedupKey } from '../core/model/keys.js';
 import { payloadExcerpt } from '../core/model/dead-letter.js';
+import { flushEvent } from '../core/model/flush-event.js';
 import { retrying } from '../core/backoff.js';
 import type { InputItem, TurnInput } from '../ingest/index.js';
 
@@ -35,6 +36,12 @@ export interface IngestOptions {
   readonly source: string;
   /** Close every session the input touched when the input ends (files: yes; API batches: on request). */
   readonly endSessions: boolean;
+  /**
+   * When the input ends, also append a `flush` for every conversation it touched, so buffers that span
+   * sessions (`summarizer.flushAtSessionEnd: false`) are extracted too: the end of a file is the end of
+   * what there is to remember (LightMem's force_extract).
+   */
+  readonly flushAtEnd?: boolean | undefined;
   readonly onProgress?: (report: IngestReport) => void;
   /** Keep at most this many errors in the report (all are dead-lettered). */
   readonly maxReportedErrors?: number;
@@ -116,6 +123,18 @@ export class Ingestion {
       for (const last of open.values()) {
         if (last.kind !== 'turn') continue;
         events.push(record(sessionEnd(last, this.clock.now())));
+      }
+    }
+    if (options.flushAtEnd === true) {
+      for (const last of open.values()) {
+        events.push(
+          flushEvent(last, {
+            turnId: `end-of-input@${last.turnId}`,
+            seq: last.seq + 2,
+            now: this.clock.now(),
+            reason: 'end-of-input',
+          }),
+        );
       }
     }
     await flush();

@@ -56,7 +56,11 @@ async function ingestSide(
   const started = performance.now();
   const report = await new Ingestion(side.runtime.eventLog, options.clock).ingest(
     loadDataset(options.file, 'locomo', { tenantId: options.tenantId }),
-    { source: options.file, endSessions: true },
+    {
+      source: options.file,
+      endSessions: true,
+      flushAtEnd: !side.runtime.config.summarizer.flushAtSessionEnd,
+    },
   );
   await side.runtime.waitForDrain({ onProgress: (lags) => options.onProgress?.(name, lags), pollMs: 100 });
   const seconds = (performance.now() - started) / 1000;

@@ -168,7 +168,11 @@ export async function runRecallBench(
       const started = performance.now();
       let report: { accepted: number; duplicates: number; rejected: number; sessionEnds: number };
       if (raw === undefined) {
-        report = await ingestion.ingest(recallCase.items(), { source: options.source, endSessions: true });
+        report = await ingestion.ingest(recallCase.items(), {
+          source: options.source,
+          endSessions: true,
+          flushAtEnd: !runtime.config.summarizer.flushAtSessionEnd,
+        });
         await runtime.waitForDrain();
       } else {
         const rawReport = await ingestRawTurns(recallCase.items(), {

@@ -45,6 +45,7 @@ export async function ingestCommand(argv: readonly string[]): Promise<number> {
       {
         source: file,
         endSessions: true,
+        flushAtEnd: !config.summarizer.flushAtSessionEnd,
         // Beside a busy server, wait for the log rather than fail (about a minute in all).
         appendAttempts: 15,
         onProgress: (r) =>

@@ -79,6 +79,13 @@ export const LightmemConfig = z
          * `llm.baseUrl` is set, else extractive.
          */
         extractor: z.enum(['auto', 'llm', 'extractive']).default('auto'),
+        /**
+         * A session end extracts the conversation's buffer at once (its memories are there when a call
+         * ends). false: batches span sessions up to th, as LightMem's do (fewer, fuller LLM calls: cheaper),
+         * and what is left is extracted at the end of a file's ingest or after `pipeline.idleFlushMs` of
+         * silence.
+         */
+        flushAtSessionEnd: z.boolean().default(true),
         /** The LLM extractor's prompt: `general`, `contact-center`, or the path of a prompt file of your own. */
         prompt: z.string().min(1).default('general'),
         /** Completion tokens one extraction answer may use. */

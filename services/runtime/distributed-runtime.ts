@@ -17,7 +17,7 @@ import { registerSchemas, type RegistrationResult } from '../adapters/kafka/regi
 import { ElasticsearchMemoryStore } from '../adapters/elasticsearch/elasticsearch-memory-store.js';
 import { InProcessScheduler } from '../adapters/scheduler/in-process-scheduler.js';
 import { idleFlushJob } from '../../workflows/idle-flush.js';
-import { deferredExtractionJob } from '../../workflows/deferred-extraction.js';
+import { summarizerNudgeJob } from '../../workflows/summarizer-nudges.js';
 import {
   isDrained,
   pipelineLag,
@@ -224,7 +224,10 @@ export class DistributedRuntime implements Runtime {
     if (name === 'summarizer') {
       // The summarizer's state is read where it runs: its deferred batches are nudged from here.
       scheduler.register(
-        deferredExtractionJob(this.eventLog, { intervalMs: this.config.pipeline.idleCheckMs }),
+        summarizerNudgeJob(this.eventLog, {
+          intervalMs: this.config.pipeline.idleCheckMs,
+          idleBufferMs: this.config.summarizer.flushAtSessionEnd ? null : this.config.pipeline.idleFlushMs,
+        }),
       );
       scheduler.start();
     }

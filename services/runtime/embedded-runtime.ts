@@ -17,7 +17,7 @@ import type { Extractor } from '../core/ports/extractor.js';
 import type { LlmLedger } from '../core/ports/llm-ledger.js';
 import { configuredExtractor, openLedger, type ExtractorChoice } from './extractor-setup.js';
 import { idleFlushJob } from '../../workflows/idle-flush.js';
-import { deferredExtractionJob } from '../../workflows/deferred-extraction.js';
+import { summarizerNudgeJob } from '../../workflows/summarizer-nudges.js';
 import { PipelineOwnership } from './pipeline-ownership.js';
 import type { PipelineHealth } from './pipeline-health.js';
 import { WorkerPipelineRunner } from './worker-pipeline-runner.js';
@@ -119,7 +119,12 @@ export class EmbeddedRuntime implements Runtime {
     this.scheduler.register(
       idleFlushJob(log, { idleMs: config.pipeline.idleFlushMs, intervalMs: config.pipeline.idleCheckMs }),
     );
-    this.scheduler.register(deferredExtractionJob(log, { intervalMs: config.pipeline.idleCheckMs }));
+    this.scheduler.register(
+      summarizerNudgeJob(log, {
+        intervalMs: config.pipeline.idleCheckMs,
+        idleBufferMs: config.summarizer.flushAtSessionEnd ? null : config.pipeline.idleFlushMs,
+      }),
+    );
     this.scheduler.register({
       name: 'dead-letter-retention',
       intervalMs: retentionCheckMs,

@@ -85,6 +85,7 @@ export function pipelineStages(
         countedRoles: new Set(config.summarizer.countedRoles),
         embedderId: components.embedder?.id ?? null,
         clock,
+        flushAtSessionEnd: config.summarizer.flushAtSessionEnd,
       }),
     ),
     stage('indexer', Topics.memories, indexerStage({ store, embedder: components.embedder })),

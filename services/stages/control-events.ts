@@ -4,3 +4,12 @@
  * batches it deferred for the conversation (a tenant that was over its LLM budget).
  */
 export const retryExtractionReason = 'retry-extraction';
+
+/**
+ * Like `retryExtractionReason`, passed on as an empty segment; the summarizer also extracts the
+ * conversation's buffer (batches that span sessions, after `pipeline.idleFlushMs` of silence).
+ */
+export const flushStmReason = 'flush-stm';
+
+/** Control events that only nudge the summarizer: the segmenter passes them on and flushes nothing. */
+export const summarizerNudges: readonly string[] = [retryExtractionReason, flushStmReason];

@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { locomoFile, runCli, tempDir, lastJsonLine } from '../support/cli.js';
 import { factPerLine, startFakeOpenAiServer, type FakeOpenAiServer } from '../support/fake-openai-server.js';
@@ -22,6 +22,7 @@ describe('lightmem bench locomo --llm', () => {
   let server: FakeOpenAiServer;
   let dry: Summary;
   let live: Summary;
+  let spanning: Summary;
 
   before(async () => {
     server = await startFakeOpenAiServer({
@@ -47,6 +48,12 @@ describe('lightmem bench locomo --llm', () => {
         ),
       ) as Summary;
     dry = await bench('dry', ['--llm', 'dry-run']);
+    const config = join(dir.path, 'spanning.json');
+    writeFileSync(
+      config,
+      JSON.stringify({ summarizer: { flushAtSessionEnd: false, thresholdTokens: 2048 } }),
+    );
+    spanning = await bench('spanning', ['--llm', 'dry-run', '--config', config]);
     live = await bench('live', ['--llm', 'live'], {
       LIGHTMEM_LLM_BASE_URL: server.baseUrl,
       LIGHTMEM_LLM_MODEL: 'scripted',
@@ -81,6 +88,13 @@ describe('lightmem bench locomo --llm', () => {
       requests[0]?.messages[1]?.content ?? '',
       /^--- Topic 1 ---\n\[2023-05-08T13:56:00Z, Mon\] 1\.Caroline: /,
     );
+  });
+
+  it('batches that span sessions (flushAtSessionEnd false) make fewer, fuller calls, and the end of the input extracts the rest', () => {
+    // conv-26 has 19 sessions: flushing at each session end takes at least 19 calls.
+    assert.ok(spanning.llmCalls < 19, `${spanning.llmCalls} calls for 19 sessions`);
+    assert.ok(spanning.llmCalls > 0);
+    assert.equal(spanning.memories, dry.memories, 'every turn still becomes a memory');
   });
 
   it('live: the LLM extractor on the endpoint; the ledger has the calls and the tokens it reported', async () => {

@@ -14,7 +14,7 @@ import { stmStatePrefix, summarizerStage } from '../../services/stages/summarize
 import { statePrefix } from '../../services/stages/state-keys.js';
 import { StmBufferState } from '../../services/stages/summarizer/stm-buffer.js';
 import { InMemoryState } from '../../services/stages/in-memory-state.js';
-import { deferredExtractionJob } from '../../workflows/deferred-extraction.js';
+import { summarizerNudgeJob } from '../../workflows/summarizer-nudges.js';
 import { Topics } from '../../services/core/model/topics.js';
 import type {
   ConversationEvent,
@@ -153,7 +153,7 @@ describe('per-tenant LLM budgets', () => {
     assert.equal(kept.deferred.length, 1, "brand-a's batch waits in its conversation's state");
     assert.equal(kept.deferred[0]?.retryAt, T0 + 60_000);
 
-    // The deferred-extraction job nudges the conversation once the deferral is due, not before.
+    // The summarizer-nudges job nudges the conversation once the deferral is due, not before.
     const appended: AppendRecord<typeof Topics.raw>[] = [];
     const log = {
       stateOf: () => state,
@@ -162,7 +162,7 @@ describe('per-tenant LLM budgets', () => {
         return Promise.resolve({ appended: batch.length, duplicates: 0, duplicateIndexes: [] });
       },
     } as unknown as EventLog;
-    const job = deferredExtractionJob(log, { intervalMs: 1_000 });
+    const job = summarizerNudgeJob(log, { intervalMs: 1_000, idleBufferMs: null });
     await job.run({ now: T0 + 30_000, signal: new AbortController().signal });
     assert.equal(appended.length, 0);
     now = T0 + 61_000;

@@ -393,6 +393,59 @@ describe('summarizerStage with the ExtractiveExtractor', () => {
     assert.equal(letter.payload, '{"data": [');
   });
 
+  it('flushAtSessionEnd false: batches span sessions (LightMem); a flush or a flush-stm nudge extracts the rest', async () => {
+    const batches: string[][] = [];
+    const recording: Extractor = {
+      version: 'recording-v1',
+      promptHash: null,
+      extract: (batch) => {
+        batches.push(batch.map((s) => s.segmentId));
+        return Promise.resolve({ memories: [], problems: [] });
+      },
+    };
+    const spanning = deps({ extractor: recording, flushAtSessionEnd: false });
+    const ended = {
+      endOfSession: true,
+      boundary: { reason: 'session_end' as const, similarity: null, threshold: null, note: '' },
+    };
+    const state = new InMemoryState();
+    await run(
+      spanning,
+      [
+        [
+          segment('s1', [{ id: 't1', tokens: 3 }], ended),
+          segment('s2', [{ id: 't2', tokens: 3 }], { ...ended, sessionId: 'sess-2' }),
+        ],
+      ],
+      state,
+    );
+    assert.deepEqual(batches, [], 'session ends do not extract: the buffer spans both sessions');
+    // th (10) overflows with the next session's segment: the two earlier sessions go as one batch.
+    await run(spanning, [[segment('s3', [{ id: 't3', tokens: 6 }], { sessionId: 'sess-3' })]], state);
+    assert.deepEqual(batches, [['s1', 's2']]);
+    // A flush-stm nudge (an empty segment from the summarizer-nudges job) extracts what is buffered.
+    const nudge = segment('nudge', [], {
+      boundary: { reason: 'flush', similarity: null, threshold: null, note: 'flush-stm' },
+    });
+    await run(spanning, [[nudge]], state);
+    assert.deepEqual(batches, [['s1', 's2'], ['s3']]);
+    // And a flush (end of a file's input, idle) extracts at the end of a session.
+    await run(
+      spanning,
+      [
+        [
+          segment('s4', [{ id: 't4', tokens: 2 }], {
+            endOfSession: true,
+            boundary: { reason: 'flush', similarity: null, threshold: null, note: '' },
+          }),
+        ],
+      ],
+      state,
+    );
+    assert.deepEqual(batches.at(-1), ['s4']);
+    assert.deepEqual(await state.keys(''), [], 'nothing left buffered');
+  });
+
   it("granularity 'segment' makes one summary per segment", async () => {
     const s1 = segment('seg-1', [
       { id: 't1', tokens: 2, speaker: 'Ana', at: T0 + 1000, text: 'my order is late' },

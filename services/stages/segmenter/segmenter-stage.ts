@@ -10,7 +10,7 @@ import type {
 import { Topics, conversationKey } from '../../core/model/topics.js';
 import { stableId } from '../../core/model/ids.js';
 import { approxTokenCount } from '../../core/text/token-count.js';
-import { retryExtractionReason } from '../control-events.js';
+import { summarizerNudges } from '../control-events.js';
 import { conversationStateKey } from '../state-keys.js';
 import { SensoryBufferState } from './sensory-buffer.js';
 
@@ -133,13 +133,14 @@ export function segmenterStage(deps: SegmenterStageDeps): BatchHandler<typeof To
       const event = turn.event;
       const key = conversationStateKey(sensoryStatePrefix, event);
       let buffer = await load(state, key, cache);
-      if (event.kind === 'flush' && event.metadata['reason'] === retryExtractionReason) {
+      const reason = event.metadata['reason'];
+      if (event.kind === 'flush' && reason !== undefined && summarizerNudges.includes(reason)) {
         // A nudge for the summarizer's deferred batches: passed on as an empty segment, nothing flushed.
         out.push(
           makeSegment(
             buffer ?? freshBuffer(turn),
             [],
-            evidence(undefined, 'flush', retryExtractionReason),
+            evidence(undefined, 'flush', reason),
             false,
             event.turnId,
           ),

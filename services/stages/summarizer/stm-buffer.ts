@@ -28,7 +28,7 @@ export const StmBufferState = z.object({
   segments: z.array(StoredSegment),
   /**
    * Batches due for extraction whose tenant was over its LLM budget: tried again, in order, with the
-   * conversation's next record or the deferred-extraction job's nudge after `retryAt`.
+   * conversation's next record or the summarizer-nudges job's nudge after `retryAt`.
    */
   deferred: z.array(z.object({ segments: z.array(StoredSegment), retryAt: z.number() })).default([]),
 });

@@ -6,6 +6,7 @@ import { Topics } from '../../core/model/topics.js';
 import { BudgetExceededError } from '../../core/errors.js';
 import { conversationStateKey } from '../state-keys.js';
 import { StmBufferState } from './stm-buffer.js';
+import { flushStmReason } from '../control-events.js';
 import { batchOutput } from './memory-entries.js';
 
 export { memoryKey } from './memory-entries.js';
@@ -19,6 +20,11 @@ export interface SummarizerStageDeps {
   /** Embedder id recorded in the pipeline version (null when none is installed). */
   readonly embedderId: string | null;
   readonly clock: Clock;
+  /**
+   * A session end extracts the buffer (default). false: batches span sessions; a `flush` (idle, end of a
+   * file) or a `flush-stm` nudge extracts what is left.
+   */
+  readonly flushAtSessionEnd?: boolean | undefined;
 }
 
 export const stmStatePrefix = 'stm';
@@ -42,7 +48,7 @@ type Extracted =
  * concurrently (an LLM extractor bounds its calls in flight) and their output kept in that order. A batch
  * whose tenant is over its LLM budget is not dropped and does not hold up other tenants: it stays in its
  * conversation's state (`deferred`) and is tried again with that conversation's next record (a nudge of
- * the deferred-extraction job, once the budget has room).
+ * the summarizer-nudges job, once the budget has room).
  */
 export function summarizerStage(deps: SummarizerStageDeps): BatchHandler<typeof Topics.segments> {
   const extractorVersion = `${deps.extractor.version}@th${deps.thresholdTokens}`;
@@ -90,7 +96,10 @@ export function summarizerStage(deps: SummarizerStageDeps): BatchHandler<typeof 
         buffer.tokens += tokens;
         buffer.lastReceivedAt = appendedAt;
       }
-      if (segment.endOfSession && buffer.segments.length > 0) {
+      const flushed =
+        segment.boundary.note === flushStmReason ||
+        (segment.endOfSession && (deps.flushAtSessionEnd !== false || segment.boundary.reason === 'flush'));
+      if (flushed && buffer.segments.length > 0) {
         due.push({ key, batch: buffer.segments, trigger: record });
         buffer = { ...empty(appendedAt), deferred: buffer.deferred };
       }

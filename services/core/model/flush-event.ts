@@ -1,7 +1,7 @@
-import type { AppendRecord } from '../services/core/ports/event-log.js';
-import type { ConversationEvent } from '../services/core/model/generated.js';
-import { Topics, conversationKey } from '../services/core/model/topics.js';
-import { eventDedupKey } from '../services/core/model/keys.js';
+import type { AppendRecord } from '../ports/event-log.js';
+import type { ConversationEvent } from './generated.js';
+import { Topics, conversationKey } from './topics.js';
+import { eventDedupKey } from './keys.js';
 
 /** The conversation a control event is for. */
 export interface ConversationScope {
