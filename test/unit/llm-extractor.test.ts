@@ -256,7 +256,11 @@ describe('LlmExtractor against a scripted OpenAI-protocol server', () => {
       ['Order 88-1204 arrived cracked.'],
     );
     assert.match(server.chatRequests()[1]?.messages[3]?.content ?? '', /placeholders \("<memory>"\)/);
-    assert.doesNotMatch(server.chatRequests()[1]?.messages[3]?.content ?? '', /<memory>"\}/, 'no placeholder to copy');
+    assert.doesNotMatch(
+      server.chatRequests()[1]?.messages[3]?.content ?? '',
+      /<memory>"\}/,
+      'no placeholder to copy',
+    );
   });
 
   it('falls back to extractive memories and reports the bad answer when the repair fails too', async () => {
