@@ -5,7 +5,11 @@ import { Topics } from '../core/model/topics.js';
 import { segmenterStage } from '../stages/segmenter/segmenter-stage.js';
 import { InMemoryState } from '../stages/in-memory-state.js';
 import { exchangeUnits } from '../stages/segmenter/similarity-segmenter.js';
-import { compressTexts, type CompressionSettings } from '../stages/compressor/sensory-compressor.js';
+import {
+  compressTexts,
+  type Compressed,
+  type CompressionSettings,
+} from '../stages/compressor/sensory-compressor.js';
 import type { InputItem, TurnInput } from '../ingest/index.js';
 
 export interface BoundaryCounts {
@@ -69,6 +73,19 @@ export async function* streamsOf(items: AsyncIterable<InputItem>): AsyncGenerato
   if (current.length > 0) yield current;
 }
 
+/** The compressor's output for each turn of a stream (the input `segmentStream` segments). */
+export function compressStream(
+  turns: readonly TurnInput[],
+  scorer: TokenScorer,
+  compression: CompressionSettings,
+): Promise<Compressed[]> {
+  return compressTexts(
+    turns.map((t) => t.text),
+    scorer,
+    compression,
+  );
+}
+
 /**
  * Feeds one user's sessions as a single stream through the segmenter stage (the sensory buffer with its
  * capacity, exactly as in the pipeline, but with no session-end cuts) and returns where segments start
@@ -80,12 +97,10 @@ export async function segmentStream(
   segmenter: Segmenter,
   scorer: TokenScorer,
   settings: { compression: CompressionSettings; capacityTokens: number; countedRoles: ReadonlySet<Role> },
+  /** The turns already compressed (`compressStream`), when several segmenters see the same stream. */
+  precompressed?: readonly Compressed[],
 ): Promise<{ predicted: number[]; gold: number[] }> {
-  const compressed = await compressTexts(
-    turns.map((t) => t.text),
-    scorer,
-    settings.compression,
-  );
+  const compressed = precompressed ?? (await compressStream(turns, scorer, settings.compression));
   const stage = segmenterStage({
     segmenter,
     capacityTokens: settings.capacityTokens,
