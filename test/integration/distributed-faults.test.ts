@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { Kafka, Partitioners, logLevel } from 'kafkajs';
+import { Partitioners } from 'kafkajs';
 import { collect, lastJsonLine, runCli, spawnCli, tempDir } from '../support/cli.js';
 import { SqliteMemoryStore } from '../../services/adapters/sqlite/sqlite-memory-store.js';
 import { ElasticsearchMemoryStore } from '../../services/adapters/elasticsearch/elasticsearch-memory-store.js';
@@ -14,7 +14,7 @@ import type { LightmemConfigInput } from '../../services/core/config.js';
 import type { DeadLetter } from '../../services/core/model/generated.js';
 import { makeEntry } from '../support/memory-fixtures.js';
 import { fetchModel } from './support/models.js';
-import { deleteTopics, servers, testLogger } from './support/servers.js';
+import { deleteTopics, servers, testKafka, testLogger } from './support/servers.js';
 import {
   allMemoryIds,
   distributedConfig,
@@ -221,11 +221,7 @@ describe(
     it('records that fail to decode or that a stage rejects are dead-lettered with their reason; the stage goes on', async () => {
       const { ids } = await distributedRun('poison', async (run) => {
         const layout = { prefix: run.config.kafka!.topicPrefix! };
-        const kafka = new Kafka({
-          clientId: 'lightmem-test-poison',
-          brokers: servers.kafkaBrokers,
-          logLevel: logLevel.NOTHING,
-        });
+        const kafka = testKafka('lightmem-test-poison');
         const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
         await producer.connect();
         try {

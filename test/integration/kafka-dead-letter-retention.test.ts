@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import kafkajs, { Kafka, logLevel } from 'kafkajs';
+import kafkajs from 'kafkajs';
 import { loadConfig } from '../../services/runtime/load-config.js';
 import { adminInit, topicLayout } from '../../services/runtime/distributed-runtime.js';
 import { kafkaTopic } from '../../services/adapters/kafka/kafka-topics.js';
 import { Topics } from '../../services/core/model/topics.js';
 import { systemClock } from '../../services/core/ports/clock.js';
 import { distributedConfig } from './support/distributed.js';
-import { deleteTopics, servers, testLogger } from './support/servers.js';
+import { deleteTopics, testKafka, testLogger } from './support/servers.js';
 
 describe('lightmem admin init on Kafka', () => {
   it(
@@ -19,11 +19,7 @@ describe('lightmem admin init on Kafka', () => {
       });
       const config = loadConfig({ env: {}, overrides: input });
       const layout = topicLayout(config);
-      const kafka = new Kafka({
-        clientId: 'lightmem-test-admin',
-        brokers: servers.kafkaBrokers,
-        logLevel: logLevel.NOTHING,
-      });
+      const kafka = testKafka('lightmem-test-admin');
       const admin = kafka.admin();
       await admin.connect();
       const retention = async (): Promise<Record<string, string | undefined>> => {

@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Kafka, logLevel } from 'kafkajs';
 import { compressedOf, eventLogContract } from '../contract/event-log.contract.js';
 import { makeTurn } from '../support/event-fixtures.js';
 import { Topics, conversationKey } from '../../services/core/model/topics.js';
 import type { BatchHandler } from '../../services/core/ports/event-log.js';
 import { readRange } from '../../services/adapters/kafka/kafka-range-reader.js';
 import { kafkaTopic } from '../../services/adapters/kafka/kafka-topics.js';
-import { deleteTopics, freshLayout, groupAssignment, openKafkaLog, servers } from './support/servers.js';
+import { deleteTopics, freshLayout, groupAssignment, openKafkaLog, testKafka } from './support/servers.js';
 import { memoryLogger } from '../support/memory-logger.js';
 import { waitUntil } from './support/distributed.js';
 
@@ -32,11 +31,7 @@ describe('KafkaEventLog on several partitions', () => {
     const layout = freshLayout('replicas', 4);
     const a = await openKafkaLog(layout, { instanceId: 'a' });
     const b = await openKafkaLog(layout, { instanceId: 'b' });
-    const kafka = new Kafka({
-      clientId: 'lightmem-test-reader',
-      brokers: servers.kafkaBrokers,
-      logLevel: logLevel.NOTHING,
-    });
+    const kafka = testKafka('lightmem-test-reader');
     const admin = kafka.admin();
     await admin.connect();
     try {

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AssignerProtocol, Kafka, logLevel, type Admin } from 'kafkajs';
+import { AssignerProtocol, type Admin } from 'kafkajs';
 import { compressedOf } from '../contract/event-log.contract.js';
 import { makeTurn } from '../support/event-fixtures.js';
 import { Topics, conversationKey } from '../../services/core/model/topics.js';
 import type { BatchHandler } from '../../services/core/ports/event-log.js';
 import { readRange } from '../../services/adapters/kafka/kafka-range-reader.js';
 import { kafkaTopic, type TopicLayout } from '../../services/adapters/kafka/kafka-topics.js';
-import { deleteTopics, freshLayout, openKafkaLog, servers } from './support/servers.js';
+import { deleteTopics, freshLayout, openKafkaLog, testKafka } from './support/servers.js';
 import { waitUntil } from './support/distributed.js';
 
 /** The broker's minimum (group.min.session.timeout.ms): the shortest session a member may ask for. */
@@ -72,11 +72,7 @@ async function longBatch(heartbeatMs: number, label: string): Promise<Outcome> {
   const options = { sessionTimeoutMs, heartbeatMs };
   const a = await openKafkaLog(layout, { instanceId: 'a', ...options });
   const b = await openKafkaLog(layout, { instanceId: 'b', ...options });
-  const kafka = new Kafka({
-    clientId: 'lightmem-test-reader',
-    brokers: servers.kafkaBrokers,
-    logLevel: logLevel.NOTHING,
-  });
+  const kafka = testKafka('lightmem-test-reader');
   const admin = kafka.admin();
   await admin.connect();
   const controller = new AbortController();

@@ -71,13 +71,14 @@ export async function openKafkaLog(
   });
 }
 
+/** A quiet kafkajs client of the test broker. */
+export function testKafka(clientId: string): Kafka {
+  return new Kafka({ clientId, brokers: servers.kafkaBrokers, logLevel: logLevel.NOTHING });
+}
+
 /** Deletes every topic of a layout (tests clean up after themselves on the shared broker). */
 export async function deleteTopics(layout: TopicLayout): Promise<void> {
-  const kafka = new Kafka({
-    clientId: 'lightmem-test-cleanup',
-    brokers: servers.kafkaBrokers,
-    logLevel: logLevel.NOTHING,
-  });
+  const kafka = testKafka('lightmem-test-cleanup');
   const admin = kafka.admin();
   await admin.connect();
   try {
