@@ -12,7 +12,6 @@ import { InProcessScheduler } from '../adapters/scheduler/in-process-scheduler.j
 import { BuiltinTokenScorer } from '../stages/compressor/builtin-token-scorer.js';
 import { SessionSegmenter } from '../stages/segmenter/session-segmenter.js';
 import { SimilaritySegmenter } from '../stages/segmenter/similarity-segmenter.js';
-import { ExtractiveExtractor } from '../stages/summarizer/extractive-extractor.js';
 import type { Extractor } from '../core/ports/extractor.js';
 import type { LlmLedger } from '../core/ports/llm-ledger.js';
 import { configuredExtractor, openLedger, type ExtractorChoice } from './extractor-setup.js';
@@ -39,15 +38,15 @@ import { fusionOf } from './runtime.js';
 import { CachingEmbedder } from './caching-embedder.js';
 import type { DrainOptions, Runtime, RuntimeOptions } from './runtime.js';
 
-/** Built-in components: everything that works with no model and no LLM. */
+/** The pipeline's components over the given models and extractor (built-ins where a model is missing). */
 export function embeddedComponents(
   config: LightmemConfig,
   embedder: Embedder | null,
   attention: AttentionModel | null,
   /** An LLMLingua-2 model (`models.compressor`); null: the built-in heuristic scorer. */
-  scorer: TokenScorer | null = null,
-  /** The summarizer's extractor (default: the extractive one). */
-  extractor?: Extractor,
+  scorer: TokenScorer | null,
+  /** The summarizer's extractor (`configuredExtractor`). */
+  extractor: Extractor,
 ): PipelineComponents {
   const settings = hybridSettingsFrom(config.segmenter);
   // Shared by segmenter (a buffer's carried tail is embedded again at the next cut), indexer (a memory
@@ -61,12 +60,7 @@ export function embeddedComponents(
         : attention === null
           ? new SimilaritySegmenter(cached ?? embedder, settings)
           : new HybridSegmenter(attention, cached ?? embedder, settings),
-    extractor:
-      extractor ??
-      new ExtractiveExtractor({
-        memorizeRoles: new Set(config.summarizer.memorizeRoles),
-        granularity: config.summarizer.granularity,
-      }),
+    extractor,
     embedder: cached,
   };
 }

@@ -79,8 +79,6 @@ export interface ExtractorChoice {
   readonly extractor: Extractor;
   /** What runs, for the start-up line: `llm gpt-4o-mini at https://… (prompt general)` or `extractive`. */
   readonly description: string;
-  /** Whether it calls an LLM (and so needs the ledger). */
-  readonly usesLlm: boolean;
 }
 
 /** Whether the configuration asks for the LLM extractor (`auto` with an endpoint, or `llm`). */
@@ -98,21 +96,20 @@ export function wantsLlmExtractor(config: LightmemConfig): boolean {
 
 /**
  * The summarizer's extractor as configured: the extractive one, or the LLM one over the configured
- * endpoint with its calls recorded in `ledger` (then required).
+ * endpoint with its calls recorded in `ledger`.
  */
 export function configuredExtractor(
   config: LightmemConfig,
   env: Env,
   clock: Clock,
-  ledger: LlmLedger | null,
+  ledger: LlmLedger,
   chat?: ChatModel,
 ): ExtractorChoice {
   const extractive = new ExtractiveExtractor({
     memorizeRoles: new Set(config.summarizer.memorizeRoles),
     granularity: config.summarizer.granularity,
   });
-  if (!wantsLlmExtractor(config)) return { extractor: extractive, description: 'extractive', usesLlm: false };
-  if (ledger === null) throw new LightmemError('internal', 'the LLM extractor needs a ledger');
+  if (!wantsLlmExtractor(config)) return { extractor: extractive, description: 'extractive' };
   const model = chat ?? configuredChatModel(config, env);
   const settings = extractionSettings(config);
   const { budget } = config.llm;
@@ -149,7 +146,6 @@ export function configuredExtractor(
   return {
     extractor,
     description: `llm ${model.model}${where} (prompt ${settings.promptName}, ${extractor.promptHash})`,
-    usesLlm: true,
   };
 }
 
