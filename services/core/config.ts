@@ -154,6 +154,58 @@ export const LightmemConfig = z
           .prefault({}),
       })
       .prefault({}),
+    /**
+     * Sleep-time consolidation (LightMem's offline update, fixed): per (tenant, user), the memories inserted
+     * since the last run get update queues; each target with newer sources gets one decision; decisions are
+     * ops in the log that keep every version. Embedded: an in-process runner; distributed: Temporal.
+     */
+    consolidation: z
+      .object({
+        enabled: z.boolean().default(true),
+        /**
+         * Who decides: `llm` (update / supersede / ignore by the LLM of `llm`), `near-duplicate` (no LLM:
+         * near-duplicates of one speaker merged), `auto`: llm when the summarizer's extractor is the LLM.
+         */
+        policy: z.enum(['auto', 'llm', 'near-duplicate']).default('auto'),
+        /** Neighbours fetched per new memory, kept per queue, and the least similarity (LightMem: 20, 10, 0.8). */
+        topK: z.number().int().positive().max(1_000).default(20),
+        keepTopN: z.number().int().positive().max(1_000).default(10),
+        threshold: z.number().min(-1).max(1).default(0.8),
+        /** The LLM-free policy's least cosine similarity of two memories that say the same thing. */
+        nearDuplicate: z.number().min(-1).max(1).default(0.97),
+        /** A user's consolidation runs once this many new memories arrived, or `maxWaitMs` after the first. */
+        minNewEntries: z.number().int().positive().default(20),
+        maxWaitMs: z
+          .number()
+          .int()
+          .positive()
+          .default(10 * 60_000),
+        /** New memories one run takes as sources at most (the rest: the next run, at once). */
+        maxSourcesPerRun: z.number().int().positive().max(10_000).default(500),
+        /** Targets decided by one activity, and activities of one run at once. */
+        chunkSize: z.number().int().positive().max(1_000).default(16),
+        parallelism: z.number().int().positive().max(256).default(4),
+        /** Users consolidated at once by one embedded runner or Temporal worker. */
+        userConcurrency: z.number().int().positive().max(256).default(2),
+        /** The update prompt (`update`, or a file) and the LLM's answer settings. */
+        prompt: z.string().min(1).default('update'),
+        maxAnswerTokens: z.number().int().positive().default(512),
+        temperature: z.number().min(0).max(2).default(0),
+        /** Embedded: how often the runner looks for users with new memories. */
+        checkMs: z.number().int().positive().default(5_000),
+        /** Temporal: runs of an entity workflow before it continues as new (also when the server suggests it). */
+        continueAsNewAfterRuns: z.number().int().positive().default(100),
+      })
+      .prefault({}),
+    /** Distributed mode's orchestrator of sleep-time work (the dev server `npm run infra:up` starts by default). */
+    temporal: z
+      .object({
+        address: z.string().min(1).default('127.0.0.1:17233'),
+        namespace: z.string().min(1).default('default'),
+        /** The task queue of `lightmem service consolidator` workers. */
+        taskQueue: z.string().min(1).default('lightmem-consolidation'),
+      })
+      .prefault({}),
     search: z
       .object({
         /** Boost of the memories of the one speaker a query names (0 = off). */
@@ -177,6 +229,7 @@ export const LightmemConfig = z
             /** Default: `batchSize`, at most 32. */
             summarizer: stageBatchSize.optional(),
             indexer: stageBatchSize.optional(),
+            applier: stageBatchSize.optional(),
           })
           .prefault({}),
         /**

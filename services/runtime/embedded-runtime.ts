@@ -34,6 +34,12 @@ import type { TokenScorer } from '../core/ports/token-scorer.js';
 import type { AttentionModel } from '../core/ports/segmenter.js';
 import { HybridSegmenter, hybridSettingsFrom } from '../stages/segmenter/hybrid-segmenter.js';
 import { runtimeModels } from './model-loader.js';
+import { InProcessConsolidation } from './in-process-consolidation.js';
+import { configuredDecider, consolidationDeps, runLimits } from './consolidation-setup.js';
+import type {
+  ConsolidationScope,
+  ConsolidationSummary,
+} from '../../workflows/consolidation/activity-types.js';
 import { fusionOf } from './runtime.js';
 import { CachingEmbedder } from './caching-embedder.js';
 import type { DrainOptions, Runtime, RuntimeOptions } from './runtime.js';
@@ -93,6 +99,7 @@ export class EmbeddedRuntime implements Runtime {
   readonly stages: StageDefinition[];
   private readonly ownership: PipelineOwnership;
   private readonly scheduler: InProcessScheduler;
+  private readonly consolidation: InProcessConsolidation;
 
   private constructor(
     readonly config: LightmemConfig,
@@ -119,6 +126,31 @@ export class EmbeddedRuntime implements Runtime {
         idleBufferMs: config.summarizer.flushAtSessionEnd ? null : config.pipeline.idleFlushMs,
       }),
     );
+    this.consolidation = new InProcessConsolidation(
+      consolidationDeps({
+        config,
+        store,
+        log,
+        embedderId: components.embedder?.id ?? null,
+        decider: configuredDecider(config, options.env ?? {}, options.clock, ledger, options.chat),
+        clock: options.clock,
+        logger: options.logger,
+      }),
+      {
+        limits: runLimits(config),
+        minNewEntries: config.consolidation.minNewEntries,
+        maxWaitMs: config.consolidation.maxWaitMs,
+        userConcurrency: config.consolidation.userConcurrency,
+        maxAttempts: config.pipeline.maxAttempts,
+        retryBaseMs: config.pipeline.retryBaseMs,
+        retryMaxMs: config.pipeline.retryMaxMs,
+        clock: options.clock,
+        logger: options.logger,
+      },
+    );
+    if (config.consolidation.enabled) {
+      this.scheduler.register(this.consolidation.job(config.consolidation.checkMs));
+    }
     this.scheduler.register({
       name: 'dead-letter-retention',
       intervalMs: retentionCheckMs,
@@ -252,6 +284,18 @@ export class EmbeddedRuntime implements Runtime {
       }
       await sleep(options.pollMs ?? 50);
     }
+  }
+
+  /**
+   * Consolidates one user now, in this process. The ops are applied by the applier stage, so this process
+   * takes part in running the pipeline (another process may run it: its applier applies them).
+   */
+  async consolidate(
+    scope: ConsolidationScope,
+    options: { dryRun: boolean; signal?: AbortSignal },
+  ): Promise<ConsolidationSummary> {
+    if (!options.dryRun && !this.ownership.isStarted) this.startPipeline();
+    return this.consolidation.run(scope, options);
   }
 
   async close(): Promise<void> {

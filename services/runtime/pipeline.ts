@@ -6,6 +6,7 @@ import type { Segmenter } from '../core/ports/segmenter.js';
 import type { Extractor } from '../core/ports/extractor.js';
 import type { Embedder } from '../core/ports/embedder.js';
 import type { MemoryStore } from '../core/ports/memory-store.js';
+import type { ConsolidationTrigger } from '../core/ports/consolidation-trigger.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { LightmemConfig } from '../core/config.js';
 import { Topics, type TopicName } from '../core/model/topics.js';
@@ -14,6 +15,7 @@ import { compressorStage } from '../stages/compressor/compressor-stage.js';
 import { segmenterStage } from '../stages/segmenter/segmenter-stage.js';
 import { summarizerStage } from '../stages/summarizer/summarizer-stage.js';
 import { indexerStage } from '../stages/indexer/indexer-stage.js';
+import { applierStage } from '../stages/applier/applier-stage.js';
 import { backoffMs } from '../core/backoff.js';
 import type { StageStatus } from './pipeline-health.js';
 
@@ -24,9 +26,11 @@ export interface PipelineComponents {
   readonly segmenter: Segmenter;
   readonly extractor: Extractor;
   readonly embedder: Embedder | null;
+  /** Wakes sleep-time consolidation when memories land (distributed: Temporal); absent: nobody to wake. */
+  readonly consolidationTrigger?: ConsolidationTrigger | null | undefined;
 }
 
-export type StageName = 'compressor' | 'segmenter' | 'summarizer' | 'indexer';
+export type StageName = 'compressor' | 'segmenter' | 'summarizer' | 'indexer' | 'applier';
 
 export interface StageDefinition {
   readonly name: StageName;
@@ -37,7 +41,7 @@ export interface StageDefinition {
   readonly consume: (log: EventLog, options: { signal: AbortSignal }) => Promise<void>;
 }
 
-/** The one pipeline definition: four stages over ports, in order. Both runtimes run exactly these. */
+/** The one pipeline definition: five stages over ports, in order (the applier applies consolidation's ops). Both runtimes run exactly these. */
 export function pipelineStages(
   config: LightmemConfig,
   components: PipelineComponents,
@@ -88,7 +92,12 @@ export function pipelineStages(
         flushAtSessionEnd: config.summarizer.flushAtSessionEnd,
       }),
     ),
-    stage('indexer', Topics.memories, indexerStage({ store, embedder: components.embedder })),
+    stage(
+      'indexer',
+      Topics.memories,
+      indexerStage({ store, embedder: components.embedder, trigger: components.consolidationTrigger }),
+    ),
+    stage('applier', Topics.memoryOps, applierStage({ store, embedder: components.embedder })),
   ];
 }
 

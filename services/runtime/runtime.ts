@@ -13,6 +13,10 @@ import type { AttentionModel } from '../core/ports/segmenter.js';
 import type { FetchProgress } from '../models/model-fetcher.js';
 import type { FusionWeights } from '../adapters/memory/memory-fusion.js';
 import type { PipelineHealth } from './pipeline-health.js';
+import type {
+  ConsolidationScope,
+  ConsolidationSummary,
+} from '../../workflows/consolidation/activity-types.js';
 
 export interface DrainOptions {
   readonly signal?: AbortSignal;
@@ -42,6 +46,14 @@ export interface Runtime {
   lag(): Promise<StageLag[]>;
   /** Whether the pipeline runs with every stage alive, where, and why not (for health answers). */
   health(): Promise<PipelineHealth>;
+  /**
+   * Runs sleep-time consolidation of one user now (embedded: in this process; distributed: a Temporal
+   * workflow) and reports its decisions; with `dryRun` nothing is appended or applied.
+   */
+  consolidate(
+    scope: ConsolidationScope,
+    options: { dryRun: boolean; signal?: AbortSignal },
+  ): Promise<ConsolidationSummary>;
   /** Resolves when every stage has processed everything appended so far. */
   waitForDrain(options?: DrainOptions): Promise<void>;
   close(): Promise<void>;

@@ -11,7 +11,7 @@ import { StageStatusSchema } from './pipeline-health.js';
 export const WorkerMessage = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('status'),
-    stage: z.enum(['compressor', 'segmenter', 'summarizer', 'indexer']),
+    stage: z.enum(['compressor', 'segmenter', 'summarizer', 'indexer', 'applier']),
     status: StageStatusSchema,
   }),
   z.object({ type: z.literal('failed'), code: z.string(), message: z.string(), retryable: z.boolean() }),

@@ -17,6 +17,7 @@ import { HashingEmbedder } from '../support/hashing-embedder.js';
 import { embeddedWrites, makeEntry, plainWrites } from '../support/memory-fixtures.js';
 import { memoryStoreOptionsContract } from './memory-store-options.contract.js';
 import { expectCode, memoryStoreContract } from './memory-store.contract.js';
+import { memoryVersionsContract } from './memory-versions.contract.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lightmem-memory-store-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -25,6 +26,8 @@ const tempFile = () => join(dir, `store-${++files}.db`);
 
 memoryStoreContract('sqlite :memory:', async () => SqliteMemoryStore.open(':memory:'));
 memoryStoreContract('sqlite file', async () => SqliteMemoryStore.open(tempFile()));
+memoryVersionsContract('sqlite :memory:', async () => SqliteMemoryStore.open(':memory:'));
+memoryVersionsContract('sqlite file', async () => SqliteMemoryStore.open(tempFile()));
 memoryStoreOptionsContract('sqlite :memory:', async (options) => SqliteMemoryStore.open(':memory:', options));
 
 const embedder = new HashingEmbedder(64);

@@ -42,6 +42,24 @@ export function checkTimeRange(range: TimeRange | undefined): Range {
   return out;
 }
 
+/** An as-of time: an integer epoch ms. */
+export function checkAsOf(asOf: number): number {
+  if (!Number.isSafeInteger(asOf)) throw new InvalidInputError('asOf must be an integer epoch ms', 'asOf');
+  return asOf;
+}
+
+/** Consolidation reads are about one user: the scope must name the tenant and the user. */
+export function checkUserScope(scope: Scope): Scope & { readonly userId: string } {
+  assertScope(scope);
+  const { userId } = scope;
+  if (userId === undefined) {
+    throw new LightmemError('scope_required', 'this operation needs a userId besides the tenantId', {
+      field: 'scope.userId',
+    });
+  }
+  return { ...scope, userId };
+}
+
 export function checkVector(vector: unknown, field: string): void {
   if (!(vector instanceof Float32Array) || vector.length === 0) {
     throw new InvalidInputError(`${field} must be a non-empty Float32Array`, field);

@@ -2,7 +2,7 @@ import { InvalidInputError, LightmemError } from '../../core/errors.js';
 import { assertScope, type Scope } from '../../core/model/scope.js';
 import type { SearchRequest } from '../../core/ports/memory-store.js';
 import type { StoredEmbedder } from './embedder-check.js';
-import { checkLimit, checkTimeRange, checkVector, type Range } from './request-checks.js';
+import { checkAsOf, checkLimit, checkTimeRange, checkVector, type Range } from './request-checks.js';
 
 /** kNN candidates are capped here (sqlite-vec refuses k above 4096; Elasticsearch num_candidates ≤ 10,000). */
 const MAX_KNN = 4_096;
@@ -12,8 +12,10 @@ export interface SearchPlan {
   readonly scope: Scope;
   readonly limit: number;
   readonly range: Range;
-  /** Live memories only (the default), or history too. */
+  /** Live memories only (the default), or history too. False when `asOf` is set. */
   readonly live: boolean;
+  /** The versions valid at this event time (validFrom <= asOf < validTo), or null: see `live`. */
+  readonly asOf: number | null;
   /** The query vector to run kNN with; undefined when there is none or nothing to compare it with. */
   readonly queryVector: Float32Array | undefined;
   /** Whether the fused score weighs a semantic part (a query vector against stored vectors). */
@@ -50,11 +52,13 @@ export function planSearch(request: SearchRequest, stored: StoredEmbedder | null
     );
   }
   const queryVector = stored === null ? undefined : vector;
+  const asOf = request.asOf === undefined ? null : checkAsOf(request.asOf);
   return {
     scope,
     limit,
     range,
-    live: request.includeSuperseded !== true,
+    live: asOf === null && request.includeSuperseded !== true,
+    asOf,
     queryVector,
     semanticActive: queryVector !== undefined,
     lexicalCandidates: Math.max(limit * 4, 50),

@@ -83,6 +83,34 @@ export const MEMORY_MIGRATIONS: readonly string[] = [
   CREATE INDEX memories_tenant_time ON memories (tenant_id, occurred_at, id);
   CREATE INDEX memories_conversation ON memories (tenant_id, conversation_id);
   `,
+  // 4: versions and sleep-time consolidation. `consolidated_at`: when a consolidation took the memory as a
+  // source (NULL: pending). `memory_ops`: every decision applied (or found stale), idempotent by
+  // (tenant, op id); `memory_op_links`: which memories an op is about, so history walks by index.
+  `
+  ALTER TABLE memories ADD COLUMN consolidated_at INTEGER;
+  CREATE INDEX memories_pending ON memories (tenant_id, user_id, occurred_at, id)
+    WHERE consolidated_at IS NULL AND superseded_by IS NULL;
+  CREATE INDEX memories_superseded_by ON memories (superseded_by) WHERE superseded_by IS NOT NULL;
+  CREATE TABLE memory_ops (
+    seq INTEGER PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    op_id TEXT NOT NULL,
+    user_id TEXT,
+    kind TEXT NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('applied', 'stale')),
+    applied_at INTEGER NOT NULL,
+    op TEXT NOT NULL, -- JSON MemoryOp
+    UNIQUE (tenant_id, op_id)
+  ) STRICT;
+  CREATE TABLE memory_op_links (
+    tenant_id TEXT NOT NULL,
+    memory_id TEXT NOT NULL,
+    op_seq INTEGER NOT NULL REFERENCES memory_ops (seq) ON DELETE CASCADE,
+    role TEXT NOT NULL CHECK (role IN ('target', 'replacement', 'source')),
+    PRIMARY KEY (tenant_id, memory_id, op_seq, role)
+  ) STRICT, WITHOUT ROWID;
+  CREATE INDEX memory_op_links_op ON memory_op_links (op_seq);
+  `,
 ];
 
 /**

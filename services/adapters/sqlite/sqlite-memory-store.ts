@@ -6,8 +6,14 @@ import type { MemoryEntry } from '../../core/model/generated.js';
 import { assertId, assertScope, type Scope } from '../../core/model/scope.js';
 import { systemClock, type Clock } from '../../core/ports/clock.js';
 import type {
+  ApplyResult,
   ListRequest,
+  MemoryHistory,
   MemoryStore,
+  NearestRequest,
+  Neighbour,
+  OpWrite,
+  PendingUser,
   MemoryWrite,
   SearchHit,
   SearchRequest,
@@ -43,6 +49,7 @@ import {
   rowToEntry,
   vectorTableSql,
 } from './memory-schema.js';
+import { SqliteMemoryVersions } from './sqlite-memory-versions.js';
 
 type Statement = Database.Statement;
 
@@ -106,6 +113,7 @@ export class SqliteMemoryStore implements MemoryStore {
   private readonly statements = new Map<string, Statement>();
   private readonly weights: FusionWeights;
   private readonly clock: Clock;
+  private readonly versions: SqliteMemoryVersions;
   private closed = false;
 
   private constructor(
@@ -114,6 +122,18 @@ export class SqliteMemoryStore implements MemoryStore {
   ) {
     this.weights = normaliseWeights(options.fusion ?? DEFAULT_FUSION);
     this.clock = options.clock ?? systemClock;
+    this.versions = new SqliteMemoryVersions({
+      db,
+      stmt: (key, build) => this.stmt(key, build),
+      now: () => this.clock.now(),
+      storedEmbedder: () => this.storedEmbedder(),
+      upsertInTransaction: (writes, consolidatedAt) => {
+        this.upsertInTransaction(writes, consolidatedAt);
+      },
+      markVectorSuperseded: (rid) => {
+        if (this.storedEmbedder() !== null) this.vectorStmt('mark-superseded').run(BigInt(rid));
+      },
+    });
   }
 
   static open(file: string, options: SqliteMemoryStoreOptions = {}): SqliteMemoryStore {
@@ -141,7 +161,11 @@ export class SqliteMemoryStore implements MemoryStore {
     return writeTransaction(this.db, 'writing memories', () => this.upsertInTransaction(writes));
   }
 
-  private upsertInTransaction(writes: readonly MemoryWrite[]): UpsertResult {
+  /** `consolidatedAt`: what new rows get (null: pending consolidation; versions made by ops are not). */
+  private upsertInTransaction(
+    writes: readonly MemoryWrite[],
+    consolidatedAt: number | null = null,
+  ): UpsertResult {
     let inserted = 0;
     let updated = 0;
     let unchanged = 0;
@@ -179,6 +203,12 @@ export class SqliteMemoryStore implements MemoryStore {
           entryParams(entry, validTo, supersededBy, hash),
         );
         rid = ridSchema.parse(row).rid;
+        if (consolidatedAt !== null) {
+          this.stmt('set-consolidated', () => 'UPDATE memories SET consolidated_at = ? WHERE rid = ?').run(
+            consolidatedAt,
+            rid,
+          );
+        }
         inserted++;
       } else {
         rid = old.rid;
@@ -282,6 +312,14 @@ export class SqliteMemoryStore implements MemoryStore {
         if (hasVectors) this.vectorStmt('delete').run(BigInt(rid));
         this.stmt('delete', () => 'DELETE FROM memories WHERE rid = ?').run(rid);
       }
+      // Recorded decisions carry the text of the versions they wrote: they go with the user (or tenant).
+      if (scope.conversationId === undefined) {
+        const opFilter = scope.userId === undefined ? '' : ' AND user_id = ?';
+        this.stmt(
+          `erase-ops:${opFilter === '' ? 0 : 1}`,
+          () => `DELETE FROM memory_ops WHERE tenant_id = ?${opFilter}`,
+        ).run(scope.tenantId, ...(scope.userId === undefined ? [] : [scope.userId]));
+      }
       return rows.map((row) => row.id);
     });
     // contentless_delete only tombstones FTS rows: the erased words stay in the index segments until they
@@ -304,7 +342,7 @@ export class SqliteMemoryStore implements MemoryStore {
     this.ensureOpen();
     const plan = planSearch(request, this.storedEmbedder());
     const { scope, limit, range, live, queryVector } = plan;
-    const filter = memoryFilter(scope, range, live ? this.clock.now() : null);
+    const filter = memoryFilter(scope, range, live ? this.clock.now() : null, plan.asOf);
 
     // Candidates carry only keys and scores (every match passes through the ORDER BY sorter, so no text);
     // full rows are loaded for the hits that are returned.
@@ -372,9 +410,56 @@ export class SqliteMemoryStore implements MemoryStore {
     return rows;
   }
 
+  // ---------------------------------------------------------------- versions and consolidation
+
+  async applyOps(ops: readonly OpWrite[]): Promise<ApplyResult> {
+    this.ensureOpen();
+    return this.versions.applyOps(ops);
+  }
+
+  async recordedOps(tenantId: string, opIds: readonly string[]): Promise<Set<string>> {
+    this.ensureOpen();
+    return this.versions.recordedOps(tenantId, opIds);
+  }
+
+  async history(scope: Scope, id: string): Promise<MemoryHistory | undefined> {
+    this.ensureOpen();
+    return this.versions.history(scope, id, (versionId) => this.getSync(scope, versionId));
+  }
+
+  async nearest(requests: readonly NearestRequest[]): Promise<Neighbour[][]> {
+    this.ensureOpen();
+    return this.versions.nearest(requests, (tenantId, rids) => this.loadRows(tenantId, rids));
+  }
+
+  async embeddings(scope: Scope, ids: readonly string[]): Promise<Map<string, Float32Array>> {
+    this.ensureOpen();
+    ids.forEach((id, i) => assertId(id, `ids[${i}]`));
+    return this.versions.embeddings(scope, ids, scopeFilter(assertScope(scope)));
+  }
+
+  async pendingConsolidation(scope: Scope, limit: number): Promise<MemoryEntry[]> {
+    this.ensureOpen();
+    return this.versions.pendingConsolidation(scope, limit);
+  }
+
+  async markConsolidated(scope: Scope, ids: readonly string[], at: number): Promise<number> {
+    this.ensureOpen();
+    return this.versions.markConsolidated(scope, ids, at);
+  }
+
+  async pendingUsers(tenantId?: string): Promise<PendingUser[]> {
+    this.ensureOpen();
+    return this.versions.pendingUsers(tenantId);
+  }
+
   /** Any memory of the scope by id, live or not (history stays readable). */
   async get(scope: Scope, id: string): Promise<MemoryEntry | undefined> {
     this.ensureOpen();
+    return this.getSync(scope, id);
+  }
+
+  private getSync(scope: Scope, id: string): MemoryEntry | undefined {
     assertScope(scope);
     assertId(id, 'id');
     const filter = scopeFilter(scope);
@@ -520,8 +605,11 @@ function scopeFilter(scope: Scope): Filter {
   return { key, sql: clauses.join(' AND '), params };
 }
 
-/** Scope, time range (from inclusive, to exclusive) and, when `liveAt` is given, validity at that time. */
-function memoryFilter(scope: Scope, range: Range, liveAt: number | null): Filter {
+/**
+ * Scope, time range (from inclusive, to exclusive) and, when `liveAt` is given, current versions at that
+ * time; when `asOf` is given, the versions valid at that event time (superseded since or not).
+ */
+function memoryFilter(scope: Scope, range: Range, liveAt: number | null, asOf: number | null = null): Filter {
   const base = scopeFilter(scope);
   const clauses = [base.sql];
   const params = [...base.params];
@@ -537,7 +625,11 @@ function memoryFilter(scope: Scope, range: Range, liveAt: number | null): Filter
     clauses.push(LIVE_SQL);
     params.push(liveAt);
   }
-  const key = `${base.key}${range.from === undefined ? 0 : 1}${range.to === undefined ? 0 : 1}${liveAt === null ? 0 : 1}`;
+  if (asOf !== null) {
+    clauses.push('m.valid_from <= ? AND (m.valid_to IS NULL OR m.valid_to > ?)');
+    params.push(asOf, asOf);
+  }
+  const key = `${base.key}${range.from === undefined ? 0 : 1}${range.to === undefined ? 0 : 1}${liveAt === null ? 0 : 1}${asOf === null ? 0 : 1}`;
   return { key, sql: clauses.join(' AND '), params };
 }
 

@@ -1,18 +1,23 @@
 import type { BatchHandler } from '../../core/ports/event-log.js';
 import type { Embedder } from '../../core/ports/embedder.js';
 import type { MemoryStore, MemoryWrite } from '../../core/ports/memory-store.js';
+import type { ConsolidationTrigger, NewMemories } from '../../core/ports/consolidation-trigger.js';
+import { compositeKey } from '../../core/model/keys.js';
 import type { Topics } from '../../core/model/topics.js';
 import { embeddingText } from '../../core/text/embedding-text.js';
 
 export interface IndexerStageDeps {
   readonly store: MemoryStore;
   readonly embedder: Embedder | null;
+  /** Told which users got memories after each batch (distributed: wakes their consolidation workflows). */
+  readonly trigger?: ConsolidationTrigger | null | undefined;
 }
 
 /**
  * Light3 soft update: embed the batch's memories in one call (speaker and text, see embeddingText) and
- * upsert them. Upserts are idempotent by
- * the deterministic memory id, so a batch replayed after a crash changes nothing.
+ * upsert them. Upserts are idempotent by the deterministic memory id, so a batch replayed after a crash
+ * changes nothing. Then the consolidation trigger hears which users got memories (a replayed batch tells
+ * it again: a wake-up too many costs a look at the pending set).
  */
 export function indexerStage(deps: IndexerStageDeps): BatchHandler<typeof Topics.memories> {
   return async (records) => {
@@ -20,6 +25,16 @@ export function indexerStage(deps: IndexerStageDeps): BatchHandler<typeof Topics
     const vectors = deps.embedder === null ? [] : await deps.embedder.embed(entries.map(embeddingText));
     const writes: MemoryWrite[] = entries.map((entry, index) => ({ entry, embedding: vectors[index] }));
     await deps.store.upsert(writes);
+    if (deps.trigger != null && entries.length > 0) await deps.trigger.notify(perUser(entries));
     return { records: [], state: [] };
   };
+}
+
+function perUser(entries: readonly { tenantId: string; userId: string }[]): NewMemories[] {
+  const counts = new Map<string, NewMemories>();
+  for (const { tenantId, userId } of entries) {
+    const key = compositeKey([tenantId, userId]);
+    counts.set(key, { tenantId, userId, count: (counts.get(key)?.count ?? 0) + 1 });
+  }
+  return [...counts.values()];
 }
