@@ -5,6 +5,7 @@ import { InvalidInputError, LightmemError, causeOf, errorMessage } from '../core
 import { decodeTurnInput, type InputItem, type TurnInput } from '../ingest/index.js';
 import type { Ingestion } from '../app/ingestion.js';
 import { memoryView, maxSearchLimit, type MemorySearch } from '../app/memory-search.js';
+import { historyView } from '../app/memory-history.js';
 import type { MemoryStore } from '../core/ports/memory-store.js';
 import type { LlmUsageTotals } from '../core/ports/llm-ledger.js';
 import { errorBody, retryAfterSeconds, statusFor } from './http-errors.js';
@@ -57,6 +58,8 @@ const SearchBody = z.object({
   from: isoOrMs.optional(),
   to: isoOrMs.optional(),
   includeSuperseded: z.boolean().default(false),
+  /** The versions that were valid then (ISO time or epoch ms). */
+  asOf: isoOrMs.optional(),
 });
 
 function decodeBody<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
@@ -155,6 +158,7 @@ async function handle(deps: HttpApiDeps, request: IncomingMessage, response: Ser
       from: body.from,
       to: body.to,
       includeSuperseded: body.includeSuperseded,
+      asOf: body.asOf,
     });
     send(response, 200, { results });
     return;
@@ -186,6 +190,16 @@ async function handle(deps: HttpApiDeps, request: IncomingMessage, response: Ser
         byModel: models,
       },
     });
+    return;
+  }
+  const historyMatch = /^\/v1\/memories\/([^/]+)\/history$/.exec(url.pathname);
+  if (request.method === 'GET' && historyMatch !== null) {
+    const id = decodeURIComponent(historyMatch[1] ?? '');
+    const userId = url.searchParams.get('userId') ?? undefined;
+    const history = await deps.store.history({ tenantId: tenant, userId }, id);
+    if (history === undefined)
+      throw new LightmemError('not_found', `no memory ${id} in this scope`, { field: 'id' });
+    send(response, 200, historyView(id, history));
     return;
   }
   const memoryMatch = /^\/v1\/memories\/([^/]+)$/.exec(url.pathname);

@@ -13,6 +13,8 @@ export interface SearchQuery {
   readonly from?: number | undefined;
   readonly to?: number | undefined;
   readonly includeSuperseded?: boolean | undefined;
+  /** The versions valid at this instant (epoch ms), superseded since or not. */
+  readonly asOf?: number | undefined;
 }
 
 /** A retrieved memory as callers see it: structured, with provenance. */
@@ -102,6 +104,7 @@ export class MemorySearch {
       limit: Math.min(maxSearchLimit, query.limit + cuePool),
       timeRange: { from: query.from, to: query.to },
       includeSuperseded: query.includeSuperseded,
+      asOf: query.asOf,
     });
     const cued = applyCues(query.query, hits, (hit) => ({ score: hit.score, entry: hit.memory }), this.cues);
     return cued.slice(0, query.limit).map(({ item: hit, score, cues }) => ({

@@ -7,12 +7,18 @@ import { benchCommand, benchUsage } from './bench-command.js';
 import { modelsCommand, modelsUsage } from './models-command.js';
 import { serviceCommand, serviceUsage } from './service-command.js';
 import { adminCommand, adminUsage } from './admin-command.js';
+import { consolidateCommand, consolidateUsage } from './consolidate-command.js';
+import { historyCommand, historyUsage } from './history-command.js';
 
 const usage = `lightmem — long-term memory for LLM agents
 
 ${ingestUsage}
 
 ${searchUsage}
+
+${historyUsage}
+
+${consolidateUsage}
 
 ${statsUsage}
 
@@ -32,6 +38,8 @@ Common options: --data-dir D (default ./.lightmem or LIGHTMEM_DATA_DIR), --confi
 const commands: Record<string, (argv: readonly string[]) => Promise<number>> = {
   ingest: ingestCommand,
   search: searchCommand,
+  history: historyCommand,
+  consolidate: consolidateCommand,
   stats: statsCommand,
   serve: serveCommand,
   bench: benchCommand,

@@ -3,8 +3,9 @@ import { MemorySearch } from '../app/memory-search.js';
 import { commonOptions, intOption, parse, stringOption, timeOption } from './args.js';
 import { openContext } from './context.js';
 
-export const searchUsage = `lightmem search <query> --user U [--tenant T] [--limit N] [--from T] [--to T] [--json] [--data-dir D]
-  Ranked memories of one user: score, time, speaker, text and the source turn ids.`;
+export const searchUsage = `lightmem search <query> --user U [--tenant T] [--limit N] [--from T] [--to T] [--as-of T] [--all] [--json]
+  Ranked memories of one user: score, time, speaker, text and the source turn ids. Current versions by
+  default; --as-of T: the versions valid at T; --all: superseded versions too.`;
 
 export async function searchCommand(argv: readonly string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
@@ -14,6 +15,8 @@ export async function searchCommand(argv: readonly string[]): Promise<number> {
     limit: { type: 'string', short: 'n' },
     from: { type: 'string' },
     to: { type: 'string' },
+    'as-of': { type: 'string' },
+    all: { type: 'boolean' },
     json: { type: 'boolean' },
   });
   if (values['help'] === true) {
@@ -37,6 +40,8 @@ export async function searchCommand(argv: readonly string[]): Promise<number> {
       limit: intOption(values, 'limit', 10),
       from: timeOption(values, 'from'),
       to: timeOption(values, 'to'),
+      asOf: timeOption(values, 'as-of'),
+      includeSuperseded: values['all'] === true,
     });
     if (values['json'] === true) {
       console.log(JSON.stringify(results));

@@ -5,6 +5,7 @@ import type { EmbeddedRuntime } from '../../services/runtime/embedded-runtime.js
 import { HashingEmbedder } from '../support/hashing-embedder.js';
 import { ingestEvents, openRuntime } from '../support/embedded.js';
 import { tempDir } from '../support/cli.js';
+import { failingCalls, startFakeOpenAiServer, type FakeOpenAiServer } from '../support/fake-openai-server.js';
 
 const day = (n: number, hour = 9) => new Date(Date.UTC(2026, 0, n, hour)).toISOString();
 
@@ -104,5 +105,109 @@ describe('sleep-time consolidation, embedded (LLM-free policy)', () => {
     assert.equal((await search('other')).length, 2);
     assert.equal((await runtime.store.pendingConsolidation(other, 10)).length, 4);
     assert.equal((await runtime.eventLog.read(Topics.memoryOps, 0, 100)).length, 1);
+  });
+});
+
+describe('sleep-time consolidation, embedded, LLM policy (scripted OpenAI-protocol server)', () => {
+  const dir = tempDir('consolidation-llm');
+  let runtime: EmbeddedRuntime;
+  let llm: FakeOpenAiServer;
+  const scope = { tenantId: 'acme', userId: 'u1' };
+  const pairs = [
+    ['Maya works at the bakery on Rua Augusta', 'Maya works at the bakery on Rua Augusta on weekends'],
+    ['Maya lives in Lisbon with her partner Joao', 'Maya lives in Porto now with her partner Joao'],
+    ['Maya plays the cello in a quartet', 'Maya plays the cello in a quartet every Tuesday'],
+  ] as const;
+
+  before(async () => {
+    llm = await startFakeOpenAiServer({
+      models: ['scripted'],
+      responder: failingCalls([1], 429, (request) => {
+        const shown = request.messages.at(-1)?.content ?? '';
+        if (shown.includes('bakery'))
+          return JSON.stringify({
+            reason: 'adds when',
+            action: 'update',
+            memory: 'Maya works weekends at the bakery on Rua Augusta',
+            by: null,
+          });
+        if (shown.includes('Lisbon'))
+          return JSON.stringify({ reason: 'she moved', action: 'supersede', memory: null, by: 'S1' });
+        return 'I think the cello memory should stay as it is.';
+      }),
+    });
+    runtime = await openRuntime(
+      dir.path,
+      {
+        consolidation: { enabled: false, policy: 'llm' },
+        llm: { baseUrl: llm.baseUrl, model: 'scripted', structuredOutput: 'json_object' },
+      },
+      new HashingEmbedder(64),
+    );
+    await ingestEvents(
+      runtime,
+      pairs.flatMap(([first, second], i) => [
+        { ...turn('acme', 1, `a${i}`, first, i) },
+        { ...turn('acme', 4, `b${i}`, second, i) },
+      ]),
+    );
+  });
+  after(async () => {
+    await runtime.close();
+    await llm.close();
+    dir.remove();
+  });
+
+  it('updates, supersedes, and turns a malformed answer into an ignore with a dead letter; 429 is retried', async () => {
+    const summary = await runtime.consolidate(scope, { dryRun: false });
+    assert.deepEqual(summary.counts, { update: 1, supersede: 1, ignore: 1, merge: 0 });
+    assert.equal(summary.problems, 1);
+    assert.equal(
+      llm.chatRequests()[0]?.messages.length,
+      llm.chatRequests()[1]?.messages.length,
+      '429 then the same request',
+    );
+
+    const find = async (text: string, extra: { asOf?: number; includeSuperseded?: boolean } = {}) =>
+      (await runtime.store.search({ scope, text, limit: 10, ...extra })).map((hit) => hit.memory);
+    const bakery = await find('bakery Rua Augusta');
+    assert.ok(bakery.some((m) => m.text === 'Maya works weekends at the bakery on Rua Augusta'));
+    assert.equal(
+      bakery.filter((m) => m.text.includes('bakery')).length,
+      2,
+      'the new version and the newer source',
+    );
+
+    const lives = (memories: readonly { text: string }[]) =>
+      memories.filter((m) => m.text.includes('lives')).map((m) => m.text);
+    const homes = (await find('Maya lives partner Joao')).filter((m) => m.text.includes('lives'));
+    assert.equal(homes.length, 1, 'the contradicted memory is hidden by default');
+    assert.match(homes[0]?.text ?? '', /Porto/);
+    const asOf = lives(await find('Maya lives partner Joao', { asOf: Date.parse(day(2)) }));
+    assert.equal(asOf.length, 1);
+    assert.match(asOf[0] ?? '', /Lisbon/, 'as of before the move: Lisbon');
+    const all = (await find('Maya lives partner Joao', { includeSuperseded: true })).filter((m) =>
+      m.text.includes('lives'),
+    );
+    assert.equal(all.length, 2);
+    const lisbon = all.find((m) => m.text.includes('Lisbon'));
+    assert.equal(lisbon?.validTo, Date.parse(day(4)));
+    assert.equal(lisbon?.supersededBy, homes[0]?.id);
+    const history = await runtime.store.history(scope, lisbon?.id ?? '');
+    assert.deepEqual(
+      history?.ops.map((recorded) => recorded.op.op),
+      ['supersede'],
+    );
+
+    const letters = (await runtime.eventLog.read(Topics.deadLetters, 0, 100)).map((r) => r.value);
+    const letter = letters.find((l) => l.stage === 'consolidator');
+    assert.equal(letter?.errorCode, 'malformed_answer');
+    assert.match(letter?.reason ?? '', /decided ignore/);
+    assert.match(letter?.payload ?? '', /cello memory should stay/);
+    assert.equal(
+      (await find('cello quartet')).filter((m) => m.text.includes('cello')).length,
+      2,
+      'ignored: both stay',
+    );
   });
 });

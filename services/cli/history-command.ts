@@ -1,0 +1,56 @@
+import { InvalidInputError, LightmemError } from '../core/errors.js';
+import { historyView } from '../app/memory-history.js';
+import { commonOptions, parse, stringOption } from './args.js';
+import { openContext } from './context.js';
+
+export const historyUsage = `lightmem history <memory id> [--user U] [--tenant T] [--json] [--data-dir D]
+  Every version of a memory, oldest first, with the decision that made and closed each (update, supersede,
+  merge), why, and the turns each version cites.`;
+
+export async function historyCommand(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    ...commonOptions,
+    user: { type: 'string' },
+    tenant: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (values['help'] === true) {
+    console.log(historyUsage);
+    return 0;
+  }
+  const id = positionals[0];
+  if (id === undefined) throw new InvalidInputError(`missing <memory id>\n${historyUsage}`, 'id');
+  const { config, runtime } = await openContext(values, { logLevel: 'warn' });
+  try {
+    const scope = {
+      tenantId: stringOption(values, 'tenant') ?? config.defaultTenant,
+      userId: stringOption(values, 'user'),
+    };
+    const history = await runtime.store.history(scope, id);
+    if (history === undefined)
+      throw new LightmemError('not_found', `no memory ${id} in this scope`, { field: 'id' });
+    const view = historyView(id, history);
+    if (values['json'] === true) {
+      console.log(JSON.stringify(view));
+      return 0;
+    }
+    for (const version of view.versions) {
+      const state = version.current
+        ? 'current'
+        : `closed ${version.validTo ?? ''} by ${version.closedBy ?? '?'}`;
+      console.log(`${version.id}  valid from ${version.validFrom}  (${state})`);
+      console.log(`    ${version.speaker}: ${version.text}`);
+      console.log(
+        `    sources: ${version.sourceTurnIds.join(', ')}${version.madeBy === null ? '' : `  made by ${version.madeBy}`}`,
+      );
+    }
+    for (const decision of view.decisions) {
+      console.log(
+        `${decision.opId}  ${decision.op} (${decision.outcome}) by ${decision.decidedBy}: ${decision.reason}`,
+      );
+    }
+    return 0;
+  } finally {
+    await runtime.close();
+  }
+}
