@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { MemoryEntry, MemoryOp } from '../../services/core/model/generated.js';
 import type { Scope } from '../../services/core/model/scope.js';
 import type { MemoryStore, OpWrite } from '../../services/core/ports/memory-store.js';
@@ -247,6 +248,7 @@ export function memoryVersionsContract(name: string, open: () => Promise<MemoryS
           makeEntry({ text: 'Alice switched to the premium plan', occurredAt: T0 + 5 * DAY }),
         );
         await write([newest]);
+        await sleep(5); // applied later: history lists ops by when they were applied
         const supersede = op({
           opId: 'op_supersede_2',
           op: 'supersede',

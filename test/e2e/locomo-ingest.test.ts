@@ -113,6 +113,7 @@ describe('lightmem ingest + search on LoCoMo (embedded default)', () => {
         ['segmenter', 0],
         ['summarizer', 0],
         ['indexer', 0],
+        ['applier', 0],
       ],
     );
   });

@@ -3,17 +3,33 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { after, describe, it } from 'node:test';
 import { z } from 'zod';
 import { ElasticsearchMemoryStore } from '../../services/adapters/elasticsearch/elasticsearch-memory-store.js';
+import {
+  LATER_FIELDS,
+  TEXT_ANALYZER,
+  indexNames,
+  indexSettings,
+  memoryMappings,
+  toDocument,
+} from '../../services/adapters/elasticsearch/es-mapping.js';
+import { opDocId } from '../../services/adapters/elasticsearch/es-ops.js';
+import { contentHash } from '../../services/adapters/memory/content-hash.js';
+import type { MemoryEntry, MemoryOp } from '../../services/core/model/generated.js';
 import { SqliteMemoryStore } from '../../services/adapters/sqlite/sqlite-memory-store.js';
 import { LightmemError } from '../../services/core/errors.js';
-import type { MemoryStore, SearchHit } from '../../services/core/ports/memory-store.js';
+import type { MemoryStore, OpWrite, SearchHit } from '../../services/core/ports/memory-store.js';
 import type { Scope } from '../../services/core/model/scope.js';
 import { memoryStoreOptionsContract } from '../contract/memory-store-options.contract.js';
 import { expectCode, memoryStoreContract } from '../contract/memory-store.contract.js';
+import { memoryVersionsContract } from '../contract/memory-versions.contract.js';
 import { HashingEmbedder } from '../support/hashing-embedder.js';
-import { T0, embeddedWrites, makeEntry, plainWrites } from '../support/memory-fixtures.js';
+import { DAY, T0, embeddedWrites, makeEntry, plainWrites } from '../support/memory-fixtures.js';
 import { deletePrefix, esUrl, freshPrefix, openFreshStore, rawClient } from './support/elasticsearch.js';
 
 memoryStoreContract(
+  'ElasticsearchMemoryStore (real Elasticsearch)',
+  async () => (await openFreshStore()).store,
+);
+memoryVersionsContract(
   'ElasticsearchMemoryStore (real Elasticsearch)',
   async () => (await openFreshStore()).store,
 );
@@ -473,6 +489,311 @@ describe('ElasticsearchMemoryStore', () => {
     }
   });
 });
+
+describe('ElasticsearchMemoryStore versions', () => {
+  const stamp = (entry: MemoryEntry): MemoryEntry => ({
+    ...entry,
+    pipeline: { ...entry.pipeline, embedder: embedder.id },
+  });
+  const opWrite = (op: MemoryOp): OpWrite => ({
+    op,
+    embeddings: op.replacements.map((entry) => embedder.embedOne(entry.text)),
+  });
+  function op(fields: Partial<MemoryOp> & Pick<MemoryOp, 'opId' | 'op' | 'targetIds'>): MemoryOp {
+    return {
+      tenantId: 'tenant-a',
+      userId: 'user-1',
+      replacementIds: [],
+      reason: 'test',
+      requestedBy: 'consolidation',
+      requestedAt: T0 + 10 * DAY,
+      sourceIds: [],
+      validTo: null,
+      decidedBy: 'test',
+      replacements: [],
+      ...fields,
+    };
+  }
+  /** An update of `targets` into one new version. */
+  function merge(
+    opId: string,
+    targets: readonly MemoryEntry[],
+    text: string,
+  ): { op: MemoryOp; merged: MemoryEntry } {
+    const merged = stamp(makeEntry({ id: `mem_${opId}`, text, validFrom: T0 + DAY }));
+    return {
+      merged,
+      op: op({
+        opId,
+        op: 'update',
+        targetIds: targets.map((t) => t.id),
+        replacementIds: [merged.id],
+        validTo: T0 + DAY,
+        replacements: [merged],
+      }),
+    };
+  }
+
+  it('maps the new fields on an index made by the previous template; its memories start pending', async () => {
+    const prefix = freshPrefix();
+    const names = indexNames(prefix);
+    const later = new Set(Object.keys(LATER_FIELDS));
+    const withoutLater = <T>(record: Record<string, T>): Record<string, T> =>
+      Object.fromEntries(Object.entries(record).filter(([field]) => !later.has(field)));
+    const oldProperties = withoutLater(memoryMappings(TEXT_ANALYZER).properties ?? {});
+    await client.indices.putIndexTemplate({
+      name: names.template,
+      index_patterns: [names.pattern],
+      priority: 200,
+      version: 1,
+      template: {
+        settings: indexSettings(['lowercase']),
+        mappings: { dynamic: 'strict', properties: oldProperties },
+      },
+    });
+    await client.indices.create({
+      index: names.index(1),
+      aliases: { [names.alias]: { is_write_index: true } },
+    });
+    await client.indices.updateAliases({
+      actions: [
+        {
+          add: {
+            index: names.index(1),
+            alias: names.tenantAlias('tenant-a'),
+            filter: { term: { tenantId: 'tenant-a' } },
+          },
+        },
+      ],
+    });
+    // A memory as the previous version wrote it: no consolidatedAt, no closedBy.
+    const old = makeEntry({ text: 'written by the previous version' });
+    const oldDoc = withoutLater<unknown>({
+      ...toDocument(old, {
+        validTo: null,
+        supersededBy: null,
+        ingestedAt: old.ingestedAt,
+        contentHash: contentHash(old, undefined),
+        embedding: undefined,
+      }),
+    });
+    assert.ok(!('consolidatedAt' in oldDoc));
+    await client.index({ index: names.alias, id: old.id, document: oldDoc, refresh: true });
+
+    const store = await ElasticsearchMemoryStore.open({ node: esUrl, indexPrefix: prefix });
+    try {
+      const mapping = await client.indices.getMapping({ index: names.index(1) });
+      const properties = mapping[names.index(1)]?.mappings.properties ?? {};
+      assert.equal(properties['consolidatedAt']?.type, 'long');
+      assert.equal(properties['closedBy']?.type, 'keyword');
+      const templates = await client.indices.getIndexTemplate({ name: names.template });
+      assert.equal(templates.index_templates[0]?.index_template.version, 2, 'the template is upgraded');
+      assert.deepEqual(
+        (await store.pendingConsolidation(A1, 10)).map((e) => e.id),
+        [old.id],
+      );
+      assert.deepEqual(await store.get(A1, old.id), old);
+      assert.equal(await store.markConsolidated(A1, [old.id], T0), 1);
+      assert.deepEqual(await store.pendingConsolidation(A1, 10), []);
+      assert.deepEqual(await store.upsert(plainWrites([old])), { inserted: 0, updated: 0, unchanged: 1 });
+      const decision = op({
+        opId: 'op_on_old',
+        op: 'supersede',
+        targetIds: [old.id],
+        replacementIds: ['mem_newer'],
+      });
+      assert.deepEqual(await store.applyOps([opWrite(decision)]), { applied: 1, stale: 0, duplicate: 0 });
+      assert.equal((await store.get(A1, old.id))?.supersededBy, 'mem_newer');
+    } finally {
+      await store.close();
+      await deletePrefix(client, prefix);
+    }
+  });
+
+  it('records ops per tenant: the same opId in two tenants are two ops', async () => {
+    const { store, prefix } = await openFreshStore();
+    try {
+      const a = stamp(makeEntry({ text: 'Gina likes jazz' }));
+      const b = stamp(makeEntry({ tenantId: 'tenant-b', text: 'Gina likes jazz' }));
+      await store.upsert(await embeddedWrites(embedder, [a, b]));
+      const ignoreA = op({ opId: 'op_same', op: 'ignore', targetIds: [a.id] });
+      const ignoreB = op({ opId: 'op_same', op: 'ignore', targetIds: [b.id], tenantId: 'tenant-b' });
+      assert.deepEqual(await store.applyOps([ignoreA, ignoreB].map(opWrite)), {
+        applied: 2,
+        stale: 0,
+        duplicate: 0,
+      });
+      const records = hitsOf(await client.search({ index: `${prefix}memory-ops`, size: 10 }));
+      assert.deepEqual(
+        records.map((hit) => hit._id).sort(),
+        [opDocId('tenant-a', 'op_same'), opDocId('tenant-b', 'op_same')].sort(),
+      );
+      // Each tenant reads its own records only (history goes through the tenant's ops alias).
+      const history = await store.history({ tenantId: 'tenant-b' }, b.id);
+      assert.deepEqual(
+        history?.ops.map((r) => [r.op.tenantId, r.op.opId, r.outcome]),
+        [['tenant-b', 'op_same', 'applied']],
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('completes an op interrupted after its writes and before its record, without calling it stale', async () => {
+    const { store, prefix } = await openFreshStore();
+    try {
+      const a = stamp(makeEntry({ text: 'Hugo drives a blue car' }));
+      const b = stamp(makeEntry({ text: 'Hugo drives a blue car daily', occurredAt: T0 + 1 }));
+      await store.upsert(await embeddedWrites(embedder, [a, b]));
+      const { op: update, merged } = merge('op_interrupted', [a, b], 'Hugo drives a blue car every day');
+      assert.deepEqual(await store.applyOps([opWrite(update)]), { applied: 1, stale: 0, duplicate: 0 });
+      // The process died before recording: the memory writes are there, the record is not.
+      await client.delete({
+        index: `${prefix}memory-ops`,
+        id: opDocId('tenant-a', update.opId),
+        refresh: true,
+      });
+      assert.deepEqual(await store.recordedOps('tenant-a', [update.opId]), new Set());
+      assert.deepEqual(await store.applyOps([opWrite(update)]), { applied: 1, stale: 0, duplicate: 0 });
+      for (const id of [a.id, b.id]) assert.equal((await store.get(A1, id))?.supersededBy, merged.id);
+      assert.deepEqual(await store.get(A1, merged.id), merged);
+      assert.deepEqual(await store.applyOps([opWrite(update)]), { applied: 0, stale: 0, duplicate: 1 });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('applies an op raced by several stores once, and leaves no half-applied op behind a conflict', async () => {
+    const { store, prefix } = await openFreshStore();
+    const others = await Promise.all(
+      [1, 2, 3].map(() => ElasticsearchMemoryStore.open({ node: esUrl, indexPrefix: prefix })),
+    );
+    const stores = [store, ...others];
+    try {
+      for (let round = 0; round < 4; round++) {
+        const [x, y, z] = ['x', 'y', 'z'].map((name) =>
+          stamp(makeEntry({ text: `Ivy fact ${name} ${round}` })),
+        );
+        if (x === undefined || y === undefined || z === undefined) throw new Error('unreachable');
+        const newer = stamp(makeEntry({ text: `Ivy newer fact ${round}`, occurredAt: T0 + DAY }));
+        await store.upsert(await embeddedWrites(embedder, [x, y, z, newer]));
+        // The same op from every store: applied once.
+        const same = merge(`op_same_${round}`, [x], `Ivy merged fact x ${round}`);
+        const outcomes = await Promise.all(stores.map((s) => s.applyOps([opWrite(same.op)])));
+        assert.equal(
+          outcomes.reduce((n, r) => n + r.applied, 0),
+          1,
+          JSON.stringify(outcomes),
+        );
+        assert.equal(
+          outcomes.reduce((n, r) => n + r.duplicate, 0),
+          stores.length - 1,
+        );
+        // Two ops sharing a target y: one applies, the other is stale and changed nothing.
+        const first = merge(`op_first_${round}`, [y, newer], `Ivy merged y ${round}`);
+        const second = op({
+          opId: `op_second_${round}`,
+          op: 'supersede',
+          targetIds: [z, y].map((t) => t.id),
+          replacementIds: [x.id],
+        });
+        const [r1, r2] = await Promise.all([
+          stores[round % 4]?.applyOps([opWrite(first.op)]),
+          stores[(round + 1) % 4]?.applyOps([opWrite(second)]),
+        ]);
+        assert.equal((r1?.applied ?? 0) + (r2?.applied ?? 0), 1, JSON.stringify([r1, r2]));
+        assert.equal((r1?.stale ?? 0) + (r2?.stale ?? 0), 1);
+        const closedBy = async (id: string) => (await store.get(A1, id))?.supersededBy ?? null;
+        if (r1?.applied === 1) {
+          assert.equal(await closedBy(y.id), first.merged.id);
+          assert.equal(await closedBy(newer.id), first.merged.id);
+          assert.equal(await closedBy(z.id), null, 'the stale op closed nothing');
+        } else {
+          assert.equal(await closedBy(y.id), x.id);
+          assert.equal(await closedBy(z.id), x.id);
+          assert.equal(await closedBy(newer.id), null, 'the stale op closed nothing');
+          assert.equal(await store.get(A1, first.merged.id), undefined, 'nor wrote its replacement');
+        }
+      }
+    } finally {
+      for (const other of others) await other.close();
+      await store.close();
+    }
+  });
+
+  it('applies ops of one batch in order: a later op may target what an earlier one wrote', async () => {
+    const { store } = await openFreshStore();
+    try {
+      const a = stamp(makeEntry({ text: 'Jon owns a bike' }));
+      await store.upsert(await embeddedWrites(embedder, [a]));
+      const one = merge('op_one', [a], 'Jon owns a red bike');
+      const two = merge('op_two', [one.merged], 'Jon owns a red racing bike');
+      const again = op({ opId: 'op_late', op: 'supersede', targetIds: [a.id], replacementIds: ['mem_x'] });
+      assert.deepEqual(await store.applyOps([one.op, two.op, again, one.op].map(opWrite)), {
+        applied: 2,
+        stale: 1,
+        duplicate: 1,
+      });
+      const history = await store.history(A1, two.merged.id);
+      assert.deepEqual(
+        history?.versions.map((v) => v.id),
+        [a.id, one.merged.id, two.merged.id].sort((p, q) =>
+          p === a.id ? -1 : q === a.id ? 1 : p < q ? -1 : 1,
+        ),
+      );
+      assert.deepEqual(history?.ops.map((r) => [r.op.opId, r.outcome]).sort(), [
+        ['op_late', 'stale'],
+        ['op_one', 'applied'],
+        ['op_two', 'applied'],
+      ]);
+      await expectCode(
+        store.applyOps([opWrite(op({ opId: 'op_erase', op: 'erase', targetIds: [a.id] }))]),
+        'invalid_input',
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('erases the op records naming an erased memory', async () => {
+    const { store, prefix } = await openFreshStore();
+    try {
+      const mine = stamp(makeEntry({ text: 'Kim lives in Oslo' }));
+      const other = stamp(makeEntry({ userId: 'user-2', text: 'Lee lives in Rome' }));
+      await store.upsert(await embeddedWrites(embedder, [mine, other]));
+      const { op: update } = merge('op_kim', [mine], 'Kim lives in Oslo, Norway');
+      const keep = op({ opId: 'op_lee', op: 'ignore', userId: 'user-2', targetIds: [other.id] });
+      await store.applyOps([update, keep].map(opWrite));
+      await store.erase(A1);
+      assert.deepEqual(await store.recordedOps('tenant-a', ['op_kim', 'op_lee']), new Set(['op_lee']));
+      const records = hitsOf(await client.search({ index: `${prefix}memory-ops`, size: 10 }));
+      assert.equal(records.length, 1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('pages the pending users of every tenant past one aggregation page', async () => {
+    const { store } = await openFreshStore();
+    try {
+      const entries = Array.from({ length: 1_050 }, (_, i) =>
+        makeEntry({ userId: `user-${String(i).padStart(4, '0')}`, text: `note ${i}` }),
+      );
+      await store.upsert(plainWrites(entries));
+      const users = await store.pendingUsers();
+      assert.equal(users.length, 1_050);
+      assert.deepEqual(users[1_049], { tenantId: 'tenant-a', userId: 'user-1049', pending: 1 });
+      assert.ok(users.every((u, i) => i === 0 || (users[i - 1]?.userId ?? '') < u.userId));
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+const opsHitsSchema = z.object({ hits: z.object({ hits: z.array(z.object({ _id: z.string() })) }) });
+function hitsOf(response: unknown): { _id: string }[] {
+  return opsHitsSchema.parse(response).hits.hits;
+}
 
 /** A TCP proxy to `target` that can be stopped (connections cut, port closed) and started again. */
 async function tcpProxy(

@@ -5,16 +5,22 @@ import type { MemoryEntry } from '../../core/model/generated.js';
 import { assertId, assertScope, type Scope } from '../../core/model/scope.js';
 import { systemClock, type Clock } from '../../core/ports/clock.js';
 import type {
+  ApplyResult,
   ListRequest,
+  MemoryHistory,
   MemoryStore,
   MemoryWrite,
+  NearestRequest,
+  Neighbour,
+  OpWrite,
+  PendingUser,
+  RecordedOp,
   SearchHit,
   SearchRequest,
   StoreStats,
   UpsertResult,
 } from '../../core/ports/memory-store.js';
 import { contentHash } from '../memory/content-hash.js';
-import { checkWriteEmbedder, type StoredEmbedder } from '../memory/embedder-check.js';
 import {
   DEFAULT_FUSION,
   fuse,
@@ -25,16 +31,21 @@ import {
 import { queryTerms } from '../memory/query-terms.js';
 import {
   checkErasureScope,
+  checkLimit,
   checkSupersede,
+  checkUserScope,
+  checkVector,
   listPage,
   planList,
   validateWrite,
 } from '../memory/request-checks.js';
 import { planSearch } from '../memory/search-plan.js';
-import { planUpsert, type ExistingMemory } from '../memory/upsert-plan.js';
+import { planUpsert } from '../memory/upsert-plan.js';
+import { applyCheckedOps } from './es-apply-ops.js';
 import { bulkWrite, type BulkOp, type Refresh } from './es-bulk.js';
-import { EmbedderRecord } from './es-embedder.js';
-import { bulkItemFailure, esFailure, isIndexNotFound } from './es-errors.js';
+import { EmbedderRecord, checkBatchEmbedder, embedderClaim } from './es-embedder.js';
+import { bulkItemFailure, esFailure, isIndexNotFound, isTransientStatus } from './es-errors.js';
+import { keptClosedBy, readExisting } from './es-existing.js';
 import { TenantAliases, ensureMemoryIndex } from './es-indices.js';
 import {
   INTERNAL_FIELDS,
@@ -45,15 +56,21 @@ import {
   toEntry,
   type IndexNames,
 } from './es-mapping.js';
+import { checkOps } from './es-op-checks.js';
+import { deleteOps, ensureOpsIndex, opsTouching, readRecordedOpIds } from './es-ops.js';
 import {
   LEXICAL,
+  PENDING,
   SEMANTIC,
   SEMANTIC_BOOST,
+  asOfFilter,
+  decodeMsearch,
   decodeSearch,
   knnClause,
   lexicalClause,
   liveFilter,
   memoryFilters,
+  nearestClause,
   numericField,
   partScore,
   scopedQuery,
@@ -81,32 +98,6 @@ const MAX_WRITE_ATTEMPTS = 5;
 /** Ids per mget and per erase page. */
 const PAGE = 1_000;
 
-const existingSchema = z.object({
-  _id: z.string(),
-  found: z.boolean().optional(),
-  _seq_no: z.number().int().optional(),
-  _primary_term: z.number().int().optional(),
-  _source: z
-    .object({
-      tenantId: z.string(),
-      userId: z.string(),
-      contentHash: z.string(),
-      validTo: z.number().int().nullish(),
-      supersededBy: z.string().nullish(),
-      ingestedAt: z.number().int(),
-    })
-    .optional(),
-  error: z.object({ type: z.string(), reason: z.string().nullish() }).loose().optional(),
-});
-const mgetSchema = z.object({ docs: z.array(existingSchema) });
-
-interface Existing {
-  readonly memory: ExistingMemory;
-  readonly ingestedAt: number;
-  readonly seqNo: number;
-  readonly primaryTerm: number;
-}
-
 interface PendingWrite {
   readonly write: MemoryWrite;
   /** Position in the caller's batch (error fields name it). */
@@ -115,6 +106,16 @@ interface PendingWrite {
 }
 
 const liveCountSchema = z.object({ live: z.object({ doc_count: z.number().int() }) });
+const pendingUsersSchema = z.object({
+  users: z.object({
+    after_key: z.object({ tenantId: z.string(), userId: z.string() }).optional(),
+    buckets: z.array(
+      z.object({ key: z.object({ tenantId: z.string(), userId: z.string() }), doc_count: z.number().int() }),
+    ),
+  }),
+});
+/** Buckets per page of the pending-users aggregation. */
+const USERS_PAGE = 1_000;
 
 /**
  * The distributed MemoryStore: Elasticsearch with a `text` field for BM25 and a `dense_vector` field for
@@ -135,12 +136,19 @@ const liveCountSchema = z.object({ live: z.object({ doc_count: z.number().int() 
  * Writes: upsert reads the existing documents with mget (real-time), decides insert / update / unchanged
  * with the shared planUpsert, and writes with the bulk helper using optimistic concurrency (create, or
  * index with if_seq_no); a write that lost a race is decided again. Erase finds the scope's ids with
- * search_after and bulk-deletes them (the server has no _delete_by_query).
+ * search_after and bulk-deletes them (the server has no _delete_by_query), then the op records that name
+ * them (their replacements hold memory text).
+ *
+ * Versions and consolidation: applyOps closes targets, writes new versions and records each op in the ops
+ * index (es-apply-ops.ts, es-ops.ts); `asOf` searches read the versions valid at an event time; nearest
+ * runs one kNN per request in one msearch; the pending set is the live memories without `consolidatedAt`.
  */
 export class ElasticsearchMemoryStore implements MemoryStore {
   private readonly clock: Clock;
   private readonly refresh: Refresh;
   private readonly tenants: TenantAliases;
+  /** The per-tenant aliases of the ops index. */
+  private readonly opsTenants: TenantAliases;
   private readonly embedder: EmbedderRecord;
   private closed = false;
 
@@ -153,10 +161,14 @@ export class ElasticsearchMemoryStore implements MemoryStore {
     this.clock = options.clock ?? systemClock;
     this.refresh = options.refresh ?? 'true';
     this.tenants = new TenantAliases(client, names);
+    this.opsTenants = new TenantAliases(client, names.ops);
     this.embedder = new EmbedderRecord(client, names.alias);
   }
 
-  /** Connects and creates the template, the first index version and the alias when missing (idempotent). */
+  /**
+   * Connects and creates the template, the first index version and the alias when missing, maps fields
+   * added since on an older index, and creates the ops index (all idempotent).
+   */
   static async open(options: ElasticsearchMemoryStoreOptions): Promise<ElasticsearchMemoryStore> {
     const names = indexNames(options.indexPrefix);
     const weights = normaliseWeights(options.fusion ?? DEFAULT_FUSION);
@@ -184,6 +196,7 @@ export class ElasticsearchMemoryStore implements MemoryStore {
     }
     try {
       await ensureMemoryIndex(client, names);
+      await ensureOpsIndex(client, names.ops);
     } catch (error) {
       await client.close();
       throw esFailure(error, 'open');
@@ -202,18 +215,8 @@ export class ElasticsearchMemoryStore implements MemoryStore {
     if (writes.length === 0) return { inserted: 0, updated: 0, unchanged: 0 };
     return this.call('upsert', async () => {
       const stored = await this.embedder.current();
-      const fresh = checkBatchEmbedder(stored, writes);
-      // A batch bringing the index's first vectors records their embedder just before its first write, once
-      // nothing else in the batch (a conflict) can refuse it; if another process recorded another embedder
-      // meanwhile, the batch is held to that one.
-      let claim = stored === null ? fresh : null;
-      const beforeWrite = async (): Promise<void> => {
-        if (claim === null) return;
-        const candidate = claim;
-        claim = null;
-        const held = await this.embedder.claim(candidate);
-        if (held.id !== candidate.id || held.dims !== candidate.dims) checkBatchEmbedder(held, writes);
-      };
+      checkBatchEmbedder(stored, writes);
+      const beforeWrite = embedderClaim(this.embedder, stored, writes);
       for (const tenantId of new Set(writes.map((write) => write.entry.tenantId))) {
         await this.tenants.ensure(tenantId);
       }
@@ -235,7 +238,11 @@ export class ElasticsearchMemoryStore implements MemoryStore {
       hash: contentHash(write.entry, write.embedding),
     }));
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
-      const existing = await this.readExisting(pending.map((p) => p.write.entry.id));
+      const existing = await readExisting(
+        this.client,
+        this.names.alias,
+        pending.map((p) => p.write.entry.id),
+      );
       const planned = new Map<string, { pending: PendingWrite; action: 'insert' | 'update' }>();
       const ops: BulkOp[] = [];
       for (const item of pending) {
@@ -253,6 +260,9 @@ export class ElasticsearchMemoryStore implements MemoryStore {
           ingestedAt: old?.ingestedAt ?? entry.ingestedAt,
           contentHash: item.hash,
           embedding,
+          // New memories are pending; a rewrite keeps whether a consolidation took it, and who closed it.
+          consolidatedAt: old?.consolidatedAt ?? null,
+          closedBy: keptClosedBy(entry.supersededBy, old),
         });
         const index = this.names.alias;
         ops.push(
@@ -279,48 +289,6 @@ export class ElasticsearchMemoryStore implements MemoryStore {
     throw new LightmemError('busy', 'memories kept changing while being written; try again', {
       retryable: true,
     });
-  }
-
-  /** What the index holds under `ids`, in any tenant (a real-time mget; never returned to a caller). */
-  private async readExisting(ids: readonly string[]): Promise<Map<string, Existing>> {
-    const found = new Map<string, Existing>();
-    for (let start = 0; start < ids.length; start += PAGE) {
-      const response = mgetSchema.safeParse(
-        await this.client.mget({
-          index: this.names.alias,
-          ids: ids.slice(start, start + PAGE),
-          _source_includes: ['tenantId', 'userId', 'contentHash', 'validTo', 'supersededBy', 'ingestedAt'],
-        }),
-      );
-      if (!response.success) {
-        throw new LightmemError('internal', 'elasticsearch: unexpected mget response', {
-          cause: response.error,
-        });
-      }
-      for (const doc of response.data.docs) {
-        if (doc.error !== undefined) {
-          throw new UnavailableError(`elasticsearch mget of ${doc._id} failed: ${doc.error.type}`, doc.error);
-        }
-        const source = doc._source;
-        if (doc.found !== true) continue;
-        if (source === undefined || doc._seq_no === undefined || doc._primary_term === undefined) {
-          throw new LightmemError('storage_corrupt', `memory store: unreadable document ${doc._id}`);
-        }
-        found.set(doc._id, {
-          memory: {
-            tenantId: source.tenantId,
-            userId: source.userId,
-            contentHash: source.contentHash,
-            validTo: source.validTo ?? null,
-            supersededBy: source.supersededBy ?? null,
-          },
-          ingestedAt: source.ingestedAt,
-          seqNo: doc._seq_no,
-          primaryTerm: doc._primary_term,
-        });
-      }
-    }
-    return found;
   }
 
   async supersede(scope: Scope, ids: readonly string[], by: string, at: number): Promise<number> {
@@ -366,17 +334,29 @@ export class ElasticsearchMemoryStore implements MemoryStore {
     });
   }
 
-  /** Erases a data subject (a user or a conversation; see checkErasureScope). Returns the ids erased. */
+  /**
+   * Erases a data subject (a user or a conversation; see checkErasureScope) and its op records (they carry
+   * the text of the versions they wrote): those of the user when a whole user is erased, and those naming
+   * an erased memory. Returns the ids erased.
+   */
   async erase(scope: Scope): Promise<string[]> {
     this.ensureOpen();
-    return this.eraseWhere(checkErasureScope(scope));
+    checkErasureScope(scope);
+    const erased = await this.eraseWhere(scope);
+    const userId = scope.conversationId === undefined ? (scope.userId ?? null) : null;
+    await this.call('erase', () =>
+      deleteOps(this.client, this.names.ops, scope.tenantId, { userId, ids: erased }, this.refresh),
+    );
+    return erased;
   }
 
-  /** Deletes every memory of a tenant (off-boarding). Not part of the MemoryStore port on purpose. */
+  /** Deletes every memory and op record of a tenant (off-boarding). Not part of the MemoryStore port on purpose. */
   async eraseTenant(tenantId: string): Promise<string[]> {
     this.ensureOpen();
     assertId(tenantId, 'tenantId');
-    return this.eraseWhere({ tenantId });
+    const erased = await this.eraseWhere({ tenantId });
+    await this.call('erase', () => deleteOps(this.client, this.names.ops, tenantId, 'all', this.refresh));
+    return erased;
   }
 
   /** Pages through the scope's ids in id order (search_after) and bulk-deletes each page. */
@@ -417,6 +397,291 @@ export class ElasticsearchMemoryStore implements MemoryStore {
       .catch(() => undefined);
   }
 
+  // ---------------------------------------------------------------- versions (ops)
+
+  /**
+   * Applies ops in batch order, each idempotently by opId (see es-apply-ops.ts for how an op stays safe to
+   * interrupt and to race without transactions). The whole batch is checked before anything is written.
+   */
+  async applyOps(ops: readonly OpWrite[]): Promise<ApplyResult> {
+    this.ensureOpen();
+    const checked = checkOps(ops);
+    if (checked.length === 0) return { applied: 0, stale: 0, duplicate: 0 };
+    return this.call('applyOps', async () => {
+      const replacements = checked.flatMap((item) => item.replacements);
+      const stored = await this.embedder.current();
+      checkBatchEmbedder(stored, replacements);
+      for (const tenantId of new Set(checked.map((item) => item.op.tenantId))) {
+        await this.tenants.ensure(tenantId);
+        await this.opsTenants.ensure(tenantId);
+      }
+      return applyCheckedOps(
+        {
+          client: this.client,
+          names: this.names,
+          refresh: this.refresh,
+          appliedAt: this.clock.now(),
+          beforeWrite: embedderClaim(this.embedder, stored, replacements),
+        },
+        checked,
+      );
+    });
+  }
+
+  async recordedOps(tenantId: string, opIds: readonly string[]): Promise<Set<string>> {
+    this.ensureOpen();
+    assertId(tenantId, 'tenantId');
+    opIds.forEach((opId, i) => assertId(opId, `opIds[${i}]`));
+    if (opIds.length === 0) return new Set();
+    return this.call('recordedOps', () => readRecordedOpIds(this.client, this.names.ops, tenantId, opIds));
+  }
+
+  /**
+   * Walks the ops from `id` both ways: an applied update links its targets and its replacements; every op
+   * naming a version (as target or replacement, whatever its kind or outcome) is listed. One ops search and
+   * one memory search per step of the walk. Versions outside the scope are neither listed nor followed.
+   */
+  async history(scope: Scope, id: string): Promise<MemoryHistory | undefined> {
+    this.ensureOpen();
+    assertScope(scope);
+    assertId(id, 'id');
+    return this.call('history', async () => {
+      const first = (await this.loadEntries(scope, [id])).get(id);
+      if (first === undefined) return undefined;
+      const versions = new Map<string, MemoryEntry>([[id, first]]);
+      const ops = new Map<string, RecordedOpHit>();
+      let frontier = [id];
+      while (frontier.length > 0) {
+        const linked = new Set<string>();
+        for (const hit of await opsTouching(this.client, this.names.ops, scope.tenantId, frontier)) {
+          ops.set(hit.id, hit);
+          const { op, outcome } = hit.recorded;
+          if (op.op !== 'update' || outcome !== 'applied') continue;
+          for (const linkedId of [...op.targetIds, ...op.replacementIds]) {
+            if (!versions.has(linkedId)) linked.add(linkedId);
+          }
+        }
+        const found = await this.loadEntries(scope, [...linked]);
+        for (const [foundId, entry] of found) versions.set(foundId, entry);
+        frontier = [...found.keys()];
+      }
+      return {
+        versions: [...versions.values()].sort(
+          (a, b) => a.validFrom - b.validFrom || a.occurredAt - b.occurredAt || compare(a.id, b.id),
+        ),
+        ops: [...ops.values()]
+          .map((hit) => hit.recorded)
+          .sort((a, b) => a.appliedAt - b.appliedAt || compare(a.op.opId, b.op.opId)),
+      };
+    });
+  }
+
+  // ---------------------------------------------------------------- consolidation reads
+
+  /** One kNN search per request, all in one msearch; cosine similarity is read back from the kNN score. */
+  async nearest(requests: readonly NearestRequest[]): Promise<Neighbour[][]> {
+    this.ensureOpen();
+    requests.forEach((request, i) => checkNearest(request, i));
+    if (requests.length === 0) return [];
+    return this.call('nearest', async () => {
+      const stored = await this.embedder.current();
+      requests.forEach((request, i) => {
+        if (stored === null) return;
+        if (request.embedderId !== stored.id) {
+          throw new LightmemError(
+            'model_mismatch',
+            `query embedded by ${request.embedderId} but this store holds vectors of ${stored.id}`,
+            { field: `requests[${i}].embedderId` },
+          );
+        }
+        if (request.vector.length !== stored.dims) {
+          throw new LightmemError(
+            'model_mismatch',
+            `query vector has ${request.vector.length} dimensions; this store holds ${stored.dims}`,
+            { field: `requests[${i}].vector` },
+          );
+        }
+      });
+      // No stored vector, or a zero query vector (no cosine with anything): no neighbours.
+      const runs = requests.map((request) => stored !== null && hasMagnitude(request.vector));
+      const now = this.clock.now();
+      const results = await this.msearchScopes(
+        requests
+          .filter((_, i) => runs[i])
+          .map((request) => {
+            const filter = [liveFilter(now), ...occurredAtMost(request.occurredAtMost)];
+            return {
+              scope: request.scope,
+              filter: [],
+              should: [nearestClause(request.scope, filter, request.vector, request.k)],
+              request: { size: request.k, _source: { excludes: INTERNAL_FIELDS } },
+            };
+          }),
+      );
+      let next = 0;
+      return runs.map((ran) => {
+        if (!ran) return [];
+        const result = results[next++] ?? null;
+        return (result?.hits.hits ?? []).map((hit) => {
+          const score = hit._score;
+          if (typeof score !== 'number') {
+            throw new LightmemError('internal', `elasticsearch: no kNN score for ${hit._id}`);
+          }
+          // The cosine kNN score is (1 + cosine) / 2.
+          return { memory: toEntry(hit._source, hit._id), similarity: 2 * score - 1 };
+        });
+      });
+    });
+  }
+
+  async embeddings(scope: Scope, ids: readonly string[]): Promise<Map<string, Float32Array>> {
+    this.ensureOpen();
+    assertScope(scope);
+    ids.forEach((id, i) => assertId(id, `ids[${i}]`));
+    const distinct = [...new Set(ids)];
+    return this.call('embeddings', async () => {
+      const vectors = new Map<string, Float32Array>();
+      for (let start = 0; start < distinct.length; start += PAGE) {
+        const page = distinct.slice(start, start + PAGE);
+        const result = await this.searchScope(
+          scope,
+          [{ ids: { values: page } }, { exists: { field: 'embedding' } }],
+          [],
+          { size: page.length, _source: ['embedding'] },
+        );
+        for (const hit of result?.hits.hits ?? []) {
+          const parsed = embeddingSourceSchema.safeParse(hit._source);
+          if (!parsed.success) {
+            throw new LightmemError('storage_corrupt', `memory store: unreadable embedding of ${hit._id}`, {
+              cause: parsed.error,
+            });
+          }
+          vectors.set(hit._id, Float32Array.from(parsed.data.embedding));
+        }
+      }
+      return vectors;
+    });
+  }
+
+  /** Live memories of the user without consolidatedAt, in (occurredAt, id) order. */
+  async pendingConsolidation(scope: Scope, limit: number): Promise<MemoryEntry[]> {
+    this.ensureOpen();
+    checkUserScope(scope);
+    checkLimit(limit);
+    return this.call('pendingConsolidation', async () => {
+      const result = await this.searchScope(scope, [liveFilter(this.clock.now()), PENDING], [], {
+        size: limit,
+        sort: [{ occurredAt: 'asc' }, { id: 'asc' }],
+        _source: { excludes: INTERNAL_FIELDS },
+      });
+      return (result?.hits.hits ?? []).map((hit) => toEntry(hit._source, hit._id));
+    });
+  }
+
+  /** Sets consolidatedAt on the memories of `ids` in the scope that have none (conditional bulk updates). */
+  async markConsolidated(scope: Scope, ids: readonly string[], at: number): Promise<number> {
+    this.ensureOpen();
+    checkUserScope(scope);
+    ids.forEach((id, i) => assertId(id, `ids[${i}]`));
+    if (!Number.isSafeInteger(at)) throw new InvalidInputError('at must be an integer epoch ms', 'at');
+    let pending = [...new Set(ids)];
+    if (pending.length === 0) return 0;
+    return this.call('markConsolidated', async () => {
+      let changed = 0;
+      for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
+        const ops: BulkOp[] = [];
+        for (let start = 0; start < pending.length; start += PAGE) {
+          const page = pending.slice(start, start + PAGE);
+          const result = await this.searchScope(scope, [{ ids: { values: page } }, PENDING], [], {
+            size: page.length,
+            _source: false,
+            seq_no_primary_term: true,
+          });
+          for (const hit of result?.hits.hits ?? []) {
+            if (hit._seq_no === undefined || hit._primary_term === undefined) {
+              throw new LightmemError('internal', `elasticsearch: no sequence number for ${hit._id}`);
+            }
+            ops.push({
+              kind: 'update',
+              index: hit._index,
+              id: hit._id,
+              ifSeqNo: hit._seq_no,
+              ifPrimaryTerm: hit._primary_term,
+              doc: { consolidatedAt: at },
+            });
+          }
+        }
+        pending = [];
+        for (const [id, outcome] of await bulkWrite(this.client, ops, this.refresh)) {
+          if (outcome.status < 300) changed++;
+          // Changed meanwhile: decided again (it may have been marked by someone else).
+          else if (outcome.status === 409) pending.push(id);
+          else if (outcome.status !== 404) {
+            throw bulkItemFailure(outcome.status, outcome.error, 'markConsolidated');
+          }
+        }
+        if (pending.length === 0) return changed;
+      }
+      throw new LightmemError('busy', 'memories kept changing while being marked; try again', {
+        retryable: true,
+      });
+    });
+  }
+
+  /**
+   * Users with live pending memories: a composite aggregation on (tenantId, userId), paged, through the
+   * tenant's alias when a tenant is given and through the main alias otherwise (operators).
+   */
+  async pendingUsers(tenantId?: string): Promise<PendingUser[]> {
+    this.ensureOpen();
+    if (tenantId !== undefined) assertId(tenantId, 'tenantId');
+    return this.call('pendingUsers', async () => {
+      const users: PendingUser[] = [];
+      let after: { tenantId: string; userId: string } | undefined;
+      for (;;) {
+        const request = {
+          size: 0,
+          aggs: {
+            users: {
+              composite: {
+                size: USERS_PAGE,
+                sources: [
+                  { tenantId: { terms: { field: 'tenantId' } } },
+                  { userId: { terms: { field: 'userId' } } },
+                ],
+                ...(after === undefined ? {} : { after }),
+              },
+            },
+          },
+        };
+        const filter = [liveFilter(this.clock.now()), PENDING];
+        const result =
+          tenantId === undefined
+            ? decodeSearch(
+                await this.client.search({
+                  index: this.names.alias,
+                  // Memories only: the meta document has no tenant.
+                  query: { bool: { filter: [{ exists: { field: 'tenantId' } }, ...filter] } },
+                  allow_partial_search_results: false,
+                  ...request,
+                }),
+              )
+            : await this.searchScope({ tenantId }, filter, [], request);
+        if (result === null) return users;
+        const parsed = pendingUsersSchema.safeParse(result.aggregations);
+        if (!parsed.success) {
+          throw new LightmemError('internal', 'elasticsearch: unexpected aggregation response', {
+            cause: parsed.error,
+          });
+        }
+        const { buckets, after_key: afterKey } = parsed.data.users;
+        for (const { key, doc_count: pending } of buckets) users.push({ ...key, pending });
+        if (buckets.length < USERS_PAGE || afterKey === undefined) return users;
+        after = afterKey;
+      }
+    });
+  }
+
   // ---------------------------------------------------------------- reads
 
   async search(request: SearchRequest): Promise<SearchHit[]> {
@@ -429,7 +694,11 @@ export class ElasticsearchMemoryStore implements MemoryStore {
       const vector =
         plan.queryVector !== undefined && hasMagnitude(plan.queryVector) ? plan.queryVector : undefined;
       if (terms.length === 0 && vector === undefined) return [];
-      const filters = memoryFilters(plan.range, plan.live ? this.clock.now() : null);
+      // As of an event time: the versions valid then, superseded since or not (wins over includeSuperseded).
+      const filters = [
+        ...memoryFilters(plan.range, plan.live ? this.clock.now() : null),
+        ...(plan.asOf === null ? [] : [asOfFilter(plan.asOf)]),
+      ];
       const parts: Query[] = [];
       if (terms.length > 0) parts.push(lexicalClause(terms));
       if (vector !== undefined) parts.push(knnClause(scope, filters, vector, plan.semanticCandidates));
@@ -564,6 +833,35 @@ export class ElasticsearchMemoryStore implements MemoryStore {
     }
   }
 
+  /**
+   * Several searchScope requests in one msearch round trip, each through its tenant's alias with its scope's
+   * filters. An item is null when its tenant has no alias yet.
+   */
+  private async msearchScopes(
+    searches: readonly {
+      scope: Scope;
+      filter: readonly Query[];
+      should: readonly Query[];
+      request: Omit<estypes.SearchRequest, 'index' | 'query'>;
+    }[],
+  ): Promise<(SearchResult | null)[]> {
+    if (searches.length === 0) return [];
+    const response = await this.client.msearch({
+      searches: searches.flatMap(({ scope, filter, should, request }) => [
+        { index: this.tenants.name(scope.tenantId), allow_partial_search_results: false },
+        { query: scopedQuery(scope, filter, should), track_total_hits: false, ...request },
+      ]),
+    });
+    return decodeMsearch(response).map((item) => {
+      if ('hits' in item) return item;
+      if (item.status === 404 && item.type === 'index_not_found_exception') return null;
+      const reason = `elasticsearch msearch item failed (HTTP ${item.status ?? '?'}): ${item.type}: ${item.reason}`;
+      if (item.status !== undefined && isTransientStatus(item.status))
+        throw new UnavailableError(reason, item);
+      throw new LightmemError('internal', reason, { cause: item });
+    });
+  }
+
   /** Runs `work`, turning Elasticsearch failures into LightmemErrors (transient ones retryable). */
   private async call<T>(action: string, work: () => Promise<T>): Promise<T> {
     try {
@@ -576,20 +874,6 @@ export class ElasticsearchMemoryStore implements MemoryStore {
   private ensureOpen(): void {
     if (this.closed) throw new LightmemError('storage_unavailable', 'memory store is closed');
   }
-}
-
-/** The embedder the store holds after the whole batch (throws model_mismatch on the first misfit). */
-function checkBatchEmbedder(
-  stored: StoredEmbedder | null,
-  writes: readonly MemoryWrite[],
-): StoredEmbedder | null {
-  let embedder = stored;
-  for (const { entry, embedding } of writes) {
-    if (embedding !== undefined || entry.pipeline.embedder !== null) {
-      embedder = checkWriteEmbedder(embedder, entry, embedding);
-    }
-  }
-  return embedder;
 }
 
 /**
@@ -611,4 +895,34 @@ function checkIdSize(id: string, field: string): void {
   if (Buffer.byteLength(id) > MAX_ID_BYTES) {
     throw new InvalidInputError(`${field} is longer than ${MAX_ID_BYTES} bytes`, field);
   }
+}
+
+interface RecordedOpHit {
+  readonly id: string;
+  readonly recorded: RecordedOp;
+}
+
+const embeddingSourceSchema = z.object({ embedding: z.array(z.number()) });
+
+/** Code-point order, as Elasticsearch sorts keywords. */
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function checkNearest(request: NearestRequest, i: number): void {
+  checkUserScope(request.scope);
+  checkLimit(request.k);
+  checkVector(request.vector, `requests[${i}].vector`);
+  if (typeof request.embedderId !== 'string' || request.embedderId === '') {
+    throw new InvalidInputError('embedderId is required', `requests[${i}].embedderId`);
+  }
+  const most = request.occurredAtMost;
+  if (most !== undefined && (typeof most !== 'number' || !Number.isFinite(most))) {
+    throw new InvalidInputError('occurredAtMost must be a finite epoch ms', `requests[${i}].occurredAtMost`);
+  }
+}
+
+/** occurredAt <= most (inclusive; floored, as occurredAt is an integer). */
+function occurredAtMost(most: number | undefined): Query[] {
+  return most === undefined ? [] : [{ range: { occurredAt: { lte: Math.floor(most) } } }];
 }

@@ -19,11 +19,19 @@ export interface BulkOutcome {
   /** HTTP status of the item (2xx done; 404 a delete of a missing document; 409 a conflict…). */
   readonly status: number;
   readonly error: { readonly type?: string; readonly reason?: string | null } | null;
+  /** The written version's sequence number and primary term (successful writes). */
+  readonly seqNo?: number | undefined;
+  readonly primaryTerm?: number | undefined;
 }
 
 export type Refresh = 'true' | 'wait_for' | 'false';
 
-const itemSchema = z.object({ _id: z.string().nullish(), status: z.number().int() });
+const itemSchema = z.object({
+  _id: z.string().nullish(),
+  status: z.number().int(),
+  _seq_no: z.number().int().optional(),
+  _primary_term: z.number().int().optional(),
+});
 const resultSchema = z.record(z.string(), itemSchema);
 const operationSchema = z.record(z.string(), z.object({ _id: z.string() }));
 
@@ -78,7 +86,14 @@ export async function bulkWrite(
     },
     onSuccess: ({ result }) => {
       for (const item of Object.values(resultSchema.parse(result))) {
-        if (item._id != null) outcomes.set(item._id, { status: item.status, error: null });
+        if (item._id != null) {
+          outcomes.set(item._id, {
+            status: item.status,
+            error: null,
+            seqNo: item._seq_no,
+            primaryTerm: item._primary_term,
+          });
+        }
       }
     },
     onDrop: (dropped) => {

@@ -1,7 +1,8 @@
 import type { Client } from '@elastic/elasticsearch';
 import { z } from 'zod';
 import { LightmemError } from '../../core/errors.js';
-import type { StoredEmbedder } from '../memory/embedder-check.js';
+import type { MemoryWrite } from '../../core/ports/memory-store.js';
+import { checkWriteEmbedder, type StoredEmbedder } from '../memory/embedder-check.js';
 import { responseBody, statusOf } from './es-errors.js';
 import { EMBEDDER_META_ID, vectorMapping } from './es-mapping.js';
 
@@ -87,4 +88,38 @@ export class EmbedderRecord {
 function isNotFoundBody(error: unknown): boolean {
   const body = z.object({ found: z.literal(false) }).safeParse(responseBody(error));
   return body.success;
+}
+
+/** The embedder the store holds after the whole batch (throws model_mismatch on the first misfit). */
+export function checkBatchEmbedder(
+  stored: StoredEmbedder | null,
+  writes: readonly MemoryWrite[],
+): StoredEmbedder | null {
+  let embedder = stored;
+  for (const { entry, embedding } of writes) {
+    if (embedding !== undefined || entry.pipeline.embedder !== null) {
+      embedder = checkWriteEmbedder(embedder, entry, embedding);
+    }
+  }
+  return embedder;
+}
+
+/**
+ * The write hook of a batch that may bring the index's first vectors: it records their embedder just before
+ * the batch's first write, once nothing else in the batch can refuse it; if another process recorded
+ * another embedder meanwhile, the batch is held to that one (model_mismatch).
+ */
+export function embedderClaim(
+  record: EmbedderRecord,
+  stored: StoredEmbedder | null,
+  writes: readonly MemoryWrite[],
+): () => Promise<void> {
+  let claim = stored === null ? checkBatchEmbedder(stored, writes) : null;
+  return async () => {
+    if (claim === null) return;
+    const candidate = claim;
+    claim = null;
+    const held = await record.claim(candidate);
+    if (held.id !== candidate.id || held.dims !== candidate.dims) checkBatchEmbedder(held, writes);
+  };
 }

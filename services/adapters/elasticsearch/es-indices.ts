@@ -1,13 +1,15 @@
-import type { Client } from '@elastic/elasticsearch';
+import type { Client, estypes } from '@elastic/elasticsearch';
 import { z } from 'zod';
 import { LightmemError } from '../../core/errors.js';
 import { errorTypeOf, statusOf } from './es-errors.js';
 import {
+  LATER_FIELDS,
   TEMPLATE_VERSION,
   TEXT_ANALYZER,
   firstIndex,
   indexSettings,
   memoryMappings,
+  type AliasNames,
   type IndexNames,
 } from './es-mapping.js';
 
@@ -22,15 +24,35 @@ const FULL_FILTERS = ['lowercase', 'asciifolding', 'porter_stem'];
 /** Servers without the analysis-common module (the integ-test distribution) have only `lowercase`. */
 const BASIC_FILTERS = ['lowercase'];
 
-/** Makes sure the template, an index and the alias exist; returns the index the alias writes to. */
+/**
+ * Makes sure the template, an index and the alias exist, and that every index behind the alias maps the
+ * fields added since template version 1; returns the index the alias writes to.
+ */
 export async function ensureMemoryIndex(client: Client, names: IndexNames): Promise<string> {
   await ensureTemplate(client, names);
+  // The template gives the first index its settings and mapping.
+  const index = await ensureAliasedIndex(client, names, {});
+  // An index made from an older template lacks them; adding fields to a live mapping is allowed (idempotent).
+  await client.indices.putMapping({ index: names.alias, properties: { ...LATER_FIELDS } });
+  return index;
+}
+
+/**
+ * Makes sure `names.alias` exists with a write index (creating the first version with `body` when it is
+ * missing) and that its shard is ready; returns the write index.
+ */
+export async function ensureAliasedIndex(
+  client: Client,
+  names: AliasNames,
+  body: Pick<estypes.IndicesCreateRequest, 'settings' | 'mappings'>,
+): Promise<string> {
   let index = await writeIndexOf(client, names.alias);
   if (index === null) {
     try {
       await client.indices.create({
         index: firstIndex(names),
         aliases: { [names.alias]: { is_write_index: true } },
+        ...body,
       });
     } catch (error) {
       if (errorTypeOf(error) !== 'resource_already_exists_exception') throw error;
@@ -139,7 +161,7 @@ export class TenantAliases {
 
   constructor(
     private readonly client: Client,
-    private readonly names: IndexNames,
+    private readonly names: AliasNames,
   ) {}
 
   name(tenantId: string): string {

@@ -17,10 +17,15 @@ import { memoryEntrySchema } from '../memory/entry-schema.js';
  *   BM25 indexes: the source text, else the text), `contentHash` (unchanged upserts) and `embedding`.
  * - A meta document `!embedder` (`!` cannot occur in a memory id) records the embedder that fixed the
  *   vector dimension of this index version; the `embedding` field is mapped when it is created.
+ * - Consolidation keeps two internal fields on a memory: `consolidatedAt` (when a consolidation took it as a
+ *   source; absent or null = pending) and `closedBy` (the opId that closed it, so an op interrupted half-way
+ *   is recognised as its own when it runs again). Both were added in template version 2; open() maps them
+ *   on indices made by version 1 (LATER_FIELDS).
+ * - Applied ops are kept in their own index (es-ops.ts).
  */
 
 /** Bump when the template changes; an older template is replaced, a newer one left alone. */
-export const TEMPLATE_VERSION = 1;
+export const TEMPLATE_VERSION = 2;
 /** The first index version open() creates. */
 const FIRST_VERSION = 1;
 
@@ -33,6 +38,15 @@ export interface IndexNames {
   /** The concrete index of a version. */
   index(version: number): string;
   /** The filtered alias of one tenant. */
+  tenantAlias(tenantId: string): string;
+  /** The index of recorded ops (es-ops.ts): versioned behind its own alias, with per-tenant aliases too. */
+  readonly ops: AliasNames;
+}
+
+/** A versioned index behind an alias, with one filtered alias per tenant. */
+export interface AliasNames {
+  readonly alias: string;
+  index(version: number): string;
   tenantAlias(tenantId: string): string;
 }
 
@@ -47,19 +61,25 @@ export function indexNames(prefix: string): IndexNames {
     );
   }
   const alias = `${prefix}memories`;
+  const ops = aliasNames(`${prefix}memory-ops`);
+  return { ...aliasNames(alias), template: alias, pattern: `${alias}-v*`, ops };
+}
+
+function aliasNames(alias: string): AliasNames {
   return {
     alias,
-    template: alias,
-    pattern: `${alias}-v*`,
     index: (version) => `${alias}-v${version}`,
     // Tenant ids may hold characters index names may not (`:` `#` `/`, upper case): a hash names the alias.
     // 128 bits: two tenants sharing an alias (which would merge their filters) is out of reach.
-    tenantAlias: (tenantId) =>
-      `${alias}-t-${createHash('sha256').update(tenantId).digest('hex').slice(0, 32)}`,
+    tenantAlias: (tenantId) => `${alias}-t-${tenantHash(tenantId)}`,
   };
 }
 
-export const firstIndex = (names: IndexNames): string => names.index(FIRST_VERSION);
+export function tenantHash(tenantId: string): string {
+  return createHash('sha256').update(tenantId).digest('hex').slice(0, 32);
+}
+
+export const firstIndex = (names: AliasNames): string => names.index(FIRST_VERSION);
 
 /** `_id` of the meta document recording the embedder. */
 export const EMBEDDER_META_ID = '!embedder';
@@ -68,7 +88,14 @@ export const SPEAKER_WEIGHT = 0.4;
 /** Elasticsearch refuses longer ids. */
 export const MAX_ID_BYTES = 512;
 /** Fields kept in a document for the store itself, never returned as part of a memory. */
-export const INTERNAL_FIELDS = ['searchText', 'contentHash', 'embedding', 'embedderMeta'];
+export const INTERNAL_FIELDS = [
+  'searchText',
+  'contentHash',
+  'embedding',
+  'embedderMeta',
+  'consolidatedAt',
+  'closedBy',
+];
 
 const keyword = { type: 'keyword' } as const;
 const long = { type: 'long' } as const;
@@ -102,9 +129,19 @@ export function memoryMappings(analyzer: string): estypes.MappingTypeMapping {
       pipeline: { type: 'object', enabled: false },
       contentHash: stored,
       embedderMeta: { type: 'object', enabled: false },
+      ...LATER_FIELDS,
     },
   };
 }
+
+/**
+ * Fields added after template version 1, put into the mapping of every index behind the alias on open
+ * (adding a field is allowed on a live index; documents without it read as null).
+ */
+export const LATER_FIELDS = {
+  consolidatedAt: long,
+  closedBy: keyword,
+} as const satisfies Record<string, estypes.MappingProperty>;
 
 /** The `embedding` field, added when the first vector is written (its dimension is not known before). */
 export function vectorMapping(dims: number): estypes.MappingProperty {
@@ -141,6 +178,10 @@ export interface MemoryDocument extends MemoryEntry {
   readonly searchText: string;
   readonly contentHash: string;
   readonly embedding?: number[];
+  /** When a consolidation took the memory as a source (null: pending). */
+  readonly consolidatedAt: number | null;
+  /** The op that closed the memory (null when open, or closed by supersede()). */
+  readonly closedBy: string | null;
 }
 
 /**
@@ -155,6 +196,8 @@ export function toDocument(
     readonly ingestedAt: number;
     readonly contentHash: string;
     readonly embedding: Float32Array | undefined;
+    readonly consolidatedAt?: number | null | undefined;
+    readonly closedBy?: string | null | undefined;
   },
 ): MemoryDocument {
   const p = entry.pipeline;
@@ -186,6 +229,8 @@ export function toDocument(
     sourceText: entry.sourceText,
     searchText: searchText(entry),
     contentHash: write.contentHash,
+    consolidatedAt: write.consolidatedAt ?? null,
+    closedBy: write.closedBy ?? null,
   };
   const vector = write.embedding;
   // Cosine has no meaning for a zero vector and Elasticsearch refuses one; such a memory is found by its

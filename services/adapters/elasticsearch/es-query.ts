@@ -75,6 +75,26 @@ export function memoryFilters(range: Range, liveAt: number | null): Query[] {
   return filters;
 }
 
+/**
+ * The versions valid at event time `asOf`: validFrom <= asOf < validTo (validTo absent: still valid),
+ * superseded or not.
+ */
+export function asOfFilter(asOf: number): Query {
+  return {
+    bool: {
+      filter: [{ range: { validFrom: { lte: asOf } } }],
+      should: [
+        { bool: { must_not: [{ exists: { field: 'validTo' } }] } },
+        { range: { validTo: { gt: asOf } } },
+      ],
+      minimum_should_match: 1,
+    },
+  };
+}
+
+/** Not yet taken as a source by a consolidation (documents from before the field read as pending). */
+export const PENDING: Query = { bool: { must_not: [{ exists: { field: 'consolidatedAt' } }] } };
+
 /** BM25 over the searchable text, plus the speaker at a lower weight; any word may match. */
 export function lexicalClause(terms: readonly string[]): Query {
   const query = terms.join(' ');
@@ -108,11 +128,33 @@ export function knnClause(scope: Scope, filter: readonly Query[], vector: Float3
   };
 }
 
+/**
+ * kNN for `nearest`: the k vectors of the scope (and `filter`, as pre-filters) closest to `vector`, scored
+ * (1 + cosine) / 2 (unboosted, so the hit's score is that).
+ */
+export function nearestClause(
+  scope: Scope,
+  filter: readonly Query[],
+  vector: Float32Array,
+  k: number,
+): Query {
+  return {
+    knn: {
+      field: 'embedding',
+      query_vector: Array.from(vector),
+      k,
+      num_candidates: Math.min(10_000, Math.max(k * 2, 200)),
+      filter: [...scopeFilters(scope), ...filter],
+    },
+  };
+}
+
 // ---------------------------------------------------------------- responses
 
 const hitSchema = z.object({
   _id: z.string(),
   _index: z.string(),
+  _score: z.number().nullish(),
   _source: z.unknown().optional(),
   matched_queries: z.union([z.record(z.string(), z.number()), z.array(z.string())]).optional(),
   fields: z.record(z.string(), z.array(z.unknown())).optional(),
@@ -137,6 +179,32 @@ export function decodeSearch(response: unknown): SearchResult {
     throw new LightmemError('internal', 'elasticsearch: unexpected search response', { cause: parsed.error });
   }
   return parsed.data;
+}
+
+const msearchSchema = z.object({ responses: z.array(z.unknown()) });
+const msearchErrorSchema = z.object({
+  status: z.number().int().optional(),
+  error: z.object({ type: z.string(), reason: z.string().nullish() }).loose(),
+});
+
+/** The items of a multi-search response: each a search result or its own error. */
+export function decodeMsearch(
+  response: unknown,
+): (
+  SearchResult | { readonly status: number | undefined; readonly type: string; readonly reason: string }
+)[] {
+  const parsed = msearchSchema.safeParse(response);
+  if (!parsed.success) {
+    throw new LightmemError('internal', 'elasticsearch: unexpected msearch response', {
+      cause: parsed.error,
+    });
+  }
+  return parsed.data.responses.map((item) => {
+    const failed = msearchErrorSchema.safeParse(item);
+    if (!failed.success) return decodeSearch(item);
+    const { status, error } = failed.data;
+    return { status, type: error.type, reason: error.reason ?? '' };
+  });
 }
 
 /** The score of a named part of a hit (include_named_queries_score), or null when it did not match. */
