@@ -5,10 +5,11 @@ import type { StageName } from '../runtime/pipeline.js';
 import { commonOptions, parse } from './args.js';
 import { commandConfig, commandLogger } from './context.js';
 
-export const serviceUsage = `lightmem service compressor|segmenter|summarizer|indexer [--config F]
+export const serviceUsage = `lightmem service compressor|segmenter|summarizer|indexer|applier|consolidator [--config F]
   Runs one pipeline stage of distributed mode (Kafka + schema registry + Elasticsearch) until SIGTERM or
   SIGINT: the batch in hand is finished and committed, then the consumer leaves its group. Run as many
-  replicas of a stage as it has partitions; give each a stable LIGHTMEM_INSTANCE_ID.`;
+  replicas of a stage as it has partitions; give each a stable LIGHTMEM_INSTANCE_ID. \`consolidator\` runs a
+  Temporal worker of sleep-time consolidation (temporal.address, temporal.taskQueue): run one or more.`;
 
 export async function serviceCommand(argv: readonly string[]): Promise<number> {
   const { values, positionals } = parse(argv, commonOptions);
@@ -17,9 +18,10 @@ export async function serviceCommand(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const stage = positionals[0];
+  if (stage === 'consolidator') return consolidatorService(values);
   if (stage === undefined || !stageNames.includes(stage as StageName)) {
     throw new InvalidInputError(
-      `the stage must be one of ${stageNames.join(', ')}\n${serviceUsage}`,
+      `the stage must be one of ${stageNames.join(', ')}, consolidator\n${serviceUsage}`,
       'stage',
     );
   }
@@ -60,4 +62,29 @@ export async function serviceCommand(argv: readonly string[]): Promise<number> {
   }
   logger.info('stopped');
   return 0;
+}
+
+/** `lightmem service consolidator`: a Temporal worker of sleep-time consolidation until SIGTERM / SIGINT. */
+async function consolidatorService(values: Record<string, string | boolean | undefined>): Promise<number> {
+  const config = commandConfig(values, { mode: 'distributed' });
+  const logger = commandLogger(values, config, { logLevel: 'info' }).child({ service: 'consolidator' });
+  const runtime = await DistributedRuntime.open(config, { logger, clock: systemClock });
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    logger.info('stopping', { signal });
+    stop.abort();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  logger.info('consolidator running', {
+    temporal: config.temporal.address,
+    taskQueue: config.temporal.taskQueue,
+    policy: config.consolidation.policy,
+  });
+  try {
+    await runtime.runConsolidator(stop.signal, process.env);
+    return 0;
+  } finally {
+    await runtime.close();
+  }
 }

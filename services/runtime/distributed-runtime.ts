@@ -16,6 +16,16 @@ import {
 import { registerSchemas, type RegistrationResult } from '../adapters/kafka/registry-codec.js';
 import { ElasticsearchMemoryStore } from '../adapters/elasticsearch/elasticsearch-memory-store.js';
 import { InProcessScheduler } from '../adapters/scheduler/in-process-scheduler.js';
+import { TemporalConsolidationTrigger } from '../adapters/temporal/consolidation-trigger.js';
+import { runConsolidationOnce } from '../adapters/temporal/consolidation-once.js';
+import { runConsolidationWorker } from '../adapters/temporal/consolidation-worker.js';
+import { temporalEndpoint } from '../adapters/temporal/consolidation-entity.js';
+import { configuredDecider, consolidationDeps, runLimits } from './consolidation-setup.js';
+import type { Env } from './extractor-setup.js';
+import type {
+  ConsolidationScope,
+  ConsolidationSummary,
+} from '../../workflows/consolidation/activity-types.js';
 import { idleFlushJob } from '../../workflows/idle-flush.js';
 import { summarizerNudgeJob } from '../../workflows/summarizer-nudges.js';
 import {
@@ -51,10 +61,16 @@ export function topicLayout(config: LightmemConfig): TopicLayout {
 /** Longest wait for one reading of the pipeline lag before it counts as a retryable failure. */
 const lagTimeoutMs = 60_000;
 
-export const stageNames: readonly StageName[] = ['compressor', 'segmenter', 'summarizer', 'indexer'];
+export const stageNames: readonly StageName[] = [
+  'compressor',
+  'segmenter',
+  'summarizer',
+  'indexer',
+  'applier',
+];
 
 /**
- * Distributed mode: the same four stages over Kafka topics (Avro in the schema registry) into
+ * Distributed mode: the same five stages over Kafka topics (Avro in the schema registry) into
  * Elasticsearch, each stage in its own process (`lightmem service <stage>`), scaled by consumer groups.
  * Front ends (ingest, serve, search, stats) append to and read from the same servers.
  */
@@ -62,7 +78,7 @@ export class DistributedRuntime implements Runtime {
   readonly stages: StageDefinition[];
   readonly isRunningPipeline = false;
   readonly pipelineDescription =
-    'the stage services (lightmem service compressor|segmenter|summarizer|indexer)';
+    'the stage services (lightmem service compressor|segmenter|summarizer|indexer|applier)';
 
   private constructor(
     readonly config: LightmemConfig,
@@ -109,7 +125,15 @@ export class DistributedRuntime implements Runtime {
         indexPrefix: config.elasticsearch.indexPrefix,
         answerRetentionDays: config.llm.answerRetentionDays,
       });
-      const { components, extraction } = configuredComponents(config, models, options, ledger);
+      const configured = configuredComponents(config, models, options, ledger);
+      const extraction = configured.extraction;
+      // The indexer wakes each user's consolidation workflow (lazily connected: unused elsewhere).
+      const components: PipelineComponents = {
+        ...configured.components,
+        consolidationTrigger: config.consolidation.enabled
+          ? TemporalConsolidationTrigger.fromConfig(config)
+          : null,
+      };
       options.logger.info('distributed runtime opened', {
         brokers: config.kafka.brokers.join(','),
         registry: config.registry.url,
@@ -126,6 +150,7 @@ export class DistributedRuntime implements Runtime {
         models.warnings,
         options,
         async () => {
+          await components.consolidationTrigger?.close();
           await opened.close();
           await closeModels();
         },
@@ -197,7 +222,7 @@ export class DistributedRuntime implements Runtime {
       } else if (!warned && Date.now() - lastProgress > 60_000) {
         warned = true;
         this.options.logger.warn('no stage has made progress for a minute: are the stage services running?', {
-          hint: 'lightmem service compressor|segmenter|summarizer|indexer --mode distributed',
+          hint: 'lightmem service compressor|segmenter|summarizer|indexer|applier --mode distributed',
         });
       }
       await sleep(options.pollMs ?? 250);
@@ -239,6 +264,41 @@ export class DistributedRuntime implements Runtime {
     } finally {
       await scheduler.stop();
     }
+  }
+
+  /** Consolidates one user now on the consolidator workers (a Temporal workflow), and reports it. */
+  consolidate(
+    scope: ConsolidationScope,
+    options: { dryRun: boolean; signal?: AbortSignal },
+  ): Promise<ConsolidationSummary> {
+    return runConsolidationOnce(temporalEndpoint(this.config), {
+      ...scope,
+      ...runLimits(this.config),
+      dryRun: options.dryRun,
+    });
+  }
+
+  /**
+   * Runs a consolidation worker in this process (`lightmem service consolidator`) until the signal aborts:
+   * the entity and run-once workflows and their activities, over this runtime's store and log.
+   */
+  async runConsolidator(signal: AbortSignal, env: Env): Promise<void> {
+    await runConsolidationWorker({
+      ...temporalEndpoint(this.config),
+      deps: consolidationDeps({
+        config: this.config,
+        store: this.store,
+        log: this.eventLog,
+        embedderId: this.components.embedder?.id ?? null,
+        decider: configuredDecider(this.config, env, this.options.clock, this.ledger, this.options.chat),
+        clock: this.options.clock,
+        logger: this.options.logger,
+      }),
+      signal,
+      logger: this.options.logger,
+      maxConcurrentActivities:
+        this.config.consolidation.userConcurrency * this.config.consolidation.parallelism,
+    });
   }
 
   async close(): Promise<void> {

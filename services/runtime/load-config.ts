@@ -17,7 +17,7 @@ export interface ConfigSources {
  * < environment (LIGHTMEM_DATA_DIR, LIGHTMEM_PORT, LIGHTMEM_HOST, LIGHTMEM_LOG_LEVEL, LIGHTMEM_MODELS_DIR,
  * LIGHTMEM_EMBEDDER, LIGHTMEM_COMPRESSOR, LIGHTMEM_AUTO_FETCH, LIGHTMEM_LLM_BASE_URL or OPENAI_BASE_URL,
  * LIGHTMEM_LLM_MODEL, LIGHTMEM_MODE, LIGHTMEM_KAFKA_BROKERS (comma-separated), LIGHTMEM_KAFKA_TOPIC_PREFIX,
- * LIGHTMEM_INSTANCE_ID, LIGHTMEM_REGISTRY_URL, LIGHTMEM_ES_URL, LIGHTMEM_ES_INDEX_PREFIX) < command-line flags. The LLM API key is read from the environment where it is used.
+ * LIGHTMEM_INSTANCE_ID, LIGHTMEM_REGISTRY_URL, LIGHTMEM_ES_URL, LIGHTMEM_ES_INDEX_PREFIX, LIGHTMEM_TEMPORAL_ADDRESS) < command-line flags. The LLM API key is read from the environment where it is used.
  */
 function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value;
@@ -62,6 +62,8 @@ export function loadConfig(sources: ConfigSources): LightmemConfig {
   if (nonEmpty(env['LIGHTMEM_ES_INDEX_PREFIX']) !== undefined)
     elasticsearch['indexPrefix'] = env['LIGHTMEM_ES_INDEX_PREFIX'];
   if (Object.keys(elasticsearch).length > 0) fromEnv['elasticsearch'] = elasticsearch;
+  const temporalAddress = nonEmpty(env['LIGHTMEM_TEMPORAL_ADDRESS']);
+  if (temporalAddress !== undefined) fromEnv['temporal'] = { address: temporalAddress };
   const overrides = (sources.overrides ?? {}) as Record<string, unknown>;
   const dataDirSetting = overrides['dataDir'] ?? fromEnv['dataDir'];
   const dataDir = typeof dataDirSetting === 'string' ? dataDirSetting : '.lightmem';

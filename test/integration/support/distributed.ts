@@ -51,7 +51,7 @@ export function locomoSubset(dir: string, samples: number): string {
 /** Every stage process's whole log, kept after the run (one file per run label and stage). */
 export const stageLogDir = join(repoRoot, '.cache', 'test-logs');
 
-export const stages = ['compressor', 'segmenter', 'summarizer', 'indexer'] as const;
+export const stages = ['compressor', 'segmenter', 'summarizer', 'indexer', 'applier'] as const;
 export type Stage = (typeof stages)[number];
 
 /** One `lightmem service <stage>` child process, restartable, with its output kept for failure messages. */
