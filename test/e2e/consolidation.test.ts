@@ -5,6 +5,9 @@ import type { EmbeddedRuntime } from '../../services/runtime/embedded-runtime.js
 import { HashingEmbedder } from '../support/hashing-embedder.js';
 import { ingestEvents, openRuntime } from '../support/embedded.js';
 import { tempDir } from '../support/cli.js';
+import type { AddressInfo } from 'node:net';
+import { createRuntimeHttpApi } from '../../services/api/runtime-http-api.js';
+import { stderrLogger } from '../../services/runtime/stderr-logger.js';
 import { failingCalls, startFakeOpenAiServer, type FakeOpenAiServer } from '../support/fake-openai-server.js';
 
 const day = (n: number, hour = 9) => new Date(Date.UTC(2026, 0, n, hour)).toISOString();
@@ -82,6 +85,56 @@ describe('sleep-time consolidation, embedded (LLM-free policy)', () => {
       asOf.map((hit) => hit.memory.id),
       [before.find((hit) => hit.memory.occurredAt === Date.parse(day(1)))?.memory.id],
     );
+  });
+
+  it('serves the history and as-of search over HTTP', async () => {
+    const server = createRuntimeHttpApi(runtime, stderrLogger('warn'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const base = `http://127.0.0.1:${port}`;
+    try {
+      const headers = { 'content-type': 'application/json', 'x-lightmem-tenant': 'acme' };
+      const all = await search('acme', { includeSuperseded: true });
+      const old = all.find((hit) => hit.memory.supersededBy !== null)?.memory;
+      assert.ok(old !== undefined);
+      const history = await fetch(`${base}/v1/memories/${encodeURIComponent(old.id)}/history?userId=u1`, {
+        headers,
+      });
+      assert.equal(history.status, 200);
+      const view = (await history.json()) as {
+        versions: {
+          id: string;
+          current: boolean;
+          madeBy: string | null;
+          closedBy: string | null;
+          sourceTurnIds: string[];
+        }[];
+        decisions: { op: string; decidedBy: string; reason: string }[];
+      };
+      assert.equal(view.versions.length, 3);
+      assert.equal(view.versions.filter((v) => v.current).length, 1);
+      const merged = view.versions.find((v) => v.current);
+      assert.ok(merged?.madeBy !== null && merged?.sourceTurnIds.length === 2);
+      assert.deepEqual(
+        view.decisions.map((d) => [d.op, d.decidedBy]),
+        [['update', 'near-duplicate@0.97']],
+      );
+      const other = await fetch(`${base}/v1/memories/${encodeURIComponent(old.id)}/history`, {
+        headers: { ...headers, 'x-lightmem-tenant': 'other' },
+      });
+      assert.equal(other.status, 404, 'another tenant does not see it');
+
+      const asOf = await fetch(`${base}/v1/search`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ userId: 'u1', query: 'greyhound Pixel beach', asOf: day(2) }),
+      });
+      const found = (await asOf.json()) as { results: { id: string; validTo: string | null }[] };
+      assert.equal(found.results.length, 1);
+      assert.notEqual(found.results[0]?.validTo, null, 'the version valid then, closed since');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('changes nothing of another tenant, and a second run decides nothing again', async () => {
