@@ -43,6 +43,7 @@ const inputOf: Record<Stage, TopicName> = {
   segmenter: Topics.compressed,
   summarizer: Topics.segments,
   indexer: Topics.memories,
+  applier: Topics.memoryOps,
 };
 
 describe(

@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import type { Client, estypes } from '@elastic/elasticsearch';
 import { z } from 'zod';
 import { LightmemError, UnavailableError } from '../../core/errors.js';
-import { MemoryOpKindValues, type MemoryOp } from '../../core/model/generated.js';
+import type { MemoryOp } from '../../core/model/generated.js';
 import type { RecordedOp } from '../../core/ports/memory-store.js';
 import { memoryEntrySchema } from '../memory/entry-schema.js';
+import { memoryOpSchema } from '../memory/op-plan.js';
 import { bulkWrite, type BulkOp, type Refresh } from './es-bulk.js';
 import { bulkItemFailure, isIndexNotFound } from './es-errors.js';
 import { ensureAliasedIndex } from './es-indices.js';
@@ -85,20 +86,7 @@ export function toOpDocument(op: MemoryOp, outcome: RecordedOutcome, appliedAt: 
   };
 }
 
-const opSourceSchema = z.object({
-  opId: z.string(),
-  op: z.enum(MemoryOpKindValues),
-  tenantId: z.string(),
-  userId: z.string().nullable(),
-  targetIds: z.array(z.string()),
-  replacementIds: z.array(z.string()),
-  reason: z.string(),
-  requestedBy: z.string(),
-  requestedAt: z.number().int(),
-  sourceIds: z.array(z.string()),
-  validTo: z.number().int().nullable(),
-  decidedBy: z.string(),
-  replacements: z.array(memoryEntrySchema),
+const opSourceSchema = memoryOpSchema.extend({
   outcome: z.enum(['applied', 'stale']),
   appliedAt: z.number().int(),
 });

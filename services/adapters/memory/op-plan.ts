@@ -4,6 +4,7 @@ import { MemoryOpKindValues, type MemoryEntry, type MemoryOp } from '../../core/
 import { assertId } from '../../core/model/scope.js';
 import type { MemoryHistory, MemoryWrite, OpWrite, RecordedOp } from '../../core/ports/memory-store.js';
 import { validateWrite } from './request-checks.js';
+import { memoryEntrySchema } from './entry-schema.js';
 
 /** A checked op and the writes of its replacements. */
 export interface OpPlan {
@@ -78,8 +79,8 @@ export function opTouches(op: MemoryOp): [string, OpRole][] {
   ];
 }
 
-const replacementSchema = z.custom<MemoryEntry>((value) => typeof value === 'object' && value !== null);
-const storedOpSchema = z.object({
+/** A MemoryOp as a store keeps it (JSON); fields added to the record since default for older copies. */
+export const memoryOpSchema = z.object({
   opId: z.string(),
   op: z.enum(MemoryOpKindValues),
   tenantId: z.string(),
@@ -92,13 +93,13 @@ const storedOpSchema = z.object({
   sourceIds: z.array(z.string()).default([]),
   validTo: z.number().int().nullable().default(null),
   decidedBy: z.string().default(''),
-  replacements: z.array(replacementSchema).default([]),
+  replacements: z.array(memoryEntrySchema).default([]),
 });
 
 /** A recorded op as a store keeps it (the op as JSON, its outcome, when it was applied). */
 export function parseRecordedOp(row: { op: string; outcome: string; applied_at: number }): RecordedOp {
   try {
-    const op = storedOpSchema.parse(JSON.parse(row.op));
+    const op = memoryOpSchema.parse(JSON.parse(row.op));
     const outcome = z.enum(['applied', 'stale']).parse(row.outcome);
     return { op, outcome, appliedAt: row.applied_at };
   } catch (error) {
