@@ -23,6 +23,46 @@ const adapterImports = {
   ],
 };
 
+/** Temporal workflow code (and what it imports): the adapter rules, but `@temporalio/workflow` is allowed. */
+const workflowAdapterImports = {
+  patterns: adapterImports.patterns.map((pattern) =>
+    pattern.group.includes('@temporalio/*')
+      ? { ...pattern, group: [...pattern.group, '!@temporalio/workflow'] }
+      : pattern,
+  ),
+};
+
+const escapeRegExp = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const nodeBuiltins = [
+  ...['assert', 'buffer', 'child_process', 'crypto', 'events', 'fs', 'http', 'https', 'net', 'os'],
+  ...['path', 'process', 'stream', 'timers', 'url', 'util', 'worker_threads'],
+];
+/** `node:*` and the bare names of Node's modules. */
+const nodeModule = `^(node:|(${nodeBuiltins.join('|')})(/|$))`;
+/** Anything of services/. */
+const servicesModule = '(^|/)services/';
+
+/**
+ * Workflow code runs in Temporal's deterministic sandbox: it imports `@temporalio/workflow` and types only
+ * (a `.workflow.ts` file also the orchestration); never a Node module or anything of services/, not even
+ * its types.
+ */
+const sandboxImports = (allowed) => ({
+  patterns: [
+    { regex: nodeModule, message: 'Workflow code runs in Temporal’s sandbox: no Node modules.' },
+    {
+      regex: servicesModule,
+      message: 'Workflow code reaches the ports only through activities: import nothing of services/.',
+    },
+    {
+      // Everything else but the allowed modules, as types only.
+      regex: `^(?!(${allowed.map(escapeRegExp).join('|')})$)(?!${nodeModule.slice(1)})(?!.*${servicesModule})`,
+      allowTypeImports: true,
+      message: `Workflow code imports only ${allowed.join(', ')} and types (import type).`,
+    },
+  ],
+});
+
 export default tseslint.config(
   {
     ignores: [
@@ -59,6 +99,23 @@ export default tseslint.config(
   {
     files: ['services/core/**/*.ts', 'services/stages/**/*.ts', 'workflows/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', adapterImports] },
+  },
+  {
+    files: ['workflows/consolidation/orchestration.ts', 'workflows/consolidation/activity-types.ts'],
+    rules: {
+      'no-restricted-imports': ['error', workflowAdapterImports],
+      '@typescript-eslint/no-restricted-imports': ['error', sandboxImports(['@temporalio/workflow'])],
+    },
+  },
+  {
+    files: ['workflows/**/*.workflow.ts'],
+    rules: {
+      'no-restricted-imports': ['error', workflowAdapterImports],
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        sandboxImports(['@temporalio/workflow', './orchestration.js']),
+      ],
+    },
   },
   {
     files: ['services/**/*.ts', 'workflows/**/*.ts'],

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { MemoryEntry, MemoryOp, DeadLetter } from '../../services/core/model/generated.js';
 import type { EventLog } from '../../services/core/ports/event-log.js';
 import type { MemoryStore } from '../../services/core/ports/memory-store.js';
@@ -279,7 +280,7 @@ export function createActivities(deps: ConsolidationDeps): ConsolidationActiviti
         );
       }
       activity.heartbeat();
-      await sleep(settings.applyPollMs, activity.signal);
+      await sleep(settings.applyPollMs, undefined, { signal: activity.signal });
     }
     const marked = await store.markConsolidated(scope, input.sourceIds, input.plannedAt);
     return { marked };
@@ -292,22 +293,4 @@ export function createActivities(deps: ConsolidationDeps): ConsolidationActiviti
 function promptHashOf(policy: string): string | null {
   const at = policy.lastIndexOf('@');
   return at < 0 ? null : policy.slice(at + 1);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -1,0 +1,54 @@
+import type { LightmemConfig } from '../../core/config.js';
+import type { ConsolidationScope } from '../../../workflows/consolidation/activity-types.js';
+import type { ConsolidationEntityInput } from '../../../workflows/consolidation/consolidation.workflow.js';
+
+/** Where the Temporal server is, and the task queue of the consolidation workers (config `temporal`). */
+export interface TemporalEndpoint {
+  readonly address: string;
+  readonly namespace: string;
+  readonly taskQueue: string;
+}
+
+/** The entity workflow's settings, without the user it is about. */
+export type EntitySettings = Omit<
+  ConsolidationEntityInput,
+  'tenantId' | 'userId' | 'pending' | 'pendingSince'
+>;
+
+export function temporalEndpoint(config: LightmemConfig): TemporalEndpoint {
+  const { address, namespace, taskQueue } = config.temporal;
+  return { address, namespace, taskQueue };
+}
+
+/** The entity workflow's settings from config `consolidation`. */
+export function entitySettings(config: LightmemConfig): EntitySettings {
+  const c = config.consolidation;
+  return {
+    minNewEntries: c.minNewEntries,
+    maxWaitMs: c.maxWaitMs,
+    chunkSize: c.chunkSize,
+    parallelism: c.parallelism,
+    continueAsNewAfterRuns: c.continueAsNewAfterRuns,
+  };
+}
+
+/** The input a user's entity workflow is started with. */
+export function consolidationEntityInput(
+  settings: EntitySettings,
+  scope: ConsolidationScope,
+): ConsolidationEntityInput {
+  return { ...settings, tenantId: scope.tenantId, userId: scope.userId };
+}
+
+/**
+ * One part of a workflow id: scope ids may hold `:`, so `%` and `:` are percent-encoded (tenant `a:b` with
+ * user `c` and tenant `a` with user `b:c` must not share a workflow). Ids without them are kept as they are.
+ */
+export function idPart(value: string): string {
+  return value.replaceAll('%', '%25').replaceAll(':', '%3A');
+}
+
+/** The id of a user's entity workflow, `consolidate:<tenant>:<user>`: one per (tenant, user). */
+export function entityWorkflowId(scope: ConsolidationScope): string {
+  return `consolidate:${idPart(scope.tenantId)}:${idPart(scope.userId)}`;
+}

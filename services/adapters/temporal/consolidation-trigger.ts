@@ -1,0 +1,104 @@
+import { Client, Connection } from '@temporalio/client';
+import type { LightmemConfig } from '../../core/config.js';
+import { LightmemError } from '../../core/errors.js';
+import type { ConsolidationTrigger, NewMemories } from '../../core/ports/consolidation-trigger.js';
+import {
+  consolidationEntityWorkflow,
+  newMemoriesSignal,
+} from '../../../workflows/consolidation/consolidation.workflow.js';
+import {
+  consolidationEntityInput,
+  entitySettings,
+  entityWorkflowId,
+  temporalEndpoint,
+  type EntitySettings,
+  type TemporalEndpoint,
+} from './consolidation-entity.js';
+import { temporalError } from './temporal-errors.js';
+
+export interface TemporalTriggerOptions extends TemporalEndpoint {
+  /** What a user's entity workflow is started with (from config `consolidation`). */
+  readonly entity: EntitySettings;
+  /** How long one notify may take before it fails (retryably); default 10 s. */
+  readonly callTimeoutMs?: number | undefined;
+}
+
+/** The users of a batch, each once, with their counts summed. */
+function perUser(batch: readonly NewMemories[]): NewMemories[] {
+  const users = new Map<string, NewMemories>();
+  for (const item of batch) {
+    if (item.count <= 0) continue;
+    const key = entityWorkflowId(item);
+    const seen = users.get(key);
+    users.set(key, { tenantId: item.tenantId, userId: item.userId, count: (seen?.count ?? 0) + item.count });
+  }
+  return [...users.values()];
+}
+
+/**
+ * Wakes the users' entity workflows when memories land (distributed mode): for each user of a batch, in
+ * parallel, signal-with-start of `consolidate:<tenant>:<user>` with the number of new memories, so a
+ * running workflow counts them and a closed (idle) one starts again. The connection is made on first use
+ * and re-made by gRPC after a failure. A failure throws a `LightmemError`: retryable when the server is
+ * unreachable (`storage_unavailable`) or overloaded (`busy`), so the indexer's batch is retried and no user
+ * is left unannounced; a signal sent twice only wakes a workflow once more.
+ */
+export class TemporalConsolidationTrigger implements ConsolidationTrigger {
+  private readonly connection: Connection;
+  private readonly client: Client;
+  private closed = false;
+
+  constructor(private readonly options: TemporalTriggerOptions) {
+    this.connection = Connection.lazy({
+      address: options.address,
+      connectTimeout: options.callTimeoutMs ?? 10_000,
+    });
+    this.client = new Client({ connection: this.connection, namespace: options.namespace });
+  }
+
+  static fromConfig(config: LightmemConfig): TemporalConsolidationTrigger {
+    return new TemporalConsolidationTrigger({ ...temporalEndpoint(config), entity: entitySettings(config) });
+  }
+
+  async notify(batch: readonly NewMemories[]): Promise<void> {
+    if (this.closed) throw new LightmemError('internal', 'the Temporal consolidation trigger is closed');
+    const users = perUser(batch);
+    if (users.length === 0) return;
+    const deadline = Date.now() + (this.options.callTimeoutMs ?? 10_000);
+    const results = await Promise.allSettled(
+      users.map((user) =>
+        this.connection.withDeadline(deadline, () =>
+          this.client.workflow.signalWithStart(consolidationEntityWorkflow, {
+            workflowId: entityWorkflowId(user),
+            taskQueue: this.options.taskQueue,
+            args: [consolidationEntityInput(this.options.entity, user)],
+            signal: newMemoriesSignal,
+            signalArgs: [user.count],
+          }),
+        ),
+      ),
+    );
+    const failures = results.flatMap((result, index) =>
+      result.status === 'rejected'
+        ? [temporalError(result.reason, `signalling ${entityWorkflowId(users[index] as NewMemories)}`)]
+        : [],
+    );
+    const [first] = failures;
+    if (first === undefined) return;
+    // Retried as a whole: a retryable failure wins (signalling the others again is harmless).
+    const failure = failures.find((error) => error.retryable) ?? first;
+    throw failures.length === 1
+      ? failure
+      : new LightmemError(
+          failure.code,
+          `${failures.length} of ${users.length} consolidation wake-ups failed; first: ${failure.message}`,
+          { retryable: failure.retryable, cause: failure },
+        );
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.connection.close();
+  }
+}
