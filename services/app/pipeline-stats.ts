@@ -21,6 +21,8 @@ export interface PipelineStats {
     readonly retentionDays: number;
     readonly recent: readonly DeadLetter[];
   };
+  /** Sleep-time consolidation: memories no run has taken yet, of how many users, and decisions logged. */
+  readonly consolidation: { readonly pending: number; readonly users: number; readonly ops: number };
   readonly components: Readonly<Record<string, string>>;
   /** Features that are off, and how to turn them on. */
   readonly warnings: readonly string[];
@@ -41,8 +43,14 @@ export async function collectStats(
   const recent = (
     await log.read(Topics.deadLetters, Math.max(0, deadCount - 2 * recentDeadLetters), 2 * recentDeadLetters)
   ).slice(-recentDeadLetters);
+  const pendingUsers = await store.pendingUsers();
   return {
     events: { appended: await log.endOffset(Topics.raw) },
+    consolidation: {
+      pending: pendingUsers.reduce((sum, user) => sum + user.pending, 0),
+      users: pendingUsers.length,
+      ops: await log.endOffset(Topics.memoryOps),
+    },
     memories: { live: storeStats.live, superseded: storeStats.superseded, embedder: storeStats.embedderId },
     stages: lags.map((lag) => ({
       stage: lag.stage,

@@ -36,6 +36,10 @@ export async function statsCommand(argv: readonly string[]): Promise<number> {
     }
     console.log(`events     ${stats.events.appended} appended to the log`);
     console.log(`memories   ${stats.memories.live} live, ${stats.memories.superseded} superseded`);
+    const sleep = stats.consolidation;
+    console.log(
+      `consolidation ${sleep.pending} memories of ${sleep.users} users not consolidated yet; ${sleep.ops} decisions logged`,
+    );
     for (const stage of stats.stages)
       console.log(
         `stage      ${stage.stage.padEnd(11)} ${stage.processed} processed, ${stage.pending} pending`,

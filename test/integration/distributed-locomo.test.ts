@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { readFileSync } from 'node:fs';
 import { collect, lastJsonLine, locomoFile, runCli, spawnCli, tempDir } from '../support/cli.js';
 import { loadConfig } from '../../services/runtime/load-config.js';
 import { EmbeddedRuntime } from '../../services/runtime/embedded-runtime.js';
@@ -14,6 +15,7 @@ import {
   allMemoryIds,
   distributedConfig,
   modelEnv,
+  StageProcess,
   startStages,
   stopStages,
   writeConfig,
@@ -36,8 +38,14 @@ describe('LoCoMo dev end to end: distributed vs embedded (real servers, real emb
   });
 
   it('the same memory ids, and searches that find the same gold turns', async () => {
+    const consolidated: ({ user: string } & Record<string, number | string>)[] = [];
     const embeddedDir = join(dir.path, 'embedded');
-    const embeddedConfig: LightmemConfigInput = { mode: 'embedded', dataDir: embeddedDir };
+    const embeddedConfig: LightmemConfigInput = {
+      mode: 'embedded',
+      dataDir: embeddedDir,
+      // Consolidated below, on demand, as the distributed side is (not by the runner during the ingest).
+      consolidation: { enabled: false },
+    };
     const embeddedFile = writeConfig(dir.path, 'embedded', embeddedConfig);
     const embedded = lastJsonLine(
       await runCli(
@@ -54,6 +62,8 @@ describe('LoCoMo dev end to end: distributed vs embedded (real servers, real emb
     const init = await runCli(['admin', 'init', '--config', file], modelEnv());
     assert.equal(init.code, 0, init.stderr);
     const stages = await startStages(file, modelEnv());
+    const consolidator = new StageProcess('consolidator', file, modelEnv());
+    consolidator.start();
     let distributed: { accepted: number; totalSeconds: number };
     try {
       distributed = lastJsonLine(
@@ -61,9 +71,30 @@ describe('LoCoMo dev end to end: distributed vs embedded (real servers, real emb
           spawnCli(['ingest', locomoFile, '--format', 'locomo', '--config', file, '--json'], modelEnv()),
         ),
       ) as typeof distributed;
+      // Sleep-time consolidation of every conversation's user, in both modes (LLM-free policy): the same
+      // decisions, applied by the applier service in distributed mode.
+      for (const user of locomoUsers()) {
+        const runs = await Promise.all(
+          [embeddedFile, file].map(async (config) =>
+            lastJsonLine(
+              await runCli(['consolidate', '--user', user, '--config', config, '--json'], modelEnv()),
+            ),
+          ),
+        );
+        const [sqliteRun, esRun] = runs as { counts: Record<string, number>; sources: number }[];
+        assert.deepEqual(esRun?.counts, sqliteRun?.counts, `${user}: the same decisions in both modes`);
+        assert.equal(esRun?.sources, sqliteRun?.sources);
+        consolidated.push({ user, ...sqliteRun?.counts });
+      }
     } finally {
+      await consolidator.stop();
       await stopStages(stages);
     }
+    console.log(`consolidation (near-duplicate merges) per user: ${JSON.stringify(consolidated)}`);
+    assert.ok(
+      consolidated.some((run) => Number(run['merge'] ?? 0) > 0),
+      'LoCoMo has near-duplicates to merge',
+    );
     assert.equal(distributed.accepted, embedded.accepted);
     console.log(
       `ingest: embedded ${embedded.totalSeconds} s, distributed (4 stage processes) ${distributed.totalSeconds} s for ${embedded.accepted} events`,
@@ -82,7 +113,11 @@ describe('LoCoMo dev end to end: distributed vs embedded (real servers, real emb
       const embeddedIds = await allMemoryIds(sqliteSide.store);
       const distributedIds = await allMemoryIds(esSide.store);
       assert.ok(embeddedIds.length > 3_000, `${embeddedIds.length} memories`);
-      assert.deepEqual(distributedIds, embeddedIds, 'the same memory ids');
+      assert.deepEqual(
+        distributedIds,
+        embeddedIds,
+        'the same memory ids (versions made by consolidation too)',
+      );
 
       const agreement = await compareSearches(sqliteSide, esSide, { file: locomoFile, tenantId: 'default' });
       console.log(`search agreement: ${JSON.stringify(agreement)}`);
@@ -99,3 +134,9 @@ describe('LoCoMo dev end to end: distributed vs embedded (real servers, real emb
     }
   });
 });
+
+/** The users of the LoCoMo dev file (one per conversation: its sample id). */
+function locomoUsers(): string[] {
+  const samples = JSON.parse(readFileSync(locomoFile, 'utf8')) as { sample_id: string }[];
+  return samples.map((sample) => sample.sample_id);
+}

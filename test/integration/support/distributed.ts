@@ -21,6 +21,10 @@ export function distributedConfig(label: string, extra: LightmemConfigInput = {}
     kafka: { brokers: servers.kafkaBrokers, topicPrefix: `t-${label}-${id}.`, partitions: 3 },
     registry: { url: servers.registryUrl },
     elasticsearch: { node: servers.elasticsearchUrl, indexPrefix: `t-${label}-${id}-` },
+    temporal: { address: servers.temporalAddress, taskQueue: `t-${label}-${id}` },
+    // Entity workflows are named by tenant and user only: test runs sharing the dev server would meet in
+    // them. Tests run consolidation themselves (`lightmem consolidate`: a workflow of its own per run).
+    consolidation: { enabled: false, ...extra.consolidation },
   };
 }
 
@@ -61,7 +65,8 @@ export class StageProcess {
   private exited: Promise<CliResult> | null = null;
 
   constructor(
-    readonly stage: Stage,
+    /** A stage, or the consolidator (a Temporal worker). */
+    readonly stage: Stage | 'consolidator',
     private readonly configFile: string,
     private readonly env: Record<string, string>,
   ) {}
