@@ -24,15 +24,22 @@ export class CachingEmbedder implements Embedder {
   }
 
   async embed(texts: readonly string[]): Promise<Float32Array[]> {
+    // Cached vectors are taken now: calls run concurrently (segmenter, indexer, searches share the cache),
+    // and another call may evict them while this one waits for the model.
+    const found = new Map<string, Float32Array>();
     const missing: string[] = [];
-    const seen = new Set<string>();
+    const asked = new Set<string>();
     for (const text of texts) {
-      if (this.vectors.has(text) || seen.has(text)) continue;
-      seen.add(text);
+      if (found.has(text) || asked.has(text)) continue;
+      const cached = this.vectors.get(text);
+      if (cached !== undefined) {
+        found.set(text, cached);
+        continue;
+      }
+      asked.add(text);
       missing.push(text);
     }
     const fresh = missing.length === 0 ? [] : await this.inner.embed(missing);
-    const found = new Map<string, Float32Array>();
     missing.forEach((text, i) => {
       const vector = fresh[i];
       if (vector !== undefined) found.set(text, vector);
@@ -40,12 +47,12 @@ export class CachingEmbedder implements Embedder {
     this.misses += missing.length;
     this.hits += texts.length - missing.length;
     const result = texts.map((text) => {
-      const vector = found.get(text) ?? this.vectors.get(text);
+      const vector = found.get(text);
       if (vector === undefined)
         throw new LightmemError('internal', `${this.id} returned fewer vectors than texts`);
       return vector;
     });
-    for (const text of texts) this.remember(text, found.get(text) ?? this.vectors.get(text));
+    for (const text of texts) this.remember(text, found.get(text));
     return result;
   }
 

@@ -18,6 +18,34 @@ function countingEmbedder(): Embedder & { calls: string[][] } {
 }
 
 describe('CachingEmbedder', () => {
+  it('keeps the cached vectors a call found even if a concurrent call evicts them meanwhile', async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let slow = true;
+    const inner: Embedder = {
+      id: 'gated',
+      dims: 1,
+      embed: async (texts) => {
+        if (slow) {
+          slow = false;
+          await gate;
+        }
+        return texts.map((t) => Float32Array.from([t.length]));
+      },
+    };
+    const cache = new CachingEmbedder(inner, 2);
+    slow = false;
+    await cache.embed(['a', 'b']);
+    slow = true;
+    const waiting = cache.embed(['a', 'xxx']); // 'a' cached, 'xxx' waits for the model
+    await cache.embed(['yy', 'zzzz', 'wwwww']); // evicts 'a' meanwhile
+    release();
+    assert.deepEqual(
+      (await waiting).map((v) => Array.from(v)),
+      [[1], [3]],
+    );
+  });
+
   it('embeds each distinct text once and returns vectors in input order', async () => {
     const inner = countingEmbedder();
     const cache = new CachingEmbedder(inner, 100);
