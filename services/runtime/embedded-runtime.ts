@@ -34,8 +34,8 @@ import type { TokenScorer } from '../core/ports/token-scorer.js';
 import type { AttentionModel } from '../core/ports/segmenter.js';
 import { HybridSegmenter, hybridSettingsFrom } from '../stages/segmenter/hybrid-segmenter.js';
 import { runtimeModels } from './model-loader.js';
-import { InProcessConsolidation } from './in-process-consolidation.js';
-import { configuredDecider, consolidationDeps, runLimits } from './consolidation-setup.js';
+import { InProcessConsolidation, inProcessConsolidationOptions } from './in-process-consolidation.js';
+import { configuredDecider, consolidationDeps } from './consolidation-setup.js';
 import type {
   ConsolidationScope,
   ConsolidationSummary,
@@ -136,17 +136,7 @@ export class EmbeddedRuntime implements Runtime {
         clock: options.clock,
         logger: options.logger,
       }),
-      {
-        limits: runLimits(config),
-        minNewEntries: config.consolidation.minNewEntries,
-        maxWaitMs: config.consolidation.maxWaitMs,
-        userConcurrency: config.consolidation.userConcurrency,
-        maxAttempts: config.pipeline.maxAttempts,
-        retryBaseMs: config.pipeline.retryBaseMs,
-        retryMaxMs: config.pipeline.retryMaxMs,
-        clock: options.clock,
-        logger: options.logger,
-      },
+      inProcessConsolidationOptions(config, options.clock, options.logger),
     );
     if (config.consolidation.enabled) {
       this.scheduler.register(this.consolidation.job(config.consolidation.checkMs));

@@ -1,5 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { LightmemConfig } from '../core/config.js';
+import { runLimits } from './consolidation-setup.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
 import type { ScheduledJob } from '../core/ports/scheduler.js';
@@ -35,6 +37,25 @@ export interface InProcessConsolidationOptions {
   readonly retryMaxMs: number;
   readonly clock: Clock;
   readonly logger: Logger;
+}
+
+/** The runner's options from the configuration (`consolidation`, and the pipeline's retry policy). */
+export function inProcessConsolidationOptions(
+  config: LightmemConfig,
+  clock: Clock,
+  logger: Logger,
+): InProcessConsolidationOptions {
+  return {
+    limits: runLimits(config),
+    minNewEntries: config.consolidation.minNewEntries,
+    maxWaitMs: config.consolidation.maxWaitMs,
+    userConcurrency: config.consolidation.userConcurrency,
+    maxAttempts: config.pipeline.maxAttempts,
+    retryBaseMs: config.pipeline.retryBaseMs,
+    retryMaxMs: config.pipeline.retryMaxMs,
+    clock,
+    logger,
+  };
 }
 
 /**
