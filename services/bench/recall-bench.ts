@@ -71,7 +71,8 @@ export interface Retrieval {
 
 export interface CaseResult {
   readonly caseId: string;
-  /** The user of the case's scope. */
+  /** The case's scope. */
+  readonly tenantId: string;
   readonly userId: string;
   /** Events appended (turns and session ends), already present, rejected. */
   readonly accepted: number;
@@ -95,8 +96,18 @@ export interface CompressionTotals {
   readonly keptTokens: number;
 }
 
+/** A question as it is asked: in its case's scope, its sources named by the dataset's turn ids. */
+export interface AskedQuestion {
+  readonly caseId: string;
+  readonly scope: RecallCase['scope'];
+  readonly question: RecallQuestion;
+  readonly sourceId: (turnId: string) => string;
+}
+
 export interface RecallRun {
   readonly cases: readonly CaseResult[];
+  /** Every question in the order asked (to ask them again, e.g. after consolidation). */
+  readonly asked: readonly AskedQuestion[];
   readonly retrievals: readonly Retrieval[];
   readonly compression: CompressionTotals;
   readonly ingestSeconds: number;
@@ -148,12 +159,7 @@ export async function runRecallBench(
   const ranPipeline = raw === undefined ? runtime.startPipeline() : false;
   const rawTotals = { turns: 0, originalTokens: 0, keptTokens: 0 };
   const results: CaseResult[] = [];
-  const asked: {
-    caseId: string;
-    scope: RecallCase['scope'];
-    question: RecallQuestion;
-    sourceId: (turnId: string) => string;
-  }[] = [];
+  const asked: AskedQuestion[] = [];
   const scopes = new Set<string>();
   const total = options.expectedCases ?? 0;
   try {
@@ -190,6 +196,7 @@ export async function runRecallBench(
       const memories = await memoryTotals(runtime, recallCase.scope);
       results.push({
         caseId: recallCase.caseId,
+        tenantId: recallCase.scope.tenantId,
         userId: recallCase.scope.userId,
         accepted: report.accepted,
         duplicates: report.duplicates,
@@ -219,9 +226,32 @@ export async function runRecallBench(
   const deadLetters = (await log.endOffset(Topics.deadLetters)) - deadLettersBefore;
   const compression = raw === undefined ? await compressionTotals(runtime, scopes) : rawTotals;
 
+  const { retrievals, latency } = await searchQuestions(runtime, asked, options);
+  return {
+    cases: results,
+    asked,
+    retrievals,
+    compression,
+    ingestSeconds: round(results.reduce((sum, c) => sum + c.ingestSeconds, 0)),
+    deadLetters,
+    ranPipeline,
+    searchLimit: options.searchLimit,
+    searchLatency: latency,
+  };
+}
+
+/**
+ * Asks every question through the normal search path, scoped to its case, after `warmupQueries` untimed
+ * ones; keeps the ranked memories with their prompt text and sources, and the time of each search call.
+ */
+export async function searchQuestions(
+  runtime: Pick<RecallRuntime, 'store' | 'components' | 'config'>,
+  asked: readonly AskedQuestion[],
+  options: Pick<RecallBenchOptions, 'searchLimit' | 'warmupQueries' | 'onProgress'>,
+): Promise<{ retrievals: Retrieval[]; latency: LatencySummary }> {
   const search = new MemorySearch(runtime.store, runtime.components.embedder, runtime.config.search);
   /** The retrieval and the time of the search call alone (not the prompt rendering after it). */
-  const ask = async (entry: (typeof asked)[number]): Promise<{ retrieval: Retrieval; ms: number }> => {
+  const ask = async (entry: AskedQuestion): Promise<{ retrieval: Retrieval; ms: number }> => {
     const started = performance.now();
     const hits = await search.search({
       scope: entry.scope,
@@ -261,20 +291,12 @@ export async function runRecallBench(
       detail: 'questions',
     });
   }
-  return {
-    cases: results,
-    retrievals,
-    compression,
-    ingestSeconds: round(results.reduce((sum, c) => sum + c.ingestSeconds, 0)),
-    deadLetters,
-    ranPipeline,
-    searchLimit: options.searchLimit,
-    searchLatency: summarizeLatencies(latencies),
-  };
+  return { retrievals, latency: summarizeLatencies(latencies) };
 }
 
-async function memoryTotals(
-  runtime: RecallRuntime,
+/** Live memories of a scope, their prompt-text tokens and their distinct source turns. */
+export async function memoryTotals(
+  runtime: Pick<RecallRuntime, 'store'>,
   scope: Scope,
 ): Promise<{ memories: number; memoryTokens: number; sourceTurns: number }> {
   let memories = 0;

@@ -144,7 +144,8 @@ export interface RecallReportInput {
 
 const noCost: LlmCost = { calls: 0, promptTokens: 0, completionTokens: 0 };
 
-function llmUse(mode: LlmMode, costs: readonly LlmCost[]): LlmUse {
+/** Totals and means per case of the LLM use of some cases. */
+export function llmUse(mode: LlmMode, costs: readonly LlmCost[]): LlmUse {
   const total = {
     calls: sum(costs.map((c) => c.calls)),
     promptTokens: sum(costs.map((c) => c.promptTokens)),
@@ -170,14 +171,7 @@ export function buildRecallReport(input: RecallReportInput): RecallReport {
   const ks = input.ks ?? defaultRecallKs;
   const budgets = input.budgets ?? defaultTokenBudgets;
   const scored = run.retrievals.filter((r) => r.question.scored);
-  const recall = evidenceFigures(
-    scored.map((r) => ({
-      category: String(r.question.category),
-      gold: r.question.gold,
-      ranked: r.retrieved,
-    })),
-    { ks, budgets },
-  );
+  const recall = scoredFigures(run.retrievals, ks, budgets);
   const capped = (budget: number): number => {
     const full = scored.filter((r) => r.question.gold.length > 0 && r.retrieved.length >= run.searchLimit);
     const fits = full.filter((r) => sum(r.retrieved.map((m) => m.tokens)) <= budget).length;
@@ -252,6 +246,24 @@ export function buildRecallReport(input: RecallReportInput): RecallReport {
     dataset: input.dataset,
     files: input.files,
   };
+}
+
+/** The recall figures of the scored questions of some retrievals, overall and per category. */
+export function scoredFigures(
+  retrievals: readonly Retrieval[],
+  ks: readonly number[],
+  budgets: readonly number[],
+): EvidenceFigures {
+  return evidenceFigures(
+    retrievals
+      .filter((r) => r.question.scored)
+      .map((r) => ({
+        category: String(r.question.category),
+        gold: r.question.gold,
+        ranked: r.retrieved,
+      })),
+    { ks, budgets },
+  );
 }
 
 /** Memories per question in `retrieval.jsonl`. */

@@ -1,13 +1,24 @@
 import { DryRunExtractor, type LlmCost } from '../bench/llm-dry-run.js';
 import type { LlmMode } from '../bench/recall-report.js';
-import type { LlmLedger } from '../core/ports/llm-ledger.js';
+import { ledgerCosts } from '../bench/ledger-costs.js';
+import { runConsolidationBench, type ConsolidationRun } from '../bench/consolidation-bench.js';
+import {
+  buildConsolidationReport,
+  consolidationMarkdown,
+  consolidationSummary,
+  consolidationSummaryText,
+  type ConsolidationReport,
+} from '../bench/consolidation-report.js';
+import type { RuntimeOptions } from '../runtime/runtime.js';
+import { EmbeddedRuntime } from '../runtime/embedded-runtime.js';
 import { extractionSettings } from '../runtime/extractor-setup.js';
 import { extractionRequest } from '../stages/summarizer/llm/llm-extractor.js';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { InvalidInputError } from '../core/errors.js';
-import type { LightmemConfigInput } from '../core/config.js';
+import type { LightmemConfig, LightmemConfigInput } from '../core/config.js';
+import type { Logger } from '../core/ports/logger.js';
 import { systemClock } from '../core/ports/clock.js';
 import { loadConfig } from '../runtime/load-config.js';
 import { maxSearchLimit } from '../app/memory-search.js';
@@ -17,7 +28,7 @@ import { locomoCategoryNames, readLocomoSamples, scoredLocomoCategories } from '
 import { longMemEvalCases, longMemEvalNotes } from '../bench/longmemeval-bench.js';
 import { longMemEvalQuestionTypes, readLongMemEvalQuestions } from '../bench/longmemeval-dataset.js';
 import { baselineFusion, isRawBaseline, rawBaselines, type RawBaseline } from '../bench/raw-turn-ingest.js';
-import { runRecallBench, type RecallCase } from '../bench/recall-bench.js';
+import { runRecallBench, type RecallCase, type Retrieval } from '../bench/recall-bench.js';
 import {
   buildRecallReport,
   recallChart,
@@ -27,14 +38,16 @@ import {
   retrievalLine,
 } from '../bench/recall-report.js';
 import { commonOptions, intOption, parse, stringOption } from './args.js';
-import { openEmbeddedContext } from './context.js';
+import { commandConfig, commandLogger, openEmbeddedContext } from './context.js';
+import { consolidationOverrides, consolidationStep } from './bench-consolidate.js';
 import { ProgressBar } from './progress.js';
 import { checkQaSettings, qaSummaryText, runQaStep, type QaStepOptions, type QaSummary } from './bench-qa.js';
 
 export type RecallBenchmark = 'locomo' | 'longmemeval';
 
 const usageTail = `[--limit N] [--search-limit 200] [--baseline ${rawBaselines.join('|')}]
-    [--llm off|dry-run|live] [--qa [--dry-run] [--qa-concurrency 4]] [--tenant T] [--json] [--data-dir D] [--config F]`;
+    [--llm off|dry-run|live] [--consolidate] [--qa [--dry-run] [--qa-concurrency 4]] [--tenant T] [--json]
+    [--data-dir D] [--config F]`;
 
 export const locomoBenchUsage = `lightmem bench locomo --data <locomo.json> --out <dir> ${usageTail}
   Evidence recall without an LLM: ingests each sample into its own user through the full pipeline (a fresh
@@ -53,7 +66,16 @@ export const locomoBenchUsage = `lightmem bench locomo --data <locomo.json> --ou
   memories, and every extraction request the LLM extractor would send rendered (<out>/llm-requests.jsonl)
   and counted (calls, prompt tokens with o200k) per case, nothing sent. live: the LLM extractor on the configured endpoint; calls and
   tokens as the endpoint reports them (from the cost ledger). The report and --json hold llmCalls,
-  llmPromptTokens, llmCompletionTokens and the same per case.`;
+  llmPromptTokens, llmCompletionTokens and the same per case.
+  --consolidate: after ingest, sleep-time consolidation of every case's user (one after the other, each
+  timed), then every question asked again: recall before and after in one run, decisions by type, the
+  update phase's LLM calls and prompt tokens, and wall time per case (report.json and --json: consolidation;
+  <out>/retrieval-after.jsonl, consolidation-decisions.jsonl). Needs the embedding model (update queues are
+  kNN). Policy by --llm: off, the LLM-free one (near-duplicates merged); dry-run, the LLM policy's requests
+  rendered (<out>/consolidation-requests.jsonl) and counted with o200k, nothing sent and every case decided
+  ignore, so nothing changes; live, the LLM policy on the endpoint (cost from the ledger). With --qa, the
+  answers use the memories after consolidation. Without --consolidate nothing is consolidated (the
+  scheduled consolidation is off in benchmarks, so that recall does not depend on timing).`;
 
 export const longMemEvalBenchUsage = `lightmem bench longmemeval --data <longmemeval.json[.gz]> --out <dir> ${usageTail}
   The same for LongMemEval (oracle, S or M file, streamed): each question's haystack ingested into its own
@@ -102,9 +124,15 @@ async function benchSource(
   };
 }
 
+/** What a test gives the command instead of the configured models (an in-process embedder). */
+export interface RecallBenchHooks {
+  readonly models?: RuntimeOptions['models'];
+}
+
 export async function recallBenchCommand(
   benchmark: RecallBenchmark,
   argv: readonly string[],
+  hooks: RecallBenchHooks = {},
 ): Promise<number> {
   const usage = benchmark === 'locomo' ? locomoBenchUsage : longMemEvalBenchUsage;
   const { values } = parse(argv, {
@@ -118,6 +146,7 @@ export async function recallBenchCommand(
     'dry-run': { type: 'boolean' },
     'qa-concurrency': { type: 'string' },
     llm: { type: 'string' },
+    consolidate: { type: 'boolean' },
     tenant: { type: 'string' },
     json: { type: 'boolean' },
   });
@@ -165,6 +194,12 @@ export async function recallBenchCommand(
     throw new InvalidInputError(`--llm takes off, dry-run or live (got ${llmMode})`, 'llm');
   if (llmMode !== 'off' && baseline !== undefined)
     throw new InvalidInputError('--llm goes with the pipeline, not with --baseline (raw turns)', 'llm');
+  const consolidate = values['consolidate'] === true;
+  if (consolidate && baseline !== undefined)
+    throw new InvalidInputError(
+      '--consolidate goes with the pipeline, not with --baseline (raw turns)',
+      'consolidate',
+    );
 
   const out = resolve(outFlag);
   await mkdir(out, { recursive: true });
@@ -175,9 +210,13 @@ export async function recallBenchCommand(
       ...dirOverrides.summarizer,
       extractor: llmMode === 'live' ? 'llm' : 'extractive',
     },
+    consolidation: {
+      ...dirOverrides.consolidation,
+      ...consolidationOverrides(consolidate, llmMode).consolidation,
+    },
   };
   const dryRun: { extractor: DryRunExtractor | null } = { extractor: null };
-  const { config, runtime } = await openEmbeddedContext(values, { logLevel: 'warn' }, overrides, {
+  const { config, runtime, logger } = await openBenchRuntime(values, overrides, hooks, {
     wrapExtractor:
       llmMode === 'dry-run'
         ? (configured, opened) => {
@@ -188,6 +227,11 @@ export async function recallBenchCommand(
         : undefined,
   });
   try {
+    if (consolidate && runtime.components.embedder === null)
+      throw new InvalidInputError(
+        '--consolidate needs an embedding model (update queues are nearest neighbours): lightmem models fetch',
+        'consolidate',
+      );
     const qaOptions: QaStepOptions = {
       benchmark,
       config,
@@ -235,17 +279,43 @@ export async function recallBenchCommand(
     });
     if (phase === 'ingest') ingesting.finish();
     searching.finish();
+    // Before consolidation: the ledger then holds the extraction's calls only.
+    const liveCosts = llmMode === 'live' ? await ledgerCosts(runtime.ledger) : new Map<string, LlmCost>();
+
+    const step = consolidate
+      ? await consolidationStep(runtime, { mode: llmMode, config, out, clock: systemClock, logger })
+      : null;
+    let consolidationRun: ConsolidationRun | null = null;
+    if (step !== null) {
+      const consolidating = new ProgressBar('consolidating', process.stderr, json);
+      const searchingAgain = new ProgressBar('searching again', process.stderr, json);
+      consolidationRun = await runConsolidationBench(runtime, run, {
+        consolidate: step.consolidate,
+        searchLimit,
+        onCase: step.onCase,
+        onProgress: (p) => {
+          if (p.phase === 'consolidate') consolidating.update(p.done, p.total, p.detail);
+          else {
+            consolidating.finish();
+            searchingAgain.update(p.done, p.total, p.detail);
+          }
+        },
+      });
+      consolidating.finish();
+      searchingAgain.finish();
+      await step.finish();
+    }
 
     const files = {
       ...(qa ? { qa: join(out, 'qa.jsonl') } : {}),
       ...(dryRun.extractor === null ? {} : { llmRequests: join(out, 'llm-requests.jsonl') }),
+      ...(step === null ? {} : step.files),
       retrieval: join(out, 'retrieval.jsonl'),
       report: join(out, 'report.json'),
       markdown: join(out, 'report.md'),
       chart: join(out, 'recall.svg'),
       dataDir,
     };
-    const liveCosts = llmMode === 'live' ? await ledgerCosts(runtime.ledger) : new Map<string, LlmCost>();
     const counted = dryRun.extractor;
     const report = buildRecallReport({
       llm:
@@ -268,18 +338,35 @@ export async function recallBenchCommand(
       files,
       baseline,
     });
+    const consolidation: ConsolidationReport | null =
+      step === null || consolidationRun === null
+        ? null
+        : buildConsolidationReport({
+            mode: llmMode,
+            run: consolidationRun,
+            before: report,
+            config,
+            costOf: (userId) => step.costOf(userId),
+          });
     const writeReport = async (qaResult: QaSummary | null): Promise<void> => {
-      await writeFile(files.report, `${JSON.stringify({ ...report, qa: qaResult }, null, 2)}\n`);
+      await writeFile(
+        files.report,
+        `${JSON.stringify({ ...report, ...(consolidation === null ? {} : { consolidation }), qa: qaResult }, null, 2)}\n`,
+      );
       await writeFile(
         files.markdown,
-        recallReportMarkdown(report) + (qaResult === null ? '' : `\n## QA\n\n${qaSummaryText(qaResult)}\n`),
+        recallReportMarkdown(report) +
+          (consolidation === null ? '' : `\n${consolidationMarkdown(consolidation, report)}`) +
+          (qaResult === null ? '' : `\n## QA\n\n${qaSummaryText(qaResult)}\n`),
       );
     };
+    const retrievalLines = (retrievals: readonly Retrieval[]): string =>
+      retrievals.map((r) => `${retrievalLine(r, undefined, source.categoryKey)}\n`).join('');
     // Recall first, so that a failing QA step loses nothing of the (long) ingest and search.
-    await writeFile(
-      files.retrieval,
-      run.retrievals.map((r) => `${retrievalLine(r, undefined, source.categoryKey)}\n`).join(''),
-    );
+    await writeFile(files.retrieval, retrievalLines(run.retrievals));
+    const afterFile = step?.files['retrievalAfter'];
+    if (consolidationRun !== null && afterFile !== undefined)
+      await writeFile(afterFile, retrievalLines(consolidationRun.retrievals));
     await writeReport(null);
     if (dryRun.extractor !== null && files.llmRequests !== undefined) {
       const lines = dryRun.extractor.rendered.map((r) =>
@@ -288,7 +375,10 @@ export async function recallBenchCommand(
       await writeFile(files.llmRequests, lines.map((line) => `${line}\n`).join(''));
     }
     await writeFile(files.chart, recallChart(report));
-    const qaResult = qa ? await runQaStep(run.retrievals, qaOptions) : undefined;
+    // The answers use the memories as they end up: after consolidation when there was one.
+    const qaResult = qa
+      ? await runQaStep(consolidationRun?.retrievals ?? run.retrievals, qaOptions)
+      : undefined;
     if (qaResult !== undefined) await writeReport(qaResult);
 
     if (!json) {
@@ -312,11 +402,16 @@ export async function recallBenchCommand(
         `ingest ${i.seconds} s (${i.turnsPerSecond} turns/s, ${i.tokensPerSecond} tokens/s); ` +
           `search p50 ${s.p50Ms} ms, p95 ${s.p95Ms} ms, p99 ${s.p99Ms} ms; LLM (${report.llm.mode}) ${report.llm.calls} calls, ${report.llm.promptTokens} prompt tokens (${report.llm.perCase.calls} calls, ${report.llm.perCase.promptTokens} tokens per case)`,
       );
+      if (consolidation !== null) console.log(consolidationSummaryText(consolidation, report));
       if (qaResult !== undefined) console.log(qaSummaryText(qaResult));
       console.log(`wrote ${files.report}, ${files.markdown}, ${files.chart}, ${files.retrieval}`);
     }
     console.log(
-      JSON.stringify({ ...recallSummary(report), ...(qaResult === undefined ? {} : { qa: qaResult }) }),
+      JSON.stringify({
+        ...recallSummary(report),
+        ...(consolidation === null ? {} : { consolidation: consolidationSummary(consolidation) }),
+        ...(qaResult === undefined ? {} : { qa: qaResult }),
+      }),
     );
     return 0;
   } finally {
@@ -350,17 +445,25 @@ function isLlmMode(mode: string): mode is LlmMode {
   return mode === 'off' || mode === 'dry-run' || mode === 'live';
 }
 
-/** Live calls per user, as the ledger recorded them (reused answers cost nothing). */
-async function ledgerCosts(ledger: LlmLedger): Promise<Map<string, LlmCost>> {
-  const costs = new Map<string, LlmCost>();
-  for (const row of await ledger.totals({ byUser: true })) {
-    const userId = row.userId ?? '';
-    const before = costs.get(userId) ?? { calls: 0, promptTokens: 0, completionTokens: 0 };
-    costs.set(userId, {
-      calls: before.calls + row.calls,
-      promptTokens: before.promptTokens + row.promptTokens,
-      completionTokens: before.completionTokens + row.completionTokens,
-    });
-  }
-  return costs;
+/**
+ * The embedded runtime of a bench run: as configured (models fetched on first use), or over the models a
+ * test gives.
+ */
+async function openBenchRuntime(
+  values: Record<string, string | boolean | undefined>,
+  overrides: LightmemConfigInput,
+  hooks: RecallBenchHooks,
+  extra: Pick<RuntimeOptions, 'wrapExtractor'>,
+): Promise<{ config: LightmemConfig; runtime: EmbeddedRuntime; logger: Logger }> {
+  if (hooks.models === undefined) return openEmbeddedContext(values, { logLevel: 'warn' }, overrides, extra);
+  const config = commandConfig(values, overrides);
+  const logger = commandLogger(values, config, { logLevel: 'warn' });
+  const runtime = await EmbeddedRuntime.open(config, {
+    ...extra,
+    env: process.env,
+    logger,
+    clock: systemClock,
+    models: hooks.models,
+  });
+  return { config, runtime, logger };
 }
