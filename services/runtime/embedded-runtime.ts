@@ -138,7 +138,10 @@ export class EmbeddedRuntime implements Runtime {
       }),
       inProcessConsolidationOptions(config, options.clock, options.logger),
     );
-    if (config.consolidation.enabled) {
+    // Sleep-time work belongs to the long-running process (`lightmem serve`): a batch command (ingest, bench)
+    // that runs the pipeline leaves it, so what it makes does not depend on when a run happened to start.
+    // Its memories stay pending in the store and the next server (or `lightmem consolidate`) takes them.
+    if (config.consolidation.enabled && options.serving === true) {
       this.scheduler.register(this.consolidation.job(config.consolidation.checkMs));
     }
     this.scheduler.register({

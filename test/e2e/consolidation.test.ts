@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Topics } from '../../services/core/model/topics.js';
-import type { EmbeddedRuntime } from '../../services/runtime/embedded-runtime.js';
+import { EmbeddedRuntime } from '../../services/runtime/embedded-runtime.js';
+import { loadConfig } from '../../services/runtime/load-config.js';
+import { systemClock } from '../../services/core/ports/clock.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { HashingEmbedder } from '../support/hashing-embedder.js';
 import { ingestEvents, openRuntime } from '../support/embedded.js';
 import { tempDir } from '../support/cli.js';
@@ -262,5 +265,41 @@ describe('sleep-time consolidation, embedded, LLM policy (scripted OpenAI-protoc
       2,
       'ignored: both stay',
     );
+  });
+});
+
+describe('sleep-time consolidation in a serving process (the in-process runner’s schedule)', () => {
+  it('consolidates a user once enough new memories wait, without being asked', async () => {
+    const dir = tempDir('consolidation-serve');
+    const config = loadConfig({
+      env: {},
+      overrides: {
+        dataDir: dir.path,
+        consolidation: { minNewEntries: 2, checkMs: 100 },
+        pipeline: { isolation: 'inline' },
+      },
+    });
+    const runtime = await EmbeddedRuntime.open(config, {
+      logger: stderrLogger('warn'),
+      clock: systemClock,
+      models: { embedder: new HashingEmbedder(64) },
+      serving: true,
+    });
+    try {
+      runtime.startPipeline();
+      const text = 'Maya keeps bees on the roof of her building in Porto.';
+      await ingestEvents(runtime, [turn('acme', 1, 'x1', text, 1), turn('acme', 2, 'x2', text, 1)]);
+      const scope = { tenantId: 'acme', userId: 'u1' };
+      for (let waited = 0; (await runtime.store.pendingConsolidation(scope, 10)).length > 0; waited += 50) {
+        if (waited > 20_000) throw new Error('the runner never consolidated the user');
+        await sleep(50);
+      }
+      const hits = await runtime.store.search({ scope, text: 'bees roof Porto', limit: 10 });
+      assert.equal(hits.length, 1, 'merged by the scheduled run');
+      assert.equal(hits[0]?.memory.sourceTurnIds.length, 2);
+    } finally {
+      await runtime.close();
+      dir.remove();
+    }
   });
 });
