@@ -7,6 +7,7 @@ import type { MemoryStore, OpWrite } from '../../services/core/ports/memory-stor
 import { HashingEmbedder } from '../support/hashing-embedder.js';
 import { DAY, HOUR, T0, embeddedWrites, makeEntry } from '../support/memory-fixtures.js';
 import { expectCode } from './memory-store.contract.js';
+import { cosine } from '../../services/stages/segmenter/similarity-segmenter.js';
 
 /**
  * Versions, decisions and consolidation reads of a MemoryStore (sleep-time consolidation): applyOps,
@@ -350,18 +351,4 @@ export function memoryVersionsContract(name: string, open: () => Promise<MemoryS
       });
     });
   });
-}
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i] ?? 0;
-    const y = b[i] ?? 0;
-    dot += x * y;
-    na += x * x;
-    nb += y * y;
-  }
-  return dot / Math.sqrt(na * nb);
 }
