@@ -12,8 +12,11 @@ import type { LightmemConfig, LightmemConfigInput } from '../core/config.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
 import type { EmbeddedRuntime } from '../runtime/embedded-runtime.js';
-import { InProcessConsolidation } from '../runtime/in-process-consolidation.js';
-import { consolidationDeps, runLimits, updatePrompt } from '../runtime/consolidation-setup.js';
+import {
+  InProcessConsolidation,
+  inProcessConsolidationOptions,
+} from '../runtime/in-process-consolidation.js';
+import { consolidationDeps, updatePrompt } from '../runtime/consolidation-setup.js';
 import { updatePromptHash, updateRequest } from '../stages/consolidation/llm/llm-update-decider.js';
 import type { ConsolidationSummary } from '../../workflows/consolidation/activity-types.js';
 import type { Consolidator } from '../bench/consolidation-bench.js';
@@ -104,17 +107,7 @@ export async function consolidationStep(
         clock: options.clock,
         logger: options.logger,
       }),
-      {
-        limits: runLimits(config),
-        minNewEntries: config.consolidation.minNewEntries,
-        maxWaitMs: config.consolidation.maxWaitMs,
-        userConcurrency: config.consolidation.userConcurrency,
-        maxAttempts: config.pipeline.maxAttempts,
-        retryBaseMs: config.pipeline.retryBaseMs,
-        retryMaxMs: config.pipeline.retryMaxMs,
-        clock: options.clock,
-        logger: options.logger,
-      },
+      inProcessConsolidationOptions(config, options.clock, options.logger),
     );
     return {
       // Not a dry run of the orchestration: the ignores are appended and the sources marked, so that a
