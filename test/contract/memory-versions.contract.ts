@@ -5,7 +5,7 @@ import type { MemoryEntry, MemoryOp } from '../../services/core/model/generated.
 import type { Scope } from '../../services/core/model/scope.js';
 import type { MemoryStore, OpWrite } from '../../services/core/ports/memory-store.js';
 import { HashingEmbedder } from '../support/hashing-embedder.js';
-import { DAY, HOUR, T0, embeddedWrites, makeEntry } from '../support/memory-fixtures.js';
+import { DAY, HOUR, T0, embeddedWrites, makeEntry, makeOp } from '../support/memory-fixtures.js';
 import { expectCode } from './memory-store.contract.js';
 import { cosine } from '../../services/stages/segmenter/similarity-segmenter.js';
 
@@ -52,21 +52,7 @@ export function memoryVersionsContract(name: string, open: () => Promise<MemoryS
         })
       ).map((hit) => hit.memory.id);
 
-    function op(fields: Partial<MemoryOp> & Pick<MemoryOp, 'opId' | 'op' | 'targetIds'>): MemoryOp {
-      return {
-        tenantId: 'tenant-a',
-        userId: 'user-1',
-        replacementIds: [],
-        reason: 'test',
-        requestedBy: 'consolidation',
-        requestedAt: T0 + 10 * DAY,
-        sourceIds: [],
-        validTo: null,
-        decidedBy: 'test',
-        replacements: [],
-        ...fields,
-      };
-    }
+    const op = makeOp;
 
     /** An old plan, a newer one that refines it, and the merged version an update writes. */
     function refinement() {

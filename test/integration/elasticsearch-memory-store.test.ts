@@ -22,7 +22,7 @@ import { memoryStoreOptionsContract } from '../contract/memory-store-options.con
 import { expectCode, memoryStoreContract } from '../contract/memory-store.contract.js';
 import { memoryVersionsContract } from '../contract/memory-versions.contract.js';
 import { HashingEmbedder } from '../support/hashing-embedder.js';
-import { DAY, T0, embeddedWrites, makeEntry, plainWrites } from '../support/memory-fixtures.js';
+import { DAY, T0, embeddedWrites, makeEntry, plainWrites, makeOp } from '../support/memory-fixtures.js';
 import { deletePrefix, esUrl, freshPrefix, openFreshStore, rawClient } from './support/elasticsearch.js';
 
 memoryStoreContract(
@@ -499,21 +499,7 @@ describe('ElasticsearchMemoryStore versions', () => {
     op,
     embeddings: op.replacements.map((entry) => embedder.embedOne(entry.text)),
   });
-  function op(fields: Partial<MemoryOp> & Pick<MemoryOp, 'opId' | 'op' | 'targetIds'>): MemoryOp {
-    return {
-      tenantId: 'tenant-a',
-      userId: 'user-1',
-      replacementIds: [],
-      reason: 'test',
-      requestedBy: 'consolidation',
-      requestedAt: T0 + 10 * DAY,
-      sourceIds: [],
-      validTo: null,
-      decidedBy: 'test',
-      replacements: [],
-      ...fields,
-    };
-  }
+  const op = makeOp;
   /** An update of `targets` into one new version. */
   function merge(
     opId: string,

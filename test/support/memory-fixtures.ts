@@ -1,4 +1,4 @@
-import type { MemoryEntry, PipelineVersion } from '../../services/core/model/generated.js';
+import type { MemoryEntry, MemoryOp, PipelineVersion } from '../../services/core/model/generated.js';
 import { stableId } from '../../services/core/model/ids.js';
 import type { Embedder } from '../../services/core/ports/embedder.js';
 import type { MemoryWrite } from '../../services/core/ports/memory-store.js';
@@ -79,4 +79,21 @@ export async function embeddedWrites(
     if (embedding === undefined) throw new Error(`embedder returned no vector for entry ${i}`);
     return { entry: { ...entry, pipeline: { ...entry.pipeline, embedder: embedder.id } }, embedding };
   });
+}
+
+/** A valid MemoryOp of tenant-a / user-1 with sensible defaults; the caller names the id, kind and targets. */
+export function makeOp(fields: Partial<MemoryOp> & Pick<MemoryOp, 'opId' | 'op' | 'targetIds'>): MemoryOp {
+  return {
+    tenantId: 'tenant-a',
+    userId: 'user-1',
+    replacementIds: [],
+    reason: 'test',
+    requestedBy: 'consolidation',
+    requestedAt: T0 + 10 * DAY,
+    sourceIds: [],
+    validTo: null,
+    decidedBy: 'test',
+    replacements: [],
+    ...fields,
+  };
 }
