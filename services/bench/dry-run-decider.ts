@@ -26,20 +26,24 @@ export interface RenderedUpdateRequest {
  */
 export class DryRunDecider implements UpdateDecider {
   readonly policy: string;
+  readonly promptHash: string;
   private readonly costs = new Map<string, { calls: number; promptTokens: number }>();
 
   /**
    * @param policy the LLM decider's policy (`llm:<model>@<hash>`); recorded as `dry-run:<policy>`, so the
    *   ignore ops of a dry run never pass for the LLM's answers
+   * @param promptHash the LLM decider's prompt hash
    * @param render the request the LLM decider sends first for a case (`updateRequest`)
    * @param write receives every rendered request, in order (e.g. appends it to a file)
    */
   constructor(
     policy: string,
+    promptHash: string,
     private readonly render: (item: UpdateCase) => ChatRequest,
     private readonly write: (rendered: RenderedUpdateRequest) => void = () => undefined,
   ) {
     this.policy = `dry-run:${policy}`;
+    this.promptHash = promptHash;
   }
 
   decide(item: UpdateCase, context: DecideContext): Promise<CaseDecision> {

@@ -82,8 +82,10 @@ export async function consolidationStep(
       maxTokens: config.consolidation.maxAnswerTokens,
       temperature: config.consolidation.temperature,
     };
+    const promptHash = updatePromptHash(prompt.text);
     const decider = new DryRunDecider(
-      `llm:${config.llm.model}@${updatePromptHash(prompt.text)}`,
+      `llm:${config.llm.model}@${promptHash}`,
+      promptHash,
       (item) => updateRequest(item, settings).request,
       (rendered) =>
         requests.write(

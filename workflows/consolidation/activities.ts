@@ -202,7 +202,7 @@ export function createActivities(deps: ConsolidationDeps): ConsolidationActiviti
     if (target === undefined || sources.length === 0 || decider === null) return null;
     const item: UpdateCase = { target, sources };
     const decision = await decider.decide(item, { ...scope, signal });
-    const op = decisionOp(item, decision, { ...context, promptHash: promptHashOf(decider.policy) });
+    const op = decisionOp(item, decision, { ...context, promptHash: decider.promptHash });
     const problem =
       decision.action === 'ignore' && decision.problem !== undefined
         ? {
@@ -287,10 +287,4 @@ export function createActivities(deps: ConsolidationDeps): ConsolidationActiviti
   }
 
   return { planConsolidation, decideTasks, finishConsolidation };
-}
-
-/** The prompt hash inside an LLM policy string (`llm:<model>@<hash>`). */
-function promptHashOf(policy: string): string | null {
-  const at = policy.lastIndexOf('@');
-  return at < 0 ? null : policy.slice(at + 1);
 }

@@ -47,5 +47,7 @@ export interface DecideContext {
 export interface UpdateDecider {
   /** Who decides, recorded on every op (`llm:<model>@<prompt hash>`): part of the op id. */
   readonly policy: string;
+  /** The hash of the prompt the decisions come from (the pipeline version of the versions it writes). */
+  readonly promptHash: string | null;
   decide(item: UpdateCase, context: DecideContext): Promise<CaseDecision>;
 }
