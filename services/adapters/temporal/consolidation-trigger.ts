@@ -1,7 +1,11 @@
 import { Client, Connection } from '@temporalio/client';
 import type { LightmemConfig } from '../../core/config.js';
 import { LightmemError } from '../../core/errors.js';
-import type { ConsolidationTrigger, NewMemories } from '../../core/ports/consolidation-trigger.js';
+import {
+  countsPerUser,
+  type ConsolidationTrigger,
+  type NewMemories,
+} from '../../core/ports/consolidation-trigger.js';
 import {
   consolidationEntityWorkflow,
   newMemoriesSignal,
@@ -21,18 +25,6 @@ export interface TemporalTriggerOptions extends TemporalEndpoint {
   readonly entity: EntitySettings;
   /** How long one notify may take before it fails (retryably); default 10 s. */
   readonly callTimeoutMs?: number | undefined;
-}
-
-/** The users of a batch, each once, with their counts summed. */
-function perUser(batch: readonly NewMemories[]): NewMemories[] {
-  const users = new Map<string, NewMemories>();
-  for (const item of batch) {
-    if (item.count <= 0) continue;
-    const key = entityWorkflowId(item);
-    const seen = users.get(key);
-    users.set(key, { tenantId: item.tenantId, userId: item.userId, count: (seen?.count ?? 0) + item.count });
-  }
-  return [...users.values()];
 }
 
 /**
@@ -62,7 +54,7 @@ export class TemporalConsolidationTrigger implements ConsolidationTrigger {
 
   async notify(batch: readonly NewMemories[]): Promise<void> {
     if (this.closed) throw new LightmemError('internal', 'the Temporal consolidation trigger is closed');
-    const users = perUser(batch);
+    const users = countsPerUser(batch);
     if (users.length === 0) return;
     const deadline = Date.now() + (this.options.callTimeoutMs ?? 10_000);
     const results = await Promise.allSettled(

@@ -1,8 +1,7 @@
 import type { BatchHandler } from '../../core/ports/event-log.js';
 import type { Embedder } from '../../core/ports/embedder.js';
 import type { MemoryStore, MemoryWrite } from '../../core/ports/memory-store.js';
-import type { ConsolidationTrigger, NewMemories } from '../../core/ports/consolidation-trigger.js';
-import { compositeKey } from '../../core/model/keys.js';
+import { countsPerUser, type ConsolidationTrigger } from '../../core/ports/consolidation-trigger.js';
 import type { Topics } from '../../core/model/topics.js';
 import { embeddingText } from '../../core/text/embedding-text.js';
 
@@ -25,16 +24,10 @@ export function indexerStage(deps: IndexerStageDeps): BatchHandler<typeof Topics
     const vectors = deps.embedder === null ? [] : await deps.embedder.embed(entries.map(embeddingText));
     const writes: MemoryWrite[] = entries.map((entry, index) => ({ entry, embedding: vectors[index] }));
     await deps.store.upsert(writes);
-    if (deps.trigger != null && entries.length > 0) await deps.trigger.notify(perUser(entries));
+    if (deps.trigger != null && entries.length > 0)
+      await deps.trigger.notify(
+        countsPerUser(entries.map(({ tenantId, userId }) => ({ tenantId, userId, count: 1 }))),
+      );
     return { records: [], state: [] };
   };
-}
-
-function perUser(entries: readonly { tenantId: string; userId: string }[]): NewMemories[] {
-  const counts = new Map<string, NewMemories>();
-  for (const { tenantId, userId } of entries) {
-    const key = compositeKey([tenantId, userId]);
-    counts.set(key, { tenantId, userId, count: (counts.get(key)?.count ?? 0) + 1 });
-  }
-  return [...counts.values()];
 }
