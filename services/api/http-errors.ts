@@ -1,4 +1,4 @@
-import { LightmemError, StorageBusyError } from '../core/errors.js';
+import { LightmemError, RateLimitedError, StorageBusyError } from '../core/errors.js';
 
 export interface ErrorBody {
   readonly error: {
@@ -17,14 +17,28 @@ export function statusFor(error: unknown): number {
     case 'scope_required':
     case 'model_mismatch':
       return 400;
+    case 'unauthorized':
+      return 401;
+    case 'forbidden':
+      return 403;
     case 'not_found':
       return 404;
+    case 'method_not_allowed':
+      return 405;
     case 'conflict':
       return 409;
+    case 'payload_too_large':
+      return 413;
+    case 'unsupported_media_type':
+      return 415;
     case 'busy':
+    case 'rate_limited':
       return 429;
+    case 'unsupported':
+      return 501;
     case 'storage_unavailable':
     case 'retries_exhausted':
+    case 'overloaded':
       return 503;
     default:
       return 500;
@@ -50,5 +64,7 @@ export function retryAfterSeconds(error: unknown): number | null {
   const status = statusFor(error);
   if (status !== 429 && status !== 503) return null;
   if (!(error instanceof LightmemError) || !error.retryable) return null;
-  return error instanceof StorageBusyError ? Math.max(1, Math.ceil(error.retryAfterMs / 1000)) : 1;
+  const waitMs =
+    error instanceof StorageBusyError || error instanceof RateLimitedError ? error.retryAfterMs : 1_000;
+  return Math.max(1, Math.ceil(waitMs / 1000));
 }

@@ -1,5 +1,8 @@
 import { InvalidInputError, LightmemError } from '../core/errors.js';
 import { historyView } from '../app/memory-history.js';
+import { operatorOf } from '../app/caller.js';
+import { systemClock } from '../core/ports/clock.js';
+import { memoryServiceOf } from '../runtime/memory-service-setup.js';
 import { commonOptions, parse, stringOption } from './args.js';
 import { openContext } from './context.js';
 
@@ -22,14 +25,16 @@ export async function historyCommand(argv: readonly string[]): Promise<number> {
   if (id === undefined) throw new InvalidInputError(`missing <memory id>\n${historyUsage}`, 'id');
   const { config, runtime } = await openContext(values, { logLevel: 'warn' });
   try {
-    const scope = {
-      tenantId: stringOption(values, 'tenant') ?? config.defaultTenant,
-      userId: stringOption(values, 'user'),
-    };
-    const history = await runtime.store.history(scope, id);
-    if (history === undefined)
-      throw new LightmemError('not_found', `no memory ${id} in this scope`, { field: 'id' });
-    const view = historyView(id, history);
+    const tenantId = stringOption(values, 'tenant') ?? config.defaultTenant;
+    const userId = stringOption(values, 'user');
+    // The operator may look a memory up without its user (the API may not).
+    const history = userId === undefined ? await runtime.store.history({ tenantId }, id) : undefined;
+    const view =
+      userId === undefined
+        ? history === undefined
+          ? notFound(id)
+          : historyView(id, history)
+        : await memoryServiceOf(runtime, systemClock).history(operatorOf(tenantId), { userId, id });
     if (values['json'] === true) {
       console.log(JSON.stringify(view));
       return 0;
@@ -53,4 +58,8 @@ export async function historyCommand(argv: readonly string[]): Promise<number> {
   } finally {
     await runtime.close();
   }
+}
+
+function notFound(id: string): never {
+  throw new LightmemError('not_found', `no memory ${id} in this scope`, { field: 'id' });
 }

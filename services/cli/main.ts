@@ -9,6 +9,8 @@ import { serviceCommand, serviceUsage } from './service-command.js';
 import { adminCommand, adminUsage } from './admin-command.js';
 import { consolidateCommand, consolidateUsage } from './consolidate-command.js';
 import { historyCommand, historyUsage } from './history-command.js';
+import { forgetCommand, forgetUsage } from './forget-command.js';
+import { keyCommand, keyUsage, tenantCommand, tenantUsage } from './tenant-command.js';
 
 const usage = `lightmem — long-term memory for LLM agents
 
@@ -20,9 +22,15 @@ ${historyUsage}
 
 ${consolidateUsage}
 
+${forgetUsage}
+
 ${statsUsage}
 
 ${serveUsage}
+
+${tenantUsage}
+
+${keyUsage}
 
 ${benchUsage}
 
@@ -40,8 +48,11 @@ const commands: Record<string, (argv: readonly string[]) => Promise<number>> = {
   search: searchCommand,
   history: historyCommand,
   consolidate: consolidateCommand,
+  forget: forgetCommand,
   stats: statsCommand,
   serve: serveCommand,
+  tenant: tenantCommand,
+  key: keyCommand,
   bench: benchCommand,
   models: modelsCommand,
   service: serviceCommand,

@@ -1,5 +1,7 @@
 import { InvalidInputError } from '../core/errors.js';
-import { MemorySearch } from '../app/memory-search.js';
+import { operatorOf } from '../app/caller.js';
+import { systemClock } from '../core/ports/clock.js';
+import { memoryServiceOf } from '../runtime/memory-service-setup.js';
 import { commonOptions, intOption, parse, stringOption, timeOption } from './args.js';
 import { openContext } from './context.js';
 
@@ -30,12 +32,9 @@ export async function searchCommand(argv: readonly string[]): Promise<number> {
     throw new InvalidInputError('--user is required: memories are always searched for one user', 'user');
   const { config, runtime } = await openContext(values, { logLevel: 'warn' });
   try {
-    const results = await new MemorySearch(
-      runtime.store,
-      runtime.components.embedder,
-      runtime.config.search,
-    ).search({
-      scope: { tenantId: stringOption(values, 'tenant') ?? config.defaultTenant, userId: user },
+    const caller = operatorOf(stringOption(values, 'tenant') ?? config.defaultTenant);
+    const results = await memoryServiceOf(runtime, systemClock).search(caller, {
+      userId: user,
       query,
       limit: intOption(values, 'limit', 10),
       from: timeOption(values, 'from'),

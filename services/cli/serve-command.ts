@@ -1,12 +1,64 @@
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LightmemConfig } from '../core/config.js';
+import type { Logger } from '../core/ports/logger.js';
+import { systemClock } from '../core/ports/clock.js';
+import { LightmemError } from '../core/errors.js';
+import type { TenantDirectory } from '../core/ports/tenant-directory.js';
 import { createRuntimeHttpApi } from '../api/runtime-http-api.js';
+import { openTenantDirectory } from '../runtime/tenant-directory-setup.js';
 import { commonOptions, intOption, parse, stringOption } from './args.js';
 import { openContext } from './context.js';
 
 export const serveUsage = `lightmem serve [--port 8787] [--host 127.0.0.1] [--data-dir D] [--mode embedded|distributed]
-  Runs the pipeline and the HTTP API: POST /v1/events, POST /v1/search, GET /v1/memories/:id, GET /healthz.
+  Runs the pipeline and the HTTP API (OpenAPI document at /openapi.json). Every request carries
+  Authorization: Bearer <API key>. On the first start (no tenant yet) it creates the tenant
+  \`defaultTenant\` with an admin key and writes the key to <data dir>/api-key.
   --mode distributed: the API on Kafka + Elasticsearch; the stages run as \`lightmem service <stage>\`.`;
+
+/** The file the first start writes the first key to (readable by its owner only). */
+export function apiKeyFile(config: LightmemConfig): string {
+  return join(config.dataDir, 'api-key');
+}
+
+/**
+ * The first start of a deployment: with no tenant yet, creates the default tenant and an admin key, and
+ * writes the key to `<data dir>/api-key` (mode 0600), so the quickstart's curl lines can read it.
+ */
+async function bootstrapTenant(
+  config: LightmemConfig,
+  directory: TenantDirectory,
+  logger: Logger,
+): Promise<void> {
+  if ((await directory.tenants()).length > 0) return;
+  try {
+    await directory.createTenant(config.defaultTenant);
+  } catch (error) {
+    // Another replica created it first: its key is its own to hand out.
+    if (error instanceof LightmemError && error.code === 'conflict') return;
+    throw error;
+  }
+  const issued = await directory.createKey({
+    tenantId: config.defaultTenant,
+    scopes: ['admin'],
+    name: 'first start',
+  });
+  const file = apiKeyFile(config);
+  writeFileSync(file, `${issued.apiKey}\n`, { mode: 0o600 });
+  logger.info('created the first tenant and its admin API key', {
+    tenantId: config.defaultTenant,
+    id: issued.key.keyId,
+    writtenTo: file,
+  });
+}
+
+function packageVersion(): string {
+  const file = new URL('../../package.json', import.meta.url);
+  if (!existsSync(file)) return '0.0.0';
+  const parsed = JSON.parse(readFileSync(file, 'utf8')) as { version?: unknown };
+  return typeof parsed.version === 'string' ? parsed.version : '0.0.0';
+}
 
 export async function serveCommand(argv: readonly string[]): Promise<number> {
   const { values } = parse(argv, {
@@ -30,20 +82,32 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
     },
     { serving: true },
   );
-  if (!runtime.startPipeline()) {
-    logger.warn(`the pipeline is run by ${runtime.pipelineDescription}; this process serves the API`);
-  }
-  const server = createRuntimeHttpApi(runtime, logger);
-  server.listen(config.server.port, config.server.host);
+  let directory: TenantDirectory;
   try {
-    await once(server, 'listening');
+    directory = await openTenantDirectory(config, systemClock, { serving: true });
+    await bootstrapTenant(config, directory, logger);
   } catch (error) {
     await runtime.close();
     throw error;
   }
-  const address = server.address() as AddressInfo;
+  if (!runtime.startPipeline()) {
+    logger.warn(`the pipeline is run by ${runtime.pipelineDescription}; this process serves the API`);
+  }
+  const app = createRuntimeHttpApi(runtime, directory, {
+    logger,
+    clock: systemClock,
+    version: packageVersion(),
+  });
+  let url: string;
+  try {
+    url = await app.listen({ port: config.server.port, host: config.server.host });
+  } catch (error) {
+    await directory.close();
+    await runtime.close();
+    throw error;
+  }
   logger.info('lightmem serving', {
-    url: `http://${address.address}:${address.port}`,
+    url,
     dataDir: config.dataDir,
     extractor: runtime.components.extractor.version,
   });
@@ -53,8 +117,9 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
   process.once('SIGTERM', onSignal);
   await once(stop.signal, 'abort');
   logger.info('shutting down');
-  server.close();
-  server.closeAllConnections();
+  app.server.closeAllConnections();
+  await app.close();
+  await directory.close();
   await runtime.close();
   return 0;
 }

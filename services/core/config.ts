@@ -287,6 +287,7 @@ export const LightmemConfig = z
       .prefault({}),
     server: z
       .object({
+        /** Loopback by default: serving other machines is a choice (`--host 0.0.0.0`). */
         host: z.string().default('127.0.0.1'),
         port: z.number().int().min(0).max(65_535).default(8787),
         maxBodyBytes: z
@@ -294,6 +295,36 @@ export const LightmemConfig = z
           .int()
           .positive()
           .default(16 * 1024 * 1024),
+        /**
+         * The memory bound of request bodies: bytes of bodies being read or handled at once (by their
+         * Content-Length, or maxBodyBytes when chunked). A request over it waits for nothing: 503 with
+         * Retry-After, before its body is read.
+         */
+        maxInFlightBodyBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(128 * 1024 * 1024),
+        /** Requests handled at once; more get 503 with Retry-After. */
+        maxConcurrentRequests: z.number().int().positive().default(64),
+        /** Open connections; the server stops accepting beyond it. */
+        maxConnections: z.number().int().positive().default(1024),
+        /** Nesting of a JSON body beyond this depth is refused (400) before it is parsed. */
+        maxJsonDepth: z.number().int().min(4).max(256).default(32),
+        /** A request (headers and body) must arrive within this time. */
+        requestTimeoutMs: z.number().int().positive().default(60_000),
+        /**
+         * Web origins allowed to call the API from a browser (`Origin` header); a request from any other
+         * origin is refused (403). Clients that are not browsers send no Origin and are not affected.
+         */
+        allowedOrigins: z.array(z.url()).default([]),
+        /** Per API key: a token bucket of `burst` requests refilled at `requestsPerSecond` (429 when empty). */
+        rateLimit: z
+          .object({
+            requestsPerSecond: z.number().positive().default(50),
+            burst: z.number().int().positive().default(100),
+          })
+          .prefault({}),
       })
       .prefault({}),
     /**

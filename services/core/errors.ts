@@ -13,6 +13,19 @@ export type ErrorCode =
   | 'config_invalid'
   | 'busy'
   | 'retries_exhausted'
+  /** No credentials, or credentials that are not valid (HTTP 401). */
+  | 'unauthorized'
+  /** Valid credentials that do not allow this (another tenant's data, a scope the key lacks): HTTP 403. */
+  | 'forbidden'
+  /** Too many requests for this key or for the server now: retry after a while (HTTP 429/503). */
+  | 'rate_limited'
+  /** The server is at its bound of concurrent requests or buffered bodies: retry shortly (HTTP 503). */
+  | 'overloaded'
+  | 'method_not_allowed'
+  | 'unsupported_media_type'
+  | 'payload_too_large'
+  /** Not possible in this mode or configuration (yet). */
+  | 'unsupported'
   | 'internal';
 
 export class LightmemError extends Error {
@@ -96,6 +109,17 @@ export class BudgetExceededError extends LightmemError {
   ) {
     super('busy', message, { retryable: true });
     this.name = 'BudgetExceededError';
+  }
+}
+
+/** Too many requests (for one API key, or for the server at this moment): retry after `retryAfterMs`. */
+export class RateLimitedError extends LightmemError {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super('rate_limited', message, { retryable: true });
+    this.name = 'RateLimitedError';
   }
 }
 

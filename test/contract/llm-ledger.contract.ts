@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { LlmCall, LlmLedger } from '../../services/core/ports/llm-ledger.js';
+import { erasedUserMarker, type LlmCall, type LlmLedger } from '../../services/core/ports/llm-ledger.js';
 
 /** What every LlmLedger must do. `open` gives a fresh ledger; `reopen` the same one after a restart. */
 export function llmLedgerContract(
@@ -133,6 +133,50 @@ export function llmLedgerContract(
         await ledger.record(once);
         await ledger.record(once);
         assert.equal((await ledger.totals())[0]?.calls, 1);
+      } finally {
+        await ledger.close();
+      }
+    });
+
+    it("erasing a user deletes their answers and name, and keeps the tenant's tokens", async () => {
+      const ledger = await fixture.open();
+      try {
+        const answer = (text: string) => ({
+          text,
+          promptTokens: 1,
+          completionTokens: 1,
+          finishReason: 'stop' as const,
+        });
+        await ledger.record(
+          call({ userId: 'cust-1', requestHash: 'h-1', completion: answer('cust-1 owes 40 EUR') }),
+        );
+        await ledger.record(
+          call({ userId: 'cust-1', requestHash: 'h-2', outcome: 'failed', completion: null }),
+        );
+        await ledger.record(
+          call({ userId: 'cust-2', requestHash: 'h-3', completion: answer('cust-2 fact') }),
+        );
+        await ledger.record(
+          call({ tenantId: 'brand-b', userId: 'cust-1', requestHash: 'h-4', completion: answer('b') }),
+        );
+        const before = await ledger.totals({ tenantId: 'brand-a' });
+        assert.equal(await ledger.eraseUser('brand-a', 'cust-1'), 2);
+        assert.equal(await ledger.answerOf('h-1'), null, "the user's answer is gone");
+        assert.equal((await ledger.answerOf('h-3'))?.text, 'cust-2 fact');
+        assert.equal(
+          (await ledger.answerOf('h-4'))?.text,
+          'b',
+          "another tenant's user of that id is not erased",
+        );
+        const byUser = await ledger.totals({ tenantId: 'brand-a', byUser: true });
+        assert.deepEqual(byUser.map((t) => t.userId).sort(), [erasedUserMarker, 'cust-2']);
+        const after = await ledger.totals({ tenantId: 'brand-a' });
+        assert.deepEqual(
+          after.map((t) => [t.calls, t.failedCalls, t.promptTokens, t.completionTokens]),
+          before.map((t) => [t.calls, t.failedCalls, t.promptTokens, t.completionTokens]),
+          'the bill stays the same',
+        );
+        assert.equal(await ledger.eraseUser('brand-a', 'cust-1'), 0, 'again: nothing left');
       } finally {
         await ledger.close();
       }

@@ -604,7 +604,14 @@ describe('SqliteEventLog', () => {
       );
       const db = new Database(file, { readonly: true });
       try {
-        assert.equal(db.pragma('user_version', { simple: true }), 3);
+        assert.equal(db.pragma('user_version', { simple: true }), 4);
+        // Migration 4 filled in the owner of every record written before it (erasure finds them by it).
+        const owners = db
+          .prepare(`SELECT tenant_id, user_id, COUNT(*) AS n FROM records WHERE topic = ? GROUP BY 1, 2`)
+          .all(Topics.raw) as { tenant_id: string | null; user_id: string | null; n: number }[];
+        assert.ok(owners.length > 0);
+        for (const owner of owners) assert.ok(owner.tenant_id !== null && owner.user_id !== null);
+        assert.ok(owners.some((o) => o.tenant_id === 'acme/eu' && o.user_id === 'u/1'));
         // Session ends have keys of their own namespace (a turn with such an id cannot pre-empt them).
         const ends = db
           .prepare(`SELECT dedup_key FROM records WHERE topic = ? AND dedup_key LIKE '%session-end%'`)

@@ -8,8 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { HashingEmbedder } from '../support/hashing-embedder.js';
 import { ingestEvents, openRuntime } from '../support/embedded.js';
 import { tempDir } from '../support/cli.js';
-import type { AddressInfo } from 'node:net';
-import { createRuntimeHttpApi } from '../../services/api/runtime-http-api.js';
+import { serveInProcess } from '../support/in-process-api.js';
 import { stderrLogger } from '../../services/runtime/stderr-logger.js';
 import { failingCalls, startFakeOpenAiServer, type FakeOpenAiServer } from '../support/fake-openai-server.js';
 
@@ -91,20 +90,13 @@ describe('sleep-time consolidation, embedded (LLM-free policy)', () => {
   });
 
   it('serves the history and as-of search over HTTP', async () => {
-    const server = createRuntimeHttpApi(runtime, stderrLogger('warn'));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    const base = `http://127.0.0.1:${port}`;
+    const api = await serveInProcess(runtime, stderrLogger('warn'));
     try {
-      const headers = { 'content-type': 'application/json', 'x-lightmem-tenant': 'acme' };
+      const client = await api.client('acme', ['read']);
       const all = await search('acme', { includeSuperseded: true });
       const old = all.find((hit) => hit.memory.supersededBy !== null)?.memory;
       assert.ok(old !== undefined);
-      const history = await fetch(`${base}/v1/memories/${encodeURIComponent(old.id)}/history?userId=u1`, {
-        headers,
-      });
-      assert.equal(history.status, 200);
-      const view = (await history.json()) as {
+      const history = await client.get<{
         versions: {
           id: string;
           current: boolean;
@@ -113,7 +105,9 @@ describe('sleep-time consolidation, embedded (LLM-free policy)', () => {
           sourceTurnIds: string[];
         }[];
         decisions: { op: string; decidedBy: string; reason: string }[];
-      };
+      }>(`/v1/memories/${encodeURIComponent(old.id)}/history?userId=u1`);
+      assert.equal(history.status, 200);
+      const view = history.json;
       assert.equal(view.versions.length, 3);
       assert.equal(view.versions.filter((v) => v.current).length, 1);
       const merged = view.versions.find((v) => v.current);
@@ -122,21 +116,21 @@ describe('sleep-time consolidation, embedded (LLM-free policy)', () => {
         view.decisions.map((d) => [d.op, d.decidedBy]),
         [['update', 'near-duplicate@0.97']],
       );
-      const other = await fetch(`${base}/v1/memories/${encodeURIComponent(old.id)}/history`, {
-        headers: { ...headers, 'x-lightmem-tenant': 'other' },
-      });
+      const other = await (
+        await api.client('other', ['read'])
+      ).get(`/v1/users/u1/memories/${encodeURIComponent(old.id)}/history`);
       assert.equal(other.status, 404, 'another tenant does not see it');
 
-      const asOf = await fetch(`${base}/v1/search`, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify({ userId: 'u1', query: 'greyhound Pixel beach', asOf: day(2) }),
+      const asOf = await client.post<{ results: { id: string; validTo: string | null }[] }>('/v1/search', {
+        userId: 'u1',
+        query: 'greyhound Pixel beach',
+        asOf: day(2),
       });
-      const found = (await asOf.json()) as { results: { id: string; validTo: string | null }[] };
+      const found = asOf.json;
       assert.equal(found.results.length, 1);
       assert.notEqual(found.results[0]?.validTo, null, 'the version valid then, closed since');
     } finally {
-      await new Promise((resolve) => server.close(resolve));
+      await api.close();
     }
   });
 

@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { runCli, startServer, tempDir } from '../support/cli.js';
+import { lastJsonLine, runCli, startServer, tempDir } from '../support/cli.js';
+import { apiClient } from '../support/api-client.js';
 import { factPerLine, startFakeOpenAiServer, type FakeOpenAiServer } from '../support/fake-openai-server.js';
 
 describe('lightmem serve with an LLM endpoint (scripted)', () => {
@@ -48,42 +49,41 @@ describe('lightmem serve with an LLM endpoint (scripted)', () => {
         occurredAt: '2026-11-30T09:01:00+01:00',
       },
     ];
-    const posted = await fetch(`${server.base}/v1/events?wait=true`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-lightmem-tenant': 'brand-a' },
-      body: JSON.stringify({ events, endSession: true }),
-    });
+    const keyOf = async (tenant: string) =>
+      (
+        lastJsonLine(await runCli(['tenant', 'create', tenant, '--json', '--data-dir', dir.path], env)) as {
+          apiKey: string;
+        }
+      ).apiKey;
+    const brandA = apiClient(server.base, await keyOf('brand-a'));
+    const brandB = apiClient(server.base, await keyOf('brand-b'));
+    const posted = await brandA.post('/v1/events?wait=true', { events, endSession: true });
     assert.equal(posted.status, 202);
-    assert.equal(((await posted.json()) as { processed: boolean }).processed, true);
+    assert.equal(posted.json['processed'], true);
 
-    const found = await fetch(`${server.base}/v1/search`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-lightmem-tenant': 'brand-a' },
-      body: JSON.stringify({ userId: 'cust-42', query: 'replacement router' }),
-    });
-    const { results } = (await found.json()) as {
-      results: { text: string; kind: string; sourceTurnIds: string[] }[];
-    };
+    const found = await brandA.post<{ results: { text: string; kind: string; sourceTurnIds: string[] }[] }>(
+      '/v1/search',
+      { userId: 'cust-42', query: 'replacement router' },
+    );
+    const { results } = found.json;
     const promise = results.find((r) => r.kind === 'commitment');
     assert.ok(promise !== undefined, JSON.stringify(results));
     assert.match(promise.text, /^agent Sam stated: .*replacement router/);
     assert.deepEqual(promise.sourceTurnIds, ['a1']);
 
-    const usage = (await (
-      await fetch(`${server.base}/v1/usage`, { headers: { 'x-lightmem-tenant': 'brand-a' } })
-    ).json()) as {
-      tenantId: string;
-      llm: { calls: number; promptTokens: number; byModel: { model: string }[] };
-    };
+    const usage = (
+      await brandA.get<{
+        tenantId: string;
+        llm: { calls: number; promptTokens: number; byModel: { model: string }[] };
+      }>('/v1/usage')
+    ).json;
     assert.equal(usage.tenantId, 'brand-a');
     assert.equal(usage.llm.calls, llm.chatRequests().length);
     assert.ok(usage.llm.promptTokens > 0);
     assert.equal(usage.llm.byModel[0]?.model, 'scripted');
-    const other = (await (
-      await fetch(`${server.base}/v1/usage`, { headers: { 'x-lightmem-tenant': 'brand-b' } })
-    ).json()) as { llm: { calls: number } };
+    const other = (await brandB.get<{ llm: { calls: number } }>('/v1/usage')).json;
     assert.equal(other.llm.calls, 0, "another tenant's usage holds none of brand-a's calls");
-    const bad = await fetch(`${server.base}/v1/usage?since=yesterday`);
+    const bad = await brandA.get('/v1/usage?since=yesterday');
     assert.equal(bad.status, 400);
   });
 

@@ -1,32 +1,25 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, tempDir } from '../support/cli.js';
+import { runCli, startServer, tempDir, lastJsonLine } from '../support/cli.js';
+import { apiClient, type ApiClient } from '../support/api-client.js';
 
 describe('lightmem serve (HTTP API)', () => {
   const dir = tempDir('http');
   let server: Awaited<ReturnType<typeof startServer>>;
   let base = '';
+  let client: ApiClient;
 
   before(async () => {
     server = await startServer(dir.path);
     base = server.base;
+    client = apiClient(base, server.apiKey);
   });
   after(async () => {
     await server.stop();
     dir.remove();
   });
 
-  const post = async (
-    path: string,
-    body: unknown,
-  ): Promise<{ status: number; json: Record<string, unknown> }> => {
-    const response = await fetch(`${base}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: typeof body === 'string' ? body : JSON.stringify(body),
-    });
-    return { status: response.status, json: (await response.json()) as Record<string, unknown> };
-  };
+  const post = (path: string, body: unknown) => client.post(path, body);
 
   const conversation = [
     {
@@ -78,15 +71,81 @@ describe('lightmem serve (HTTP API)', () => {
     assert.match(top.text, /Waffles/);
     assert.deepEqual(top.sourceTurnIds, ['1']);
     assert.equal(top.occurredAt, '2024-06-01T10:00:00+02:00');
-    const got = await fetch(`${base}/v1/memories/${top.id}?userId=u1`);
+    const got = await client.get(`/v1/memories/${top.id}?userId=u1`);
     assert.equal(got.status, 200);
-    assert.equal(((await got.json()) as { id: string }).id, top.id);
-    const otherUser = await fetch(`${base}/v1/memories/${top.id}?userId=u2`);
+    assert.equal(got.json['id'], top.id);
+    const byUser = await client.get(`/v1/users/u1/memories/${top.id}`);
+    assert.equal(byUser.json['id'], top.id);
+    const listed = await client.get<{ items: { id: string }[]; nextCursor: string | null }>(
+      '/v1/users/u1/memories',
+    );
+    assert.ok(listed.json.items.some((item) => item.id === top.id));
+    const otherUser = await client.get(`/v1/memories/${top.id}?userId=u2`);
     assert.equal(otherUser.status, 404);
-    const otherTenant = await fetch(`${base}/v1/memories/${top.id}`, {
-      headers: { 'x-lightmem-tenant': 'someone-else' },
+    const noUser = await client.get(`/v1/memories/${top.id}`);
+    assert.equal(noUser.status, 400, 'a memory is read within its user');
+    assert.equal((noUser.json['error'] as { field: string }).field, 'userId');
+  });
+
+  it('refuses requests without a valid key (401), and keys of another tenant see nothing (tenant from the key)', async () => {
+    const anonymous = apiClient(base, null);
+    const none = await anonymous.post('/v1/search', { userId: 'u1', query: 'Waffles' });
+    assert.equal(none.status, 401);
+    assert.equal(none.headers.get('www-authenticate'), 'Bearer');
+    assert.equal((none.json['error'] as { code: string }).code, 'unauthorized');
+    const forged = await apiClient(base, `lm_${'0'.repeat(16)}_${'A'.repeat(43)}`).get(
+      '/v1/users/u1/memories',
+    );
+    assert.equal(forged.status, 401);
+
+    const created = lastJsonLine(
+      await runCli(['tenant', 'create', 'brand-b', '--json', '--data-dir', dir.path]),
+    ) as {
+      tenantId: string;
+      apiKey: string;
+    };
+    assert.equal(created.tenantId, 'brand-b');
+    const other = apiClient(base, created.apiKey);
+    const search = await other.post<{ results: unknown[] }>('/v1/search', {
+      userId: 'u1',
+      query: 'Waffles corgi',
     });
-    assert.equal(otherTenant.status, 404);
+    assert.equal(search.status, 200);
+    assert.deepEqual(search.json.results, []);
+    assert.equal((await other.get('/v1/users/u1/memories')).json['items']?.toString(), '');
+    const named = await other.post('/v1/search', { tenantId: 'default', userId: 'u1', query: 'Waffles' });
+    assert.equal(named.status, 403, 'naming another tenant is refused, not obeyed');
+    const event = await other.post('/v1/events', { events: [{ ...conversation[0], tenantId: 'default' }] });
+    assert.equal(event.status, 403);
+
+    const readOnly = lastJsonLine(
+      await runCli([
+        'key',
+        'create',
+        '--tenant',
+        'brand-b',
+        '--scopes',
+        'read',
+        '--json',
+        '--data-dir',
+        dir.path,
+      ]),
+    ) as { apiKey: string; keyId: string };
+    const reader = apiClient(base, readOnly.apiKey);
+    assert.equal((await reader.post('/v1/search', { userId: 'u1', query: 'x' })).status, 200);
+    assert.equal(
+      (await reader.post('/v1/events', { events: conversation })).status,
+      403,
+      'read cannot write',
+    );
+    assert.equal((await reader.delete('/v1/users/u1')).status, 403, 'read cannot erase');
+    const revoked = await runCli(['key', 'revoke', readOnly.keyId, '--data-dir', dir.path]);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.equal(
+      (await reader.post('/v1/search', { userId: 'u1', query: 'x' })).status,
+      401,
+      'revoked at once',
+    );
   });
 
   it('re-posting the same turns is a no-op', async () => {
@@ -128,7 +187,10 @@ describe('lightmem serve (HTTP API)', () => {
     const badLimit = await post('/v1/search', { userId: 'u1', query: 'dog', limit: 100000 });
     assert.equal((badLimit.json['error'] as { field: string }).field, 'limit');
 
-    const missing = await fetch(`${base}/v1/nothing`);
+    const missing = await client.get('/v1/nothing');
     assert.equal(missing.status, 404);
+    const wrongMethod = await client.get('/v1/search');
+    assert.equal(wrongMethod.status, 405);
+    assert.equal(wrongMethod.headers.get('allow'), 'POST');
   });
 });

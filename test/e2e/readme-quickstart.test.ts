@@ -8,7 +8,9 @@ import { repoRoot, startServer, tempDir } from '../support/cli.js';
 function quickstartRequests(): { url: URL; body: string }[] {
   const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
   const requests = [
-    ...readme.matchAll(/^curl -s -X POST '([^']+)' -H 'content-type: application\/json' -d '([^']+)'$/gm),
+    ...readme.matchAll(
+      /^curl -s -X POST '([^']+)' -H "authorization: Bearer \$\(cat \.lightmem\/api-key\)" -H 'content-type: application\/json' -d '([^']+)'$/gm,
+    ),
   ];
   return requests.map((match) => ({ url: new URL(match[1] ?? ''), body: match[2] ?? '' }));
 }
@@ -42,7 +44,8 @@ describe('README quickstart', () => {
     const send = (request: { url: URL; body: string }): Promise<Response> =>
       fetch(`${base}${request.url.pathname}${request.url.search}`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        // What `$(cat .lightmem/api-key)` reads: the key the first start wrote to the data dir.
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${server.apiKey}` },
         body: request.body,
       });
     const posted = await send(events);

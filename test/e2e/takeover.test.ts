@@ -4,10 +4,13 @@ import { describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { startServer, tempDir } from '../support/cli.js';
 
-const json = async (url: string, body?: unknown): Promise<Record<string, unknown>> => {
+const json = async (url: string, body?: unknown, apiKey?: string): Promise<Record<string, unknown>> => {
   const response = await fetch(url, {
     method: body === undefined ? 'GET' : 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: {
+      'content-type': 'application/json',
+      ...(apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` }),
+    },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   return (await response.json()) as Record<string, unknown>;
@@ -34,7 +37,7 @@ describe('two lightmem serve on one data dir', () => {
         // Only fire-and-forget clients: nobody waits on the pipeline.
         const posted = await fetch(`${survivor.base}/v1/events`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json' },
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${survivor.apiKey}` },
           body: JSON.stringify({
             endSession: true,
             events: [
@@ -60,10 +63,11 @@ describe('two lightmem serve on one data dir', () => {
         assert.equal(posted.status, 202);
         let found: unknown[] = [];
         while (Date.now() - killedAt < 15_000) {
-          const answer = await json(`${survivor.base}/v1/search`, {
-            userId: 'ines',
-            query: 'router reboots replacement',
-          });
+          const answer = await json(
+            `${survivor.base}/v1/search`,
+            { userId: 'ines', query: 'router reboots replacement' },
+            survivor.apiKey,
+          );
           found = answer['results'] as unknown[];
           if (found.length === 2) break;
           await delay(200);

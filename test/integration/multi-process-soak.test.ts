@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SqliteMemoryStore } from '../../services/adapters/sqlite/sqlite-memory-store.js';
 import type { MemoryEntry } from '../../services/core/model/generated.js';
-import { collect, locomoFile, runCli, spawnCli, startServer, tempDir } from '../support/cli.js';
+import { collect, lastJsonLine, locomoFile, runCli, spawnCli, startServer, tempDir } from '../support/cli.js';
 
 const soakMs = Number(process.env['LIGHTMEM_SOAK_SECONDS'] ?? 60) * 1000;
 
@@ -45,6 +45,9 @@ describe('two lightmem serve and a lightmem ingest on one data dir, under load',
       const problems: Problems = { answers: [], health: [] };
       const servers = [await startServer(dir.path), await startServer(dir.path)];
       try {
+        const { apiKey } = lastJsonLine(
+          await runCli(['tenant', 'create', 'http', '--json', '--data-dir', dir.path]),
+        ) as { apiKey: string };
         // What one file makes on its own (the file ingests below must each make exactly this).
         const clean = await runCli([
           'ingest',
@@ -100,12 +103,15 @@ describe('two lightmem serve and a lightmem ingest on one data dir, under load',
               for (;;) {
                 const response = await fetch(`${server.base}/v1/events${wait ? '?wait=true' : ''}`, {
                   method: 'POST',
-                  headers: { 'content-type': 'application/json' },
+                  headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
                   body: JSON.stringify({ events, endSession: part === 1 }),
                 });
                 posts++;
                 const body = (await response.json()) as Record<string, unknown>;
-                if (response.status === 503 && response.headers.get('retry-after') !== null) {
+                if (
+                  (response.status === 503 || response.status === 429) &&
+                  response.headers.get('retry-after') !== null
+                ) {
                   busy++;
                   await sleep(Number(response.headers.get('retry-after')) * 100);
                   continue;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -46,11 +46,11 @@ export function tempDir(prefix: string): { path: string; remove(): void } {
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
-/** `lightmem serve --port 0` on a data dir; resolves with its base URL once it listens. */
+/** `lightmem serve --port 0` on a data dir; resolves with its base URL (and the data dir's first API key) once it listens. */
 export async function startServer(
   dataDir: string,
   env: Record<string, string> = {},
-): Promise<{ base: string; child: ChildProcess; stop(): Promise<void> }> {
+): Promise<{ base: string; apiKey: string; child: ChildProcess; stop(): Promise<void> }> {
   const child = spawnCli(['serve', '--port', '0', '--data-dir', dataDir], env);
   const base = await new Promise<string>((resolve, reject) => {
     let buffered = '';
@@ -67,6 +67,8 @@ export async function startServer(
   });
   return {
     base,
+    // The first start of a data dir writes its admin key there (see serve-command.ts).
+    apiKey: readFileSync(join(dataDir, 'api-key'), 'utf8').trim(),
     child,
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;

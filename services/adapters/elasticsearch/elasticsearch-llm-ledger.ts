@@ -1,7 +1,13 @@
-import { Client } from '@elastic/elasticsearch';
+import { Client, type estypes } from '@elastic/elasticsearch';
 import { z } from 'zod';
 import type { ChatCompletion } from '../../core/ports/chat-model.js';
-import type { LlmCall, LlmLedger, LlmUsageFilter, LlmUsageTotals } from '../../core/ports/llm-ledger.js';
+import {
+  erasedUserMarker,
+  type LlmCall,
+  type LlmLedger,
+  type LlmUsageFilter,
+  type LlmUsageTotals,
+} from '../../core/ports/llm-ledger.js';
 import { LightmemError } from '../../core/errors.js';
 import { errorTypeOf, esFailure } from './es-errors.js';
 
@@ -53,6 +59,10 @@ const answersMapping = {
     at: { type: 'date', format: 'epoch_millis' },
   },
 } as const;
+
+/** Calls erased per bulk request. */
+const erasePage = 500;
+const CallRef = z.object({ request_hash: z.string(), at: z.number() });
 
 const AnswerDoc = z.object({
   text: z.string(),
@@ -284,6 +294,69 @@ export class ElasticsearchLlmLedger implements LlmLedger {
     }
     const aggs = z.object({ prompt: SumAgg, completion: SumAgg }).parse(response.aggregations);
     return (aggs.prompt.value ?? 0) + (aggs.completion.value ?? 0);
+  }
+
+  /**
+   * Pages through the user's calls (search_after on call_id; the server may lack _update_by_query, which
+   * is a module the test distribution does not ship) and, per page, deletes their answers (one document per
+   * request hash in the answers index of the call's day) and strips the call records in one bulk request.
+   * A crash between pages leaves the rest for the next run: the calls still name the user.
+   */
+  async eraseUser(tenantId: string, userId: string): Promise<number> {
+    let erased = 0;
+    try {
+      await this.client.indices.refresh({ index: this.calls });
+      let after: estypes.SortResults | undefined;
+      for (;;) {
+        const response = await this.client.search({
+          index: this.calls,
+          size: erasePage,
+          _source: ['request_hash', 'at'],
+          query: { bool: { filter: [{ term: { tenant_id: tenantId } }, { term: { user_id: userId } }] } },
+          sort: [{ call_id: 'asc' }],
+          ...(after === undefined ? {} : { search_after: after }),
+        });
+        const hits = response.hits.hits;
+        if (hits.length === 0) break;
+        const operations: object[] = [];
+        for (const hit of hits) {
+          const call = CallRef.parse(hit._source);
+          if (call.request_hash !== erasedUserMarker) {
+            operations.push({ delete: { _index: this.answersIndex(call.at), _id: call.request_hash } });
+          }
+          operations.push(
+            { update: { _index: this.calls, _id: hit._id } },
+            {
+              doc: {
+                user_id: erasedUserMarker,
+                conversation_id: erasedUserMarker,
+                request_hash: erasedUserMarker,
+                error: null,
+              },
+            },
+          );
+        }
+        const result = await this.client.bulk({ operations, refresh: false });
+        for (const item of result.items) {
+          const outcome = item.delete ?? item.update;
+          // 404: an answer already pruned (or never kept), or an answers index of a day already deleted.
+          if (outcome?.error !== undefined && outcome.status !== 404) {
+            throw new LightmemError('internal', `${outcome.error.type}: ${outcome.error.reason ?? ''}`);
+          }
+          if (item.update !== undefined && item.update.error === undefined) erased++;
+        }
+        after = hits.at(-1)?.sort;
+        if (hits.length < erasePage || after === undefined) break;
+      }
+      // Usage read right after (and a second erase) must not see the user any more.
+      await this.client.indices.refresh({
+        index: `${this.calls},${this.answersPrefix}*`,
+        ignore_unavailable: true,
+      });
+    } catch (error) {
+      throw esFailure(error, 'erasing a user from the LLM ledger');
+    }
+    return erased;
   }
 
   async close(): Promise<void> {

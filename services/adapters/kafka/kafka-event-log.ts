@@ -15,7 +15,9 @@ import type {
   AppendResult,
   BatchHandler,
   ConsumeOptions,
+  ErasureTombstone,
   EventLog,
+  LogErasure,
   LogRecord,
   OutputRecord,
   StageOutput,
@@ -205,6 +207,22 @@ export class KafkaEventLog implements EventLog {
         error,
       );
     }
+  }
+
+  /**
+   * Kafka topics are append-only: erasure there is crypto-shredding (turn text encrypted with a per-user key
+   * kept in a compacted topic, the key destroyed), which comes in a later step. Until then it refuses.
+   */
+  eraseUser(tenantId: string, userId: string): Promise<LogErasure> {
+    return Promise.reject(kafkaErasureUnsupported(`erasing user ${userId} of ${tenantId}`));
+  }
+
+  completeErasure(): Promise<void> {
+    return Promise.reject(kafkaErasureUnsupported('recording an erasure'));
+  }
+
+  erasures(): Promise<ErasureTombstone[]> {
+    return Promise.reject(kafkaErasureUnsupported('listing erasures'));
   }
 
   /** Members of a consumer group once it is stable (0 while it has none or is rebalancing). */
@@ -651,6 +669,14 @@ export class KafkaEventLog implements EventLog {
       throw error;
     }
   }
+}
+
+function kafkaErasureUnsupported(what: string): LightmemError {
+  return new LightmemError(
+    'unsupported',
+    `kafka: ${what} is not supported yet: Kafka topics are append-only, so erasure there is crypto-shredding (per-user keys destroyed), which comes in a later step`,
+    { retryable: false },
+  );
 }
 
 function isFencedError(error: unknown): boolean {

@@ -109,3 +109,21 @@ export function isTransientSqliteError(error: unknown): boolean {
     (error.code.startsWith('SQLITE_BUSY') || error.code.startsWith('SQLITE_LOCKED'))
   );
 }
+
+/**
+ * After an erasure: copies the write-ahead log into the database file and empties it, so the old images
+ * of the pages that held the erased rows do not stay readable in the `-wal` file (with `secure_delete` the
+ * pages themselves are zeroed). Best effort and never waits: while another connection reads, the log cannot
+ * be emptied now, and SQLite's later checkpoints overwrite it in time.
+ */
+export function checkpointAfterErasure(db: SqliteDatabase): void {
+  const timeout = Number(db.pragma('busy_timeout', { simple: true }));
+  try {
+    db.pragma('busy_timeout = 0');
+    db.pragma('wal_checkpoint(TRUNCATE)');
+  } catch {
+    // Busy, or not in WAL mode (an in-memory database): nothing to do now.
+  } finally {
+    db.pragma(`busy_timeout = ${timeout}`);
+  }
+}

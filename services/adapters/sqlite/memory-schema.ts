@@ -111,6 +111,17 @@ export const MEMORY_MIGRATIONS: readonly string[] = [
   ) STRICT, WITHOUT ROWID;
   CREATE INDEX memory_op_links_op ON memory_op_links (op_seq);
   `,
+  // 5: erasure. A user's recorded ops by index; `erased_users`: when each erased user was erased, so that
+  // work in flight during the erasure (an indexer batch, a consolidation) cannot write their data back.
+  `
+  CREATE INDEX memory_ops_user ON memory_ops (tenant_id, user_id);
+  CREATE TABLE erased_users (
+    tenant_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    erased_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, user_id)
+  ) STRICT, WITHOUT ROWID;
+  `,
 ];
 
 /**

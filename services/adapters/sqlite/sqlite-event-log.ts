@@ -5,7 +5,9 @@ import type {
   AppendResult,
   BatchHandler,
   ConsumeOptions,
+  ErasureTombstone,
   EventLog,
+  LogErasure,
   LogRecord,
   OutputRecord,
   StageOutput,
@@ -25,6 +27,7 @@ import {
 import { AvroCodec } from './avro-codec.js';
 import { batchPolicyOf, encodeOnce, runBatch, type BatchPolicy } from '../batch-policy.js';
 import {
+  checkpointAfterErasure,
   isTransientSqliteError,
   migrate,
   openDatabase,
@@ -37,6 +40,8 @@ import { backoffMs } from '../../core/backoff.js';
 import { Topics } from '../../core/model/topics.js';
 import { eventDedupKey } from '../../core/model/keys.js';
 import type { ConversationEvent } from '../../core/model/generated.js';
+import { recordOwner, type RecordOwner } from '../../core/model/record-owner.js';
+import { SqliteLogErasure, addRecordOwners, unfencedState, type ErasureFence } from './sqlite-log-erasure.js';
 
 const migrations: Migration[] = [
   `
@@ -69,6 +74,7 @@ const migrations: Migration[] = [
   INSERT INTO topic_usage (topic, records, bytes, pruned)
     SELECT topic, COUNT(*), COALESCE(SUM(length(value)), 0), 0 FROM records GROUP BY topic;
   `,
+  addRecordOwners,
 ];
 
 /**
@@ -139,6 +145,12 @@ interface EncodedOutput {
   readonly state: StageOutput['state'];
 }
 
+/** A batch as read: its records, and the latest erasure when it was read (fences its commit). */
+interface ReadBatch<T extends TopicName> {
+  readonly records: LogRecord<T>[];
+  readonly erasureSeq: number;
+}
+
 /**
  * The embedded EventLog: append-only topics in one SQLite file. A stage's output records, its state
  * changes and its consumer offset are committed in one transaction, so killing the process at any point
@@ -152,6 +164,8 @@ export class SqliteEventLog implements EventLog {
   private readonly policy: BatchPolicy;
   private readonly retention: ReadonlyMap<TopicName, RetentionPolicy>;
   private readonly statements;
+  private readonly erasure: SqliteLogErasure;
+  private readonly readBatch: <T extends TopicName>(topic: T, offset: number, limit: number) => ReadBatch<T>;
 
   private constructor(
     db: SqliteDatabase,
@@ -176,8 +190,17 @@ export class SqliteEventLog implements EventLog {
       dedupHit: db.prepare<[string, string], { one: number }>(
         'SELECT 1 AS one FROM records WHERE topic = ? AND dedup_key = ?',
       ),
-      insert: db.prepare<[string, number, string, Buffer, string, string | null, number]>(
-        'INSERT INTO records (topic, offset, key, value, schema_fp, dedup_key, appended_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      insert: db.prepare<
+        [string, number, string, Buffer, string, string | null, number, string | null, string | null]
+      >(
+        `INSERT INTO records (topic, offset, key, value, schema_fp, dedup_key, appended_at, tenant_id, user_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      owner: db.prepare<[string, number], RecordOwner>(
+        'SELECT tenant_id AS tenantId, user_id AS userId FROM records WHERE topic = ? AND offset = ?',
+      ),
+      firstFrom: db.prepare<[string, number], { offset: number }>(
+        'SELECT offset FROM records WHERE topic = ? AND offset >= ? ORDER BY offset LIMIT 1',
       ),
       read: db.prepare<[string, number, number], RecordRow>(
         'SELECT offset, key, value, schema_fp, appended_at FROM records WHERE topic = ? AND offset >= ? ORDER BY offset LIMIT ?',
@@ -215,6 +238,14 @@ export class SqliteEventLog implements EventLog {
       deleteRecord: db.prepare<[string, number]>('DELETE FROM records WHERE topic = ? AND offset = ?'),
     };
     this.codec = new AvroCodec((fingerprint) => this.statements.schema.get(fingerprint)?.schema);
+    this.erasure = new SqliteLogErasure(db);
+    // One read transaction: the records and the erasure sequence come from the same snapshot.
+    const readBatch = db.transaction((topic: TopicName, offset: number, limit: number) => ({
+      records: this.readSync(topic, offset, limit),
+      erasureSeq: this.erasure.currentSeq(),
+    }));
+    this.readBatch = <T extends TopicName>(topic: T, offset: number, limit: number): ReadBatch<T> =>
+      readBatch(topic, offset, limit) as ReadBatch<T>;
     const register = db.prepare<[string, string]>(
       'INSERT OR IGNORE INTO writer_schemas (fingerprint, schema) VALUES (?, ?)',
     );
@@ -230,6 +261,8 @@ export class SqliteEventLog implements EventLog {
       options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs },
     );
     try {
+      // Erasure must not leave deleted records readable in free pages of the file.
+      db.pragma('secure_delete = ON');
       migrate(db, migrations);
       return new SqliteEventLog(db, options);
     } catch (error) {
@@ -294,6 +327,30 @@ export class SqliteEventLog implements EventLog {
     };
   }
 
+  async eraseUser(tenantId: string, userId: string, erasedAt: number): Promise<LogErasure> {
+    const erased = writeTransaction(this.db, `erasing user ${userId} of ${tenantId}`, () =>
+      this.erasure.eraseUser(tenantId, userId, erasedAt),
+    );
+    checkpointAfterErasure(this.db);
+    return erased;
+  }
+
+  async completeErasure(
+    tenantId: string,
+    userId: string,
+    receipt: string,
+    completedAt: number,
+  ): Promise<void> {
+    writeTransaction(this.db, 'recording an erasure receipt', () => {
+      this.erasure.complete(tenantId, userId, receipt, completedAt);
+    });
+    return Promise.resolve();
+  }
+
+  erasures(tenantId?: string): Promise<ErasureTombstone[]> {
+    return Promise.resolve(this.erasure.tombstones(tenantId));
+  }
+
   async consume<T extends TopicName>(options: ConsumeOptions<T>, handler: BatchHandler<T>): Promise<void> {
     const { group, topic, signal } = options;
     const batchSize = options.batchSize ?? 256;
@@ -303,9 +360,11 @@ export class SqliteEventLog implements EventLog {
     let commitFailures = 0;
     while (!signal.aborted) {
       const offset = this.statements.committed.get(group, topic)?.offset ?? 0;
-      const records = this.readSync(topic, offset, batchSize);
-      if (records.length === 0) {
-        await this.waitForAppend(topic, offset, signal);
+      const { records, erasureSeq } = this.readBatch(topic, offset, batchSize);
+      const last = records.at(-1);
+      if (last === undefined) {
+        // Records below the end that are gone (erased) are passed over; else wait for new ones.
+        if (!this.skipGap(group, topic, offset)) await this.waitForAppend(topic, offset, signal);
         continue;
       }
       const output = await runBatch(records, handler, state, {
@@ -321,10 +380,18 @@ export class SqliteEventLog implements EventLog {
       });
       if (output === null) return;
       try {
-        this.commit(group, topic, offset, offset + records.length, {
-          records: output.records.map((record) => ({ record, buffer: encode(record) })),
-          state: output.state,
-        });
+        // Offsets are not dense (erased and pruned records leave gaps): the next one is past the last read.
+        this.commit(
+          group,
+          topic,
+          offset,
+          last.offset + 1,
+          {
+            records: output.records.map((record) => ({ record, buffer: encode(record) })),
+            state: output.state,
+          },
+          erasureSeq,
+        );
         commitFailures = 0;
       } catch (error) {
         // Contention on the file (another process writing) is retried: the batch is run again from its
@@ -370,8 +437,34 @@ export class SqliteEventLog implements EventLog {
   }
 
   /**
+   * Moves a group that has read everything there is past the end of its topic when records between its
+   * offset and the end are gone (erased): else it would wait for them forever and count them as pending.
+   * Checked in a write transaction, so a record appended meanwhile is never passed over. Returns whether
+   * the offset moved.
+   */
+  private skipGap(group: string, topic: TopicName, offset: number): boolean {
+    if ((this.statements.end.get(topic)?.next_offset ?? 0) <= offset) return false;
+    try {
+      return writeTransaction(this.db, `passing over erased records of ${topic}`, () => {
+        if ((this.statements.committed.get(group, topic)?.offset ?? 0) !== offset) return false;
+        const next =
+          this.statements.firstFrom.get(topic, offset)?.offset ??
+          this.statements.end.get(topic)?.next_offset ??
+          0;
+        if (next <= offset) return false;
+        this.statements.commit.run(group, topic, next);
+        return true;
+      });
+    } catch (error) {
+      if (!isRetryable(error)) throw error;
+      return false;
+    }
+  }
+
+  /**
    * Inserts records into a topic (inside a write transaction), skipping those whose dedup key is there;
-   * keeps the topic's end and usage, and applies its retention. Returns the positions it skipped.
+   * keeps the topic's end and usage, and applies its retention. Returns the positions it skipped. Each
+   * record is stored with its owner (tenant and user), by which erasure finds it.
    */
   private insert(
     topic: TopicName,
@@ -385,11 +478,25 @@ export class SqliteEventLog implements EventLog {
     let bytes = 0;
     for (const [index, { record, buffer }] of encoded.entries()) {
       const dedupKey = record.dedupKey ?? null;
-      if (dedupKey !== null && this.statements.dedupHit.get(topic, dedupKey) !== undefined) {
+      if (
+        (dedupKey !== null && this.statements.dedupHit.get(topic, dedupKey) !== undefined) ||
+        this.isStaleControlEvent(topic, record)
+      ) {
         skipped.push(index);
         continue;
       }
-      this.statements.insert.run(topic, next, record.key, buffer, fingerprint, dedupKey, now);
+      const owner = this.ownerOf(topic, record);
+      this.statements.insert.run(
+        topic,
+        next,
+        record.key,
+        buffer,
+        fingerprint,
+        dedupKey,
+        now,
+        owner.tenantId,
+        owner.userId,
+      );
       next++;
       written++;
       bytes += buffer.length;
@@ -400,6 +507,23 @@ export class SqliteEventLog implements EventLog {
       this.applyRetention(topic, now);
     }
     return skipped;
+  }
+
+  /**
+   * A session end or flush of an erased user's conversation made before the erasure (the idle-flush job
+   * read the buffer, then the erasure removed it): there is nothing left for it to close, so it is taken as
+   * done. Turns are always appended: the user may start over.
+   */
+  private isStaleControlEvent(topic: TopicName, record: AppendRecord): boolean {
+    if (topic !== Topics.raw) return false;
+    const event = record.value as ConversationEvent;
+    if (event.kind === 'turn') return false;
+    const erasedAt = this.erasure.erasedAt(event.tenantId, event.userId);
+    return erasedAt !== null && event.receivedAt <= erasedAt;
+  }
+
+  private ownerOf(topic: TopicName, record: AppendRecord): RecordOwner {
+    return recordOwner(topic, record.value, (source, offset) => this.statements.owner.get(source, offset));
   }
 
   private usageNow(topic: TopicName): TopicUsage {
@@ -428,20 +552,19 @@ export class SqliteEventLog implements EventLog {
     }
   }
 
-  /** Output, state and offset in one transaction; refuses if another consumer of the group moved the offset. */
+  /**
+   * Output, state and offset in one transaction; refuses if another consumer of the group moved the offset.
+   * Users erased since the batch was read (`erasureSeq`) are fenced: their output records and state writes
+   * are dropped, so a batch in flight during an erasure cannot write back what it read of them.
+   */
   private commit(
     group: string,
     topic: TopicName,
     expected: number,
     next: number,
     output: EncodedOutput,
+    erasureSeq: number,
   ): void {
-    const byTopic = new Map<TopicName, { record: AppendRecord; buffer: Buffer }[]>();
-    for (const item of output.records) {
-      const list = byTopic.get(item.record.topic) ?? [];
-      list.push(item);
-      byTopic.set(item.record.topic, list);
-    }
     const touched = writeTransaction(this.db, `committing ${group} on ${topic}`, () => {
       const current = this.statements.committed.get(group, topic)?.offset ?? 0;
       if (current !== expected) {
@@ -450,12 +573,23 @@ export class SqliteEventLog implements EventLog {
           `consumer group ${group} on ${topic} was advanced by another process`,
         );
       }
+      const fence = this.erasure.fence(erasureSeq);
+      const byTopic = this.groupByTopic(output.records, fence);
+      const state = unfencedState(output.state, fence);
+      if (fence !== null && (state.length < output.state.length || byTopic.dropped > 0)) {
+        this.options.logger.info('dropped the output of a batch for users erased while it ran', {
+          group,
+          topic,
+          records: byTopic.dropped,
+          stateWrites: output.state.length - state.length,
+        });
+      }
       const now = this.options.clock.now();
       const written: TopicName[] = [];
-      for (const [outTopic, records] of byTopic) {
+      for (const [outTopic, records] of byTopic.records) {
         if (this.insert(outTopic, records, now).length < records.length) written.push(outTopic);
       }
-      for (const write of output.state) {
+      for (const write of state) {
         if (write.value === null) this.statements.stateDelete.run(group, write.key);
         else this.statements.statePut.run(group, write.key, write.value);
       }
@@ -463,6 +597,25 @@ export class SqliteEventLog implements EventLog {
       return written;
     });
     for (const outTopic of touched) this.appended.emit(outTopic);
+  }
+
+  /** Output records by topic, without those of fenced users (counted). */
+  private groupByTopic(
+    records: EncodedOutput['records'],
+    fence: ErasureFence | null,
+  ): { records: Map<TopicName, { record: AppendRecord; buffer: Buffer }[]>; dropped: number } {
+    const byTopic = new Map<TopicName, { record: AppendRecord; buffer: Buffer }[]>();
+    let dropped = 0;
+    for (const item of records) {
+      if (fence?.ownsRecord(this.ownerOf(item.record.topic, item.record)) === true) {
+        dropped++;
+        continue;
+      }
+      const list = byTopic.get(item.record.topic) ?? [];
+      list.push(item);
+      byTopic.set(item.record.topic, list);
+    }
+    return { records: byTopic, dropped };
   }
 
   private async waitForAppend(topic: TopicName, offset: number, signal: AbortSignal): Promise<void> {

@@ -1,6 +1,13 @@
 import type { ChatCompletion, FinishReason } from '../../core/ports/chat-model.js';
-import type { LlmCall, LlmLedger, LlmUsageFilter, LlmUsageTotals } from '../../core/ports/llm-ledger.js';
 import {
+  erasedUserMarker,
+  type LlmCall,
+  type LlmLedger,
+  type LlmUsageFilter,
+  type LlmUsageTotals,
+} from '../../core/ports/llm-ledger.js';
+import {
+  checkpointAfterErasure,
   migrate,
   openDatabase,
   storageError,
@@ -37,6 +44,8 @@ const migrations: Migration[] = [
   CREATE INDEX llm_calls_tenant_time ON llm_calls (tenant_id, at);
   CREATE INDEX llm_calls_answers ON llm_calls (at) WHERE answer_text IS NOT NULL;
   `,
+  // 2: a user's calls by index (erasure).
+  `CREATE INDEX llm_calls_user ON llm_calls (tenant_id, user_id);`,
 ];
 
 export interface SqliteLlmLedgerOptions {
@@ -97,6 +106,11 @@ export class SqliteLlmLedger implements LlmLedger {
       prune: db.prepare<[number]>(
         'UPDATE llm_calls SET answer_text = NULL WHERE answer_text IS NOT NULL AND at < ?',
       ),
+      eraseUser: db.prepare<[string, string, string, string, string]>(
+        `UPDATE llm_calls SET user_id = ?, conversation_id = ?, request_hash = ?, error = NULL, answer_text = NULL,
+           answer_prompt_tokens = NULL, answer_completion_tokens = NULL, finish_reason = NULL
+         WHERE tenant_id = ? AND user_id = ?`,
+      ),
       tokensSince: db.prepare<[string, number], { tokens: number | null }>(
         `SELECT SUM(prompt_tokens + completion_tokens) AS tokens FROM llm_calls WHERE tenant_id = ? AND at >= ?`,
       ),
@@ -109,6 +123,8 @@ export class SqliteLlmLedger implements LlmLedger {
       options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs },
     );
     try {
+      // Erasure must not leave the answers it deleted readable in free pages of the file.
+      db.pragma('secure_delete = ON');
       migrate(db, migrations);
     } catch (error) {
       db.close();
@@ -198,6 +214,17 @@ export class SqliteLlmLedger implements LlmLedger {
 
   tokensSince(tenantId: string, since: number): Promise<number> {
     return Promise.resolve(this.statements.tokensSince.get(tenantId, since)?.tokens ?? 0);
+  }
+
+  async eraseUser(tenantId: string, userId: string): Promise<number> {
+    const m = erasedUserMarker;
+    const erased = writeTransaction(
+      this.db,
+      'erasing a user from the LLM ledger',
+      () => this.statements.eraseUser.run(m, m, m, tenantId, userId).changes,
+    );
+    if (erased > 0) checkpointAfterErasure(this.db);
+    return Promise.resolve(erased);
   }
 
   close(): Promise<void> {

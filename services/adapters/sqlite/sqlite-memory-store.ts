@@ -39,7 +39,13 @@ import {
 } from '../memory/request-checks.js';
 import { planSearch } from '../memory/search-plan.js';
 import { planUpsert } from '../memory/upsert-plan.js';
-import { migrate, openDatabase, writeTransaction, type SqliteDatabase } from './database.js';
+import {
+  checkpointAfterErasure,
+  migrate,
+  openDatabase,
+  writeTransaction,
+  type SqliteDatabase,
+} from './database.js';
 import { buildMatchExpression, entryScopeColumn } from './fts-query.js';
 import {
   MEMORY_MIGRATIONS,
@@ -50,6 +56,7 @@ import {
   vectorTableSql,
 } from './memory-schema.js';
 import { SqliteMemoryVersions } from './sqlite-memory-versions.js';
+import { ErasedUsers } from './erased-users.js';
 
 type Statement = Database.Statement;
 
@@ -114,6 +121,7 @@ export class SqliteMemoryStore implements MemoryStore {
   private readonly weights: FusionWeights;
   private readonly clock: Clock;
   private readonly versions: SqliteMemoryVersions;
+  private readonly erasedUsers: ErasedUsers;
   private closed = false;
 
   private constructor(
@@ -122,7 +130,9 @@ export class SqliteMemoryStore implements MemoryStore {
   ) {
     this.weights = normaliseWeights(options.fusion ?? DEFAULT_FUSION);
     this.clock = options.clock ?? systemClock;
+    this.erasedUsers = new ErasedUsers(db);
     this.versions = new SqliteMemoryVersions({
+      erasedUsers: () => this.erasedUsers.lookup(),
       db,
       stmt: (key, build) => this.stmt(key, build),
       now: () => this.clock.now(),
@@ -170,7 +180,14 @@ export class SqliteMemoryStore implements MemoryStore {
     let updated = 0;
     let unchanged = 0;
     let embedder = this.storedEmbedder();
+    const erasedAt = this.erasedUsers.lookup();
     for (const { entry, embedding } of writes) {
+      const erased = erasedAt(entry.tenantId, entry.userId);
+      if (erased !== null && entry.ingestedAt <= erased) {
+        // Extracted before its user was erased (an indexer batch in flight then): it stays erased.
+        unchanged++;
+        continue;
+      }
       if (embedding !== undefined || entry.pipeline.embedder !== null) {
         embedder = this.checkEmbedder(embedder, entry, embedding);
       }
@@ -285,7 +302,13 @@ export class SqliteMemoryStore implements MemoryStore {
     });
   }
 
-  /** Erases a data subject (a user or a conversation; see checkErasureScope). */
+  /**
+   * Erases a data subject (a user or a conversation; see checkErasureScope): every version of its memories
+   * with their FTS and vector rows (pending consolidation is a column of those rows, so it goes with them),
+   * and the recorded ops of the user or linked to the erased memories (their replacements hold memory
+   * text; their links go with them). Erasing a whole user also records the erasure: from then on, writes
+   * of that user's memories extracted before it (ingestedAt) and ops decided before it are refused.
+   */
   async erase(scope: Scope): Promise<string[]> {
     this.ensureOpen();
     return this.eraseWhere(checkErasureScope(scope));
@@ -304,13 +327,25 @@ export class SqliteMemoryStore implements MemoryStore {
       `erase-select:${filter.key}`,
       () => `SELECT m.rid, m.id FROM memories m WHERE ${filter.sql}`,
     );
+    // The user whose whole data this erases (not one agent, conversation or session of theirs).
+    const wholeUser =
+      scope.agentId === undefined && scope.conversationId === undefined && scope.sessionId === undefined
+        ? scope.userId
+        : undefined;
     const erased = writeTransaction(this.db, 'erasing memories', () => {
+      if (wholeUser !== undefined) this.erasedUsers.record(scope.tenantId, wholeUser, this.clock.now());
       const hasVectors = this.storedEmbedder() !== null;
       const rows = select.all(...filter.params).map((row) => ridIdSchema.parse(row));
-      for (const { rid } of rows) {
+      const linkedOps = this.stmt(
+        'erase-linked-ops',
+        () =>
+          'DELETE FROM memory_ops WHERE seq IN (SELECT op_seq FROM memory_op_links WHERE tenant_id = ? AND memory_id = ?)',
+      );
+      for (const { rid, id } of rows) {
         this.stmt('fts-delete', () => 'DELETE FROM memories_fts WHERE rowid = ?').run(rid);
         if (hasVectors) this.vectorStmt('delete').run(BigInt(rid));
         this.stmt('delete', () => 'DELETE FROM memories WHERE rid = ?').run(rid);
+        linkedOps.run(scope.tenantId, id);
       }
       // Recorded decisions carry the text of the versions they wrote: they go with the user (or tenant).
       if (scope.conversationId === undefined) {
@@ -332,6 +367,7 @@ export class SqliteMemoryStore implements MemoryStore {
         // The erasure is committed and tombstoned rows never match; automerge drops the words later. Failing
         // here would report a completed erasure as failed (and a retry would return no ids).
       }
+      checkpointAfterErasure(this.db);
     }
     return erased;
   }

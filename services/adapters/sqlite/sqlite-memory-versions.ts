@@ -31,6 +31,8 @@ export interface VersionsHost {
   /** Upserts inside the caller's transaction; new rows get `consolidatedAt` (null: pending). */
   upsertInTransaction(writes: readonly MemoryWrite[], consolidatedAt: number | null): void;
   markVectorSuperseded(rid: number): void;
+  /** When each erased user was erased (null: never), for one write call. */
+  erasedUsers(): (tenantId: string, userId: string) => number | null;
 }
 
 const LIVE = 'm.superseded_by IS NULL AND (m.valid_to IS NULL OR m.valid_to > ?)';
@@ -62,6 +64,7 @@ export class SqliteMemoryVersions {
       let stale = 0;
       let duplicate = 0;
       const now = this.host.now();
+      const erasedAt = this.host.erasedUsers();
       for (const { op, replacements } of plans) {
         const known = this.host
           .stmt('op-known', () => 'SELECT 1 FROM memory_ops WHERE tenant_id = ? AND op_id = ?')
@@ -71,6 +74,13 @@ export class SqliteMemoryVersions {
           continue;
         }
         const targets = this.currentTargets(op);
+        const erased = op.userId === null ? null : erasedAt(op.tenantId, op.userId);
+        if (erased !== null && (op.requestedAt <= erased || targets === null)) {
+          // Decided before its user was erased, or about memories the erasure removed: not applied, and
+          // not recorded either (its replacements hold the erased user's text).
+          stale++;
+          continue;
+        }
         const outcome = targets === null ? 'stale' : 'applied';
         if (targets !== null && (op.op === 'update' || op.op === 'supersede')) {
           if (op.op === 'update') this.host.upsertInTransaction(replacements, now);

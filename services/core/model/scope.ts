@@ -12,7 +12,8 @@ export interface Scope {
   readonly sessionId?: string | undefined;
 }
 
-const idPattern = /^[\p{L}\p{N}_.:@\-/#]{1,200}$/u;
+/** What an id may be (tenant, user, conversation, turn, memory ids). */
+export const idPattern = /^[\p{L}\p{N}_.:@\-/#]{1,200}$/u;
 
 /** Ids are opaque but bounded: letters, digits and `_ . : @ - / #`, at most 200 characters. */
 export function assertId(value: string, field: string): string {

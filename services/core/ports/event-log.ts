@@ -74,6 +74,27 @@ export interface AppendResult {
   readonly duplicateIndexes: readonly number[];
 }
 
+/**
+ * What erasing a user removed from the log. Record counts name every topic (0 included); state counts name
+ * every consumer group that holds keyed state (0 included).
+ */
+export interface LogErasure {
+  readonly records: Readonly<Record<TopicName, number>>;
+  readonly state: Readonly<Record<string, number>>;
+}
+
+/** The mark an erased user leaves in the log, so that no replay brings their data back. */
+export interface ErasureTombstone {
+  readonly tenantId: string;
+  readonly userId: string;
+  /** Epoch ms of the latest erasure: nothing of this user from before it may be derived again. */
+  readonly erasedAt: number;
+  /** When every part of the latest erasure finished; null while (or when, after a crash) it has not. */
+  readonly completedAt: number | null;
+  /** The receipt of the latest erasure (JSON, as the caller gave it to `completeErasure`). */
+  readonly receipt: string | null;
+}
+
 export interface EventLog {
   append<T extends TopicName>(topic: T, records: readonly AppendRecord<T>[]): Promise<AppendResult>;
   /**
@@ -91,5 +112,17 @@ export interface EventLog {
   usage(topic: TopicName): Promise<TopicUsage | null>;
   /** Read-only view of a group's state (for schedulers and stats). */
   stateOf(group: string): StateReader;
+  /**
+   * Erases one user from the log, atomically: every record of every topic that is about the user (raw and
+   * derived records, memory ops, dead letters of their records) with the idempotency keys they carry, and
+   * the stage state of the user's conversations; leaves (or renews) the user's tombstone at `erasedAt`.
+   * Consumers neither skip nor re-read other records. A stage batch that read the user's records before
+   * the erasure and commits after it has its output and state for the user dropped. Idempotent.
+   */
+  eraseUser(tenantId: string, userId: string, erasedAt: number): Promise<LogErasure>;
+  /** Marks the user's latest erasure complete (every store done) and keeps its receipt with the tombstone. */
+  completeErasure(tenantId: string, userId: string, receipt: string, completedAt: number): Promise<void>;
+  /** The tombstones of erased users (of one tenant, or of every tenant), by tenant and user. */
+  erasures(tenantId?: string): Promise<ErasureTombstone[]>;
   close(): Promise<void>;
 }

@@ -38,6 +38,12 @@ export interface LlmCall {
   readonly completion: ChatCompletion | null;
 }
 
+/**
+ * What an erased user's calls carry instead of their user, conversation and request hash. Not a valid id
+ * (parentheses), so it never names a real user.
+ */
+export const erasedUserMarker = '(erased)';
+
 export interface LlmUsageTotals {
   readonly tenantId: string;
   /** Set when totals are grouped by user. */
@@ -74,5 +80,12 @@ export interface LlmLedger {
   totals(filter?: LlmUsageFilter): Promise<LlmUsageTotals[]>;
   /** Tokens (prompt + completion) a tenant's calls used since an instant (for budgets). */
   tokensSince(tenantId: string, since: number): Promise<number>;
+  /**
+   * Erases a user from the ledger: the answers of their calls (which carry their facts) are deleted, and
+   * their call records keep only what the tenant's bill and budget need (tenant, stage, purpose, model,
+   * tokens, latency, outcome, time): user, conversation, request hash and error text become
+   * `erasedUserMarker`. Returns how many calls were the user's. Idempotent (again: 0).
+   */
+  eraseUser(tenantId: string, userId: string): Promise<number>;
   close(): Promise<void>;
 }

@@ -1,0 +1,229 @@
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { LightmemConfig } from '../core/config.js';
+import type { Logger } from '../core/ports/logger.js';
+import type { Clock } from '../core/ports/clock.js';
+import type { Principal } from '../core/ports/tenant-directory.js';
+import { parseApiKey } from '../core/api-keys.js';
+import { LightmemError, RateLimitedError, causeOf, errorMessage } from '../core/errors.js';
+import type { Caller } from '../app/caller.js';
+import { errorBody, retryAfterSeconds, statusFor } from './http-errors.js';
+import type { ApiRoute, HttpMethod } from './api-route.js';
+import { openApiDocument } from './openapi.js';
+import { Admission, originAllowed, parseJsonBody } from './request-guards.js';
+import { RateLimiter } from './rate-limiter.js';
+
+export interface HttpAppDeps {
+  readonly routes: readonly ApiRoute[];
+  /** Who an API key is (null: unknown, malformed or revoked). */
+  readonly authenticate: (apiKey: string) => Promise<Principal | null>;
+  readonly server: LightmemConfig['server'];
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly version: string;
+}
+
+/** A public route's caller: no tenant, no scope (public handlers use none). */
+const anonymous: Caller = { tenantId: '', keyId: null, scopes: [] };
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    caller: Caller;
+  }
+}
+
+/**
+ * The HTTP API on Fastify: routes from the route table (decoded with their zod schemas), `GET
+ * /openapi.json` from the same table, bearer API keys (the tenant comes from the key), per-key rate limits,
+ * admission control (concurrent requests and buffered body bytes), JSON only (415 otherwise), a JSON depth
+ * limit, an Origin check, 405 for a known path with another method, and every error as JSON `{error: {code,
+ * message, field, retryable}}` (Node's own 400/431 answers included).
+ */
+export function createHttpApp(deps: HttpAppDeps): FastifyInstance {
+  const { server: limits, logger } = deps;
+  const app = Fastify({
+    logger: false,
+    bodyLimit: limits.maxBodyBytes,
+    requestTimeout: limits.requestTimeoutMs,
+    return503OnClosing: true,
+    routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: false },
+    frameworkErrors: (error, _request, reply) => {
+      const body = errorBody(
+        new LightmemError('invalid_input', `the URL is not valid: ${error.message}`, { field: '(path)' }),
+      );
+      void (reply as FastifyReply).code(400).send(body);
+    },
+    clientErrorHandler: (error: Error & { code?: string }, socket: Socket) => {
+      if (error.code === 'ECONNRESET' || !socket.writable) return;
+      const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      const body = JSON.stringify({
+        error: {
+          code: 'invalid_input',
+          message: status === 431 ? 'the request headers are too large' : 'the request is not valid HTTP',
+          field: null,
+          retryable: false,
+        },
+      });
+      socket.end(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    },
+  });
+  app.server.maxConnections = limits.maxConnections;
+  // Set per request by the authentication hook (a reference type cannot be the decorator's shared value).
+  app.decorateRequest('caller', null as unknown as Caller);
+
+  // JSON only: no other content type is parsed, so a web page cannot post a "simple" cross-site request.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    try {
+      done(null, body === '' ? undefined : parseJsonBody(body as string, limits.maxJsonDepth));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
+  });
+
+  const admission = new Admission(limits);
+  const rateLimiter = new RateLimiter(limits.rateLimit, deps.clock);
+  const scopes = new Map<string, ApiRoute>();
+
+  app.addHook('onRequest', async (request, reply) => {
+    if (!originAllowed(request.headers.origin, limits.allowedOrigins)) {
+      throw new LightmemError(
+        'forbidden',
+        `requests from the web origin ${request.headers.origin ?? ''} are not allowed`,
+        {
+          field: 'origin',
+        },
+      );
+    }
+    request.caller = anonymous;
+    const route = scopes.get(`${request.method} ${request.routeOptions.url ?? ''}`);
+    if (route?.scope != null) {
+      const principal = await authenticated(request, deps.authenticate);
+      const wait = rateLimiter.take(principal.keyId ?? principal.tenantId);
+      if (wait > 0) throw new RateLimitedError('too many requests for this API key', wait);
+      request.caller = principal;
+    }
+    const release = admission.admit(request.headers);
+    reply.raw.once('close', release);
+  });
+
+  for (const route of deps.routes) {
+    scopes.set(`${route.method} ${route.url}`, route);
+    app.route({
+      method: route.method,
+      url: route.url,
+      handler: async (request, reply) => {
+        const answer = await route.invoke(request.caller, {
+          params: request.params,
+          query: request.query,
+          body: request.body,
+          signal: abortSignalOf(reply),
+        });
+        return reply.code(answer.status).send(answer.body);
+      },
+    });
+  }
+  const document = openApiDocument(deps.routes, { version: deps.version });
+  app.get('/openapi.json', async (_request, reply) => reply.send(document));
+
+  const methodsByPath = new Map<string, HttpMethod[]>();
+  for (const route of deps.routes)
+    methodsByPath.set(route.url, [...(methodsByPath.get(route.url) ?? []), route.method]);
+  app.setNotFoundHandler(async (request, reply) => {
+    const path = request.url.split('?')[0] ?? '';
+    const allowed = [...methodsByPath].find(([url]) => pathPattern(url).test(path))?.[1];
+    if (allowed !== undefined) {
+      void reply.header('allow', allowed.join(', '));
+      throw new LightmemError(
+        'method_not_allowed',
+        `${request.method} is not allowed here; use ${allowed.join(' or ')}`,
+      );
+    }
+    throw new LightmemError('not_found', `no route ${request.method} ${path}`);
+  });
+
+  app.setErrorHandler(async (error, request, reply) => {
+    // The client went away (a read request stream is destroyed once consumed: look at the socket).
+    if (reply.raw.destroyed || request.raw.socket.destroyed) {
+      logger.debug('client went away', { url: request.url, error: errorMessage(error) });
+      return;
+    }
+    const typed = typedError(error);
+    const status = statusFor(typed);
+    if (status >= 500 && status !== 503) {
+      logger.error('request failed', {
+        method: request.method,
+        url: request.routeOptions.url ?? request.url.split('?')[0],
+        code: typed instanceof LightmemError ? typed.code : 'internal',
+        error: errorMessage(error),
+        cause: causeOf(error),
+      });
+    }
+    const retryAfter = retryAfterSeconds(typed);
+    if (retryAfter !== null) void reply.header('retry-after', String(retryAfter));
+    if (status === 401) void reply.header('www-authenticate', 'Bearer');
+    if (status === 413 || status === 503) void reply.header('connection', 'close');
+    return reply.code(status).send(errorBody(typed));
+  });
+  return app;
+}
+
+/** `Authorization: Bearer <key>` → the key's principal, or 401. */
+async function authenticated(
+  request: FastifyRequest,
+  authenticate: HttpAppDeps['authenticate'],
+): Promise<Caller> {
+  const header = request.headers.authorization;
+  if (header === undefined)
+    throw new LightmemError('unauthorized', 'an API key is required: Authorization: Bearer <key>');
+  const token = /^Bearer +(\S+)\s*$/i.exec(header)?.[1];
+  if (token === undefined || parseApiKey(token) === null) {
+    throw new LightmemError('unauthorized', 'the Authorization header is not Bearer <API key>', {
+      field: 'authorization',
+    });
+  }
+  const principal = await authenticate(token);
+  if (principal === null)
+    throw new LightmemError('unauthorized', 'the API key is not valid or was revoked', {
+      field: 'authorization',
+    });
+  return principal;
+}
+
+/** Fastify's own errors (body too large, bad content type, bad JSON) as our typed ones. */
+function typedError(error: unknown): unknown {
+  if (error instanceof LightmemError) return error;
+  const fastifyError = error as { code?: unknown; statusCode?: unknown; message?: unknown };
+  const message = typeof fastifyError.message === 'string' ? fastifyError.message : 'invalid request';
+  switch (fastifyError.statusCode) {
+    case 413:
+      return new LightmemError('payload_too_large', message, { field: '(body)', cause: error });
+    case 415:
+      return new LightmemError('unsupported_media_type', 'the request body must be application/json', {
+        field: 'content-type',
+        cause: error,
+      });
+    case 400:
+      return new LightmemError('invalid_input', message, { field: '(body)', cause: error });
+    case 503:
+      return new LightmemError('overloaded', message, { retryable: true, cause: error });
+    default:
+      return error;
+  }
+}
+
+function pathPattern(url: string): RegExp {
+  return new RegExp(`^${url.replace(/:[A-Za-z]+/g, '[^/]+')}$`);
+}
+
+/** Aborted when the client goes away before its answer was sent, so long waits (`?wait=true`) stop. */
+function abortSignalOf(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}

@@ -1,0 +1,197 @@
+import { z } from 'zod';
+import type { MemoryService } from '../app/memory-service.js';
+import {
+  ErasureReceiptSchema,
+  EventsQuery,
+  EventsRequest,
+  HealthResponse,
+  HistoryResponse,
+  IngestResponse,
+  ListQuery,
+  MemoryListResponse,
+  MemoryPath,
+  MemoryQuery,
+  MemoryViewSchema,
+  SearchRequest,
+  SearchResponse,
+  UsageQuery,
+  UsageResponse,
+  UserMemoryPath,
+  UserPath,
+} from '../app/api-schemas.js';
+
+import { route, type ApiRoute } from './api-route.js';
+
+/** Every route of the HTTP API: the router registers them and the OpenAPI document describes them. */
+export function apiRoutes(service: MemoryService): ApiRoute[] {
+  const health = async () => {
+    const answer = await service.health();
+    return {
+      status: answer.ready ? 200 : 503,
+      body: { status: answer.ready ? 'ok' : 'unavailable', ...answer },
+    };
+  };
+  const healthResponses = {
+    200: { description: 'Every stage of the pipeline runs', schema: HealthResponse },
+    503: {
+      description: 'The pipeline does not run, or a stage failed (with the reasons)',
+      schema: HealthResponse,
+    },
+  };
+  return [
+    route({
+      method: 'POST',
+      url: '/v1/events',
+      operationId: 'ingestEvents',
+      summary: 'Append conversation turns',
+      description:
+        'Turns are appended to the log (idempotent per tenant, user, conversation and turn id) and become memories as the pipeline processes them. Items that are not valid are reported in `rejected` and dead-lettered; the others are accepted. With `?wait=true` the answer comes once they are searchable (`processed`) or after 30 s.',
+      tag: 'memories',
+      scope: 'write',
+      query: EventsQuery,
+      body: EventsRequest,
+      responses: { 202: { description: 'Accepted', schema: IngestResponse } },
+      handle: async ({ caller, query, body }) => ({
+        status: 202,
+        body: await service.ingest(caller, { ...body, wait: query.wait }),
+      }),
+    }),
+    route({
+      method: 'POST',
+      url: '/v1/search',
+      operationId: 'searchMemories',
+      summary: "Search a user's memories",
+      description:
+        'Hybrid (BM25 + kNN) search within one user of the key’s tenant: current versions by default, the versions valid at `asOf`, or every version with `includeSuperseded`.',
+      tag: 'memories',
+      scope: 'read',
+      body: SearchRequest,
+      responses: { 200: { description: 'Ranked memories with provenance', schema: SearchResponse } },
+      handle: async ({ caller, body }) => ({
+        status: 200,
+        body: { results: await service.search(caller, body) },
+      }),
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/users/:userId/memories',
+      operationId: 'listMemories',
+      summary: "List a user's memories",
+      tag: 'memories',
+      scope: 'read',
+      params: UserPath,
+      query: ListQuery,
+      responses: { 200: { description: 'A page of memories', schema: MemoryListResponse } },
+      handle: async ({ caller, params, query }) => ({
+        status: 200,
+        body: await service.list(caller, { ...query, userId: params.userId }),
+      }),
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/users/:userId/memories/:id',
+      operationId: 'getUserMemory',
+      summary: 'One memory of a user, with its provenance',
+      tag: 'memories',
+      scope: 'read',
+      params: UserMemoryPath,
+      responses: { 200: { description: 'The memory', schema: MemoryViewSchema } },
+      handle: async ({ caller, params }) => ({ status: 200, body: await service.get(caller, params) }),
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/users/:userId/memories/:id/history',
+      operationId: 'getUserMemoryHistory',
+      summary: 'The versions of a memory and the decisions that made them',
+      tag: 'memories',
+      scope: 'read',
+      params: UserMemoryPath,
+      responses: { 200: { description: 'Versions, oldest first', schema: HistoryResponse } },
+      handle: async ({ caller, params }) => ({ status: 200, body: await service.history(caller, params) }),
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/memories/:id',
+      operationId: 'getMemory',
+      summary: 'One memory (the user is required)',
+      tag: 'memories',
+      scope: 'read',
+      params: MemoryPath,
+      query: MemoryQuery,
+      responses: { 200: { description: 'The memory', schema: MemoryViewSchema } },
+      handle: async ({ caller, params, query }) => ({
+        status: 200,
+        body: await service.get(caller, { ...query, id: params.id }),
+      }),
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/memories/:id/history',
+      operationId: 'getMemoryHistory',
+      summary: 'The versions of a memory (the user is required)',
+      tag: 'memories',
+      scope: 'read',
+      params: MemoryPath,
+      query: MemoryQuery,
+      responses: { 200: { description: 'Versions, oldest first', schema: HistoryResponse } },
+      handle: async ({ caller, params, query }) => ({
+        status: 200,
+        body: await service.history(caller, { ...query, id: params.id }),
+      }),
+    }),
+    route({
+      method: 'DELETE',
+      url: '/v1/users/:userId',
+      operationId: 'eraseUser',
+      summary: 'Erase a user everywhere',
+      description:
+        'Removes every version of every memory of the user, its log records, stage state and pending consolidation, and leaves a tombstone so that no replay brings it back. Needs the admin scope. Erasing again answers a receipt with nothing removed.',
+      tag: 'users',
+      scope: 'admin',
+      params: UserPath,
+      responses: { 200: { description: 'The receipt', schema: ErasureReceiptSchema } },
+      handle: async ({ caller, params }) => ({ status: 200, body: await service.eraseUser(caller, params) }),
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/usage',
+      operationId: 'usage',
+      summary: "The tenant's LLM calls and tokens",
+      tag: 'operations',
+      scope: 'read',
+      query: UsageQuery,
+      responses: { 200: { description: 'Totals per model', schema: UsageResponse } },
+      handle: async ({ caller, query }) => ({ status: 200, body: await service.usage(caller, query) }),
+    }),
+    route({
+      method: 'GET',
+      url: '/healthz',
+      operationId: 'health',
+      summary: 'Readiness of the pipeline (no key needed)',
+      tag: 'operations',
+      scope: null,
+      responses: healthResponses,
+      handle: health,
+    }),
+    route({
+      method: 'GET',
+      url: '/readyz',
+      operationId: 'readiness',
+      summary: 'Readiness of the pipeline (no key needed)',
+      tag: 'operations',
+      scope: null,
+      responses: healthResponses,
+      handle: health,
+    }),
+    route({
+      method: 'GET',
+      url: '/livez',
+      operationId: 'liveness',
+      summary: 'The process answers (no key needed)',
+      tag: 'operations',
+      scope: null,
+      responses: { 200: { description: 'Alive', schema: z.object({ status: z.literal('ok') }) } },
+      handle: async () => ({ status: 200, body: { status: 'ok' } }),
+    }),
+  ];
+}

@@ -1,0 +1,225 @@
+import { z } from 'zod';
+import { MemoryKindValues, MemoryOpKindValues } from '../core/model/generated.js';
+import { idPattern } from '../core/model/scope.js';
+import { parseOccurredAt } from '../ingest/turn-input.js';
+import { maxSearchLimit } from './memory-search.js';
+
+/**
+ * The requests and answers of the memory service, as zod schemas: the HTTP API decodes with them and
+ * publishes them as its OpenAPI document, and every other front end (CLI, MCP) decodes with the same ones.
+ */
+
+/** An id: 1–200 letters, digits or `_ . : @ - / #` (a refinement, so the published schema has no pattern). */
+export const Id = z
+  .string()
+  .min(1)
+  .max(200)
+  .refine((value) => idPattern.test(value), {
+    message: 'must be 1–200 characters of letters, digits or _ . : @ - / #',
+  })
+  .meta({ description: '1–200 characters of letters, digits or _ . : @ - / #' });
+
+/** An instant: an ISO-8601 date-time (a real calendar date; no zone means UTC) or epoch milliseconds. */
+export const Instant = z
+  .union([z.number().int(), z.string().max(64)])
+  .transform((value, ctx) => {
+    try {
+      return parseOccurredAt(
+        typeof value === 'string' && /^-?\d{1,16}$/.test(value) ? Number(value) : value,
+        '',
+      ).occurredAt;
+    } catch (error) {
+      ctx.issues.push({
+        code: 'custom',
+        input: value,
+        message: `not an ISO-8601 date-time or epoch milliseconds: ${JSON.stringify(value)}${error instanceof Error && /no such date/.test(error.message) ? ' (no such date or time)' : ''}`,
+      });
+      return z.NEVER;
+    }
+  })
+  .meta({ description: 'ISO-8601 date-time (e.g. 2024-05-08T13:56:00+02:00) or epoch milliseconds' });
+
+/** `?flag=true|false` */
+const QueryFlag = z
+  .enum(['true', 'false'])
+  .transform((value) => value === 'true')
+  .optional();
+
+export const maxEventsPerRequest = 10_000;
+
+export const EventsRequest = z.object({
+  events: z
+    .array(
+      z.record(z.string(), z.unknown()).meta({
+        description:
+          'A conversation event: userId, conversationId, turnId (or seq), role, text, occurredAt; optional sessionId, agentId, speaker, kind, metadata. Items that are not valid are reported in `rejected` (and dead-lettered); the others are accepted.',
+      }),
+    )
+    .min(1)
+    .max(maxEventsPerRequest),
+  /** Close the sessions of these events after appending them (end of a call or chat). */
+  endSession: z.boolean().default(false),
+});
+export type EventsRequest = z.output<typeof EventsRequest>;
+
+export const EventsQuery = z.object({
+  /** Answer once the turns are searchable (or 30 s have passed): `processed` and `buffered` say which. */
+  wait: QueryFlag,
+});
+
+export const SearchRequest = z.object({
+  /** The key's own tenant, if given at all: any other is refused (403). */
+  tenantId: Id.optional(),
+  userId: Id,
+  agentId: Id.optional(),
+  conversationId: Id.optional(),
+  sessionId: Id.optional(),
+  query: z.string().min(1).max(4096),
+  limit: z.number().int().min(1).max(maxSearchLimit).default(10),
+  /** Memories that happened at or after this instant. */
+  from: Instant.optional(),
+  /** Memories that happened before this instant. */
+  to: Instant.optional(),
+  /** Also superseded versions. */
+  includeSuperseded: z.boolean().default(false),
+  /** The versions that were valid at this instant. */
+  asOf: Instant.optional(),
+});
+export type SearchRequest = z.output<typeof SearchRequest>;
+
+export const UserPath = z.object({ userId: Id });
+export const MemoryPath = z.object({ id: Id });
+export const UserMemoryPath = z.object({ userId: Id, id: Id });
+
+/** `?userId=` is required: a memory is read within its user's scope. */
+export const MemoryQuery = z.object({ userId: Id, tenantId: Id.optional() });
+
+export const ListQuery = z.object({
+  limit: z
+    .string()
+    .regex(/^\d{1,3}$/)
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(maxSearchLimit))
+    .optional(),
+  /** From the previous page's `nextCursor`. */
+  cursor: z.string().min(1).max(512).optional(),
+  includeSuperseded: QueryFlag,
+});
+
+export const UsageQuery = z.object({ since: Instant.optional() });
+
+// ---------------------------------------------------------------------------------------------------
+// Answers
+
+const NullableId = z.string().nullable();
+
+export const MemoryViewSchema = z.object({
+  id: z.string(),
+  text: z.string(),
+  kind: z.enum(MemoryKindValues),
+  speaker: z.string(),
+  occurredAt: z.string(),
+  tenantId: z.string(),
+  userId: z.string(),
+  agentId: NullableId,
+  conversationId: z.string(),
+  sessionId: z.string(),
+  topicId: z.string(),
+  /** The turns this memory was made from. */
+  sourceTurnIds: z.array(z.string()),
+  validFrom: z.string(),
+  validTo: z.string().nullable(),
+  supersededBy: NullableId,
+});
+
+export const SearchResultSchema = MemoryViewSchema.extend({
+  score: z.number(),
+  lexical: z.number().nullable(),
+  semantic: z.number().nullable(),
+  cues: z.array(z.string()),
+});
+
+export const SearchResponse = z.object({ results: z.array(SearchResultSchema) });
+
+export const IngestResponse = z.object({
+  accepted: z.number().int(),
+  duplicates: z.number().int(),
+  rejected: z.array(z.object({ index: z.number().int(), field: z.string(), message: z.string() })),
+  sessionEnds: z.number().int(),
+  /** With `?wait=true`: every posted turn is searchable. */
+  processed: z.boolean().optional(),
+  /** With `?wait=true`: turns still held in the buffer of an open session. */
+  buffered: z.number().int().optional(),
+});
+export type IngestResponse = z.output<typeof IngestResponse>;
+
+export const MemoryListResponse = z.object({
+  items: z.array(MemoryViewSchema),
+  nextCursor: z.string().nullable(),
+});
+
+const DecisionViewSchema = z.object({
+  opId: z.string(),
+  op: z.enum(MemoryOpKindValues),
+  outcome: z.enum(['applied', 'stale']),
+  decidedBy: z.string(),
+  requestedBy: z.string(),
+  reason: z.string(),
+  targetIds: z.array(z.string()),
+  sourceIds: z.array(z.string()),
+  replacementIds: z.array(z.string()),
+  appliedAt: z.string(),
+});
+
+export const HistoryResponse = z.object({
+  id: z.string(),
+  versions: z.array(
+    MemoryViewSchema.extend({
+      current: z.boolean(),
+      madeBy: z.string().nullable(),
+      closedBy: z.string().nullable(),
+    }),
+  ),
+  decisions: z.array(DecisionViewSchema),
+});
+
+const UsageCounts = {
+  calls: z.number(),
+  failedCalls: z.number(),
+  reusedAnswers: z.number(),
+  promptTokens: z.number(),
+  completionTokens: z.number(),
+};
+
+export const UsageResponse = z.object({
+  tenantId: z.string(),
+  since: z.number().nullable(),
+  llm: z.object({
+    ...UsageCounts,
+    byModel: z.array(z.object({ model: z.string(), ...UsageCounts, latencyMs: z.number() })),
+  }),
+});
+export type UsageResponse = z.output<typeof UsageResponse>;
+
+export const HealthResponse = z.looseObject({
+  status: z.enum(['ok', 'unavailable']),
+  ready: z.boolean(),
+});
+
+export const ErrorResponse = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    field: z.string().nullable(),
+    retryable: z.boolean(),
+  }),
+});
+
+/** What an erasure removed, where and how many, and when (see user-erasure.ts). */
+export const ErasureReceiptSchema = z.object({
+  tenantId: z.string(),
+  userId: z.string(),
+  erasedAt: z.string(),
+  removed: z.array(z.object({ where: z.string(), count: z.number().int() })),
+  tombstone: z.boolean(),
+});

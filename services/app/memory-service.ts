@@ -1,0 +1,204 @@
+import type { EventLog } from '../core/ports/event-log.js';
+import type { MemoryStore } from '../core/ports/memory-store.js';
+import type { Embedder } from '../core/ports/embedder.js';
+import type { Clock } from '../core/ports/clock.js';
+import type { LlmUsageTotals } from '../core/ports/llm-ledger.js';
+import { LightmemError } from '../core/errors.js';
+import { decodeTurnInput, type InputItem } from '../ingest/index.js';
+import { Ingestion } from './ingestion.js';
+import { MemorySearch, memoryView, type MemoryView, type SearchResult } from './memory-search.js';
+import { historyView, type HistoryView } from './memory-history.js';
+import { bufferedTurns } from './buffered-turns.js';
+import { defaultCueWeights, type CueWeights } from './query-cues.js';
+import { requireScope, tenantOf, type Caller } from './caller.js';
+import type { EventsRequest, IngestResponse, SearchRequest, UsageResponse } from './api-schemas.js';
+import type { ErasureReceipt } from './user-erasure.js';
+
+export interface MemoryServiceDeps {
+  readonly log: EventLog;
+  readonly store: MemoryStore;
+  readonly embedder: Embedder | null;
+  readonly clock: Clock;
+  readonly cues?: CueWeights | undefined;
+  /** Resolves true when the pipeline has processed everything appended so far, false after the timeout. */
+  readonly waitForDrain: (timeoutMs: number) => Promise<boolean>;
+  /** LLM calls and tokens per model of a tenant (the cost ledger), since an instant. */
+  readonly usage: (filter: {
+    tenantId: string;
+    since?: number | undefined;
+  }) => Promise<readonly LlmUsageTotals[]>;
+  /** Removes one user of a tenant everywhere and says what went (see user-erasure.ts). */
+  readonly eraseUser: (tenantId: string, userId: string) => Promise<ErasureReceipt>;
+  /** `ready: false`: the pipeline does not run, or a stage failed (with the reasons). */
+  readonly health: () => Promise<{ ready: boolean } & Record<string, unknown>>;
+}
+
+/** How long `wait` waits for the pipeline before answering with `processed: false`. */
+const waitTimeoutMs = 30_000;
+
+/**
+ * The memory service: what every front end (HTTP API, MCP server, CLI) calls. Each operation takes the
+ * caller, checks its scope (read, write, admin) and confines itself to the caller's tenant: no request
+ * field can widen it.
+ */
+export class MemoryService {
+  private readonly ingestion: Ingestion;
+  private readonly searcher: MemorySearch;
+
+  constructor(private readonly deps: MemoryServiceDeps) {
+    this.ingestion = new Ingestion(deps.log, deps.clock);
+    this.searcher = new MemorySearch(deps.store, deps.embedder, deps.cues ?? defaultCueWeights);
+  }
+
+  /**
+   * Appends turns (idempotent per turn id); invalid items are reported and dead-lettered, the others
+   * accepted. With `wait`, answers once they are searchable (`processed`) or the wait ran out.
+   */
+  async ingest(
+    caller: Caller,
+    request: EventsRequest & { wait?: boolean | undefined },
+  ): Promise<IngestResponse> {
+    requireScope(caller, 'write');
+    request.events.forEach((event, index) => tenantOf(caller, event['tenantId'], `events.${index}.tenantId`));
+    const items: InputItem[] = request.events.map((raw, index) => {
+      const text = JSON.stringify(raw);
+      // Order within the batch stands in for seq when the caller gives a turnId but no seq.
+      const result = decodeTurnInput(raw, { tenantId: caller.tenantId, seq: index });
+      const labelled = result.ok
+        ? result
+        : { ok: false as const, error: { ...result.error, field: `events.${index}.${result.error.field}` } };
+      return { line: null, label: `events[${index}]`, raw: text.slice(0, 64 * 1024), result: labelled };
+    });
+    const report = await this.ingestion.ingest(items, { source: 'http', endSessions: request.endSession });
+    const answer: IngestResponse = {
+      accepted: report.accepted,
+      duplicates: report.duplicates,
+      rejected: items.flatMap((item, index) =>
+        item.result.ok ? [] : [{ index, field: item.result.error.field, message: item.result.error.message }],
+      ),
+      sessionEnds: report.sessionEnds,
+    };
+    if (request.wait !== true) return answer;
+    // processed: every posted turn is searchable (the pipeline caught up and none waits in a buffer of
+    // an open session); buffered: how many still wait for their session to end (or the idle flush).
+    const turns = items.flatMap((item) =>
+      item.result.ok && item.result.event.kind === 'turn' ? [item.result.event] : [],
+    );
+    const drained = await this.deps.waitForDrain(waitTimeoutMs);
+    if (!drained) return { ...answer, processed: false };
+    const buffered = await bufferedTurns(this.deps.log, turns);
+    return { ...answer, processed: buffered === 0, buffered };
+  }
+
+  /** Memories of one user ranked for a query: current versions, or those valid at `asOf`. */
+  async search(caller: Caller, request: SearchRequest): Promise<SearchResult[]> {
+    requireScope(caller, 'read');
+    return this.searcher.search({
+      scope: {
+        tenantId: tenantOf(caller, request.tenantId),
+        userId: request.userId,
+        agentId: request.agentId,
+        conversationId: request.conversationId,
+        sessionId: request.sessionId,
+      },
+      query: request.query,
+      limit: request.limit,
+      from: request.from,
+      to: request.to,
+      includeSuperseded: request.includeSuperseded,
+      asOf: request.asOf,
+    });
+  }
+
+  /** One memory of a user, with its provenance (any version); not_found outside the user's scope. */
+  async get(
+    caller: Caller,
+    request: { userId: string; id: string; tenantId?: string | undefined },
+  ): Promise<MemoryView> {
+    requireScope(caller, 'read');
+    const entry = await this.deps.store.get(
+      { tenantId: tenantOf(caller, request.tenantId), userId: request.userId },
+      request.id,
+    );
+    if (entry === undefined) throw notFound(request.id);
+    return memoryView(entry);
+  }
+
+  /** A page of a user's memories (current ones unless `includeSuperseded`), with the cursor of the next. */
+  async list(
+    caller: Caller,
+    request: {
+      userId: string;
+      limit?: number | undefined;
+      cursor?: string | undefined;
+      includeSuperseded?: boolean | undefined;
+    },
+  ): Promise<{ items: MemoryView[]; nextCursor: string | null }> {
+    requireScope(caller, 'read');
+    const page = await this.deps.store.list({
+      scope: { tenantId: caller.tenantId, userId: request.userId },
+      limit: request.limit ?? 50,
+      cursor: request.cursor,
+      includeSuperseded: request.includeSuperseded,
+    });
+    return { items: page.items.map(memoryView), nextCursor: page.nextCursor };
+  }
+
+  /** The versions of a memory with the decisions that made and closed them. */
+  async history(
+    caller: Caller,
+    request: { userId: string; id: string; tenantId?: string | undefined },
+  ): Promise<HistoryView> {
+    requireScope(caller, 'read');
+    const history = await this.deps.store.history(
+      { tenantId: tenantOf(caller, request.tenantId), userId: request.userId },
+      request.id,
+    );
+    if (history === undefined) throw notFound(request.id);
+    return historyView(request.id, history);
+  }
+
+  /** Erases a user everywhere (admin): memories, log records, stage state, pending work; a receipt. */
+  async eraseUser(caller: Caller, request: { userId: string }): Promise<ErasureReceipt> {
+    requireScope(caller, 'admin');
+    return this.deps.eraseUser(caller.tenantId, request.userId);
+  }
+
+  /** The tenant's LLM calls and tokens per model (the cost ledger), since an instant. */
+  async usage(caller: Caller, request: { since?: number | undefined }): Promise<UsageResponse> {
+    requireScope(caller, 'read');
+    const rows = await this.deps.usage({ tenantId: caller.tenantId, since: request.since });
+    const byModel = rows.map((row) => ({
+      model: row.model,
+      calls: row.calls,
+      failedCalls: row.failedCalls,
+      reusedAnswers: row.reusedAnswers,
+      promptTokens: row.promptTokens,
+      completionTokens: row.completionTokens,
+      latencyMs: row.latencyMs,
+    }));
+    const total = (key: 'calls' | 'failedCalls' | 'reusedAnswers' | 'promptTokens' | 'completionTokens') =>
+      byModel.reduce((sum, row) => sum + row[key], 0);
+    return {
+      tenantId: caller.tenantId,
+      since: request.since ?? null,
+      llm: {
+        calls: total('calls'),
+        failedCalls: total('failedCalls'),
+        reusedAnswers: total('reusedAnswers'),
+        promptTokens: total('promptTokens'),
+        completionTokens: total('completionTokens'),
+        byModel,
+      },
+    };
+  }
+
+  /** Whether the pipeline runs with every stage alive (no tenant data: health checks carry no key). */
+  health(): Promise<{ ready: boolean } & Record<string, unknown>> {
+    return this.deps.health();
+  }
+}
+
+function notFound(id: string): LightmemError {
+  return new LightmemError('not_found', `no memory ${id} in this scope`, { field: 'id' });
+}

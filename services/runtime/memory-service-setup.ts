@@ -1,0 +1,40 @@
+import type { Clock } from '../core/ports/clock.js';
+import { MemoryService } from '../app/memory-service.js';
+import { UserErasure } from '../app/user-erasure.js';
+import type { Runtime } from './runtime.js';
+
+/**
+ * The memory service over a runtime (either mode): the one place its parts are wired. `lightmem serve`, the
+ * MCP server and the CLI commands all call the service this builds.
+ */
+export function memoryServiceOf(runtime: Runtime, clock: Clock): MemoryService {
+  const config = runtime.config;
+  const erasure = new UserErasure({
+    log: runtime.eventLog,
+    store: runtime.store,
+    ledger: runtime.ledger,
+    clock,
+  });
+  return new MemoryService({
+    log: runtime.eventLog,
+    store: runtime.store,
+    embedder: runtime.components.embedder,
+    clock,
+    cues: config.search,
+    waitForDrain: (timeoutMs) =>
+      runtime.waitForDrain({ signal: AbortSignal.timeout(timeoutMs) }).then(
+        () => true,
+        () => false,
+      ),
+    usage: (filter) => runtime.ledger.totals(filter),
+    eraseUser: (tenantId, userId) => erasure.erase(tenantId, userId),
+    health: async () => {
+      const [health, lags] = await Promise.all([runtime.health(), runtime.lag()]);
+      return {
+        mode: config.mode,
+        ...health,
+        pending: Object.fromEntries(lags.map((lag) => [lag.stage, Math.max(0, lag.end - lag.committed)])),
+      };
+    },
+  });
+}
