@@ -14,7 +14,7 @@ function peakRssMiB(pid: number): number {
 
 describe('lightmem serve under a flood of large bodies', () => {
   it(
-    '200 parallel 15 MB requests: no 5xx but 503 (retry later), memory within the bound, normal service after',
+    '200 parallel 15 MB requests: no error but 429/503 (retry later), memory within the bound, normal service after',
     { timeout: 300_000 },
     async () => {
       const dir = tempDir('flood');
@@ -65,7 +65,7 @@ describe('lightmem serve under a flood of large bodies', () => {
           }),
         );
         assert.ok(
-          Object.keys(counts).every((status) => ['202', '503', 'closed'].includes(status)),
+          Object.keys(counts).every((status) => ['202', '429', '503', 'closed'].includes(status)),
           JSON.stringify(counts),
         );
         assert.ok((counts['202'] ?? 0) > 0, 'some requests were served');
