@@ -20,7 +20,8 @@ import {
   UserPath,
 } from '../app/api-schemas.js';
 
-import { route, type ApiRoute } from './api-route.js';
+import type { Caller } from '../app/caller.js';
+import { route, type ApiRoute, type ResponseSpec } from './api-route.js';
 
 /** Every route of the HTTP API: the router registers them and the OpenAPI document describes them. */
 export function apiRoutes(service: MemoryService): ApiRoute[] {
@@ -87,57 +88,17 @@ export function apiRoutes(service: MemoryService): ApiRoute[] {
         body: await service.list(caller, { ...query, userId: params.userId }),
       }),
     }),
-    route({
-      method: 'GET',
-      url: '/v1/users/:userId/memories/:id',
-      operationId: 'getUserMemory',
+    ...memoryReads('', {
+      operation: 'Memory',
       summary: 'One memory of a user, with its provenance',
-      tag: 'memories',
-      scope: 'read',
-      params: UserMemoryPath,
-      responses: { 200: { description: 'The memory', schema: MemoryViewSchema } },
-      handle: async ({ caller, params }) => ({ status: 200, body: await service.get(caller, params) }),
+      response: { description: 'The memory', schema: MemoryViewSchema },
+      read: (caller, request) => service.get(caller, request),
     }),
-    route({
-      method: 'GET',
-      url: '/v1/users/:userId/memories/:id/history',
-      operationId: 'getUserMemoryHistory',
+    ...memoryReads('/history', {
+      operation: 'MemoryHistory',
       summary: 'The versions of a memory and the decisions that made them',
-      tag: 'memories',
-      scope: 'read',
-      params: UserMemoryPath,
-      responses: { 200: { description: 'Versions, oldest first', schema: HistoryResponse } },
-      handle: async ({ caller, params }) => ({ status: 200, body: await service.history(caller, params) }),
-    }),
-    route({
-      method: 'GET',
-      url: '/v1/memories/:id',
-      operationId: 'getMemory',
-      summary: 'One memory (the user is required)',
-      tag: 'memories',
-      scope: 'read',
-      params: MemoryPath,
-      query: MemoryQuery,
-      responses: { 200: { description: 'The memory', schema: MemoryViewSchema } },
-      handle: async ({ caller, params, query }) => ({
-        status: 200,
-        body: await service.get(caller, { ...query, id: params.id }),
-      }),
-    }),
-    route({
-      method: 'GET',
-      url: '/v1/memories/:id/history',
-      operationId: 'getMemoryHistory',
-      summary: 'The versions of a memory (the user is required)',
-      tag: 'memories',
-      scope: 'read',
-      params: MemoryPath,
-      query: MemoryQuery,
-      responses: { 200: { description: 'Versions, oldest first', schema: HistoryResponse } },
-      handle: async ({ caller, params, query }) => ({
-        status: 200,
-        body: await service.history(caller, { ...query, id: params.id }),
-      }),
+      response: { description: 'Versions, oldest first', schema: HistoryResponse },
+      read: (caller, request) => service.history(caller, request),
     }),
     route({
       method: 'DELETE',
@@ -192,6 +153,52 @@ export function apiRoutes(service: MemoryService): ApiRoute[] {
       scope: null,
       responses: { 200: { description: 'Alive', schema: z.object({ status: z.literal('ok') }) } },
       handle: async () => ({ status: 200, body: { status: 'ok' } }),
+    }),
+  ];
+}
+
+/**
+ * A read of one memory under its user, at two addresses: `/v1/users/:userId/memories/:id<suffix>` and the
+ * first API's `/v1/memories/:id<suffix>?userId=` (the user is required there too).
+ */
+function memoryReads(
+  suffix: string,
+  spec: {
+    operation: string;
+    summary: string;
+    response: ResponseSpec;
+    read: (
+      caller: Caller,
+      request: { userId: string; id: string; tenantId?: string | undefined },
+    ) => Promise<unknown>;
+  },
+): ApiRoute[] {
+  return [
+    route({
+      method: 'GET',
+      url: `/v1/users/:userId/memories/:id${suffix}`,
+      operationId: `getUser${spec.operation}`,
+      summary: spec.summary,
+      tag: 'memories',
+      scope: 'read',
+      params: UserMemoryPath,
+      responses: { 200: spec.response },
+      handle: async ({ caller, params }) => ({ status: 200, body: await spec.read(caller, params) }),
+    }),
+    route({
+      method: 'GET',
+      url: `/v1/memories/:id${suffix}`,
+      operationId: `get${spec.operation}`,
+      summary: `${spec.summary} (the user is required)`,
+      tag: 'memories',
+      scope: 'read',
+      params: MemoryPath,
+      query: MemoryQuery,
+      responses: { 200: spec.response },
+      handle: async ({ caller, params, query }) => ({
+        status: 200,
+        body: await spec.read(caller, { ...query, id: params.id }),
+      }),
     }),
   ];
 }
