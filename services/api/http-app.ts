@@ -7,7 +7,7 @@ import type { Clock } from '../core/ports/clock.js';
 import type { Principal } from '../core/ports/tenant-directory.js';
 import { parseApiKey } from '../core/api-keys.js';
 import { LightmemError, RateLimitedError, causeOf, errorMessage } from '../core/errors.js';
-import type { Caller } from '../app/caller.js';
+import { tenantOf, type Caller } from '../app/caller.js';
 import { errorBody, retryAfterSeconds, statusFor } from './http-errors.js';
 import type { ApiRoute, HttpMethod } from './api-route.js';
 import { openApiDocument } from './openapi.js';
@@ -104,6 +104,8 @@ export function createHttpApp(deps: HttpAppDeps): FastifyInstance {
       const principal = await authenticated(request, deps.authenticate);
       const wait = rateLimiter.take(principal.keyId ?? principal.tenantId);
       if (wait > 0) throw new RateLimitedError('too many requests for this API key', wait);
+      // The old tenant header may still be sent; naming another tenant than the key's is refused.
+      tenantOf(principal, request.headers['x-lightmem-tenant'], 'x-lightmem-tenant');
       request.caller = principal;
     }
     const release = admission.admit(request.headers);

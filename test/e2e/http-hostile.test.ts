@@ -100,6 +100,10 @@ describe('HTTP API against a hostile client (embedded, in process)', () => {
       body: JSON.stringify(events),
     });
     assert.equal(crossSite.status, 403);
+    const otherTenant = await client.raw('/v1/usage', { headers: { 'x-lightmem-tenant': 'someone-else' } });
+    assert.equal(otherTenant.status, 403, 'a header naming another tenant is refused');
+    const ownTenant = await client.raw('/v1/usage', { headers: { 'x-lightmem-tenant': 'acme' } });
+    assert.equal(ownTenant.status, 200);
   });
 
   it('answers 405 with Allow for a known path and a wrong method, 404 for an unknown path', async () => {
