@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { spawnCli } from '../../support/cli.js';
 
 export interface RunningServer {
@@ -34,12 +36,14 @@ export async function serve(
       reject(new Error(`lightmem serve exited (${code}):\n${output}`));
     });
   });
+  // The first start of a data dir writes its admin key there (see serve-command.ts).
+  const apiKey = readFileSync(join(dataDir, 'api-key'), 'utf8').trim();
   return {
     base,
     post: async <T>(path: string, body: unknown): Promise<T> => {
       const response = await fetch(`${base}${path}`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
         body: JSON.stringify(body),
       });
       const text = await response.text();
