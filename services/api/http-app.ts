@@ -131,12 +131,16 @@ export function createHttpApp(deps: HttpAppDeps): FastifyInstance {
   const document = openApiDocument(deps.routes, { version: deps.version });
   app.get('/openapi.json', async (_request, reply) => reply.send(document));
 
-  const methodsByPath = new Map<string, HttpMethod[]>();
-  for (const route of deps.routes)
-    methodsByPath.set(route.url, [...(methodsByPath.get(route.url) ?? []), route.method]);
+  // The methods of each route path, with the path's pattern compiled once (for 405 answers).
+  const methodsByPath = new Map<string, { pattern: RegExp; methods: HttpMethod[] }>();
+  for (const route of deps.routes) {
+    const entry = methodsByPath.get(route.url) ?? { pattern: pathPattern(route.url), methods: [] };
+    entry.methods.push(route.method);
+    methodsByPath.set(route.url, entry);
+  }
   app.setNotFoundHandler(async (request, reply) => {
     const path = request.url.split('?')[0] ?? '';
-    const allowed = [...methodsByPath].find(([url]) => pathPattern(url).test(path))?.[1];
+    const allowed = [...methodsByPath.values()].find(({ pattern }) => pattern.test(path))?.methods;
     if (allowed !== undefined) {
       void reply.header('allow', allowed.join(', '));
       throw new LightmemError(
