@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { MemoryService } from '../app/memory-service.js';
 import {
   ErasureReceiptSchema,
+  ErrorResponse,
   EventsQuery,
   EventsRequest,
   HealthResponse,
@@ -18,6 +19,12 @@ import {
   UsageResponse,
   UserMemoryPath,
   UserPath,
+  DiffQuery,
+  ReplayListResponse,
+  ReplayRequest,
+  ReplayStatusSchema,
+  VersionDiffSchema,
+  VersionPath,
 } from '../app/api-schemas.js';
 
 import type { Caller } from '../app/caller.js';
@@ -113,6 +120,7 @@ export function apiRoutes(service: MemoryService): ApiRoute[] {
       responses: { 200: { description: 'The receipt', schema: ErasureReceiptSchema } },
       handle: async ({ caller, params }) => ({ status: 200, body: await service.eraseUser(caller, params) }),
     }),
+    ...replayRoutes(service),
     route({
       method: 'GET',
       url: '/v1/usage',
@@ -192,6 +200,108 @@ function memoryReads(
         status: 200,
         body: await spec.read(caller, { ...query, id: params.id }),
       }),
+    }),
+  ];
+}
+
+/** Replay: new pipeline versions of the key's tenant, their progress, diff, switch and drop. */
+function replayRoutes(service: MemoryService): ApiRoute[] {
+  const status = { description: 'The version', schema: ReplayStatusSchema };
+  // Every replay operation answers 501 where the mode cannot replay (distributed, for now).
+  const unsupported = { description: 'Replay is not available in this mode', schema: ErrorResponse };
+  const conflict = (description: string) => ({ description, schema: ErrorResponse });
+  return [
+    route({
+      method: 'POST',
+      url: '/v1/replays',
+      operationId: 'startReplay',
+      summary: "Re-derive the tenant's memories into a new pipeline version",
+      description:
+        "Starts re-deriving the key's tenant's memories from the raw log with the server's current configuration into a new version beside the one serving reads (or resumes the one building with the same configuration). It builds in the background: poll it until `builtAt` is set, compare it (`/diff`), switch reads to it, drop the old one. Erased users never come back. Needs the admin scope.",
+      tag: 'replay',
+      scope: 'admin',
+      body: ReplayRequest,
+      responses: { 202: { description: 'Building', schema: ReplayStatusSchema }, 501: unsupported },
+      handle: async ({ caller, body }) => ({
+        status: 202,
+        body: await service.startReplay(caller, {
+          tenants: body.tenantId === undefined ? null : [body.tenantId],
+        }),
+      }),
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/replays',
+      operationId: 'listReplays',
+      summary: "The pipeline versions of the key's tenant",
+      tag: 'replay',
+      scope: 'read',
+      responses: {
+        200: { description: 'Versions, oldest first', schema: ReplayListResponse },
+        501: unsupported,
+      },
+      handle: async ({ caller }) => ({ status: 200, body: { versions: await service.replays(caller) } }),
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/replays/:version',
+      operationId: 'getReplay',
+      summary: 'A pipeline version and its progress',
+      tag: 'replay',
+      scope: 'read',
+      params: VersionPath,
+      responses: { 200: status, 501: unsupported },
+      handle: async ({ caller, params }) => ({ status: 200, body: await service.replay(caller, params) }),
+    }),
+    route({
+      method: 'GET',
+      url: '/v1/replays/:version/diff',
+      operationId: 'diffReplay',
+      summary: 'Memories a version adds, removes and changes',
+      description:
+        "Compares the version with the one serving the tenant's reads (or `against`), matching memories by the turns they cite.",
+      tag: 'replay',
+      scope: 'read',
+      params: VersionPath,
+      query: DiffQuery,
+      responses: { 200: { description: 'The comparison', schema: VersionDiffSchema }, 501: unsupported },
+      handle: async ({ caller, params, query }) => ({
+        status: 200,
+        body: await service.diffReplay(caller, { ...params, against: query.against }),
+      }),
+    }),
+    route({
+      method: 'POST',
+      url: '/v1/replays/:version/switch',
+      operationId: 'switchReplay',
+      summary: "Route the tenant's reads to a built version, atomically",
+      tag: 'replay',
+      scope: 'admin',
+      params: VersionPath,
+      responses: {
+        200: status,
+        409: conflict('The version is still building (retryable) or was dropped'),
+        501: unsupported,
+      },
+      handle: async ({ caller, params }) => ({
+        status: 200,
+        body: await service.switchReplay(caller, { version: params.version, tenants: null }),
+      }),
+    }),
+    route({
+      method: 'DELETE',
+      url: '/v1/replays/:version',
+      operationId: 'dropReplay',
+      summary: 'Drop a version that serves no reads and delete its data',
+      tag: 'replay',
+      scope: 'admin',
+      params: VersionPath,
+      responses: {
+        200: status,
+        409: conflict('The version serves reads: switch them first'),
+        501: unsupported,
+      },
+      handle: async ({ caller, params }) => ({ status: 200, body: await service.dropReplay(caller, params) }),
     }),
   ];
 }

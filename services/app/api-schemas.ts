@@ -223,3 +223,55 @@ export const ErasureReceiptSchema = z.object({
   removed: z.array(z.object({ where: z.string(), count: z.number().int() })),
   tombstone: z.boolean(),
 });
+
+/** A pipeline version's name: `v` and its number. */
+export const VersionName = z
+  .string()
+  .regex(/^v[1-9][0-9]{0,8}$/)
+  .meta({ description: 'A pipeline version: v1, v2, …' });
+export const VersionPath = z.object({ version: VersionName });
+/** Starting a replay: the key's tenant is replayed (naming another tenant is refused). */
+export const ReplayRequest = z.strictObject({ tenantId: Id.optional() });
+export const DiffQuery = z.object({
+  against: VersionName.optional().meta({
+    description: 'Compare with this version (default: the one serving reads)',
+  }),
+});
+
+export const ReplayStatusSchema = z.object({
+  version: z.string(),
+  tenants: z.array(z.string()).nullable().meta({ description: 'The tenants it derives; null: every tenant' }),
+  createdAt: z.string(),
+  builtAt: z.string().nullable().meta({ description: 'When it caught up with the raw log; null: building' }),
+  droppedAt: z.string().nullable(),
+  serves: z.array(z.string()).meta({ description: "Tenants whose reads it serves ('*': every tenant)" }),
+  copied: z.number().int(),
+  rawRecords: z.number().int(),
+  pending: z.number().int(),
+});
+export const ReplayListResponse = z.object({ versions: z.array(ReplayStatusSchema) });
+
+const DiffSampleSchema = z.object({
+  tenantId: z.string(),
+  key: z.string(),
+  userId: z.string(),
+  before: z.string().optional(),
+  after: z.string().optional(),
+  sourceTurnIds: z.array(z.string()),
+});
+export const VersionDiffSchema = z.object({
+  from: z.string(),
+  to: z.string(),
+  tenants: z.array(z.string()),
+  before: z.number().int(),
+  after: z.number().int(),
+  unchanged: z.number().int(),
+  changed: z.number().int(),
+  added: z.number().int(),
+  removed: z.number().int(),
+  samples: z.object({
+    changed: z.array(DiffSampleSchema),
+    added: z.array(DiffSampleSchema),
+    removed: z.array(DiffSampleSchema),
+  }),
+});

@@ -13,6 +13,8 @@ import { defaultCueWeights, type CueWeights } from './query-cues.js';
 import { requireScope, tenantOf, type Caller } from './caller.js';
 import type { EventsRequest, IngestResponse, SearchRequest, UsageResponse } from './api-schemas.js';
 import type { ErasureReceipt } from './user-erasure.js';
+import type { Replays, ReplayStatus } from './replays.js';
+import type { VersionDiff } from './version-diff.js';
 
 export interface MemoryServiceDeps {
   readonly log: EventLog;
@@ -29,6 +31,13 @@ export interface MemoryServiceDeps {
   }) => Promise<readonly LlmUsageTotals[]>;
   /** Removes one user of a tenant everywhere and says what went (see user-erasure.ts). */
   readonly eraseUser: (tenantId: string, userId: string) => Promise<ErasureReceipt>;
+  /**
+   * The embedder of the pipeline version that serves a tenant (a replayed version may use another model);
+   * absent: `embedder` for every tenant.
+   */
+  readonly embedderFor?: ((tenantId: string) => Promise<Embedder | null>) | undefined;
+  /** Replay into new pipeline versions; null where this mode cannot replay yet. */
+  readonly replays: Replays | null;
   /** `ready: false`: the pipeline does not run, or a stage failed (with the reasons). */
   readonly health: () => Promise<{ ready: boolean } & Record<string, unknown>>;
 }
@@ -93,9 +102,14 @@ export class MemoryService {
   /** Memories of one user ranked for a query: current versions, or those valid at `asOf`. */
   async search(caller: Caller, request: SearchRequest): Promise<SearchResult[]> {
     requireScope(caller, 'read');
-    return this.searcher.search({
+    const tenantId = tenantOf(caller, request.tenantId);
+    const searcher =
+      this.deps.embedderFor === undefined
+        ? this.searcher
+        : new MemorySearch(this.deps.store, await this.deps.embedderFor(tenantId), this.deps.cues);
+    return searcher.search({
       scope: {
-        tenantId: tenantOf(caller, request.tenantId),
+        tenantId,
         userId: request.userId,
         agentId: request.agentId,
         conversationId: request.conversationId,
@@ -191,6 +205,93 @@ export class MemoryService {
         byModel,
       },
     };
+  }
+
+  /**
+   * Starts re-deriving memories from the raw log with the current configuration into a new pipeline
+   * version (admin), or resumes the one building for the same tenants: the caller's tenant, or for the
+   * operator at the command line the tenants named (null: every tenant).
+   */
+  async startReplay(caller: Caller, request: { tenants?: readonly string[] | null }): Promise<ReplayStatus> {
+    return this.replaysFor(caller).start(this.replayTenants(caller, request.tenants));
+  }
+
+  /** The pipeline versions the caller's tenant can see, with their progress and the reads they serve. */
+  async replays(caller: Caller): Promise<ReplayStatus[]> {
+    requireScope(caller, 'read');
+    return this.replaysOf().list(this.tenantView(caller));
+  }
+
+  async replay(caller: Caller, request: { version: string }): Promise<ReplayStatus> {
+    requireScope(caller, 'read');
+    return this.replaysOf().status(request.version, this.tenantView(caller));
+  }
+
+  /** What a version would change for the caller's tenant: added, removed and changed memories. */
+  async diffReplay(
+    caller: Caller,
+    request: { version: string; against?: string | undefined },
+  ): Promise<VersionDiff> {
+    requireScope(caller, 'read');
+    return this.replaysOf().diff(request.version, {
+      tenant: this.tenantView(caller),
+      against: request.against,
+    });
+  }
+
+  /** Routes the caller's tenant's reads (the operator: the tenants named, or every tenant) to a version. */
+  async switchReplay(
+    caller: Caller,
+    request: { version: string; tenants?: readonly string[] | null },
+  ): Promise<ReplayStatus> {
+    return this.replaysFor(caller).switchTo(request.version, this.replayTenants(caller, request.tenants));
+  }
+
+  /**
+   * Drops a version that serves no reads and deletes its data. A tenant's key may drop only a version of
+   * its own tenant alone; the operator any.
+   */
+  async dropReplay(caller: Caller, request: { version: string }): Promise<ReplayStatus> {
+    const replays = this.replaysFor(caller);
+    if (caller.keyId !== null) {
+      const version = await replays.visible(request.version, caller.tenantId);
+      if (JSON.stringify(version.tenants) !== JSON.stringify([caller.tenantId])) {
+        throw new LightmemError(
+          'forbidden',
+          `${request.version} derives other tenants too: only the operator can drop it`,
+        );
+      }
+    }
+    return replays.drop(request.version);
+  }
+
+  private replaysOf(): Replays {
+    if (this.deps.replays === null) {
+      throw new LightmemError(
+        'unsupported',
+        'replay is not available in distributed mode yet: it runs on the embedded data dir',
+      );
+    }
+    return this.deps.replays;
+  }
+
+  private replaysFor(caller: Caller): Replays {
+    requireScope(caller, 'admin');
+    return this.replaysOf();
+  }
+
+  /** The operator (no key) sees every tenant; a key only its own. */
+  private tenantView(caller: Caller): string | null {
+    return caller.keyId === null ? null : caller.tenantId;
+  }
+
+  private replayTenants(
+    caller: Caller,
+    named: readonly string[] | null | undefined,
+  ): readonly string[] | null {
+    if (caller.keyId === null) return named ?? null;
+    for (const tenant of named ?? []) tenantOf(caller, tenant, 'tenants');
+    return [caller.tenantId];
   }
 
   /** Whether the pipeline runs with every stage alive (no tenant data: health checks carry no key). */

@@ -47,6 +47,11 @@ export interface UserErasureDeps {
   readonly store: MemoryStore;
   readonly ledger: LlmLedger;
   readonly clock: Clock;
+  /**
+   * The logs and stores of the other pipeline versions (replays beside the first): each is erased after
+   * the first version's log, its counts added to the receipt's.
+   */
+  readonly laterVersions?: (() => Promise<readonly { log: EventLog; store: MemoryStore }[]>) | undefined;
 }
 
 /**
@@ -77,15 +82,23 @@ export class UserErasure {
     assertId(userId, 'userId');
     const { log, store, ledger, clock } = this.deps;
     const erasedAt = clock.now();
-    const fromLog = await step('the event log', () => log.eraseUser(tenantId, userId, erasedAt));
-    const memories = await step('the memory store', () => store.erase({ tenantId, userId }));
+    let fromLog = await step('the event log', () => log.eraseUser(tenantId, userId, erasedAt));
+    let memories = (await step('the memory store', () => store.erase({ tenantId, userId }))).length;
+    for (const version of (await this.deps.laterVersions?.()) ?? []) {
+      fromLog = addErasures(
+        fromLog,
+        await step("a replayed version's log", () => version.log.eraseUser(tenantId, userId, erasedAt)),
+      );
+      memories += (await step("a replayed version's store", () => version.store.erase({ tenantId, userId })))
+        .length;
+    }
     const calls = await step('the LLM ledger', () => ledger.eraseUser(tenantId, userId));
     const receipt: ErasureReceipt = {
       tenantId,
       userId,
       erasedAt: new Date(erasedAt).toISOString(),
       removed: [
-        { where: 'memory-store', count: memories.length },
+        { where: 'memory-store', count: memories },
         ...logCounts(fromLog),
         { where: 'llm-ledger', count: calls },
       ],
@@ -109,6 +122,17 @@ export class UserErasure {
     }
     return receipts;
   }
+}
+
+/** Two logs' erasures, summed per topic and per group. */
+function addErasures(a: LogErasure, b: LogErasure): LogErasure {
+  const records = { ...a.records };
+  for (const [topic, count] of Object.entries(b.records) as [TopicName, number][]) {
+    records[topic] = (records[topic] ?? 0) + count;
+  }
+  const state = { ...a.state };
+  for (const [group, count] of Object.entries(b.state)) state[group] = (state[group] ?? 0) + count;
+  return { records, state };
 }
 
 /** The log's part of the receipt: every topic in pipeline order, then each group's state. */

@@ -10,6 +10,7 @@ import { adminCommand, adminUsage } from './admin-command.js';
 import { consolidateCommand, consolidateUsage } from './consolidate-command.js';
 import { historyCommand, historyUsage } from './history-command.js';
 import { forgetCommand, forgetUsage } from './forget-command.js';
+import { replayCommand, replayUsage } from './replay-command.js';
 import { keyCommand, keyUsage, tenantCommand, tenantUsage } from './tenant-command.js';
 
 const usage = `lightmem — long-term memory for LLM agents
@@ -23,6 +24,7 @@ ${historyUsage}
 ${consolidateUsage}
 
 ${forgetUsage}
+${replayUsage}
 
 ${statsUsage}
 
@@ -49,6 +51,7 @@ const commands: Record<string, (argv: readonly string[]) => Promise<number>> = {
   history: historyCommand,
   consolidate: consolidateCommand,
   forget: forgetCommand,
+  replay: replayCommand,
   stats: statsCommand,
   serve: serveCommand,
   tenant: tenantCommand,

@@ -43,7 +43,7 @@ import type { RuntimeOptions } from './runtime.js';
 import { runtimeModels } from './model-loader.js';
 import { ElasticsearchLlmLedger } from '../adapters/elasticsearch/elasticsearch-llm-ledger.js';
 import type { LlmLedger } from '../core/ports/llm-ledger.js';
-import { fusionOf, type DrainOptions, type Runtime } from './runtime.js';
+import { fusionOf, type DrainOptions, type ReplayParts, type Runtime } from './runtime.js';
 import type { PipelineHealth } from './pipeline-health.js';
 
 export function topicLayout(config: LightmemConfig): TopicLayout {
@@ -76,6 +76,8 @@ export const stageNames: readonly StageName[] = [
  */
 export class DistributedRuntime implements Runtime {
   readonly stages: StageDefinition[];
+  /** Replay into a new index version is not built for Kafka and Elasticsearch yet. */
+  readonly replay: ReplayParts | null;
   readonly isRunningPipeline = false;
   readonly pipelineDescription =
     'the stage services (lightmem service compressor|segmenter|summarizer|indexer|applier)';
@@ -91,6 +93,7 @@ export class DistributedRuntime implements Runtime {
     readonly ledger: LlmLedger,
   ) {
     this.stages = pipelineStages(config, components, store, options.clock);
+    this.replay = null;
   }
 
   static async open(config: LightmemConfig, options: RuntimeOptions): Promise<DistributedRuntime> {

@@ -8,6 +8,11 @@ import { Topics } from '../core/model/topics.js';
 import { SqliteEventLog } from '../adapters/sqlite/sqlite-event-log.js';
 import { SqliteMemoryStore } from '../adapters/sqlite/sqlite-memory-store.js';
 import { OwnerLock } from '../adapters/sqlite/owner-lock.js';
+import { SqlitePipelineVersions } from '../adapters/sqlite/sqlite-pipeline-versions.js';
+import type { PipelineVersion } from '../core/ports/pipeline-versions.js';
+import { RoutedMemoryStore } from '../app/routed-memory-store.js';
+import { EmbeddedVersions, versionDir, type VersionParts } from './embedded-versions.js';
+import { versionConfig } from './version-config.js';
 import { InProcessScheduler } from '../adapters/scheduler/in-process-scheduler.js';
 import { BuiltinTokenScorer } from '../stages/compressor/builtin-token-scorer.js';
 import { SessionSegmenter } from '../stages/segmenter/session-segmenter.js';
@@ -28,12 +33,13 @@ import {
   type PipelineComponents,
   type StageDefinition,
   type StageLag,
+  type SuperviseOptions,
 } from './pipeline.js';
 import type { Embedder } from '../core/ports/embedder.js';
 import type { TokenScorer } from '../core/ports/token-scorer.js';
 import type { AttentionModel } from '../core/ports/segmenter.js';
 import { HybridSegmenter, hybridSettingsFrom } from '../stages/segmenter/hybrid-segmenter.js';
-import { runtimeModels } from './model-loader.js';
+import { runtimeModels, type RuntimeModels } from './model-loader.js';
 import { InProcessConsolidation, inProcessConsolidationOptions } from './in-process-consolidation.js';
 import { configuredDecider, consolidationDeps } from './consolidation-setup.js';
 import type {
@@ -42,7 +48,7 @@ import type {
 } from '../../workflows/consolidation/activity-types.js';
 import { fusionOf } from './runtime.js';
 import { CachingEmbedder } from './caching-embedder.js';
-import type { DrainOptions, Runtime, RuntimeOptions } from './runtime.js';
+import type { DrainOptions, ReplayParts, Runtime, RuntimeOptions } from './runtime.js';
 
 /** The pipeline's components over the given models and extractor (built-ins where a model is missing). */
 export function embeddedComponents(
@@ -97,6 +103,14 @@ export function configuredComponents(
  */
 export class EmbeddedRuntime implements Runtime {
   readonly stages: StageDefinition[];
+  /** Features that are off because a model is missing, and how to turn them on. */
+  readonly warnings: readonly string[];
+  /** The encoder attention used by the segmenter, when installed (benchmarks use it directly). */
+  readonly attention: AttentionModel | null;
+  /** What API reads go through: the store of the pipeline version that serves each tenant. */
+  readonly store: MemoryStore;
+  /** The pipeline versions of the data dir (replay), as this process sees them. */
+  readonly versions: EmbeddedVersions;
   private readonly ownership: PipelineOwnership;
   private readonly scheduler: InProcessScheduler;
   private readonly consolidation: InProcessConsolidation;
@@ -104,17 +118,20 @@ export class EmbeddedRuntime implements Runtime {
   private constructor(
     readonly config: LightmemConfig,
     readonly log: SqliteEventLog,
-    readonly store: MemoryStore,
+    /** The store of the data dir's first pipeline version (`memories.db`). */
+    readonly firstStore: SqliteMemoryStore,
+    registry: SqlitePipelineVersions,
     readonly components: PipelineComponents,
-    /** Features that are off because a model is missing, and how to turn them on. */
-    readonly warnings: readonly string[],
-    /** The encoder attention used by the segmenter, when installed (benchmarks use it directly). */
-    readonly attention: AttentionModel | null,
+    /** The models this process loaded (later versions with the same models configuration share them). */
+    private readonly models: RuntimeModels,
     private readonly options: RuntimeOptions,
     private readonly closeModels: () => Promise<void>,
     /** The cost ledger of the data dir's LLM calls. */
     readonly ledger: LlmLedger,
   ) {
+    const store = firstStore;
+    this.warnings = models.warnings;
+    this.attention = models.attention;
     this.stages = pipelineStages(config, components, store, options.clock);
     this.scheduler = new InProcessScheduler(options.clock, options.logger);
     this.scheduler.register(
@@ -144,6 +161,31 @@ export class EmbeddedRuntime implements Runtime {
     if (config.consolidation.enabled && options.serving === true) {
       this.scheduler.register(this.consolidation.job(config.consolidation.checkMs));
     }
+    this.versions = new EmbeddedVersions({
+      registry,
+      first: { config, log, store, components, stages: this.stages, consolidation: this.consolidation },
+      open: (version) => this.openLater(version),
+      dropFirst: async () => {
+        for (const tenantId of log.tenants()) await firstStore.eraseTenant(tenantId);
+        log.dropDerived(
+          [Topics.compressed, Topics.segments, Topics.memories, Topics.memoryOps],
+          this.stages.map((stage) => stage.name),
+        );
+      },
+      dataDir: config.dataDir,
+      logger: options.logger,
+    });
+    this.store = new RoutedMemoryStore(
+      (tenantId) => this.versions.storeFor(tenantId),
+      () => this.versions.everyTenantStore(),
+    );
+    for (const job of this.versions.jobs({
+      idleMs: config.pipeline.idleFlushMs,
+      intervalMs: config.pipeline.idleCheckMs,
+      consolidationMs: options.serving === true ? config.consolidation.checkMs : null,
+    })) {
+      this.scheduler.register(job);
+    }
     this.scheduler.register({
       name: 'dead-letter-retention',
       intervalMs: retentionCheckMs,
@@ -159,12 +201,7 @@ export class EmbeddedRuntime implements Runtime {
       inWorker
         ? new WorkerPipelineRunner(config, options.logger, options.env)
         : {
-            run: (signal, onStatus) =>
-              runStages(log, this.stages, {
-                signal,
-                logger: options.logger,
-                onStatus,
-              }),
+            run: (signal, onStatus) => this.runPipelines(signal, onStatus),
           },
       {
         clock: options.clock,
@@ -181,22 +218,8 @@ export class EmbeddedRuntime implements Runtime {
   static async open(config: LightmemConfig, options: RuntimeOptions): Promise<EmbeddedRuntime> {
     const { models: loaded, closeModels } = await runtimeModels(config, options);
     for (const warning of loaded.warnings) options.logger.warn(warning);
-    const log = SqliteEventLog.open(join(config.dataDir, 'log.db'), {
-      logger: options.logger,
-      clock: options.clock,
-      busyTimeoutMs: config.sqlite.busyTimeoutMs,
-      maxAttempts: config.pipeline.maxAttempts,
-      retryBaseMs: config.pipeline.retryBaseMs,
-      retryMaxMs: config.pipeline.retryMaxMs,
-      retention: {
-        [Topics.deadLetters]: {
-          maxBytes: config.deadLetters.maxBytes,
-          maxAgeMs: config.deadLetters.retentionDays * dayMs,
-        },
-      },
-    });
-    const store = SqliteMemoryStore.open(join(config.dataDir, 'memories.db'), {
-      fusion: fusionOf(config),
+    const { log, store } = openLogAndStore(config, config.dataDir, options);
+    const registry = SqlitePipelineVersions.open(join(config.dataDir, 'versions.db'), {
       busyTimeoutMs: config.sqlite.busyTimeoutMs,
     });
     const ledger = openLedger(config, join(config.dataDir, 'ledger.db'));
@@ -212,9 +235,9 @@ export class EmbeddedRuntime implements Runtime {
       config,
       log,
       store,
+      registry,
       components,
-      loaded.warnings,
-      loaded.attention,
+      loaded,
       options,
       async () => {
         await ledger.close();
@@ -222,6 +245,71 @@ export class EmbeddedRuntime implements Runtime {
       },
       ledger,
     );
+  }
+
+  /**
+   * What the pipeline owner runs, until the signal aborts: the first version's stages while it serves
+   * reads, and each later version that builds or serves (its copy of the raw log and its stages). When
+   * versions change (a replay starts, reads switch, a version is dropped) the set is restarted: every
+   * stage resumes from its committed offsets, so nothing is lost or done twice.
+   */
+  async runPipelines(signal: AbortSignal, onStatus?: SuperviseOptions['onStatus']): Promise<void> {
+    const logger = this.options.logger;
+    while (!signal.aborted) {
+      const generation = (await this.versions.current(true)).generation;
+      const plan = await this.versions.running();
+      const changed = new AbortController();
+      const both = AbortSignal.any([signal, changed.signal]);
+      const watch = (async () => {
+        while (!both.aborted) {
+          await sleep(versionCheckMs, undefined, { signal: both }).catch(() => undefined);
+          if (!both.aborted && (await this.versions.current(true)).generation !== generation) changed.abort();
+        }
+      })();
+      try {
+        await Promise.all([
+          plan.first
+            ? runStages(this.log, this.stages, { signal: both, logger, onStatus })
+            : Promise.resolve(),
+          ...plan.later.map((parts) => this.versions.run(parts, both)),
+        ]);
+      } catch (error) {
+        changed.abort();
+        await watch;
+        throw error;
+      }
+      changed.abort();
+      await watch;
+    }
+  }
+
+  readonly embedderFor = (tenantId: string): Promise<Embedder | null> => this.versions.embedderFor(tenantId);
+
+  /** Replay over this data dir's pipeline versions. */
+  get replay(): ReplayParts {
+    const versions = this.versions;
+    const clock = this.options.clock;
+    return {
+      versions: versions.registry,
+      firstStore: this.firstStore,
+      progress: async (version) => {
+        const rawRecords = await this.log.endOffset(Topics.raw);
+        if (version.number === 1) {
+          const lags = await pipelineLag(this.log, this.stages);
+          return { copied: rawRecords, rawRecords, pending: pendingOf(lags) };
+        }
+        const parts = (await versions.later()).find((p) => p.version.name === version.name);
+        if (parts === undefined) return null;
+        const lags = await versions.lagsOf(parts);
+        const [copy, ...stages] = lags;
+        return { copied: copy?.committed ?? 0, rawRecords, pending: pendingOf(stages) };
+      },
+      storeOf: (name) => versions.storeOf(name),
+      deleteData: (name) => versions.deleteFiles(name),
+      tenants: () => Promise.resolve(this.log.tenants()),
+      laterVersions: () => versions.later(),
+      markCaughtUp: () => versions.markCaughtUp(clock.now()),
+    };
   }
 
   get eventLog(): EventLog {
@@ -255,8 +343,13 @@ export class EmbeddedRuntime implements Runtime {
     return Promise.resolve(this.ownership.health());
   }
 
-  lag(): Promise<StageLag[]> {
-    return pipelineLag(this.log, this.stages);
+  /** Lags of what must catch up for ingested turns to be searchable: the versions that serve reads. */
+  async lag(): Promise<StageLag[]> {
+    const { first } = await this.versions.running();
+    return [
+      ...(first ? await pipelineLag(this.log, this.stages) : []),
+      ...(await this.versions.servingLags()),
+    ];
   }
 
   /**
@@ -291,9 +384,61 @@ export class EmbeddedRuntime implements Runtime {
     return this.consolidation.run(scope, options);
   }
 
+  /**
+   * Opens a later version's parts under `versions/<name>/`, with the configuration it was created with
+   * (models shared with this process when that configuration names the same ones).
+   */
+  private async openLater(version: PipelineVersion): Promise<VersionParts> {
+    const config = versionConfig(this.config, version);
+    const sameModels = JSON.stringify(config.models) === JSON.stringify(this.config.models);
+    const { models, closeModels } = sameModels
+      ? { models: this.models, closeModels: () => Promise.resolve() }
+      : await runtimeModels({ ...config, models: { ...config.models, autoFetch: false } }, this.options);
+    const { log, store } = openLogAndStore(
+      config,
+      versionDir(this.config.dataDir, version.name),
+      this.options,
+    );
+    const { components } = configuredComponents(config, models, this.options, this.ledger);
+    const stages = pipelineStages(config, components, store, this.options.clock);
+    const consolidation = new InProcessConsolidation(
+      consolidationDeps({
+        config,
+        store,
+        log,
+        embedderId: components.embedder?.id ?? null,
+        decider: configuredDecider(
+          config,
+          this.options.env ?? {},
+          this.options.clock,
+          this.ledger,
+          this.options.chat,
+        ),
+        clock: this.options.clock,
+        logger: this.options.logger,
+      }),
+      inProcessConsolidationOptions(config, this.options.clock, this.options.logger),
+    );
+    return {
+      version,
+      config,
+      log,
+      store,
+      components,
+      stages,
+      consolidation,
+      close: async () => {
+        await store.close();
+        await log.close();
+        await closeModels();
+      },
+    };
+  }
+
   async close(): Promise<void> {
     await this.stopPipeline();
-    await this.store.close();
+    await this.versions.close();
+    await this.firstStore.close();
     await this.log.close();
     await this.closeModels();
   }
@@ -302,3 +447,36 @@ export class EmbeddedRuntime implements Runtime {
 const dayMs = 24 * 3_600_000;
 /** How often the owner deletes dead letters past their retention when none arrive (arrivals prune too). */
 const retentionCheckMs = 3_600_000;
+function pendingOf(lags: readonly StageLag[]): number {
+  return lags.reduce((sum, lag) => sum + Math.max(0, lag.end - lag.committed), 0);
+}
+
+/** How often the pipeline owner looks for version changes made by other processes. */
+const versionCheckMs = 1_000;
+
+/** The event log and memory store of one pipeline version, in `dir`. */
+function openLogAndStore(
+  config: LightmemConfig,
+  dir: string,
+  options: RuntimeOptions,
+): { log: SqliteEventLog; store: SqliteMemoryStore } {
+  const log = SqliteEventLog.open(join(dir, 'log.db'), {
+    logger: options.logger,
+    clock: options.clock,
+    busyTimeoutMs: config.sqlite.busyTimeoutMs,
+    maxAttempts: config.pipeline.maxAttempts,
+    retryBaseMs: config.pipeline.retryBaseMs,
+    retryMaxMs: config.pipeline.retryMaxMs,
+    retention: {
+      [Topics.deadLetters]: {
+        maxBytes: config.deadLetters.maxBytes,
+        maxAgeMs: config.deadLetters.retentionDays * dayMs,
+      },
+    },
+  });
+  const store = SqliteMemoryStore.open(join(dir, 'memories.db'), {
+    fusion: fusionOf(config),
+    busyTimeoutMs: config.sqlite.busyTimeoutMs,
+  });
+  return { log, store };
+}

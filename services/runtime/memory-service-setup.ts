@@ -2,6 +2,8 @@ import type { Clock } from '../core/ports/clock.js';
 import { MemoryService } from '../app/memory-service.js';
 import { UserErasure } from '../app/user-erasure.js';
 import type { Runtime } from './runtime.js';
+import { Replays } from '../app/replays.js';
+import { versionConfigJson } from './version-config.js';
 
 /**
  * The memory service over a runtime (either mode): the one place its parts are wired. `lightmem serve`, the
@@ -11,10 +13,13 @@ export function memoryServiceOf(runtime: Runtime, clock: Clock): MemoryService {
   const config = runtime.config;
   const erasure = new UserErasure({
     log: runtime.eventLog,
-    store: runtime.store,
+    // Erasure reaches every version: the first one's own store here, the later ones' below.
+    store: runtime.replay?.firstStore ?? runtime.store,
     ledger: runtime.ledger,
     clock,
+    laterVersions: runtime.replay?.laterVersions,
   });
+  const replay = runtime.replay;
   return new MemoryService({
     log: runtime.eventLog,
     store: runtime.store,
@@ -28,6 +33,9 @@ export function memoryServiceOf(runtime: Runtime, clock: Clock): MemoryService {
       ),
     usage: (filter) => runtime.ledger.totals(filter),
     eraseUser: (tenantId, userId) => erasure.erase(tenantId, userId),
+    embedderFor: runtime.embedderFor,
+    replays:
+      replay === null ? null : new Replays({ ...replay, configJson: versionConfigJson(config), clock }),
     health: async () => {
       const [health, lags] = await Promise.all([runtime.health(), runtime.lag()]);
       return {

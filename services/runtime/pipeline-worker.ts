@@ -1,6 +1,6 @@
 /**
  * The pipeline thread (see WorkerPipelineRunner): opens the data dir and the configured models on its
- * own, runs the four stages until told to stop, and reports each stage's status to the thread that
+ * own, runs the pipeline versions' stages until told to stop, and reports each stage's status to the thread that
  * started it. Ownership of the pipeline (the lock) stays with that thread.
  */
 import { readlinkSync } from 'node:fs';
@@ -11,7 +11,6 @@ import { LightmemError, errorMessage } from '../core/errors.js';
 import { systemClock } from '../core/ports/clock.js';
 import { stderrLogger } from './stderr-logger.js';
 import { EmbeddedRuntime } from './embedded-runtime.js';
-import { runStages } from './pipeline.js';
 import { StopMessage, type WorkerMessage } from './worker-pipeline-runner.js';
 import { retrying } from '../core/backoff.js';
 
@@ -41,11 +40,7 @@ const runtime = await retrying(
   process.exit(1);
 });
 try {
-  await runStages(runtime.log, runtime.stages, {
-    signal: controller.signal,
-    logger,
-    onStatus: (stage, status) => post({ type: 'status', stage, status }),
-  });
+  await runtime.runPipelines(controller.signal, (stage, status) => post({ type: 'status', stage, status }));
 } catch (error) {
   post(failure(error));
   process.exitCode = 1;

@@ -13,10 +13,21 @@ import type { AttentionModel } from '../core/ports/segmenter.js';
 import type { FetchProgress } from '../models/model-fetcher.js';
 import type { FusionWeights } from '../adapters/memory/memory-fusion.js';
 import type { PipelineHealth } from './pipeline-health.js';
+import type { ReplaysDeps } from '../app/replays.js';
 import type {
   ConsolidationScope,
   ConsolidationSummary,
 } from '../../workflows/consolidation/activity-types.js';
+
+/** What replay needs of a runtime (see `Replays`), and what erasure must also reach. */
+export interface ReplayParts extends Omit<ReplaysDeps, 'configJson' | 'clock'> {
+  /** The first version's own store (the runtime's `store` routes reads to the serving version). */
+  readonly firstStore: MemoryStore;
+  /** The logs and stores of the kept versions besides the first: erasing a user reaches each. */
+  readonly laterVersions: () => Promise<{ log: EventLog; store: MemoryStore }[]>;
+  /** Marks the versions that have caught up with the raw log as built. */
+  readonly markCaughtUp: () => Promise<void>;
+}
 
 export interface DrainOptions {
   readonly signal?: AbortSignal;
@@ -54,6 +65,10 @@ export interface Runtime {
     scope: ConsolidationScope,
     options: { dryRun: boolean; signal?: AbortSignal },
   ): Promise<ConsolidationSummary>;
+  /** The embedder of the pipeline version serving a tenant's reads (absent: `components.embedder`). */
+  readonly embedderFor?: ((tenantId: string) => Promise<Embedder | null>) | undefined;
+  /** Pipeline versions and replay; null where this mode cannot replay yet (distributed). */
+  readonly replay: ReplayParts | null;
   /** Resolves when every stage has processed everything appended so far. */
   waitForDrain(options?: DrainOptions): Promise<void>;
   close(): Promise<void>;

@@ -347,6 +347,35 @@ export class SqliteEventLog implements EventLog {
     return Promise.resolve();
   }
 
+  /**
+   * Deletes what a pipeline derived here (a dropped version): every record of these topics and the
+   * offsets and state of these consumer groups. Topic ends stay, so offsets never go back.
+   */
+  dropDerived(topics: readonly TopicName[], groups: readonly string[]): void {
+    writeTransaction(this.db, 'deleting a dropped version', () => {
+      for (const topic of topics) {
+        const { records, bytes } = this.usageNow(topic);
+        this.db.prepare('DELETE FROM records WHERE topic = ?').run(topic);
+        this.statements.addUsage.run(topic, -records, -bytes, records);
+      }
+      for (const group of groups) {
+        this.db.prepare('DELETE FROM consumer_offsets WHERE grp = ?').run(group);
+        this.db.prepare('DELETE FROM stage_state WHERE grp = ?').run(group);
+      }
+    });
+    checkpointAfterErasure(this.db);
+  }
+
+  /** The tenants that have records in the raw topic. */
+  tenants(): string[] {
+    return this.db
+      .prepare<[string], { tenant: string }>(
+        'SELECT DISTINCT tenant_id AS tenant FROM records WHERE topic = ? AND tenant_id IS NOT NULL ORDER BY 1',
+      )
+      .all(Topics.raw)
+      .map((row) => row.tenant);
+  }
+
   erasures(tenantId?: string): Promise<ErasureTombstone[]> {
     return Promise.resolve(this.erasure.tombstones(tenantId));
   }

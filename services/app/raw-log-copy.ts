@@ -1,0 +1,100 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ErasureTombstone, EventLog, LogRecord } from '../core/ports/event-log.js';
+import type { PipelineVersion, PipelineVersions } from '../core/ports/pipeline-versions.js';
+import { derives } from '../core/ports/pipeline-versions.js';
+import { Topics } from '../core/model/topics.js';
+import { compositeKey, eventDedupKey } from '../core/model/keys.js';
+
+export interface RawLogCopyDeps {
+  /** The data dir's raw log (what every version derives from). */
+  readonly source: EventLog;
+  /** The version's own log: its raw topic receives the copy, its stages consume it. */
+  readonly target: EventLog;
+  readonly versions: PipelineVersions;
+  readonly version: PipelineVersion;
+  /**
+   * Erases a user from the version (its log and its store): called when an erasure raced a batch being
+   * copied, so that what the batch copied of the user does not outlive the erasure.
+   */
+  readonly eraseCopied: (tenantId: string, userId: string, erasedAt: number) => Promise<void>;
+  readonly batchSize: number;
+  /** Wait between looks at the raw log's end once the copy has caught up. */
+  readonly pollMs?: number;
+}
+
+/**
+ * Feeds a pipeline version from the data dir's raw log: copies the raw records of the tenants it derives
+ * into its own log, in order, from where it left off (its cursor, kept in the registry), until the signal
+ * aborts. A crash between copying a batch and moving the cursor copies the batch again, which the
+ * version's log drops by idempotency key; nothing is lost or doubled.
+ *
+ * Idle flushes are not copied: they are the first version's buffer bookkeeping, and each version's own
+ * scheduler flushes its own buffers. Erased users stay erased: their raw records are gone from the source;
+ * one whose erasure ran while a batch of theirs was being copied is erased from the version again.
+ */
+export async function copyRawLog(deps: RawLogCopyDeps, signal: AbortSignal): Promise<void> {
+  const { source, target, versions, version } = deps;
+  let cursor = (await versions.get(version.name))?.copied ?? version.copied;
+  while (!signal.aborted) {
+    const records = await source.read(Topics.raw, cursor, deps.batchSize);
+    const last = records.at(-1);
+    if (last === undefined) {
+      // Erased records leave holes; past the last record there is nothing to copy.
+      const end = await source.endOffset(Topics.raw);
+      if (end > cursor) {
+        cursor = end;
+        await versions.advance(version.name, cursor);
+      }
+      await sleep(deps.pollMs ?? 200, undefined, { signal }).catch(() => undefined);
+      continue;
+    }
+    const kept = records.filter(
+      (record) => record.value.kind !== 'flush' && derives(version, record.value.tenantId),
+    );
+    if (kept.length > 0) {
+      await target.append(
+        Topics.raw,
+        kept.map((record) => ({
+          key: record.key,
+          value: record.value,
+          dedupKey: eventDedupKey(record.value),
+        })),
+      );
+      await eraseRaced(deps, kept);
+    }
+    cursor = last.offset + 1;
+    await versions.advance(version.name, cursor);
+  }
+}
+
+/**
+ * An erasure that committed between reading a batch and copying it left the user's records in the copy:
+ * any user of the batch with a tombstone newer than one of their copied records is erased again in the
+ * version (the version's erasure also fences its stages' batches in flight, as the first version's does).
+ */
+async function eraseRaced(
+  deps: RawLogCopyDeps,
+  copied: readonly LogRecord<'lightmem.turns.raw'>[],
+): Promise<void> {
+  const oldest = new Map<string, { tenantId: string; userId: string; appendedAt: number }>();
+  for (const record of copied) {
+    const { tenantId, userId } = record.value;
+    const key = compositeKey([tenantId, userId]);
+    const seen = oldest.get(key);
+    if (seen === undefined || record.appendedAt < seen.appendedAt) {
+      oldest.set(key, { tenantId, userId, appendedAt: record.appendedAt });
+    }
+  }
+  const tombstones = new Map<string, ErasureTombstone>();
+  for (const tenantId of new Set([...oldest.values()].map((user) => user.tenantId))) {
+    for (const tombstone of await deps.source.erasures(tenantId)) {
+      tombstones.set(compositeKey([tombstone.tenantId, tombstone.userId]), tombstone);
+    }
+  }
+  for (const [key, user] of oldest) {
+    const tombstone = tombstones.get(key);
+    if (tombstone !== undefined && user.appendedAt <= tombstone.erasedAt) {
+      await deps.eraseCopied(user.tenantId, user.userId, tombstone.erasedAt);
+    }
+  }
+}
