@@ -1,6 +1,7 @@
 /**
  * `npm run infra:up | infra:down | infra:status [-- <server>…]`: fetches (cached under .cache/infra),
  * configures, starts, health-checks and stops the real servers of distributed mode on this machine.
+ * `tsx infra/cli.ts install <server or tool>…` only fetches; tools (infra/tools/) are never started.
  * Idempotent: `up` leaves running servers alone, `down` of a stopped server is a no-op.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,6 +18,7 @@ import {
 } from './lib/processes.js';
 import type { ServerContext, ServerSpec } from './lib/server-spec.js';
 import { allServers } from './servers/index.js';
+import { allTools } from './tools/index.js';
 
 const say = (message: string): void => {
   process.stderr.write(`${message}\n`);
@@ -144,7 +146,15 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   if (command === 'status') return (await status(layout, select(names))) ? 0 : 1;
   if (command === 'install') {
-    for (const spec of select(names)) {
+    // Tools (programs tests run, such as the fuzzer) install by name too; they are never started.
+    const tools = allTools().filter((tool) => names.includes(tool.name));
+    for (const tool of tools) {
+      const path = await tool.install(layout, (m) => say(`  ${tool.name}: ${m}`));
+      say(`${tool.name}: installed (${tool.summary}) at ${path}`);
+    }
+    const serverNames = names.filter((name) => !tools.some((tool) => tool.name === name));
+    if (tools.length > 0 && serverNames.length === 0) return 0;
+    for (const spec of select(serverNames)) {
       const context = contextOf(layout, spec);
       ensureDirs(context.paths.data, context.paths.logs, context.paths.config);
       await spec.install(context);
@@ -156,6 +166,10 @@ async function main(argv: readonly string[]): Promise<number> {
     'usage: tsx infra/cli.ts up|down|status|install [server…]   (servers: ' +
       allServers()
         .map((s) => s.name)
+        .join(', ') +
+      '; install also takes tools: ' +
+      allTools()
+        .map((t) => t.name)
         .join(', ') +
       ')',
   );

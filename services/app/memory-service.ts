@@ -31,6 +31,8 @@ export interface MemoryServiceDeps {
   }) => Promise<readonly LlmUsageTotals[]>;
   /** Removes one user of a tenant everywhere and says what went (see user-erasure.ts). */
   readonly eraseUser: (tenantId: string, userId: string) => Promise<ErasureReceipt>;
+  /** Finishes the erasures a crash interrupted (every tenant); their receipts. */
+  readonly resumeErasures: () => Promise<ErasureReceipt[]>;
   /**
    * The embedder of the pipeline version that serves a tenant (a replayed version may use another model);
    * absent: `embedder` for every tenant.
@@ -176,6 +178,15 @@ export class MemoryService {
   async eraseUser(caller: Caller, request: { userId: string }): Promise<ErasureReceipt> {
     requireScope(caller, 'admin');
     return this.deps.eraseUser(caller.tenantId, request.userId);
+  }
+
+  /**
+   * Finishes the erasures that a crash interrupted, of every tenant (a server does it as it starts): the
+   * machine's operator only.
+   */
+  async resumeErasures(caller: Caller): Promise<ErasureReceipt[]> {
+    if (caller.keyId !== null) throw new LightmemError('forbidden', 'only the operator resumes erasures');
+    return this.deps.resumeErasures();
   }
 
   /** The tenant's LLM calls and tokens per model (the cost ledger), since an instant. */

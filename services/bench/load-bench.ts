@@ -14,6 +14,12 @@ import type { BenchQuestion } from './locomo-questions.js';
 
 export interface LoadBenchOptions {
   readonly baseUrl: string;
+  /** An API key of tenant `bench-a` and one of `bench-b` (every request is authenticated). */
+  readonly apiKeys: { readonly a: string; readonly b: string };
+  /** Clients searching at once, as fast as answers come, in the throughput phase. */
+  readonly concurrentClients: number;
+  /** How long the throughput phase runs. */
+  readonly throughputSeconds: number;
   /** The events of one copy of the dataset, in order (tenant set per phase). */
   readonly events: readonly TurnInput[];
   readonly questions: readonly BenchQuestion[];
@@ -27,8 +33,21 @@ export interface LoadBenchOptions {
 
 export interface DrainRun {
   readonly events: number;
+  /** From the first post until every stage had processed the backlog. */
   readonly seconds: number;
+  /** Processed: events ÷ seconds. */
   readonly eventsPerSecond: number;
+  /** Accepted: events ÷ the time the posts took (the API's answer, before processing). */
+  readonly acceptedPerSecond: number;
+}
+
+/** Searches as fast as `concurrentClients` clients get answers, on the idle server. */
+export interface SearchThroughput {
+  readonly clients: number;
+  readonly seconds: number;
+  readonly searches: number;
+  readonly searchesPerSecond: number;
+  readonly latency: LatencySummary;
 }
 
 export interface LoadBenchReport {
@@ -43,8 +62,12 @@ export interface LoadBenchReport {
   readonly p95Ratio: number;
   readonly healthIdle: LatencySummary;
   readonly healthUnderLoad: LatencySummary;
-  /** Answers other than 2xx during the run (a healthy server has none). */
+  readonly searchThroughput: SearchThroughput;
+  /** Requests made in the whole run, and the answers other than 2xx among them (a healthy server has none). */
+  readonly requests: number;
   readonly errors: number;
+  /** errors ÷ requests. */
+  readonly errorRate: number;
 }
 
 const HealthBody = z.looseObject({ pending: z.record(z.string(), z.number()).optional() });
@@ -78,11 +101,19 @@ function sessionBatches(events: readonly TurnInput[], tenantId: string): unknown
 
 export async function runLoadBench(options: LoadBenchOptions): Promise<LoadBenchReport> {
   let errors = 0;
-  const request = async (path: string, body?: unknown): Promise<{ ms: number; json: unknown }> => {
+  let requests = 0;
+  const keyOf = (tenantId: string): string =>
+    tenantId === 'bench-b' ? options.apiKeys.b : options.apiKeys.a;
+  const request = async (
+    path: string,
+    body?: unknown,
+    tenantId = 'bench-a',
+  ): Promise<{ ms: number; json: unknown }> => {
     const started = performance.now();
+    requests++;
     const response = await fetch(`${options.baseUrl}${path}`, {
       method: body === undefined ? 'GET' : 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${keyOf(tenantId)}` },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const json: unknown = await response.json();
@@ -96,14 +127,18 @@ export async function runLoadBench(options: LoadBenchOptions): Promise<LoadBench
     const counts = parsed.success ? Object.values(parsed.data.pending ?? {}) : [];
     return { ms, total: counts.length === 0 ? Number.NaN : counts.reduce((a, b) => a + b, 0) };
   };
-  const post = async (tenantId: string): Promise<number> => {
+  const post = async (tenantId: string): Promise<{ events: number; seconds: number }> => {
+    const started = performance.now();
     const batches = sessionBatches(options.events, tenantId);
     let done = 0;
     for (const events of batches) {
-      await request('/v1/events', { events, endSession: true });
+      await request('/v1/events', { events, endSession: true }, tenantId);
       options.onProgress?.(`post ${tenantId}`, ++done, batches.length);
     }
-    return batches.reduce((sum, batch) => sum + batch.length, 0);
+    return {
+      events: batches.reduce((sum, batch) => sum + batch.length, 0),
+      seconds: (performance.now() - started) / 1000,
+    };
   };
   const search = async (index: number): Promise<number> => {
     const question = options.questions[index % options.questions.length];
@@ -120,7 +155,8 @@ export async function runLoadBench(options: LoadBenchOptions): Promise<LoadBench
   /** Posts a backlog, then polls until drained (running `whileDraining` meanwhile). */
   const drain = async (tenantId: string, whileDraining: () => Promise<void>): Promise<DrainRun> => {
     const started = performance.now();
-    const events = await post(tenantId);
+    const posted = await post(tenantId);
+    const events = posted.events;
     const done = { value: false };
     const work = (async () => {
       while (!done.value) await whileDraining();
@@ -138,7 +174,12 @@ export async function runLoadBench(options: LoadBenchOptions): Promise<LoadBench
     done.value = true;
     await work;
     const seconds = (performance.now() - started) / 1000;
-    return { events, seconds: round(seconds), eventsPerSecond: round(events / seconds) };
+    return {
+      events,
+      seconds: round(seconds),
+      eventsPerSecond: round(events / seconds),
+      acceptedPerSecond: round(events / Math.max(0.001, posted.seconds)),
+    };
   };
 
   const ingestIdle = await drain('bench-a', () => sleep(250));
@@ -151,6 +192,19 @@ export async function runLoadBench(options: LoadBenchOptions): Promise<LoadBench
     if (i % 10 === 0) idleHealth.push((await pending()).ms);
     options.onProgress?.('search idle', i + 1, options.idleQueries);
   }
+  const throughput: number[] = [];
+  const throughputStarted = performance.now();
+  const throughputEnd = throughputStarted + options.throughputSeconds * 1000;
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: options.concurrentClients }, async () => {
+      while (performance.now() < throughputEnd) {
+        throughput.push(await search(next++));
+        options.onProgress?.('search throughput', throughput.length, throughput.length);
+      }
+    }),
+  );
+  const throughputSeconds = (performance.now() - throughputStarted) / 1000;
   const loadSearch: number[] = [];
   const loadHealth: number[] = [];
   let query = 0;
@@ -170,7 +224,16 @@ export async function runLoadBench(options: LoadBenchOptions): Promise<LoadBench
     p95Ratio: round(searchUnderLoad.p95Ms / Math.max(0.001, searchIdle.p95Ms)),
     healthIdle: summarizeLatencies(idleHealth),
     healthUnderLoad: summarizeLatencies(loadHealth),
+    searchThroughput: {
+      clients: options.concurrentClients,
+      seconds: round(throughputSeconds),
+      searches: throughput.length,
+      searchesPerSecond: round(throughput.length / throughputSeconds),
+      latency: summarizeLatencies(throughput),
+    },
+    requests,
     errors,
+    errorRate: round(errors / Math.max(1, requests)),
   };
 }
 

@@ -1,3 +1,4 @@
+import { Instant } from '../app/api-schemas.js';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { InvalidInputError } from '../core/errors.js';
 
@@ -47,10 +48,11 @@ export function timeOption(
 ): number | undefined {
   const value = stringOption(values, name);
   if (value === undefined) return undefined;
-  const parsed = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
-  if (Number.isNaN(parsed))
+  // The API's own strict reading: a real calendar date (no 2024-02-30), no zone means UTC.
+  const parsed = Instant.safeParse(value);
+  if (!parsed.success)
     throw new InvalidInputError(`--${name} must be an ISO-8601 time or epoch ms (got ${value})`, name);
-  return parsed;
+  return parsed.data;
 }
 
 /** Options every command takes. */

@@ -10,13 +10,16 @@ import { runLoadBench } from '../bench/load-bench.js';
 import { commonOptions, intOption, parse, stringOption } from './args.js';
 import { commandConfig } from './context.js';
 import { ProgressBar } from './progress.js';
+import { systemClock } from '../core/ports/clock.js';
+import { openTenantDirectory } from '../runtime/tenant-directory-setup.js';
 
-export const loadBenchUsage = `lightmem bench load --data <locomo.json> [--idle-queries 300] [--query-interval-ms 50] [--limit 10] [--json]
-  Search under load: starts \`lightmem serve\` on a fresh data dir (same models and configuration), posts the
-  file (one batch per session, ending it) and waits until it is processed, measures search and /healthz
-  latency idle, then posts the file again under a second tenant and searches the first one every
-  --query-interval-ms while that backlog drains. Prints p50/p95/p99 idle vs under load and the events/s of
-  each drain.`;
+export const loadBenchUsage = `lightmem bench load --data <locomo.json> [--idle-queries 300] [--query-interval-ms 50] [--limit 10] [--clients 4] [--throughput-seconds 10] [--json]
+  Search under load, with authentication on: starts \`lightmem serve\` on a fresh data dir (same models and
+  configuration) with two tenants and an API key each, posts the file as tenant bench-a (one batch per
+  session, ending it) and waits until it is processed, measures search and /healthz latency idle and the
+  searches/s of --clients clients searching as fast as answers come, then posts the file again as tenant
+  bench-b and searches bench-a every --query-interval-ms while that backlog drains. Prints events/s
+  accepted and processed, p50/p95/p99 idle vs under load, searches/s, and the error rate.`;
 
 export async function loadBench(argv: readonly string[]): Promise<number> {
   const { values } = parse(argv, {
@@ -25,6 +28,8 @@ export async function loadBench(argv: readonly string[]): Promise<number> {
     'idle-queries': { type: 'string' },
     'query-interval-ms': { type: 'string' },
     limit: { type: 'string' },
+    clients: { type: 'string' },
+    'throughput-seconds': { type: 'string' },
     json: { type: 'boolean' },
   });
   if (values['help'] === true) {
@@ -40,6 +45,20 @@ export async function loadBench(argv: readonly string[]): Promise<number> {
   const questions = await locomoQuestions(data);
   const work = mkdtempSync(join(tmpdir(), 'lightmem-bench-load-'));
   const configFile = stringOption(values, 'config');
+  // Two tenants with a key each, made before the server starts (it then creates no default tenant).
+  const directory = await openTenantDirectory({ ...config, dataDir: work, mode: 'embedded' }, systemClock);
+  const apiKeys = { a: '', b: '' };
+  try {
+    for (const [side, tenantId] of [
+      ['a', 'bench-a'],
+      ['b', 'bench-b'],
+    ] as const) {
+      await directory.createTenant(tenantId);
+      apiKeys[side] = (await directory.createKey({ tenantId, scopes: ['read', 'write'] })).apiKey;
+    }
+  } finally {
+    await directory.close();
+  }
   const server = spawn(
     process.execPath,
     [
@@ -77,6 +96,9 @@ export async function loadBench(argv: readonly string[]): Promise<number> {
       baseUrl,
       events,
       questions,
+      apiKeys,
+      concurrentClients: intOption(values, 'clients', 4),
+      throughputSeconds: intOption(values, 'throughput-seconds', 10),
       idleQueries: intOption(values, 'idle-queries', 300),
       queryIntervalMs: intOption(values, 'query-interval-ms', 50),
       limit: intOption(values, 'limit', 10),
@@ -95,19 +117,23 @@ export async function loadBench(argv: readonly string[]): Promise<number> {
       const r = report;
       const line = (name: string, l: typeof r.searchIdle): string =>
         `${name} p50 ${l.p50Ms} ms  p95 ${l.p95Ms} ms  p99 ${l.p99Ms} ms  max ${l.maxMs} ms  (${l.count})`;
-      console.log(`events per backlog: ${r.events}`);
+      console.log(`events per backlog: ${r.events} (authenticated requests, one API key per tenant)`);
       console.log(
-        `drain idle:        ${r.ingestIdle.seconds} s = ${r.ingestIdle.eventsPerSecond} events/s (no searches)`,
+        `drain idle:        ${r.ingestIdle.acceptedPerSecond} events/s accepted, ${r.ingestIdle.seconds} s = ${r.ingestIdle.eventsPerSecond} events/s processed (no searches)`,
       );
       console.log(
-        `drain under load:  ${r.ingestUnderLoad.seconds} s = ${r.ingestUnderLoad.eventsPerSecond} events/s (searches running)`,
+        `drain under load:  ${r.ingestUnderLoad.acceptedPerSecond} events/s accepted, ${r.ingestUnderLoad.seconds} s = ${r.ingestUnderLoad.eventsPerSecond} events/s processed (searches running)`,
+      );
+      const t = r.searchThroughput;
+      console.log(
+        `search throughput: ${t.searchesPerSecond} searches/s (${t.clients} clients, ${t.searches} in ${t.seconds} s), p95 ${t.latency.p95Ms} ms`,
       );
       console.log(line('search idle:      ', r.searchIdle));
       console.log(line('search under load:', r.searchUnderLoad));
       console.log(`p95 under load / idle: ${r.p95Ratio}`);
       console.log(line('healthz idle:      ', r.healthIdle));
       console.log(line('healthz under load:', r.healthUnderLoad));
-      console.log(`non-2xx answers: ${r.errors}`);
+      console.log(`non-2xx answers: ${r.errors} of ${r.requests} requests (error rate ${r.errorRate})`);
     }
     console.log(JSON.stringify({ benchmark: 'load', data, ...report }));
     return 0;

@@ -4,7 +4,10 @@ import { join } from 'node:path';
 import type { LightmemConfig } from '../core/config.js';
 import type { Logger } from '../core/ports/logger.js';
 import { systemClock } from '../core/ports/clock.js';
-import { LightmemError } from '../core/errors.js';
+import { LightmemError, errorMessage } from '../core/errors.js';
+import { operatorOf } from '../app/caller.js';
+import { memoryServiceOf } from '../runtime/memory-service-setup.js';
+import type { Runtime } from '../runtime/runtime.js';
 import type { TenantDirectory } from '../core/ports/tenant-directory.js';
 import { createRuntimeHttpApi } from '../api/runtime-http-api.js';
 import { openTenantDirectory } from '../runtime/tenant-directory-setup.js';
@@ -93,6 +96,7 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
   if (!runtime.startPipeline()) {
     logger.warn(`the pipeline is run by ${runtime.pipelineDescription}; this process serves the API`);
   }
+  if (config.mode === 'embedded') await resumeErasures(runtime, logger);
   const app = createRuntimeHttpApi(runtime, directory, {
     logger,
     clock: systemClock,
@@ -122,4 +126,24 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
   await directory.close();
   await runtime.close();
   return 0;
+}
+
+/** Erasures a crash interrupted are finished before the API answers (their tombstones say which). */
+async function resumeErasures(runtime: Runtime, logger: Logger): Promise<void> {
+  try {
+    const receipts = await memoryServiceOf(runtime, systemClock).resumeErasures(
+      operatorOf(runtime.config.defaultTenant),
+    );
+    for (const receipt of receipts) {
+      logger.warn('finished an erasure a crash had interrupted', {
+        tenantId: receipt.tenantId,
+        userId: receipt.userId,
+        erasedAt: receipt.erasedAt,
+      });
+    }
+  } catch (error) {
+    logger.error('finishing interrupted erasures failed; erase those users again', {
+      error: errorMessage(error),
+    });
+  }
 }

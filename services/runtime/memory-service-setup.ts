@@ -33,6 +33,7 @@ export function memoryServiceOf(runtime: Runtime, clock: Clock): MemoryService {
       ),
     usage: (filter) => runtime.ledger.totals(filter),
     eraseUser: (tenantId, userId) => erasure.erase(tenantId, userId),
+    resumeErasures: () => erasure.resumeIncomplete(),
     embedderFor: runtime.embedderFor,
     replays:
       replay === null ? null : new Replays({ ...replay, configJson: versionConfigJson(config), clock }),
