@@ -226,6 +226,7 @@ function replayRoutes(service: MemoryService): ApiRoute[] {
         status: 202,
         body: await service.startReplay(caller, {
           tenants: body.tenantId === undefined ? null : [body.tenantId],
+          since: body.since,
         }),
       }),
     }),

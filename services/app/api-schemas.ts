@@ -231,7 +231,12 @@ export const VersionName = z
   .meta({ description: 'A pipeline version: v1, v2, …' });
 export const VersionPath = z.object({ version: VersionName });
 /** Starting a replay: the key's tenant is replayed (naming another tenant is refused). */
-export const ReplayRequest = z.strictObject({ tenantId: Id.optional() });
+export const ReplayRequest = z.strictObject({
+  tenantId: Id.optional(),
+  since: Instant.optional().meta({
+    description: 'Derive again only the sessions active since then; carry the memories of the others over',
+  }),
+});
 export const DiffQuery = z.object({
   against: VersionName.optional().meta({
     description: 'Compare with this version (default: the one serving reads)',
@@ -242,6 +247,7 @@ export const ReplayStatusSchema = z.object({
   version: z.string(),
   tenants: z.array(z.string()).nullable().meta({ description: 'The tenants it derives; null: every tenant' }),
   createdAt: z.string(),
+  since: z.string().nullable(),
   builtAt: z.string().nullable().meta({ description: 'When it caught up with the raw log; null: building' }),
   droppedAt: z.string().nullable(),
   serves: z.array(z.string()).meta({ description: "Tenants whose reads it serves ('*': every tenant)" }),

@@ -221,10 +221,14 @@ export class MemoryService {
   /**
    * Starts re-deriving memories from the raw log with the current configuration into a new pipeline
    * version (admin), or resumes the one building for the same tenants: the caller's tenant, or for the
-   * operator at the command line the tenants named (null: every tenant).
+   * operator at the command line the tenants named (null: every tenant). With `since`, only the sessions
+   * active since then are derived again; the memories of the others are carried over as they are.
    */
-  async startReplay(caller: Caller, request: { tenants?: readonly string[] | null }): Promise<ReplayStatus> {
-    return this.replaysFor(caller).start(this.replayTenants(caller, request.tenants));
+  async startReplay(
+    caller: Caller,
+    request: { tenants?: readonly string[] | null; since?: number | null | undefined },
+  ): Promise<ReplayStatus> {
+    return this.replaysFor(caller).start(this.replayTenants(caller, request.tenants), request.since ?? null);
   }
 
   /** The pipeline versions the caller's tenant can see, with their progress and the reads they serve. */

@@ -4,6 +4,7 @@ import type { PipelineVersion, PipelineVersions } from '../core/ports/pipeline-v
 import { derives } from '../core/ports/pipeline-versions.js';
 import { Topics } from '../core/model/topics.js';
 import { compositeKey, eventDedupKey } from '../core/model/keys.js';
+import type { MemoryEntry } from '../core/model/generated.js';
 
 export interface RawLogCopyDeps {
   /** The data dir's raw log (what every version derives from). */
@@ -17,6 +18,11 @@ export interface RawLogCopyDeps {
    * copied, so that what the batch copied of the user does not outlive the erasure.
    */
   readonly eraseCopied: (tenantId: string, userId: string, erasedAt: number) => Promise<void>;
+  /**
+   * Copies the memories the version will not derive again into its store (a replay `--since`): those
+   * the `keep` test passes, from the versions serving reads now. Runs before anything is copied.
+   */
+  readonly carryOver?: ((keep: (memory: MemoryEntry) => boolean) => Promise<number>) | undefined;
   readonly batchSize: number;
   /** Wait between looks at the raw log's end once the copy has caught up. */
   readonly pollMs?: number;
@@ -35,6 +41,19 @@ export interface RawLogCopyDeps {
 export async function copyRawLog(deps: RawLogCopyDeps, signal: AbortSignal): Promise<void> {
   const { source, target, versions, version } = deps;
   let cursor = (await versions.get(version.name))?.copied ?? version.copied;
+  const { since, sinceOffset } = version;
+  // A replay `--since`: the sessions it derives again; memories of the others are carried over.
+  const active =
+    since === null || sinceOffset === null
+      ? null
+      : await sessionsActiveSince(source, version, since, sinceOffset, deps.batchSize);
+  if (active !== null && cursor === 0) {
+    await deps.carryOver?.((memory) => !active.has(sessionKey(memory)));
+  }
+  const wanted = (record: LogRecord<'lightmem.turns.raw'>): boolean =>
+    record.value.kind !== 'flush' &&
+    derives(version, record.value.tenantId) &&
+    (active === null || record.offset >= (sinceOffset ?? 0) || active.has(sessionKey(record.value)));
   while (!signal.aborted) {
     const records = await source.read(Topics.raw, cursor, deps.batchSize);
     const last = records.at(-1);
@@ -48,9 +67,7 @@ export async function copyRawLog(deps: RawLogCopyDeps, signal: AbortSignal): Pro
       await sleep(deps.pollMs ?? 200, undefined, { signal }).catch(() => undefined);
       continue;
     }
-    const kept = records.filter(
-      (record) => record.value.kind !== 'flush' && derives(version, record.value.tenantId),
-    );
+    const kept = records.filter(wanted);
     if (kept.length > 0) {
       await target.append(
         Topics.raw,
@@ -65,6 +82,40 @@ export async function copyRawLog(deps: RawLogCopyDeps, signal: AbortSignal): Pro
     cursor = last.offset + 1;
     await versions.advance(version.name, cursor);
   }
+}
+
+function sessionKey(of: {
+  tenantId: string;
+  userId: string;
+  conversationId: string;
+  sessionId: string;
+}): string {
+  return compositeKey([of.tenantId, of.userId, of.conversationId, of.sessionId]);
+}
+
+/** The sessions of the version's tenants with a turn at or after `since`, among the raw records before `end`. */
+async function sessionsActiveSince(
+  source: EventLog,
+  version: PipelineVersion,
+  since: number,
+  end: number,
+  pageSize: number,
+): Promise<Set<string>> {
+  const active = new Set<string>();
+  let offset = 0;
+  while (offset < end) {
+    const records = await source.read(Topics.raw, offset, Math.max(pageSize, 1_000));
+    const last = records.at(-1);
+    if (last === undefined) break;
+    for (const record of records) {
+      const event = record.value;
+      if (record.offset < end && event.occurredAt >= since && derives(version, event.tenantId)) {
+        active.add(sessionKey(event));
+      }
+    }
+    offset = last.offset + 1;
+  }
+  return active;
 }
 
 /**

@@ -19,6 +19,8 @@ export interface ReplayStatus {
   /** When it caught up with the raw log (null: still building). */
   readonly builtAt: string | null;
   readonly droppedAt: string | null;
+  /** Re-derives only sessions active since then (ISO 8601); null: everything. */
+  readonly since: string | null;
   /** Tenants whose reads it serves (`*`: every tenant without a route of its own). */
   readonly serves: readonly string[];
   /** Raw-log records looked at so far, of `rawRecords`. */
@@ -43,6 +45,8 @@ export interface ReplaysDeps {
   readonly storeOf: (name: string) => Promise<MemoryStore>;
   /** Deletes a dropped version's data. */
   readonly deleteData: (name: string) => Promise<void>;
+  /** The raw log's end now (where a replay `--since` stops filtering by time). */
+  readonly rawEnd: () => Promise<number>;
   /** Tenants that have events in the raw log (what a replay of every tenant compares). */
   readonly tenants: () => Promise<string[]>;
   /** The configuration a new version derives with (this process's, JSON). */
@@ -62,7 +66,7 @@ export class Replays {
    * Starts a replay of these tenants (null: every tenant), or resumes the one that is building for the
    * same tenants with the same configuration (a replay interrupted by a crash goes on where it stopped).
    */
-  async start(tenants: readonly string[] | null): Promise<ReplayStatus> {
+  async start(tenants: readonly string[] | null, since: number | null = null): Promise<ReplayStatus> {
     const wanted = tenants === null ? null : [...new Set(tenants)].sort();
     const building = (await this.deps.versions.list()).find(
       (v) =>
@@ -70,6 +74,7 @@ export class Replays {
         v.builtAt === null &&
         v.droppedAt === null &&
         v.config === this.deps.configJson &&
+        v.since === since &&
         JSON.stringify(v.tenants) === JSON.stringify(wanted),
     );
     const version =
@@ -78,6 +83,7 @@ export class Replays {
         tenants: wanted,
         config: this.deps.configJson,
         createdAt: this.deps.clock.now(),
+        since: since === null ? null : { at: since, offset: await this.deps.rawEnd() },
       }));
     return this.statusOf(version, await this.deps.versions.routes());
   }
@@ -164,6 +170,7 @@ export class Replays {
       version: version.name,
       tenants: tenant !== null && version.tenants === null ? null : version.tenants,
       createdAt: iso(version.createdAt),
+      since: version.since === null ? null : iso(version.since),
       builtAt: version.builtAt === null ? null : iso(version.builtAt),
       droppedAt: version.droppedAt === null ? null : iso(version.droppedAt),
       serves: servesAll ? [tenant ?? '*', ...routed] : routed,

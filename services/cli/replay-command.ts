@@ -7,14 +7,15 @@ import type { ReplayStatus } from '../app/replays.js';
 import type { VersionDiff } from '../app/version-diff.js';
 import { memoryServiceOf } from '../runtime/memory-service-setup.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { commonOptions, parse, stringOption } from './args.js';
+import { commonOptions, parse, stringOption, timeOption } from './args.js';
 import { openContext } from './context.js';
 import { ProgressBar } from './progress.js';
 
-export const replayUsage = `lightmem replay [--tenant T[,T…]] [--switch] [--json]
+export const replayUsage = `lightmem replay [--tenant T[,T…]] [--since TIME] [--switch] [--json]
   Re-derives memories from the raw log with the current configuration into a new pipeline version (its
   own consumer groups and store) beside the one serving reads, with a progress bar; run it again after a
-  crash and it resumes. --switch then routes reads to it (atomically; the old version stays).
+  crash and it resumes. --switch then routes reads to it (atomically; the old version stays). --since:
+  derive again only the sessions active since TIME; the memories of the others are carried over.
 lightmem replay status [--json]
 lightmem replay diff <version> [--against V] [--tenant T] [--json]
   Memories added, removed and changed against the version serving reads (or --against).
@@ -25,6 +26,7 @@ lightmem replay drop <version>
 const options = {
   ...commonOptions,
   tenant: { type: 'string' },
+  since: { type: 'string' },
   against: { type: 'string' },
   switch: { type: 'boolean' },
   json: { type: 'boolean' },
@@ -51,7 +53,7 @@ export async function replayCommand(argv: readonly string[]): Promise<number> {
     };
     switch (action) {
       case undefined: {
-        const started = await service.startReplay(operator, { tenants });
+        const started = await service.startReplay(operator, { tenants, since: timeOption(values, 'since') });
         const built = await waitUntilBuilt(service, runtime, started.version, json);
         const done =
           values['switch'] === true
@@ -142,7 +144,8 @@ function statusLine(status: ReplayStatus): string {
         ? `built ${status.builtAt}`
         : `building (${status.copied}/${status.rawRecords} raw records, ${status.pending} pending)`;
   const serves = status.serves.length === 0 ? '' : `  serves ${status.serves.join(',')}`;
-  return `${status.version}  tenants ${status.tenants?.join(',') ?? 'all'}  ${state}${serves}`;
+  const since = status.since === null ? '' : `  since ${status.since}`;
+  return `${status.version}  tenants ${status.tenants?.join(',') ?? 'all'}${since}  ${state}${serves}`;
 }
 
 function diffText(diff: VersionDiff): string {

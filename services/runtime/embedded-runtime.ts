@@ -307,6 +307,7 @@ export class EmbeddedRuntime implements Runtime {
       storeOf: (name) => versions.storeOf(name),
       deleteData: (name) => versions.deleteFiles(name),
       tenants: () => Promise.resolve(this.log.tenants()),
+      rawEnd: () => this.log.endOffset(Topics.raw),
       laterVersions: () => versions.later(),
       markCaughtUp: () => versions.markCaughtUp(clock.now()),
     };

@@ -18,6 +18,7 @@ import { Topics } from '../core/model/topics.js';
 import type { SqliteEventLog } from '../adapters/sqlite/sqlite-event-log.js';
 import type { SqlitePipelineVersions } from '../adapters/sqlite/sqlite-pipeline-versions.js';
 import { copyRawLog } from '../app/raw-log-copy.js';
+import { carryOverMemories } from '../app/memory-carry-over.js';
 import { idleFlushJob } from '../../workflows/idle-flush.js';
 import { summarizerNudgeJob } from '../../workflows/summarizer-nudges.js';
 import type { InProcessConsolidation } from './in-process-consolidation.js';
@@ -204,6 +205,15 @@ export class EmbeddedVersions {
               versions: this.deps.registry,
               version: parts.version,
               batchSize: parts.config.pipeline.batchSize,
+              carryOver: (keep) =>
+                carryOverMemories({
+                  from: (tenantId) => this.storeFor(tenantId),
+                  to: parts.store,
+                  tenants: parts.version.tenants ?? this.deps.first.log.tenants(),
+                  keep,
+                  embedder: parts.components.embedder,
+                  signal: both,
+                }),
               eraseCopied: async (tenantId, userId, erasedAt) => {
                 await parts.log.eraseUser(tenantId, userId, erasedAt);
                 await parts.store.erase({ tenantId, userId });

@@ -99,6 +99,8 @@ export function pipelineVersionsContract(name: string, fixture: PipelineVersions
           builtAt: null,
           droppedAt: null,
           copied: 0,
+          since: null,
+          sinceOffset: null,
         });
         const v3 = await versions.create({ tenants: null, config: '{"n":3}', createdAt: at + 5 });
         assert.equal(v3.name, versionName(3));
@@ -112,6 +114,16 @@ export function pipelineVersionsContract(name: string, fixture: PipelineVersions
           ['v1', 'v2', 'v3'],
         );
         assert.ok(derives(v2, 'a') && !derives(v2, 'd'));
+        // A replay --since keeps its instant and the raw log's end when it was made.
+        const v4 = await versions.create({
+          tenants: ['a'],
+          config: '{}',
+          createdAt: at,
+          since: { at: at - 1_000, offset: 42 },
+        });
+        assert.equal(v4.since, at - 1_000);
+        assert.equal(v4.sinceOffset, 42);
+        assert.deepEqual(await versions.get('v4'), v4);
       }));
 
     it('bumps the generation on create, the first markBuilt, switchTo and drop; not on advance', () =>

@@ -263,3 +263,53 @@ describe('replay into a new pipeline version (embedded)', () => {
     assert.ok(!listed.includes('v1') && !listed.includes('v3') && listed.includes('v2'), listed.join());
   });
 });
+
+describe('replay --since: sessions active since then are derived again, the others carried over', () => {
+  const dir = tempDir('replay-since');
+  let live: EmbeddedRuntime;
+  let replayer: EmbeddedRuntime;
+  let service: MemoryService;
+  const operator = operatorOf('acme');
+
+  before(async () => {
+    live = await openRuntime(dir.path);
+    await ingestEvents(live, [
+      ...conversation('acme', 'alice', 1, ['sailing', 'the violin']),
+      ...conversation('acme', 'alice', 5, ['kites', 'tea']),
+    ]);
+    replayer = await openRuntime(dir.path, { summarizer: { memorizeRoles: ['user'] } });
+    service = memoryServiceOf(replayer, systemClock);
+  });
+
+  after(async () => {
+    await replayer.close();
+    await live.close();
+    dir.remove();
+  });
+
+  it('keeps day 1 as it was (ids and all), derives day 5 with the new setting', async () => {
+    const v1 = await all(live.firstStore, 'acme', 'alice');
+    const started = await service.startReplay(operator, { tenants: ['acme'], since: Date.parse(day(3)) });
+    assert.equal(started.since, day(3));
+    await waitBuilt(service, live, started.version);
+    const v2 = await all(await live.versions.storeOf(started.version), 'acme', 'alice');
+    const day1 = (m: MemoryEntry) => m.conversationId === 'alice-c1';
+    assert.deepEqual(
+      v2
+        .filter(day1)
+        .map((m) => m.id)
+        .sort(),
+      v1
+        .filter(day1)
+        .map((m) => m.id)
+        .sort(),
+      'day 1 carried over as it was, bot turns included',
+    );
+    const day5 = v2.filter((m) => !day1(m));
+    assert.equal(day5.length, 2, 'day 5: the two user turns only');
+    assert.ok(day5.every((m) => m.speaker === 'alice'));
+    const diff = await service.diffReplay(operator, { version: started.version });
+    assert.equal(diff.removed, 2, "day 5's bot turns");
+    assert.equal(diff.added + diff.changed, 0);
+  });
+});

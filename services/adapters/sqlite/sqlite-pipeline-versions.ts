@@ -28,7 +28,9 @@ const migrations: Migration[] = [
     created_at INTEGER NOT NULL,
     built_at INTEGER,
     dropped_at INTEGER,
-    copied INTEGER NOT NULL DEFAULT 0
+    copied INTEGER NOT NULL DEFAULT 0,
+    since INTEGER,
+    since_offset INTEGER
   ) STRICT;
   -- tenant '' is the route of every tenant (no tenant id is empty).
   CREATE TABLE routes (tenant TEXT PRIMARY KEY, version INTEGER NOT NULL REFERENCES versions (number)) STRICT;
@@ -48,6 +50,8 @@ interface VersionRow {
   built_at: number | null;
   dropped_at: number | null;
   copied: number;
+  since: number | null;
+  since_offset: number | null;
 }
 
 const TenantList = z.array(z.string());
@@ -68,8 +72,8 @@ export class SqlitePipelineVersions implements PipelineVersions {
       list: db.prepare<[], VersionRow>('SELECT * FROM versions ORDER BY number'),
       get: db.prepare<[number], VersionRow>('SELECT * FROM versions WHERE number = ?'),
       next: db.prepare<[], { next: number }>('SELECT COALESCE(MAX(number), 0) + 1 AS next FROM versions'),
-      insert: db.prepare<[number, string | null, string, number]>(
-        'INSERT INTO versions (number, tenants, config, created_at) VALUES (?, ?, ?, ?)',
+      insert: db.prepare<[number, string | null, string, number, number | null, number | null]>(
+        'INSERT INTO versions (number, tenants, config, created_at, since, since_offset) VALUES (?, ?, ?, ?, ?, ?)',
       ),
       advance: db.prepare<[number, number, number]>(
         'UPDATE versions SET copied = ? WHERE number = ? AND copied < ?',
@@ -118,7 +122,15 @@ export class SqlitePipelineVersions implements PipelineVersions {
         const number = this.statements.next.get()?.next ?? 2;
         const tenants =
           version.tenants === null ? null : JSON.stringify([...new Set(version.tenants)].sort());
-        this.statements.insert.run(number, tenants, version.config, version.createdAt);
+        const since = version.since ?? null;
+        this.statements.insert.run(
+          number,
+          tenants,
+          version.config,
+          version.createdAt,
+          since?.at ?? null,
+          since?.offset ?? null,
+        );
         this.statements.bump.run();
         return versionOf(this.row(number));
       }),
@@ -254,5 +266,7 @@ function versionOf(row: VersionRow): PipelineVersion {
     builtAt: row.built_at,
     droppedAt: row.dropped_at,
     copied: row.copied,
+    since: row.since,
+    sinceOffset: row.since_offset,
   };
 }

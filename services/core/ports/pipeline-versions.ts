@@ -21,6 +21,14 @@ export interface PipelineVersion {
   readonly builtAt: number | null;
   /** When it was dropped (its data deleted); null: kept. */
   readonly droppedAt: number | null;
+  /**
+   * Re-derives only the sessions active at or after this instant (epoch ms; null: everything): the raw
+   * records before `sinceOffset` of other sessions are not copied, their memories are carried over from
+   * the version serving reads when it starts.
+   */
+  readonly since: number | null;
+  /** The raw log's end when it was created: every record from there on is derived, whatever its time. */
+  readonly sinceOffset: number | null;
   /** Raw-log records it has taken in so far (its copy cursor; version 1 reads the raw log itself: 0). */
   readonly copied: number;
 }
@@ -33,6 +41,7 @@ export interface ReadRoutes {
 
 export interface NewVersion {
   readonly tenants: readonly string[] | null;
+  readonly since?: { readonly at: number; readonly offset: number } | null | undefined;
   readonly config: string;
   readonly createdAt: number;
 }
