@@ -159,7 +159,14 @@ export class EmbeddedRuntime implements Runtime {
     // that runs the pipeline leaves it, so what it makes does not depend on when a run happened to start.
     // Its memories stay pending in the store and the next server (or `lightmem consolidate`) takes them.
     if (config.consolidation.enabled && options.serving === true) {
-      this.scheduler.register(this.consolidation.job(config.consolidation.checkMs));
+      const job = this.consolidation.job(config.consolidation.checkMs);
+      // Version 1 consolidates while its pipeline runs (it serves reads): its applier applies the ops.
+      this.scheduler.register({
+        ...job,
+        run: async (context) => {
+          if ((await this.versions.running()).first) await job.run(context);
+        },
+      });
     }
     this.versions = new EmbeddedVersions({
       registry,
