@@ -11,6 +11,28 @@ import { probe, type ServerContext, type ServerSpec } from '../lib/server-spec.j
 const pom = join(repoRoot, 'infra', 'kafka', 'pom.xml');
 const version = /<kafka\.version>([^<]+)</.exec(readFileSync(pom, 'utf8'))?.[1] ?? 'unknown';
 
+/**
+ * A second listener, SASL_PLAINTEXT with the PLAIN mechanism, beside the PLAINTEXT one every other suite
+ * uses: the evidence that lightmem's Kafka clients authenticate (test/integration/kafka-sasl.test.ts). Its
+ * port is LIGHTMEM_INFRA_KAFKA_SASL_PORT (default 19094). The user is a fixed test account of this loopback
+ * dev broker, not a secret.
+ */
+function saslPort(): number {
+  const value = process.env['LIGHTMEM_INFRA_KAFKA_SASL_PORT'];
+  if (value === undefined || value === '') return 19_094;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed <= 0 || parsed > 65_535)
+    throw new Error(`LIGHTMEM_INFRA_KAFKA_SASL_PORT must be a port number, got ${value}`);
+  return parsed;
+}
+
+export const kafkaSaslEndpoint = {
+  brokers: [`127.0.0.1:${saslPort()}`],
+  mechanism: 'plain',
+  username: 'lightmem-test',
+  password: 'lightmem-test-sasl-password',
+} as const;
+
 function libsDir(context: ServerContext): string {
   return join(context.layout.installs, `kafka-${version}`, 'libs');
 }
@@ -19,7 +41,7 @@ function libsDir(context: ServerContext): string {
 export const kafkaServer: ServerSpec = {
   name: 'kafka',
   summary: `Apache Kafka ${version}, KRaft combined mode`,
-  ports: [infraPorts.kafka, infraPorts.kafkaController],
+  ports: [infraPorts.kafka, infraPorts.kafkaController, saslPort()],
   endpoint: `127.0.0.1:${infraPorts.kafka}`,
   dependsOn: [],
   startTimeoutMs: 90_000,
@@ -61,10 +83,13 @@ export const kafkaServer: ServerSpec = {
         'node.id=1',
         `controller.quorum.voters=1@127.0.0.1:${infraPorts.kafkaController}`,
         'controller.listener.names=CONTROLLER',
-        `listeners=PLAINTEXT://127.0.0.1:${infraPorts.kafka},CONTROLLER://127.0.0.1:${infraPorts.kafkaController}`,
-        `advertised.listeners=PLAINTEXT://127.0.0.1:${infraPorts.kafka}`,
+        `listeners=PLAINTEXT://127.0.0.1:${infraPorts.kafka},CONTROLLER://127.0.0.1:${infraPorts.kafkaController},SASL_PLAINTEXT://127.0.0.1:${saslPort()}`,
+        `advertised.listeners=PLAINTEXT://127.0.0.1:${infraPorts.kafka},SASL_PLAINTEXT://127.0.0.1:${saslPort()}`,
         'inter.broker.listener.name=PLAINTEXT',
-        'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+        'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT',
+        // Only the SASL listener authenticates; PLAINTEXT and CONTROLLER stay as they were.
+        'listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN',
+        `listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${kafkaSaslEndpoint.username}="${kafkaSaslEndpoint.password}";`,
         `log.dirs=${join(paths.data, 'kraft')}`,
         'num.partitions=1',
         'default.replication.factor=1',

@@ -99,6 +99,9 @@ export function createHttpApp(deps: HttpAppDeps): FastifyInstance {
       );
     }
     request.caller = anonymous;
+    // No route for this method and path: 405 or 404 now, before Fastify judges a body the route would never
+    // read (it answers 400 to a QUERY request without Content-Type, RFC 10008, before any 404 handler).
+    if (request.is404) refuseUnrouted(request, reply);
     const route = scopes.get(`${request.method} ${request.routeOptions.url ?? ''}`);
     if (route?.scope != null) {
       const principal = await authenticated(request, deps.authenticate);
@@ -138,7 +141,8 @@ export function createHttpApp(deps: HttpAppDeps): FastifyInstance {
     entry.methods.push(route.method);
     methodsByPath.set(route.url, entry);
   }
-  app.setNotFoundHandler(async (request, reply) => {
+  /** 405 with Allow for a known path with another method, else 404. */
+  function refuseUnrouted(request: FastifyRequest, reply: FastifyReply): never {
     const path = request.url.split('?')[0] ?? '';
     const allowed = [...methodsByPath.values()].find(({ pattern }) => pattern.test(path))?.methods;
     if (allowed !== undefined) {
@@ -149,7 +153,8 @@ export function createHttpApp(deps: HttpAppDeps): FastifyInstance {
       );
     }
     throw new LightmemError('not_found', `no route ${request.method} ${path}`);
-  });
+  }
+  app.setNotFoundHandler(async (request, reply) => refuseUnrouted(request, reply));
 
   app.setErrorHandler(async (error, request, reply) => {
     // The client went away (a read request stream is destroyed once consumed: look at the socket).

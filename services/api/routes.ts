@@ -28,6 +28,7 @@ import {
 } from '../app/api-schemas.js';
 
 import type { Caller } from '../app/caller.js';
+import { LightmemError } from '../core/errors.js';
 import { route, type ApiRoute, type ResponseSpec } from './api-route.js';
 
 /** Every route of the HTTP API: the router registers them and the OpenAPI document describes them. */
@@ -210,6 +211,19 @@ function replayRoutes(service: MemoryService): ApiRoute[] {
   // Every replay operation answers 501 where the mode cannot replay (distributed, for now).
   const unsupported = { description: 'Replay is not available in this mode', schema: ErrorResponse };
   const conflict = (description: string) => ({ description, schema: ErrorResponse });
+  /**
+   * The version, unless it was dropped: a dropped version is gone for the API (404), as it is gone from the
+   * list, though its record stays for the operator (`lightmem replay`).
+   */
+  const kept = async (caller: Caller, version: string, field: string) => {
+    const found = await service.replay(caller, { version });
+    if (found.droppedAt !== null) {
+      throw new LightmemError('not_found', `pipeline version ${version} was dropped at ${found.droppedAt}`, {
+        field,
+      });
+    }
+    return found;
+  };
   return [
     route({
       method: 'POST',
@@ -248,11 +262,15 @@ function replayRoutes(service: MemoryService): ApiRoute[] {
       url: '/v1/replays/:version',
       operationId: 'getReplay',
       summary: 'A pipeline version and its progress',
+      description: 'A dropped version is gone: 404, as it is gone from the list.',
       tag: 'replay',
       scope: 'read',
       params: VersionPath,
       responses: { 200: status, 501: unsupported },
-      handle: async ({ caller, params }) => ({ status: 200, body: await service.replay(caller, params) }),
+      handle: async ({ caller, params }) => ({
+        status: 200,
+        body: await kept(caller, params.version, 'version'),
+      }),
     }),
     route({
       method: 'GET',
@@ -260,16 +278,20 @@ function replayRoutes(service: MemoryService): ApiRoute[] {
       operationId: 'diffReplay',
       summary: 'Memories a version adds, removes and changes',
       description:
-        "Compares the version with the one serving the tenant's reads (or `against`), matching memories by the turns they cite.",
+        "Compares the version with the one serving the tenant's reads (or `against`), matching memories by the turns they cite. A dropped version (either) is gone: 404.",
       tag: 'replay',
       scope: 'read',
       params: VersionPath,
       query: DiffQuery,
       responses: { 200: { description: 'The comparison', schema: VersionDiffSchema }, 501: unsupported },
-      handle: async ({ caller, params, query }) => ({
-        status: 200,
-        body: await service.diffReplay(caller, { ...params, against: query.against }),
-      }),
+      handle: async ({ caller, params, query }) => {
+        await kept(caller, params.version, 'version');
+        if (query.against !== undefined) await kept(caller, query.against, 'against');
+        return {
+          status: 200,
+          body: await service.diffReplay(caller, { ...params, against: query.against }),
+        };
+      },
     }),
     route({
       method: 'POST',
@@ -294,6 +316,8 @@ function replayRoutes(service: MemoryService): ApiRoute[] {
       url: '/v1/replays/:version',
       operationId: 'dropReplay',
       summary: 'Drop a version that serves no reads and delete its data',
+      description:
+        'Afterwards the version is gone: reading it answers 404 and it leaves the list. Dropping it again answers 200 (idempotent).',
       tag: 'replay',
       scope: 'admin',
       params: VersionPath,

@@ -9,25 +9,56 @@ import { maxSearchLimit } from './memory-search.js';
  * publishes them as its OpenAPI document, and every other front end (CLI, MCP) decodes with the same ones.
  */
 
-/** An id: 1–200 letters, digits or `_ . : @ - / #` (a refinement, so the published schema has no pattern). */
+/**
+ * An id: 1–200 letters, digits or `_ . : @ - / #`. The published pattern is the one that validates, in the
+ * ECMA-262 dialect JSON Schema uses (`\p{L}`: any letter).
+ */
 export const Id = z
   .string()
   .min(1)
   .max(200)
-  .refine((value) => idPattern.test(value), {
-    message: 'must be 1–200 characters of letters, digits or _ . : @ - / #',
-  })
+  .regex(idPattern, { message: 'must be 1–200 characters of letters, digits or _ . : @ - / #' })
   .meta({ description: '1–200 characters of letters, digits or _ . : @ - / #' });
+
+/**
+ * Epoch milliseconds as a string: at most ±8.64e15 (what a Date holds), digit by digit so that a regular
+ * expression can say it.
+ */
+const epochDigits = '-?(?:\\d{1,15}|[0-7]\\d{15}|8[0-5]\\d{14}|86[0-3]\\d{13}|8640{13})';
+/** A real Gregorian calendar date, YYYY-MM-DD (29 February in leap years only). */
+const calendarDate =
+  '(?:\\d{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)' +
+  '|(?:\\d{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)';
+/** An optional time of day, then an optional zone (`Z`, ±HH, ±HHMM, ±HH:MM up to 18:59). */
+const timeOfDay =
+  '(?:[T ](?:[01]\\d|2[0-3]):[0-5]\\d(?::[0-5]\\d(?:[.,]\\d{1,9})?)?(?:[Zz]|[+-](?:0\\d|1[0-8])(?::?[0-5]\\d)?)?)?';
+/**
+ * Exactly the strings an instant accepts (parseOccurredAt takes the same forms), so the published schema
+ * says which dates exist rather than answering 400 for a date it calls valid.
+ */
+const instantString = new RegExp(`^(?:${epochDigits}|${calendarDate}${timeOfDay})$`);
+const epochString = new RegExp(`^${epochDigits}$`);
+/** The shape of a date-time, days unchecked: tells a date that does not exist from a malformed string. */
+const isoShape =
+  /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?$/;
+const maxEpochMs = 8_640_000_000_000_000;
 
 /** An instant: an ISO-8601 date-time (a real calendar date; no zone means UTC) or epoch milliseconds. */
 export const Instant = z
-  .union([z.number().int(), z.string().max(64)])
+  .union([
+    z.number().int().min(-maxEpochMs).max(maxEpochMs),
+    z
+      .string()
+      .max(64)
+      .regex(instantString, {
+        error: (issue) =>
+          `not an ISO-8601 date-time or epoch milliseconds: ${JSON.stringify(issue.input)}${typeof issue.input === 'string' && isoShape.test(issue.input) ? ' (no such date or time)' : ''}`,
+      }),
+  ])
   .transform((value, ctx) => {
     try {
-      return parseOccurredAt(
-        typeof value === 'string' && /^-?\d{1,16}$/.test(value) ? Number(value) : value,
-        '',
-      ).occurredAt;
+      return parseOccurredAt(typeof value === 'string' && epochString.test(value) ? Number(value) : value, '')
+        .occurredAt;
     } catch (error) {
       ctx.issues.push({
         code: 'custom',
@@ -97,12 +128,21 @@ export const MemoryQuery = z.object({ userId: Id, tenantId: Id.optional() });
 export const ListQuery = z.object({
   limit: z
     .string()
-    .regex(/^\d{1,3}$/)
+    // 1–200 (maxSearchLimit) in at most three digits, spelled out so that the published pattern is exact.
+    .regex(/^(?:0{0,2}[1-9]|0?[1-9]\d|1\d\d|200)$/, {
+      message: `must be a number from 1 to ${maxSearchLimit}`,
+    })
     .transform(Number)
     .pipe(z.number().int().min(1).max(maxSearchLimit))
+    .optional()
+    .meta({ description: `1–${maxSearchLimit}` }),
+  /** From the previous page's `nextCursor` (base64url). */
+  cursor: z
+    .string()
+    .min(1)
+    .max(512)
+    .regex(/^[A-Za-z0-9_-]+$/, { message: "not a cursor: pass the previous page's nextCursor" })
     .optional(),
-  /** From the previous page's `nextCursor`. */
-  cursor: z.string().min(1).max(512).optional(),
   includeSuperseded: QueryFlag,
 });
 

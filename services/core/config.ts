@@ -4,6 +4,47 @@ import { RoleValues } from './model/generated.js';
 const roles = z.array(z.enum(RoleValues)).min(1);
 const stageBatchSize = z.number().int().positive().max(10_000);
 
+/** The path of a PEM file; read when the client is built (an unreadable file fails naming its setting). */
+const pemFile = z.string().min(1);
+/** TLS towards a server with a private CA: its CA bundle, and whether to verify it (default: verify). */
+const serverTls = z
+  .object({
+    ca: pemFile.optional(),
+    /** false accepts any certificate (tests only: anyone on the path can read and change the traffic). */
+    rejectUnauthorized: z.boolean().optional(),
+  })
+  .strict();
+/** Kafka's TLS: the broker's CA, and a client certificate and key for mutual TLS. */
+const kafkaTls = serverTls
+  .extend({
+    cert: pemFile.optional(),
+    key: pemFile.optional(),
+  })
+  .strict();
+const secret = z.string().min(1);
+
+/** HTTP basic credentials: both or neither. */
+function basicAuthPair(
+  value: { username?: string | undefined; password?: string | undefined },
+  ctx: z.RefinementCtx,
+): void {
+  if ((value.username === undefined) !== (value.password === undefined)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: [value.username === undefined ? 'username' : 'password'],
+      message: 'username and password are set together (or neither)',
+    });
+  }
+}
+
+/**
+ * A URL with any `user:password@` replaced, for logs and error messages: configured URLs are never
+ * supposed to hold credentials (they have settings of their own), but one that does must not leak them.
+ */
+export function withoutUrlCredentials(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]+@/gi, '$1[redacted]@');
+}
+
 /** The one configuration schema, validated at start-up (file + environment, see runtime/load-config.ts). */
 export const LightmemConfig = z
   .object({
@@ -348,23 +389,74 @@ export const LightmemConfig = z
           .regex(/^[A-Za-z0-9_.-]{1,64}$/)
           .default('0'),
         transactionTimeoutMs: z.number().int().positive().default(60_000),
+        /**
+         * TLS to the brokers: `true` (the system's CAs), or the broker CA / client certificate and key
+         * (PEM files) and `rejectUnauthorized`. LIGHTMEM_KAFKA_SSL, LIGHTMEM_KAFKA_SSL_CA, _CERT, _KEY.
+         */
+        ssl: z.union([z.boolean(), kafkaTls]).default(false),
+        /**
+         * SASL authentication (over TLS unless the network is trusted: PLAIN sends the password as it is).
+         * Usually from the environment: LIGHTMEM_KAFKA_SASL_MECHANISM, _USERNAME, _PASSWORD.
+         */
+        sasl: z
+          .object({
+            mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+            username: z.string().min(1),
+            password: secret,
+          })
+          .strict()
+          .optional(),
+      })
+      .superRefine((value, ctx) => {
+        const ssl = value.ssl;
+        if (typeof ssl === 'object' && (ssl.cert === undefined) !== (ssl.key === undefined)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['ssl', ssl.cert === undefined ? 'cert' : 'key'],
+            message: 'a client certificate and its key are set together (mutual TLS), or neither',
+          });
+        }
       })
       .prefault({}),
     registry: z
       .object({
-        /** A Confluent-compatible schema registry API (Apicurio: …/apis/ccompat/v7). */
+        /** A Confluent-compatible schema registry API (Apicurio: …/apis/ccompat/v7). No credentials in it. */
         url: z.url().default('http://127.0.0.1:18081/apis/ccompat/v7'),
+        /** HTTP basic authentication (LIGHTMEM_REGISTRY_USERNAME, LIGHTMEM_REGISTRY_PASSWORD). */
+        username: z.string().min(1).optional(),
+        password: secret.optional(),
+        /** An https:// registry with a private CA (LIGHTMEM_REGISTRY_CA). */
+        tls: serverTls.optional(),
       })
+      .superRefine(basicAuthPair)
       .prefault({}),
     elasticsearch: z
       .object({
+        /** No credentials in it: `apiKey` or `username` + `password` below. */
         node: z.url().default('http://127.0.0.1:19200'),
+        /** An API key (the base64 `encoded` form Elasticsearch returns): LIGHTMEM_ES_API_KEY. */
+        apiKey: secret.optional(),
+        /** Basic authentication instead of a key: LIGHTMEM_ES_USERNAME, LIGHTMEM_ES_PASSWORD. */
+        username: z.string().min(1).optional(),
+        password: secret.optional(),
+        /** An https:// node with a private CA (LIGHTMEM_ES_CA; ECK: the `…-es-http-certs-public` ca.crt). */
+        tls: serverTls.optional(),
         indexPrefix: z
           .string()
           .regex(/^[a-z0-9][a-z0-9_.-]*$/)
           .default('lightmem-'),
         /** When a write becomes searchable: at once (`true`), at the next refresh (`wait_for`), or eventually. */
         refresh: z.enum(['true', 'wait_for', 'false']).default('true'),
+      })
+      .superRefine((value, ctx) => {
+        basicAuthPair(value, ctx);
+        if (value.apiKey !== undefined && value.username !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['apiKey'],
+            message: 'set apiKey or username + password, not both',
+          });
+        }
       })
       .prefault({}),
     /** The embedded mode's SQLite files (log.db, memories.db), shared by the processes on one data dir. */
@@ -383,3 +475,7 @@ export const LightmemConfig = z
 
 export type LightmemConfig = z.infer<typeof LightmemConfig>;
 export type LightmemConfigInput = z.input<typeof LightmemConfig>;
+/** TLS settings of a server connection (PEM file paths; the client reads them when it is built). */
+export type TlsSettings = z.infer<typeof kafkaTls>;
+export type KafkaSsl = LightmemConfig['kafka']['ssl'];
+export type KafkaSasl = NonNullable<LightmemConfig['kafka']['sasl']>;

@@ -1,5 +1,4 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { LightmemConfig } from '../core/config.js';
 import { LightmemError, UnavailableError, errorMessage, isRetryable } from '../core/errors.js';
 import { withTimeout } from '../core/deadline.js';
 import { topicSchemas, type TopicName } from '../core/model/topics.js';
@@ -14,6 +13,9 @@ import {
   type TopicLayout,
 } from '../adapters/kafka/kafka-topics.js';
 import { registerSchemas, type RegistrationResult } from '../adapters/kafka/registry-codec.js';
+import { kafkaSecurityOf, registrySecurityOf } from '../adapters/kafka/kafka-security.js';
+import { elasticsearchSecurityOf } from '../adapters/elasticsearch/es-client.js';
+import { withoutUrlCredentials, type LightmemConfig } from '../core/config.js';
 import { ElasticsearchMemoryStore } from '../adapters/elasticsearch/elasticsearch-memory-store.js';
 import { InProcessScheduler } from '../adapters/scheduler/in-process-scheduler.js';
 import { TemporalConsolidationTrigger } from '../adapters/temporal/consolidation-trigger.js';
@@ -56,6 +58,30 @@ export function topicLayout(config: LightmemConfig): TopicLayout {
       maxBytes: config.deadLetters.maxBytes,
     },
   };
+}
+
+/**
+ * What protects each connection, for the start-up log: which mechanisms are on, never a credential
+ * (e.g. `kafka: tls+sasl/scram-sha-512, registry: basic, elasticsearch: api-key+ca`).
+ */
+export function securitySummary(config: LightmemConfig): string {
+  const kafka = [
+    config.kafka.ssl === false ? 'plaintext' : 'tls',
+    ...(config.kafka.sasl === undefined ? [] : [`sasl/${config.kafka.sasl.mechanism}`]),
+  ].join('+');
+  const registry = [
+    config.registry.username === undefined ? 'no auth' : 'basic',
+    ...(config.registry.tls?.ca === undefined ? [] : ['ca']),
+  ].join('+');
+  const es = [
+    config.elasticsearch.apiKey !== undefined
+      ? 'api-key'
+      : config.elasticsearch.username !== undefined
+        ? 'basic'
+        : 'no auth',
+    ...(config.elasticsearch.tls?.ca === undefined ? [] : ['ca']),
+  ].join('+');
+  return `kafka: ${kafka}, registry: ${registry}, elasticsearch: ${es}`;
 }
 
 /** Longest wait for one reading of the pipeline lag before it counts as a retryable failure. */
@@ -106,6 +132,8 @@ export class DistributedRuntime implements Runtime {
         brokers: config.kafka.brokers,
         clientId: config.kafka.clientId,
         registryUrl: config.registry.url,
+        registrySecurity: registrySecurityOf(config.registry),
+        security: kafkaSecurityOf(config.kafka),
         topics: topicLayout(config),
         instanceId: config.kafka.instanceId,
         logger: options.logger,
@@ -117,6 +145,7 @@ export class DistributedRuntime implements Runtime {
       });
       const store = await ElasticsearchMemoryStore.open({
         node: config.elasticsearch.node,
+        security: elasticsearchSecurityOf(config.elasticsearch),
         indexPrefix: config.elasticsearch.indexPrefix,
         refresh: config.elasticsearch.refresh,
         clock: options.clock,
@@ -125,6 +154,7 @@ export class DistributedRuntime implements Runtime {
       // Beside the memories: every API replica and stage service sees every call.
       ledger = await ElasticsearchLlmLedger.open({
         node: config.elasticsearch.node,
+        security: elasticsearchSecurityOf(config.elasticsearch),
         indexPrefix: config.elasticsearch.indexPrefix,
         answerRetentionDays: config.llm.answerRetentionDays,
       });
@@ -139,8 +169,10 @@ export class DistributedRuntime implements Runtime {
       };
       options.logger.info('distributed runtime opened', {
         brokers: config.kafka.brokers.join(','),
-        registry: config.registry.url,
-        elasticsearch: config.elasticsearch.node,
+        // Addresses only: credentials have settings of their own, and a URL holding some is stripped.
+        registry: withoutUrlCredentials(config.registry.url),
+        elasticsearch: withoutUrlCredentials(config.elasticsearch.node),
+        security: securitySummary(config),
         embedder: components.embedder?.id ?? 'none (lexical search only)',
         extractor: extraction.description,
       });
@@ -327,7 +359,12 @@ export async function adminInit(
   options: Pick<RuntimeOptions, 'logger' | 'clock'>,
 ): Promise<AdminInitResult> {
   const layout = topicLayout(config);
-  const kafka = kafkaClient(config.kafka.brokers, `${config.kafka.clientId}-admin`, options.logger);
+  const kafka = kafkaClient(
+    config.kafka.brokers,
+    `${config.kafka.clientId}-admin`,
+    options.logger,
+    kafkaSecurityOf(config.kafka),
+  );
   const admin = kafka.admin();
   let createdTopics: string[];
   try {
@@ -341,11 +378,16 @@ export async function adminInit(
     await disconnectQuietly(admin);
   }
   const schemas = await registerSchemas(
-    { url: config.registry.url, subjectOf: (topic) => valueSubject(layout, topic) },
+    {
+      url: config.registry.url,
+      subjectOf: (topic) => valueSubject(layout, topic),
+      security: registrySecurityOf(config.registry),
+    },
     Object.keys(topicSchemas) as TopicName[],
   );
   const store = await ElasticsearchMemoryStore.open({
     node: config.elasticsearch.node,
+    security: elasticsearchSecurityOf(config.elasticsearch),
     indexPrefix: config.elasticsearch.indexPrefix,
     clock: options.clock,
   });

@@ -263,6 +263,8 @@ export class EmbeddedRuntime implements Runtime {
   async runPipelines(signal: AbortSignal, onStatus?: SuperviseOptions['onStatus']): Promise<void> {
     const logger = this.options.logger;
     while (!signal.aborted) {
+      // Versions dropped since the last run are not running now: their files can go.
+      await this.versions.purgeDropped();
       const generation = (await this.versions.current(true)).generation;
       const plan = await this.versions.running();
       const changed = new AbortController();

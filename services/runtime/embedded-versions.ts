@@ -290,16 +290,30 @@ export class EmbeddedVersions {
     return jobs;
   }
 
-  /** Deletes a dropped version's data: its files (after closing them here); the first version's derived data. */
+  /**
+   * Deletes a dropped version's data. Version 1's derived data goes at once (its files stay: they hold the
+   * raw log). A later version's files are deleted by the process that runs the pipeline, once it has
+   * stopped running that version (`purgeDropped`): deleting them under a running stage would break it.
+   */
   async deleteFiles(name: string): Promise<void> {
-    if (name === versionName(1)) {
-      await this.deps.dropFirst();
-      return;
+    if (name === versionName(1)) await this.deps.dropFirst();
+    else await this.closeDropped((await this.current(true)).versions);
+  }
+
+  /** Closes here and deletes the files of every dropped later version (the pipeline owner, between runs). */
+  async purgeDropped(): Promise<void> {
+    const { versions } = await this.current(true);
+    await this.closeDropped(versions);
+    for (const version of versions) {
+      if (version.number === 1 || version.droppedAt === null) continue;
+      await rm(versionDir(this.deps.dataDir, version.name), { recursive: true, force: true }).catch(
+        (error: unknown) =>
+          this.deps.logger.warn('deleting a dropped version failed; retrying later', {
+            version: version.name,
+            error: errorMessage(error),
+          }),
+      );
     }
-    const opened = this.opened.get(name);
-    this.opened.delete(name);
-    if (opened !== undefined) await (await opened).close();
-    await rm(versionDir(this.deps.dataDir, name), { recursive: true, force: true });
   }
 
   async close(): Promise<void> {

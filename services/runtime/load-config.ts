@@ -17,7 +17,9 @@ export interface ConfigSources {
  * < environment (LIGHTMEM_DATA_DIR, LIGHTMEM_PORT, LIGHTMEM_HOST, LIGHTMEM_LOG_LEVEL, LIGHTMEM_MODELS_DIR,
  * LIGHTMEM_EMBEDDER, LIGHTMEM_COMPRESSOR, LIGHTMEM_AUTO_FETCH, LIGHTMEM_LLM_BASE_URL or OPENAI_BASE_URL,
  * LIGHTMEM_LLM_MODEL, LIGHTMEM_MODE, LIGHTMEM_KAFKA_BROKERS (comma-separated), LIGHTMEM_KAFKA_TOPIC_PREFIX,
- * LIGHTMEM_INSTANCE_ID, LIGHTMEM_REGISTRY_URL, LIGHTMEM_ES_URL, LIGHTMEM_ES_INDEX_PREFIX, LIGHTMEM_TEMPORAL_ADDRESS) < command-line flags. The LLM API key is read from the environment where it is used.
+ * LIGHTMEM_INSTANCE_ID, LIGHTMEM_REGISTRY_URL, LIGHTMEM_ES_URL, LIGHTMEM_ES_INDEX_PREFIX, LIGHTMEM_TEMPORAL_ADDRESS,
+ * and the connection security of distributed mode, `securityFromEnv` below) < command-line flags. The LLM
+ * API key is read from the environment where it is used.
  */
 function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value;
@@ -47,16 +49,19 @@ export function loadConfig(sources: ConfigSources): LightmemConfig {
     models['autoFetch'] = !['0', 'false', 'no'].includes(env['LIGHTMEM_AUTO_FETCH']);
   if (Object.keys(models).length > 0) fromEnv['models'] = models;
   if (nonEmpty(env['LIGHTMEM_MODE']) !== undefined) fromEnv['mode'] = env['LIGHTMEM_MODE'];
-  const kafka: Record<string, unknown> = {};
+  const security = securityFromEnv(env);
+  const kafka: Record<string, unknown> = { ...security.kafka };
   const brokers = nonEmpty(env['LIGHTMEM_KAFKA_BROKERS']);
   if (brokers !== undefined) kafka['brokers'] = brokers.split(',').map((b) => b.trim());
   if (env['LIGHTMEM_KAFKA_TOPIC_PREFIX'] !== undefined)
     kafka['topicPrefix'] = env['LIGHTMEM_KAFKA_TOPIC_PREFIX'];
   if (nonEmpty(env['LIGHTMEM_INSTANCE_ID']) !== undefined) kafka['instanceId'] = env['LIGHTMEM_INSTANCE_ID'];
   if (Object.keys(kafka).length > 0) fromEnv['kafka'] = kafka;
+  const registry: Record<string, unknown> = { ...security.registry };
   const registryUrl = nonEmpty(env['LIGHTMEM_REGISTRY_URL']);
-  if (registryUrl !== undefined) fromEnv['registry'] = { url: registryUrl };
-  const elasticsearch: Record<string, unknown> = {};
+  if (registryUrl !== undefined) registry['url'] = registryUrl;
+  if (Object.keys(registry).length > 0) fromEnv['registry'] = registry;
+  const elasticsearch: Record<string, unknown> = { ...security.elasticsearch };
   const esUrl = nonEmpty(env['LIGHTMEM_ES_URL']);
   if (esUrl !== undefined) elasticsearch['node'] = esUrl;
   if (nonEmpty(env['LIGHTMEM_ES_INDEX_PREFIX']) !== undefined)
@@ -89,6 +94,58 @@ export function loadConfig(sources: ConfigSources): LightmemConfig {
     dataDir: dataDirPath,
     models: { ...parsed.data.models, dir: resolve(parsed.data.models.dir ?? join(dataDirPath, 'models')) },
   };
+}
+
+const falseWords = ['0', 'false', 'no', 'off'];
+
+/**
+ * TLS, SASL and credentials of Kafka, the schema registry and Elasticsearch from the environment, so that
+ * secrets come from a secret store (a Kubernetes Secret, a compose env_file) and never sit in a config file.
+ * Empty means unset. Secrets are taken as they are (no trimming: a password may end with a space).
+ *
+ * - LIGHTMEM_KAFKA_SSL (`true`/`false`), LIGHTMEM_KAFKA_SSL_CA, LIGHTMEM_KAFKA_SSL_CERT, LIGHTMEM_KAFKA_SSL_KEY
+ *   (PEM paths; any of them turns TLS on)
+ * - LIGHTMEM_KAFKA_SASL_MECHANISM (`plain`, `scram-sha-256`, `scram-sha-512`), LIGHTMEM_KAFKA_SASL_USERNAME,
+ *   LIGHTMEM_KAFKA_SASL_PASSWORD
+ * - LIGHTMEM_REGISTRY_USERNAME, LIGHTMEM_REGISTRY_PASSWORD, LIGHTMEM_REGISTRY_CA
+ * - LIGHTMEM_ES_API_KEY, or LIGHTMEM_ES_USERNAME + LIGHTMEM_ES_PASSWORD; LIGHTMEM_ES_CA
+ */
+export function securityFromEnv(env: Readonly<Record<string, string | undefined>>): {
+  kafka: Record<string, unknown>;
+  registry: Record<string, unknown>;
+  elasticsearch: Record<string, unknown>;
+} {
+  const set = (target: Record<string, unknown>, key: string, name: string): void => {
+    const value = nonEmpty(env[name]);
+    if (value !== undefined) target[key] = value;
+  };
+  const kafka: Record<string, unknown> = {};
+  const ssl: Record<string, unknown> = {};
+  set(ssl, 'ca', 'LIGHTMEM_KAFKA_SSL_CA');
+  set(ssl, 'cert', 'LIGHTMEM_KAFKA_SSL_CERT');
+  set(ssl, 'key', 'LIGHTMEM_KAFKA_SSL_KEY');
+  const sslSwitch = nonEmpty(env['LIGHTMEM_KAFKA_SSL'])?.trim().toLowerCase();
+  // `true` is an empty TLS object, so that it keeps the CA a config file names (deep merge).
+  if (sslSwitch !== undefined && falseWords.includes(sslSwitch)) kafka['ssl'] = false;
+  else if (sslSwitch !== undefined || Object.keys(ssl).length > 0) kafka['ssl'] = ssl;
+  const sasl: Record<string, unknown> = {};
+  const mechanism = nonEmpty(env['LIGHTMEM_KAFKA_SASL_MECHANISM']);
+  if (mechanism !== undefined) sasl['mechanism'] = mechanism.trim().toLowerCase();
+  set(sasl, 'username', 'LIGHTMEM_KAFKA_SASL_USERNAME');
+  set(sasl, 'password', 'LIGHTMEM_KAFKA_SASL_PASSWORD');
+  if (Object.keys(sasl).length > 0) kafka['sasl'] = sasl;
+  const registry: Record<string, unknown> = {};
+  set(registry, 'username', 'LIGHTMEM_REGISTRY_USERNAME');
+  set(registry, 'password', 'LIGHTMEM_REGISTRY_PASSWORD');
+  const registryCa = nonEmpty(env['LIGHTMEM_REGISTRY_CA']);
+  if (registryCa !== undefined) registry['tls'] = { ca: registryCa };
+  const elasticsearch: Record<string, unknown> = {};
+  set(elasticsearch, 'apiKey', 'LIGHTMEM_ES_API_KEY');
+  set(elasticsearch, 'username', 'LIGHTMEM_ES_USERNAME');
+  set(elasticsearch, 'password', 'LIGHTMEM_ES_PASSWORD');
+  const esCa = nonEmpty(env['LIGHTMEM_ES_CA']);
+  if (esCa !== undefined) elasticsearch['tls'] = { ca: esCa };
+  return { kafka, registry, elasticsearch };
 }
 
 function defaultFile(dataDir: string): string | undefined {

@@ -4,6 +4,7 @@ import type { Clock } from '../core/ports/clock.js';
 import type { TenantDirectory } from '../core/ports/tenant-directory.js';
 import { SqliteTenantDirectory } from '../adapters/sqlite/sqlite-tenant-directory.js';
 import { ElasticsearchTenantDirectory } from '../adapters/elasticsearch/es-tenant-directory.js';
+import { elasticsearchSecurityOf } from '../adapters/elasticsearch/es-client.js';
 import { CachedTenantDirectory } from '../app/cached-tenant-directory.js';
 
 /** How long an API replica trusts an answer of the shared directory: a revoked key is refused within it. */
@@ -23,6 +24,7 @@ export async function openTenantDirectory(
   if (config.mode === 'distributed') {
     const shared = await ElasticsearchTenantDirectory.open({
       node: config.elasticsearch.node,
+      security: elasticsearchSecurityOf(config.elasticsearch),
       indexPrefix: config.elasticsearch.indexPrefix,
       clock,
     });

@@ -24,9 +24,6 @@ export function versionConfig(process: LightmemConfig, version: PipelineVersion)
   const kept = JSON.parse(version.config) as Record<string, unknown>;
   return LightmemConfig.parse({
     ...kept,
-    dataDir: process.dataDir,
-    server: process.server,
-    logLevel: process.logLevel,
-    mode: process.mode,
+    ...Object.fromEntries(processFields.map((field) => [field, process[field]])),
   });
 }

@@ -10,9 +10,12 @@ import {
 } from '../../core/ports/llm-ledger.js';
 import { LightmemError } from '../../core/errors.js';
 import { errorTypeOf, esFailure } from './es-errors.js';
+import { elasticsearchClient, type ElasticsearchSecurity } from './es-client.js';
 
 export interface ElasticsearchLlmLedgerOptions {
   readonly node: string;
+  /** Credentials and TLS (`elasticsearch.apiKey` | `username` + `password`, `elasticsearch.tls`). */
+  readonly security?: ElasticsearchSecurity | undefined;
   /** The deployment's index prefix (`elasticsearch.indexPrefix`). */
   readonly indexPrefix: string;
   /** How long answers are kept for reuse (whole days: one answers index a day). */
@@ -119,10 +122,10 @@ export class ElasticsearchLlmLedger implements LlmLedger {
         field: 'llm.answerRetentionDays',
       });
     }
-    const client = new Client({
+    const client = elasticsearchClient({
       node: options.node,
-      requestTimeout: options.requestTimeoutMs ?? 30_000,
-      maxRetries: 1,
+      security: options.security,
+      requestTimeoutMs: options.requestTimeoutMs,
     });
     const ledger = new ElasticsearchLlmLedger(client, options);
     try {

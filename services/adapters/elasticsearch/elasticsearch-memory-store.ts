@@ -45,6 +45,7 @@ import { applyCheckedOps } from './es-apply-ops.js';
 import { bulkWrite, type BulkOp, type Refresh } from './es-bulk.js';
 import { EmbedderRecord, checkBatchEmbedder, embedderClaim } from './es-embedder.js';
 import { bulkItemFailure, esFailure, isIndexNotFound, isTransientStatus } from './es-errors.js';
+import { elasticsearchClient, type ElasticsearchSecurity } from './es-client.js';
 import { keptClosedBy, readExisting } from './es-existing.js';
 import { TenantAliases, ensureMemoryIndex } from './es-indices.js';
 import {
@@ -82,6 +83,8 @@ type Query = estypes.QueryDslQueryContainer;
 export interface ElasticsearchMemoryStoreOptions {
   /** e.g. http://127.0.0.1:19200 */
   readonly node: string;
+  /** Credentials and TLS (`elasticsearch.apiKey` | `username` + `password`, `elasticsearch.tls`). */
+  readonly security?: ElasticsearchSecurity | undefined;
   /** e.g. `lightmem-`: the store's indices, aliases and template all start with it. */
   readonly indexPrefix: string;
   /** Weights of the lexical (BM25) and semantic (cosine) parts of the fused score; scaled to sum to 1. */
@@ -184,16 +187,12 @@ export class ElasticsearchMemoryStore implements MemoryStore {
         field: 'requestTimeoutMs',
       });
     }
-    let client: Client;
-    try {
-      // One retry of a failed connection inside the client; longer outages are the caller's to retry.
-      client = new Client({ node: options.node, requestTimeout: timeout, maxRetries: 1 });
-    } catch (error) {
-      throw new LightmemError('config_invalid', `invalid Elasticsearch node ${options.node}`, {
-        field: 'node',
-        cause: error,
-      });
-    }
+    // One retry of a failed connection inside the client; longer outages are the caller's to retry.
+    const client = elasticsearchClient({
+      node: options.node,
+      security: options.security,
+      requestTimeoutMs: timeout,
+    });
     try {
       await ensureMemoryIndex(client, names);
       await ensureOpsIndex(client, names.ops);

@@ -1,6 +1,7 @@
 import { errors } from '@elastic/elasticsearch';
 import { z } from 'zod';
 import { LightmemError, UnavailableError, errorMessage } from '../../core/errors.js';
+import { withoutUrlCredentials } from '../../core/config.js';
 
 /**
  * Elasticsearch failures as LightmemErrors. Transient ones (the server is down or unreachable, timed out,
@@ -48,18 +49,28 @@ export function esFailure(error: unknown, action: string): LightmemError {
     error instanceof errors.NoLivingConnectionsError ||
     error instanceof errors.RequestAbortedError
   ) {
-    return new UnavailableError(`${what}: ${error.message}`, error);
+    return new UnavailableError(`${what}: ${withoutUrlCredentials(error.message)}`, error);
   }
   const status = statusOf(error);
   if (status !== undefined) {
-    const reason = `${what} (HTTP ${status}): ${firstLine(errorMessage(error))}`;
+    const reason = `${what} (HTTP ${status}): ${firstLine(withoutUrlCredentials(errorMessage(error)))}`;
     if (isTransientStatus(status)) return new UnavailableError(reason, error);
+    if (status === 401) {
+      // Retrying cannot help: the credentials are wrong (or missing on a secured cluster).
+      return new LightmemError(
+        'config_invalid',
+        `${reason} - Elasticsearch refused the credentials (elasticsearch.apiKey, or username + password)`,
+        { field: 'elasticsearch', cause: error },
+      );
+    }
     return new LightmemError('internal', reason, { cause: error });
   }
   if (error instanceof errors.ProductNotSupportedError) {
     return new LightmemError('config_invalid', `${what}: the server is not Elasticsearch`, { cause: error });
   }
-  return new LightmemError('internal', `${what}: ${errorMessage(error)}`, { cause: error });
+  return new LightmemError('internal', `${what}: ${withoutUrlCredentials(errorMessage(error))}`, {
+    cause: error,
+  });
 }
 
 /** A failed item of a bulk request (the request itself succeeded). */

@@ -15,10 +15,13 @@ import {
   type TenantRecord,
 } from '../../core/ports/tenant-directory.js';
 import { errorTypeOf, esFailure, isIndexNotFound, statusOf } from './es-errors.js';
+import { elasticsearchClient, type ElasticsearchSecurity } from './es-client.js';
 
 export interface ElasticsearchTenantDirectoryOptions {
   /** e.g. http://127.0.0.1:19200 */
   readonly node: string;
+  /** Credentials and TLS (`elasticsearch.apiKey` | `username` + `password`, `elasticsearch.tls`). */
+  readonly security?: ElasticsearchSecurity | undefined;
   /** The deployment's index prefix (`elasticsearch.indexPrefix`): the index is `<prefix>tenants-v1`. */
   readonly indexPrefix: string;
   /** Creation and revocation times (default: the system clock). */
@@ -99,19 +102,11 @@ export class ElasticsearchTenantDirectory implements TenantDirectory {
 
   /** Connects and makes sure the index exists (idempotent; safe when several replicas start at once). */
   static async open(options: ElasticsearchTenantDirectoryOptions): Promise<ElasticsearchTenantDirectory> {
-    let client: Client;
-    try {
-      client = new Client({
-        node: options.node,
-        requestTimeout: options.requestTimeoutMs ?? 30_000,
-        maxRetries: 1,
-      });
-    } catch (error) {
-      throw new LightmemError('config_invalid', `invalid Elasticsearch node ${options.node}`, {
-        field: 'node',
-        cause: error,
-      });
-    }
+    const client = elasticsearchClient({
+      node: options.node,
+      security: options.security,
+      requestTimeoutMs: options.requestTimeoutMs,
+    });
     const directory = new ElasticsearchTenantDirectory(
       client,
       options.indexPrefix,

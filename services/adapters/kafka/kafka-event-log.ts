@@ -9,6 +9,7 @@ import {
   type LogEntry,
   type TopicMessages,
   type EachBatchPayload,
+  type KafkaConfig,
 } from 'kafkajs';
 import type {
   AppendRecord,
@@ -49,12 +50,24 @@ import { partitionEnds, readRange } from './kafka-range-reader.js';
 import { StageState } from './stage-state.js';
 import { disconnectQuietly } from './disconnect.js';
 import { backoffMs } from '../../core/backoff.js';
+import {
+  isKafkaAuthFailure,
+  kafkaAuthError,
+  kafkaSaslOption,
+  kafkaSslOption,
+  type KafkaSecurity,
+  type RegistrySecurity,
+} from './kafka-security.js';
 
 /** The batch policy's fields (retries, back-off, heartbeat) override its defaults. */
 export interface KafkaEventLogOptions extends Partial<BatchPolicy> {
   readonly brokers: readonly string[];
   readonly clientId: string;
   readonly registryUrl: string;
+  /** Basic authentication and TLS of the schema registry. */
+  readonly registrySecurity?: RegistrySecurity | undefined;
+  /** TLS and SASL towards the brokers. */
+  readonly security?: KafkaSecurity | undefined;
   readonly topics: TopicLayout;
   /**
    * Stable id of this replica of a stage (e.g. a StatefulSet ordinal): part of the transactional id, so
@@ -118,7 +131,7 @@ export class KafkaEventLog implements EventLog {
   }
 
   static async open(options: KafkaEventLogOptions): Promise<KafkaEventLog> {
-    const kafka = kafkaClient(options.brokers, options.clientId, options.logger);
+    const kafka = kafkaClient(options.brokers, options.clientId, options.logger, options.security);
     const admin = kafka.admin();
     const producer = kafka.producer({
       idempotent: true,
@@ -132,17 +145,30 @@ export class KafkaEventLog implements EventLog {
       if (options.createTopics === true) await ensureTopics(admin, dataTopicConfigs(options.topics));
       await producer.connect();
     } catch (error) {
+      await disconnectQuietly(producer);
       await disconnectQuietly(admin);
       if (error instanceof LightmemError) throw error;
+      if (isKafkaAuthFailure(error)) throw kafkaAuthError(options.brokers, error);
       throw new UnavailableError(
         `kafka: cannot connect to ${options.brokers.join(',')}: ${errorMessage(error)}`,
         error,
       );
     }
-    const codec = await RegistryAvroCodec.open(
-      { url: options.registryUrl, subjectOf: (topic) => valueSubject(options.topics, topic) },
-      Object.keys(topicSchemas) as TopicName[],
-    );
+    let codec: RegistryAvroCodec;
+    try {
+      codec = await RegistryAvroCodec.open(
+        {
+          url: options.registryUrl,
+          subjectOf: (topic) => valueSubject(options.topics, topic),
+          security: options.registrySecurity,
+        },
+        Object.keys(topicSchemas) as TopicName[],
+      );
+    } catch (error) {
+      await disconnectQuietly(producer);
+      await disconnectQuietly(admin);
+      throw error;
+    }
     return new KafkaEventLog(options, codec, kafka, admin, producer);
   }
 
@@ -614,6 +640,7 @@ export class KafkaEventLog implements EventLog {
     try {
       await producer.connect();
     } catch (error) {
+      if (isKafkaAuthFailure(error)) throw kafkaAuthError(this.options.brokers, error);
       throw new UnavailableError(
         `kafka: transactional producer for ${group} failed to start: ${errorMessage(error)}`,
         error,
@@ -688,12 +715,34 @@ function isFencedError(error: unknown): boolean {
   );
 }
 
-/** A kafkajs client whose logs go to our logger (its INFO chatter at debug). */
-export function kafkaClient(brokers: readonly string[], clientId: string, logger: Logger): Kafka {
+/**
+ * A kafkajs client whose logs go to our logger (its INFO chatter at debug), with the TLS and SASL of
+ * `security` (PEM files are read here: an unreadable one fails with a config error naming its setting).
+ */
+export function kafkaClient(
+  brokers: readonly string[],
+  clientId: string,
+  logger: Logger,
+  security?: KafkaSecurity,
+): Kafka {
+  return new Kafka(kafkaClientOptions(brokers, clientId, logger, security));
+}
+
+/** The options of `kafkaClient`'s kafkajs client. */
+export function kafkaClientOptions(
+  brokers: readonly string[],
+  clientId: string,
+  logger: Logger,
+  security?: KafkaSecurity,
+): KafkaConfig {
   const log = logger.child({ component: 'kafkajs' });
-  return new Kafka({
+  const ssl = kafkaSslOption(security?.ssl);
+  const sasl = kafkaSaslOption(security?.sasl);
+  return {
     clientId,
     brokers: [...brokers],
+    ...(ssl === undefined ? {} : { ssl }),
+    ...(sasl === undefined ? {} : { sasl }),
     connectionTimeout: 3_000,
     requestTimeout: 30_000,
     // A broker restart takes seconds: retry long enough to ride it out.
@@ -709,5 +758,5 @@ export function kafkaClient(brokers: readonly string[], clientId: string, logger
         if (level <= logLevel.ERROR) log.warn(`kafka: ${entry.message}`, fields);
         else log.debug(`kafka: ${entry.message}`, fields);
       },
-  });
+  };
 }

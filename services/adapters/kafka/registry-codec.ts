@@ -6,6 +6,8 @@ import {
 import type { TopicName, TopicValues } from '../../core/model/topics.js';
 import { LightmemError, UnavailableError, errorMessage } from '../../core/errors.js';
 import { TopicTypes } from '../avro/topic-types.js';
+import { registryClientConfig, type RegistrySecurity } from './kafka-security.js';
+import { withoutUrlCredentials } from '../../core/config.js';
 
 /** Confluent wire format: magic byte 0, the schema id as a big-endian int32, then the Avro binary. */
 const MAGIC = 0;
@@ -16,15 +18,13 @@ export interface RegistryOptions {
   readonly url: string;
   /** Subject of a topic's values (TopicNameStrategy: `<kafka topic>-value`). */
   readonly subjectOf: (topic: TopicName) => string;
+  /** Basic authentication and TLS (`registry.username`, `registry.password`, `registry.tls`). */
+  readonly security?: RegistrySecurity | undefined;
 }
 
-export function registryClient(url: string): SchemaRegistryClient {
-  return new SchemaRegistryClient({
-    baseURLs: [url],
-    maxRetries: 3,
-    retriesWaitMs: 200,
-    retriesMaxWaitMs: 2_000,
-  });
+/** A registry client; CA files are read here (an unreadable one is a config error naming its setting). */
+export function registryClient(url: string, security?: RegistrySecurity): SchemaRegistryClient {
+  return new SchemaRegistryClient(registryClientConfig(url, security));
 }
 
 /** HTTP status of a registry error (the client throws RestError with `status`). */
@@ -36,9 +36,18 @@ function statusOf(error: unknown): number | undefined {
 
 function registryFailure(what: string, error: unknown): LightmemError {
   const status = statusOf(error);
+  const reason = withoutUrlCredentials(errorMessage(error));
   if (status === undefined || status >= 500)
-    return new UnavailableError(`schema registry: ${what}: ${errorMessage(error)}`, error);
-  return new LightmemError('config_invalid', `schema registry: ${what}: ${errorMessage(error)}`, {
+    return new UnavailableError(`schema registry: ${what}: ${reason}`, error);
+  if (status === 401 || status === 403) {
+    // Retrying cannot help: the credentials (or their rights) are wrong.
+    return new LightmemError(
+      'config_invalid',
+      `schema registry: ${what}: ${status === 401 ? 'credentials refused' : 'not allowed'} (HTTP ${status}; registry.username / registry.password): ${reason}`,
+      { field: 'registry', cause: error },
+    );
+  }
+  return new LightmemError('config_invalid', `schema registry: ${what}: ${reason}`, {
     cause: error,
   });
 }
@@ -61,7 +70,7 @@ export class RegistryAvroCodec {
 
   /** Looks up the id of every topic's current schema; fails when one is not registered. */
   static async open(options: RegistryOptions, topics: readonly TopicName[]): Promise<RegistryAvroCodec> {
-    const codec = new RegistryAvroCodec(registryClient(options.url), options);
+    const codec = new RegistryAvroCodec(registryClient(options.url, options.security), options);
     for (const topic of topics) {
       const subject = options.subjectOf(topic);
       let id: number;
@@ -174,7 +183,7 @@ export async function registerSchemas(
   topics: readonly TopicName[],
   schemaJson: (topic: TopicName) => string = (topic) => new TopicTypes().schemaJson(topic),
 ): Promise<RegistrationResult[]> {
-  const client = registryClient(options.url);
+  const client = registryClient(options.url, options.security);
   try {
     const results: RegistrationResult[] = [];
     for (const topic of topics) {

@@ -28,9 +28,7 @@ const migrations: Migration[] = [
     created_at INTEGER NOT NULL,
     built_at INTEGER,
     dropped_at INTEGER,
-    copied INTEGER NOT NULL DEFAULT 0,
-    since INTEGER,
-    since_offset INTEGER
+    copied INTEGER NOT NULL DEFAULT 0
   ) STRICT;
   -- tenant '' is the route of every tenant (no tenant id is empty).
   CREATE TABLE routes (tenant TEXT PRIMARY KEY, version INTEGER NOT NULL REFERENCES versions (number)) STRICT;
@@ -39,6 +37,11 @@ const migrations: Migration[] = [
     VALUES (1, NULL, NULL, CAST(strftime('%s', 'now') AS INTEGER) * 1000, CAST(strftime('%s', 'now') AS INTEGER) * 1000);
   INSERT INTO routes (tenant, version) VALUES ('', 1);
   INSERT INTO generation (id, value) VALUES (0, 1);
+  `,
+  // Replay --since: the instant and the raw log's end when the version was made.
+  `
+  ALTER TABLE versions ADD COLUMN since INTEGER;
+  ALTER TABLE versions ADD COLUMN since_offset INTEGER;
   `,
 ];
 
