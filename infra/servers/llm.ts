@@ -6,7 +6,7 @@ import { fileDigest } from '../lib/download.js';
 import { InfraError } from '../lib/infra-error.js';
 import { ensureDirs } from '../lib/layout.js';
 import { runChecked } from '../lib/processes.js';
-import { once, pipEnv } from '../lib/python.js';
+import { installFromWheelhouse, once, pipEnv } from '../lib/python.js';
 import { probe, type ServerContext, type ServerSpec } from '../lib/server-spec.js';
 
 const llamaVersion = '0.3.36';
@@ -126,21 +126,12 @@ function installLlamaCpp(context: ServerContext): void {
   const wheel = readdirSync(built).find((f) => f.startsWith(`llama_cpp_python-${llamaVersion}-`));
   if (wheel === undefined) throw new InfraError(`no llama-cpp-python wheel in ${built}`);
 
-  runChecked(
+  installFromWheelhouse(
     python(context),
-    [
-      '-m',
-      'pip',
-      'install',
-      '--no-index',
-      '--find-links',
-      wheelhouse,
-      '-c',
-      join(wheelhouse, 'constraints.txt'),
-      `${join(built, wheel)}[server]`,
-    ],
-    'installing llama-cpp-python into its venv',
-    { env },
+    wheelhouse,
+    `${join(built, wheel)}[server]`,
+    'llama-cpp-python',
+    env,
   );
   runChecked(
     python(context),

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { InfraError } from '../lib/infra-error.js';
 import { ensureDirs, infraLayout, type InfraLayout } from '../lib/layout.js';
 import { runChecked } from '../lib/processes.js';
-import { once, pipEnv } from '../lib/python.js';
+import { installFromWheelhouse, once, pipEnv } from '../lib/python.js';
 import type { InfraTool } from './tool.js';
 
 export const schemathesisVersion = '4.32.5';
@@ -92,22 +92,7 @@ function install(layout: InfraLayout, say: (message: string) => void): string {
       { env },
     );
   });
-  runChecked(
-    python,
-    [
-      '-m',
-      'pip',
-      'install',
-      '--no-index',
-      '--find-links',
-      wheelhouse,
-      '-c',
-      join(wheelhouse, 'constraints.txt'),
-      `schemathesis==${schemathesisVersion}`,
-    ],
-    'installing schemathesis into its venv',
-    { env },
-  );
+  installFromWheelhouse(python, wheelhouse, `schemathesis==${schemathesisVersion}`, 'schemathesis', env);
   const version = runChecked(st, ['--version'], 'running the installed schemathesis');
   if (!version.includes(schemathesisVersion))
     throw new InfraError(`st --version answered ${version.trim()}, expected ${schemathesisVersion}`);

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SqliteMemoryStore } from '../../services/adapters/sqlite/sqlite-memory-store.js';
+import type { VersionDiff } from '../../services/app/version-diff.js';
 import type { MemoryEntry } from '../../services/core/model/generated.js';
 import {
   collect,
@@ -51,26 +52,6 @@ interface ReplayStatus {
   readonly copied: number;
   readonly rawRecords: number;
   readonly pending: number;
-}
-
-interface DiffSample {
-  readonly userId: string;
-  readonly before?: string;
-  readonly after?: string;
-  readonly sourceTurnIds: readonly string[];
-}
-
-interface VersionDiff {
-  readonly from: string;
-  readonly to: string;
-  readonly tenants: readonly string[];
-  readonly before: number;
-  readonly after: number;
-  readonly unchanged: number;
-  readonly changed: number;
-  readonly added: number;
-  readonly removed: number;
-  readonly samples: { changed: DiffSample[]; added: DiffSample[]; removed: DiffSample[] };
 }
 
 interface SearchResult {

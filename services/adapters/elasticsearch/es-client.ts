@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { Client, type ClientOptions } from '@elastic/elasticsearch';
+import { readPemFile } from '../pem-file.js';
 import { withoutUrlCredentials, type LightmemConfig } from '../../core/config.js';
-import { LightmemError, errorMessage } from '../../core/errors.js';
+import { LightmemError } from '../../core/errors.js';
 
 /** Credentials and TLS of the Elasticsearch client (`elasticsearch.apiKey` | `username` + `password`, `tls`). */
 export interface ElasticsearchSecurity {
@@ -29,26 +29,6 @@ export interface ElasticsearchConnection {
   readonly requestTimeoutMs?: number | undefined;
 }
 
-/** A CA file a setting names, read when the client is built; unreadable: a config error naming the setting. */
-function readCa(path: string): Buffer {
-  const field = 'elasticsearch.tls.ca';
-  let contents: Buffer;
-  try {
-    contents = readFileSync(path);
-  } catch (error) {
-    throw new LightmemError('config_invalid', `cannot read ${field} (${path}): ${errorMessage(error)}`, {
-      field,
-      cause: error,
-    });
-  }
-  if (!contents.includes('-----BEGIN ')) {
-    throw new LightmemError('config_invalid', `${field} (${path}) is not a PEM file (no "-----BEGIN" line)`, {
-      field,
-    });
-  }
-  return contents;
-}
-
 /**
  * The client's options: one retry of a failed connection inside the client (longer outages are the
  * caller's to retry), an API key or basic credentials, and the CA of an https node.
@@ -65,7 +45,7 @@ export function elasticsearchClientOptions(connection: ElasticsearchConnection):
     options.auth = { username: security.username, password: security.password };
   if (security?.tls !== undefined) {
     const tls: NonNullable<ClientOptions['tls']> = {};
-    if (security.tls.ca !== undefined) tls.ca = readCa(security.tls.ca);
+    if (security.tls.ca !== undefined) tls.ca = readPemFile(security.tls.ca, 'elasticsearch.tls.ca');
     if (security.tls.rejectUnauthorized !== undefined)
       tls.rejectUnauthorized = security.tls.rejectUnauthorized;
     options.tls = tls;

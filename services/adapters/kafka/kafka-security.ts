@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';
 import type { ConnectionOptions } from 'node:tls';
 import type { SASLOptions } from 'kafkajs';
 import type { ClientConfig } from '@confluentinc/schemaregistry/dist/rest-service.js';
 import type { KafkaSasl, KafkaSsl, LightmemConfig, TlsSettings } from '../../core/config.js';
 import { LightmemError, errorMessage } from '../../core/errors.js';
+import { readPemFile } from '../pem-file.js';
 
 /** TLS and SASL of the Kafka clients (`kafka.ssl`, `kafka.sasl`). */
 export interface KafkaSecurity {
@@ -27,30 +27,6 @@ export function kafkaSecurityOf(settings: LightmemConfig['kafka']): KafkaSecurit
 /** The security settings of the `registry` config section. */
 export function registrySecurityOf(settings: LightmemConfig['registry']): RegistrySecurity {
   return { username: settings.username, password: settings.password, tls: settings.tls };
-}
-
-/**
- * The contents of a PEM file a setting names, read when a client is built. A file that cannot be read, or
- * holds no PEM block, fails at start-up with a config error naming the setting (never at the first request).
- */
-export function readPemFile(path: string, field: string): Buffer {
-  let contents: Buffer;
-  try {
-    contents = readFileSync(path);
-  } catch (error) {
-    throw new LightmemError('config_invalid', `cannot read ${field} (${path}): ${errorMessage(error)}`, {
-      field,
-      cause: error,
-    });
-  }
-  if (!contents.includes('-----BEGIN ')) {
-    throw new LightmemError(
-      'config_invalid',
-      `${field} (${path}) is not a PEM file (no "-----BEGIN" line; convert DER with openssl)`,
-      { field },
-    );
-  }
-  return contents;
 }
 
 /** Node TLS options from TLS settings; `field` prefixes the setting names in errors (e.g. `kafka.ssl`). */
