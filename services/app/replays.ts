@@ -125,9 +125,11 @@ export class Replays {
 
   /** Routes reads of these tenants (null: every tenant) to a built version, atomically. */
   async switchTo(name: string, tenants: readonly string[] | null): Promise<ReplayStatus> {
-    const version = await this.visible(name, tenants?.length === 1 ? (tenants[0] ?? null) : null);
+    // One tenant switching sees the version as that tenant does.
+    const tenant = tenants?.length === 1 ? (tenants[0] ?? null) : null;
+    const version = await this.visible(name, tenant);
     const routes = await this.deps.versions.switchTo(name, tenants ?? version.tenants);
-    return this.statusOf(version, routes, tenants?.length === 1 ? (tenants[0] ?? null) : null);
+    return this.statusOf(version, routes, tenant);
   }
 
   /** Drops a version that serves no reads: marks it dropped and deletes its data. */

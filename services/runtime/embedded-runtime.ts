@@ -355,10 +355,10 @@ export class EmbeddedRuntime implements Runtime {
 
   /** Lags of what must catch up for ingested turns to be searchable: the versions that serve reads. */
   async lag(): Promise<StageLag[]> {
-    const { first } = await this.versions.running();
+    const plan = await this.versions.running();
     return [
-      ...(first ? await pipelineLag(this.log, this.stages) : []),
-      ...(await this.versions.servingLags()),
+      ...(plan.first ? await pipelineLag(this.log, this.stages) : []),
+      ...(await this.versions.servingLags(plan)),
     ];
   }
 

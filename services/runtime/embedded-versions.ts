@@ -135,13 +135,14 @@ export class EmbeddedVersions {
   }
 
   /**
-   * What the pipeline owner runs now: the first version while it serves reads (or is not dropped and no
-   * other version serves any), and every later version that is building or serves reads.
+   * What the pipeline owner runs now: the first version while it serves reads, and every later version
+   * that is building or serves reads (with the routes this was read from).
    */
-  async running(): Promise<{ first: boolean; later: VersionParts[] }> {
+  async running(): Promise<{ first: boolean; later: VersionParts[]; routes: ReadRoutes }> {
     const { versions, routes } = await this.current(true);
     const first = versions.find((v) => v.number === 1);
     return {
+      routes,
       first: first !== undefined && first.droppedAt === null && servesReads(routes, versionName(1)),
       later: await Promise.all(
         versions
@@ -154,10 +155,14 @@ export class EmbeddedVersions {
     };
   }
 
-  /** Lags of the later versions that serve reads (what a wait for processing must also wait for). */
-  async servingLags(): Promise<StageLag[]> {
-    const { routes } = await this.current(true);
-    const { later } = await this.running();
+  /** Lags of the later versions of a plan that serve reads (what a wait for processing must also wait for). */
+  async servingLags({
+    later,
+    routes,
+  }: {
+    later: readonly VersionParts[];
+    routes: ReadRoutes;
+  }): Promise<StageLag[]> {
     const lags: StageLag[] = [];
     for (const parts of later.filter((p) => servesReads(routes, p.version.name))) {
       lags.push(...(await this.lagsOf(parts)));
