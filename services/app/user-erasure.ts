@@ -8,12 +8,13 @@ import { Topics, type TopicName } from '../core/model/topics.js';
 
 /**
  * Where an erasure removed something: the memory store (every version of every memory, with its vector,
- * full-text row, recorded ops and pending consolidation), one topic of the event log, one stage's keyed
+ * full-text row, recorded ops and pending consolidation), one topic of the event log (or, where the log is
+ * append-only, the user's keys that sealed every record about them: `event-log:user-keys`), one stage's keyed
  * state (buffers, seen-turn keys), or the LLM cost ledger (the user's calls: answers deleted, the records
  * stripped of user and conversation).
  */
 export type ErasureLocation =
-  'memory-store' | `event-log:${TopicName}` | `stage-state:${string}` | 'llm-ledger';
+  'memory-store' | `event-log:${TopicName}` | 'event-log:user-keys' | `stage-state:${string}` | 'llm-ledger';
 
 export interface ErasureCount {
   readonly where: ErasureLocation;
@@ -132,15 +133,17 @@ function addErasures(a: LogErasure, b: LogErasure): LogErasure {
   }
   const state = { ...a.state };
   for (const [group, count] of Object.entries(b.state)) state[group] = (state[group] ?? 0) + count;
-  return { records, state };
+  const keys = a.keys === undefined && b.keys === undefined ? undefined : (a.keys ?? 0) + (b.keys ?? 0);
+  return { records, state, ...(keys === undefined ? {} : { keys }) };
 }
 
 /** The log's part of the receipt: every topic in pipeline order, then each group's state. */
 function logCounts(erasure: LogErasure): ErasureCount[] {
-  const topics = Object.values(Topics).map((topic): ErasureCount => ({
-    where: `event-log:${topic}`,
-    count: erasure.records[topic],
-  }));
+  const topics = Object.values(Topics).flatMap((topic): ErasureCount[] => {
+    const count = erasure.records[topic];
+    return count === undefined ? [] : [{ where: `event-log:${topic}`, count }];
+  });
+  if (erasure.keys !== undefined) topics.push({ where: 'event-log:user-keys', count: erasure.keys });
   const state = Object.entries(erasure.state)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([group, count]): ErasureCount => ({ where: `stage-state:${group}`, count }));

@@ -68,6 +68,8 @@ export interface LoadBenchReport {
   readonly errors: number;
   /** errors ÷ requests. */
   readonly errorRate: number;
+  /** The first failed answer (status, path and body), to tell what went wrong; null when none failed. */
+  readonly firstError: string | null;
 }
 
 const HealthBody = z.looseObject({ pending: z.record(z.string(), z.number()).optional() });
@@ -102,6 +104,7 @@ function sessionBatches(events: readonly TurnInput[], tenantId: string): unknown
 export async function runLoadBench(options: LoadBenchOptions): Promise<LoadBenchReport> {
   let errors = 0;
   let requests = 0;
+  let firstError: string | null = null;
   const keyOf = (tenantId: string): string =>
     tenantId === 'bench-b' ? options.apiKeys.b : options.apiKeys.a;
   const request = async (
@@ -118,7 +121,10 @@ export async function runLoadBench(options: LoadBenchOptions): Promise<LoadBench
     });
     const json: unknown = await response.json();
     const ms = performance.now() - started;
-    if (!response.ok) errors++;
+    if (!response.ok) {
+      errors++;
+      firstError ??= `${response.status} ${path}: ${JSON.stringify(json).slice(0, 500)}`;
+    }
     return { ms, json };
   };
   const pending = async (): Promise<{ ms: number; total: number }> => {
@@ -149,7 +155,11 @@ export async function runLoadBench(options: LoadBenchOptions): Promise<LoadBench
       query: question.question,
       limit: options.limit,
     });
-    if (!SearchBody.safeParse(json).success) errors++;
+    // A search counts once: a failed answer was counted by `request`; a 2xx one must have results.
+    if (!SearchBody.safeParse(json).success && isAnswer(json)) {
+      errors++;
+      firstError ??= `search answered without results: ${JSON.stringify(json).slice(0, 500)}`;
+    }
     return ms;
   };
   /** Posts a backlog, then polls until drained (running `whileDraining` meanwhile). */
@@ -234,7 +244,13 @@ export async function runLoadBench(options: LoadBenchOptions): Promise<LoadBench
     requests,
     errors,
     errorRate: round(errors / Math.max(1, requests)),
+    firstError,
   };
+}
+
+/** Whether a JSON answer is not an error body (errors were counted as such). */
+function isAnswer(json: unknown): boolean {
+  return !(typeof json === 'object' && json !== null && 'error' in json);
 }
 
 function round(value: number): number {

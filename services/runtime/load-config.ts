@@ -33,6 +33,10 @@ export function loadConfig(sources: ConfigSources): LightmemConfig {
   const server: Record<string, unknown> = {};
   if (env['LIGHTMEM_PORT'] !== undefined) server['port'] = Number(env['LIGHTMEM_PORT']);
   if (env['LIGHTMEM_HOST'] !== undefined) server['host'] = env['LIGHTMEM_HOST'];
+  // Requests per second per API key; the burst allowed is twice that.
+  const rate = nonEmpty(env['LIGHTMEM_RATE_LIMIT']);
+  if (rate !== undefined)
+    server['rateLimit'] = { requestsPerSecond: Number(rate), burst: 2 * Math.ceil(Number(rate)) };
   const models: Record<string, unknown> = {};
   if (env['LIGHTMEM_MODELS_DIR'] !== undefined && env['LIGHTMEM_MODELS_DIR'] !== '')
     models['dir'] = env['LIGHTMEM_MODELS_DIR'];

@@ -5,7 +5,7 @@ import type { MemoryEntry } from '../../services/core/model/generated.js';
 import type { Scope } from '../../services/core/model/scope.js';
 import type { MemoryStore, SearchHit, SearchRequest } from '../../services/core/ports/memory-store.js';
 import { HashingEmbedder } from '../support/hashing-embedder.js';
-import { DAY, HOUR, T0, embeddedWrites, makeEntry, plainWrites } from '../support/memory-fixtures.js';
+import { DAY, HOUR, T0, embeddedWrites, makeEntry, makeOp, plainWrites } from '../support/memory-fixtures.js';
 
 /**
  * Behaviour every MemoryStore adapter must have. Uses the port only, so the SQLite and Elasticsearch
@@ -547,6 +547,71 @@ export function memoryStoreContract(name: string, open: () => Promise<MemoryStor
         assert.deepEqual(ids(await hybrid(A, 'Lena')), [u2.id]);
         assert.deepEqual(ids(await hybrid({ tenantId: 'tenant-b' }, 'Lena')), [otherTenant.id]);
         assert.deepEqual(await store.erase(A1), []);
+      });
+
+      it('refuses memories and ops of an erased user made before the erasure, not newer ones', async () => {
+        const gone = makeEntry({ text: 'Lena phone 555-0101' });
+        await write([gone]);
+        assert.deepEqual(await store.erase(A1), [gone.id]);
+        // The stores run on the wall clock: the erasure is stamped at most now, so fixtures stamped at T0
+        // (2025) were made before it, and a second from now is after it whatever the timer's resolution.
+        const afterErasure = Date.now() + 1_000;
+        const inFlight = makeEntry({ text: 'Lena address Rua Nova', ingestedAt: T0 + HOUR });
+        const fresh = makeEntry({ text: 'Lena moved to Porto', ingestedAt: afterErasure });
+        const otherUser = makeEntry({ userId: 'user-2', text: 'Lena is also mentioned here' });
+        const otherTenant = makeEntry({ tenantId: 'tenant-b', text: 'Lena in tenant b' });
+        assert.deepEqual(await write([inFlight, fresh, otherUser, otherTenant]), {
+          inserted: 3,
+          updated: 0,
+          unchanged: 1,
+        });
+        assert.equal(await store.get(A1, inFlight.id), undefined);
+        assert.equal((await store.get(A1, fresh.id))?.text, 'Lena moved to Porto');
+        const listed = await store.list({ scope: A1, limit: 10, includeSuperseded: true });
+        assert.deepEqual(
+          listed.items.map((entry) => entry.id),
+          [fresh.id],
+        );
+        assert.deepEqual(ids(await lexical(A1, 'Lena', { includeSuperseded: true })), [fresh.id]);
+        assert.equal(
+          (await store.get({ tenantId: 'tenant-a', userId: 'user-2' }, otherUser.id))?.id,
+          otherUser.id,
+        );
+        assert.equal(
+          (await store.get({ tenantId: 'tenant-b', userId: 'user-1' }, otherTenant.id))?.id,
+          otherTenant.id,
+        );
+
+        const replacement = makeEntry({
+          id: 'mem_lena_faro',
+          text: 'Lena moved to Faro',
+          ingestedAt: afterErasure,
+        });
+        const decidedBefore = makeOp({
+          opId: 'op-decided-before-erasure',
+          op: 'update',
+          targetIds: [fresh.id],
+          replacementIds: [replacement.id],
+          replacements: [replacement],
+          requestedAt: T0 + DAY,
+        });
+        const decidedAfter = makeOp({
+          opId: 'op-decided-after-erasure',
+          op: 'ignore',
+          targetIds: [fresh.id],
+          requestedAt: afterErasure,
+        });
+        assert.deepEqual(await store.applyOps([{ op: decidedBefore }, { op: decidedAfter }]), {
+          applied: 1,
+          stale: 1,
+          duplicate: 0,
+        });
+        assert.equal((await store.get(A1, fresh.id))?.supersededBy, null);
+        assert.equal(await store.get(A1, replacement.id), undefined);
+        assert.deepEqual(
+          [...(await store.recordedOps('tenant-a', [decidedBefore.opId, decidedAfter.opId]))],
+          [decidedAfter.opId],
+        );
       });
 
       it('erases a conversation', async () => {

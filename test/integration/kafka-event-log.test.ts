@@ -4,7 +4,7 @@ import { compressedOf, eventLogContract } from '../contract/event-log.contract.j
 import { makeTurn } from '../support/event-fixtures.js';
 import { Topics, conversationKey } from '../../services/core/model/topics.js';
 import type { BatchHandler } from '../../services/core/ports/event-log.js';
-import { readRange } from '../../services/adapters/kafka/kafka-range-reader.js';
+import { readableRecords } from './support/sealed-records.js';
 import { kafkaTopic } from '../../services/adapters/kafka/kafka-topics.js';
 import { deleteTopics, freshLayout, groupAssignment, openKafkaLog, testKafka } from './support/servers.js';
 import { memoryLogger } from '../support/memory-logger.js';
@@ -100,13 +100,11 @@ describe('KafkaEventLog on several partitions', () => {
       }
       // Effects exactly once: every turn is in the output topic once.
       const counts = new Map<string, number>();
-      await readRange(kafka, admin, kafkaTopic(layout, Topics.compressed), {
-        onMessage: (_partition, message) => {
-          const turn = /t\d+/.exec(message.value?.toString('latin1') ?? '')?.[0] ?? '?';
-          counts.set(turn, (counts.get(turn) ?? 0) + 1);
-          return false;
-        },
-      });
+      // Values are sealed with their user's key: opened as a new reader would.
+      for (const record of await readableRecords(layout, kafkaTopic(layout, Topics.compressed))) {
+        const turn = /t\d+/.exec(record.value?.toString('latin1') ?? '')?.[0] ?? '?';
+        counts.set(turn, (counts.get(turn) ?? 0) + 1);
+      }
       assert.equal(counts.size, 240);
       assert.ok(
         [...counts.values()].every((n) => n === 1),

@@ -6,7 +6,7 @@ import { compressedOf } from '../contract/event-log.contract.js';
 import { makeTurn } from '../support/event-fixtures.js';
 import { Topics, conversationKey } from '../../services/core/model/topics.js';
 import type { BatchHandler } from '../../services/core/ports/event-log.js';
-import { readRange } from '../../services/adapters/kafka/kafka-range-reader.js';
+import { readableRecords } from './support/sealed-records.js';
 import { kafkaTopic, type TopicLayout } from '../../services/adapters/kafka/kafka-topics.js';
 import { deleteTopics, freshLayout, openKafkaLog, testKafka } from './support/servers.js';
 import { waitUntil } from './support/distributed.js';
@@ -143,13 +143,11 @@ async function longBatch(heartbeatMs: number, label: string): Promise<Outcome> {
     const committed = await a.committedOffset(group, Topics.raw);
 
     const outputCounts = new Map<string, number>();
-    await readRange(kafka, admin, kafkaTopic(layout, Topics.compressed), {
-      onMessage: (_partition, message) => {
-        const turn = /turn-\d+/.exec(message.value?.toString('latin1') ?? '')?.[0] ?? '?';
-        outputCounts.set(turn, (outputCounts.get(turn) ?? 0) + 1);
-        return false;
-      },
-    });
+    // Values are sealed with their user's key: opened as a new reader would.
+    for (const record of await readableRecords(layout, kafkaTopic(layout, Topics.compressed))) {
+      const turn = /turn-\d+/.exec(record.value?.toString('latin1') ?? '')?.[0] ?? '?';
+      outputCounts.set(turn, (outputCounts.get(turn) ?? 0) + 1);
+    }
     const { member, turnIds } = current();
     return { slow: { member, turnIds }, ownerAtStart, during, handled, outputCounts, committed };
   } finally {

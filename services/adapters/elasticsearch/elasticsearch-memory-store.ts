@@ -46,6 +46,13 @@ import { bulkWrite, type BulkOp, type Refresh } from './es-bulk.js';
 import { EmbedderRecord, checkBatchEmbedder, embedderClaim } from './es-embedder.js';
 import { bulkItemFailure, esFailure, isIndexNotFound, isTransientStatus } from './es-errors.js';
 import { elasticsearchClient, type ElasticsearchSecurity } from './es-client.js';
+import {
+  ensureErasedUsersIndex,
+  erasedUsersLookup,
+  isFenced,
+  recordErasure,
+  type ErasedAt,
+} from './es-erased-users.js';
 import { keptClosedBy, readExisting } from './es-existing.js';
 import { TenantAliases, ensureMemoryIndex } from './es-indices.js';
 import {
@@ -140,7 +147,9 @@ const USERS_PAGE = 1_000;
  * with the shared planUpsert, and writes with the bulk helper using optimistic concurrency (create, or
  * index with if_seq_no); a write that lost a race is decided again. Erase finds the scope's ids with
  * search_after and bulk-deletes them (the server has no _delete_by_query), then the op records that name
- * them (their replacements hold memory text).
+ * them (their replacements hold memory text). Erasing a whole user first records when (es-erased-users.ts):
+ * upsert and applyOps then refuse that user's memories extracted before it and ops decided before it (work
+ * in flight during the erasure), counted as unchanged and stale, as in the SQLite store.
  *
  * Versions and consolidation: applyOps closes targets, writes new versions and records each op in the ops
  * index (es-apply-ops.ts, es-ops.ts); `asOf` searches read the versions valid at an event time; nearest
@@ -170,7 +179,7 @@ export class ElasticsearchMemoryStore implements MemoryStore {
 
   /**
    * Connects and creates the template, the first index version and the alias when missing, maps fields
-   * added since on an older index, and creates the ops index (all idempotent).
+   * added since on an older index, and creates the ops and erased-users indices (all idempotent).
    */
   static async open(options: ElasticsearchMemoryStoreOptions): Promise<ElasticsearchMemoryStore> {
     const names = indexNames(options.indexPrefix);
@@ -196,6 +205,7 @@ export class ElasticsearchMemoryStore implements MemoryStore {
     try {
       await ensureMemoryIndex(client, names);
       await ensureOpsIndex(client, names.ops);
+      await ensureErasedUsersIndex(client, names.erasedUsers);
     } catch (error) {
       await client.close();
       throw esFailure(error, 'open');
@@ -213,14 +223,23 @@ export class ElasticsearchMemoryStore implements MemoryStore {
     });
     if (writes.length === 0) return { inserted: 0, updated: 0, unchanged: 0 };
     return this.call('upsert', async () => {
+      const counts = { inserted: 0, updated: 0, unchanged: 0 };
+      const erasedAt = await this.erasedUsersOf(writes.map((write) => write.entry));
+      const kept = writes.flatMap((write, index) => {
+        if (!isFenced(erasedAt, write.entry)) return [{ write, index }];
+        // Extracted before its user was erased (an indexer batch in flight then): it stays erased.
+        counts.unchanged++;
+        return [];
+      });
+      if (kept.length === 0) return counts;
+      const keptWrites = kept.map(({ write }) => write);
       const stored = await this.embedder.current();
-      checkBatchEmbedder(stored, writes);
-      const beforeWrite = embedderClaim(this.embedder, stored, writes);
-      for (const tenantId of new Set(writes.map((write) => write.entry.tenantId))) {
+      checkBatchEmbedder(stored, keptWrites);
+      const beforeWrite = embedderClaim(this.embedder, stored, keptWrites);
+      for (const tenantId of new Set(keptWrites.map((write) => write.entry.tenantId))) {
         await this.tenants.ensure(tenantId);
       }
-      const counts = { inserted: 0, updated: 0, unchanged: 0 };
-      for (const round of distinctIdRounds(writes)) await this.upsertRound(round, counts, beforeWrite);
+      for (const round of distinctIdRounds(kept)) await this.upsertRound(round, counts, beforeWrite);
       return counts;
     });
   }
@@ -336,11 +355,25 @@ export class ElasticsearchMemoryStore implements MemoryStore {
   /**
    * Erases a data subject (a user or a conversation; see checkErasureScope) and its op records (they carry
    * the text of the versions they wrote): those of the user when a whole user is erased, and those naming
-   * an erased memory. Returns the ids erased.
+   * an erased memory. Returns the ids erased. Erasing a whole user also records the erasure: from then on,
+   * writes of that user's memories extracted before it (ingestedAt) and ops decided before it are refused.
    */
   async erase(scope: Scope): Promise<string[]> {
     this.ensureOpen();
     checkErasureScope(scope);
+    // The user whose whole data this erases (not one agent, conversation or session of theirs).
+    const wholeUser =
+      scope.agentId === undefined && scope.conversationId === undefined && scope.sessionId === undefined
+        ? scope.userId
+        : undefined;
+    if (wholeUser !== undefined) {
+      // Recorded before the deletes: an upsert of an in-flight batch that comes after them is refused, where
+      // one recorded after could slip in between and bring erased memories back.
+      const at = this.clock.now();
+      await this.call('erase', () =>
+        recordErasure(this.client, this.names.erasedUsers, scope.tenantId, wholeUser, at, this.refresh),
+      );
+    }
     const erased = await this.eraseWhere(scope);
     const userId = scope.conversationId === undefined ? (scope.userId ?? null) : null;
     await this.call('erase', () =>
@@ -414,12 +447,19 @@ export class ElasticsearchMemoryStore implements MemoryStore {
         await this.tenants.ensure(tenantId);
         await this.opsTenants.ensure(tenantId);
       }
+      const erasedAt = await this.erasedUsersOf([
+        ...checked.flatMap(({ op }) =>
+          op.userId === null ? [] : [{ tenantId: op.tenantId, userId: op.userId }],
+        ),
+        ...replacements.map((write) => write.entry),
+      ]);
       return applyCheckedOps(
         {
           client: this.client,
           names: this.names,
           refresh: this.refresh,
           appliedAt: this.clock.now(),
+          erasedAt,
           beforeWrite: embedderClaim(this.embedder, stored, replacements),
         },
         checked,
@@ -861,6 +901,13 @@ export class ElasticsearchMemoryStore implements MemoryStore {
     });
   }
 
+  /** When each of these users was erased (one mget for the batch). */
+  private async erasedUsersOf(
+    users: readonly { readonly tenantId: string; readonly userId: string }[],
+  ): Promise<ErasedAt> {
+    return erasedUsersLookup(this.client, this.names.erasedUsers, users);
+  }
+
   /** Runs `work`, turning Elasticsearch failures into LightmemErrors (transient ones retryable). */
   private async call<T>(action: string, work: () => Promise<T>): Promise<T> {
     try {
@@ -877,16 +924,19 @@ export class ElasticsearchMemoryStore implements MemoryStore {
 
 /**
  * Splits a batch so each round holds an id once, in batch order: a later write of the same id is decided
- * against the earlier one, as when the writes run one after another.
+ * against the earlier one, as when the writes run one after another. `index` is the position in the
+ * caller's batch.
  */
-function distinctIdRounds(writes: readonly MemoryWrite[]): { write: MemoryWrite; index: number }[][] {
+function distinctIdRounds(
+  writes: readonly { write: MemoryWrite; index: number }[],
+): { write: MemoryWrite; index: number }[][] {
   const rounds: { write: MemoryWrite; index: number }[][] = [];
   const seen = new Map<string, number>();
-  writes.forEach((write, index) => {
-    const round = seen.get(write.entry.id) ?? 0;
-    seen.set(write.entry.id, round + 1);
-    (rounds[round] ??= []).push({ write, index });
-  });
+  for (const item of writes) {
+    const round = seen.get(item.write.entry.id) ?? 0;
+    seen.set(item.write.entry.id, round + 1);
+    (rounds[round] ??= []).push(item);
+  }
   return rounds;
 }
 

@@ -5,6 +5,7 @@ import type { ApplyResult, MemoryWrite } from '../../core/ports/memory-store.js'
 import { contentHash } from '../memory/content-hash.js';
 import { planUpsert } from '../memory/upsert-plan.js';
 import { bulkWrite, type BulkOp, type BulkOutcome, type Refresh } from './es-bulk.js';
+import { isFenced, type ErasedAt } from './es-erased-users.js';
 import { bulkItemFailure } from './es-errors.js';
 import { keptClosedBy, readExisting, type ExistingDoc } from './es-existing.js';
 import type { IndexNames } from './es-mapping.js';
@@ -28,6 +29,11 @@ import { readRecordedKeys, toOpDocument, type RecordedOutcome } from './es-ops.j
  * A batch runs in waves: an op waits for the earlier ops that name one of its memories (or its opId), so an
  * op can target what an earlier op of the same batch wrote and each wave writes a memory at most once. Each
  * wave reads with two mgets and writes with at most three bulk requests, whatever its size.
+ *
+ * Erased users (es-erased-users.ts): an op of an erased user decided before the erasure (`requestedAt`), or
+ * whose targets the erasure removed, is fenced: counted as stale but neither applied nor recorded (its
+ * replacements hold the erased user's text). A replacement of an erased user extracted before the erasure
+ * (`ingestedAt`) is not written, as upsert refuses it. As in the SQLite store.
  */
 
 /** Rounds of one wave before it gives up with `busy` (retryable). */
@@ -39,6 +45,8 @@ export interface ApplyContext {
   readonly refresh: Refresh;
   /** appliedAt of every op of the call (and consolidatedAt of the replacements it writes). */
   readonly appliedAt: number;
+  /** When the users of the call's ops and replacements were erased (null: never). */
+  readonly erasedAt: ErasedAt;
   /** Called before the first memory write (records the embedder of the index's first vectors). */
   readonly beforeWrite: () => Promise<void>;
 }
@@ -59,6 +67,8 @@ interface Closed {
 interface Plan {
   readonly item: CheckedOp;
   readonly outcome: RecordedOutcome;
+  /** False for an op of an erased user that is fenced: counted as stale, never recorded. */
+  readonly record: boolean;
   /** Conditional updates closing the targets (only those not closed by this op yet). */
   readonly closes: BulkOp[];
   readonly closing: Closed[];
@@ -176,10 +186,16 @@ async function applyWave(context: ApplyContext, wave: readonly CheckedOp[], coun
       else done.push(plan);
     }
 
-    // 3. Record the ops that are done (applied or stale).
+    // 3. Record the ops that are done (applied or stale), except the fenced ones.
+    const recording = done.filter((plan) => {
+      if (plan.record) return true;
+      counts.stale++;
+      closedHere.delete(plan.item.key);
+      return false;
+    });
     const recordOutcomes = await bulkWrite(
       client,
-      done.map((plan) => ({
+      recording.map((plan) => ({
         kind: 'create',
         index: names.ops.alias,
         id: plan.item.key,
@@ -187,7 +203,7 @@ async function applyWave(context: ApplyContext, wave: readonly CheckedOp[], coun
       })),
       context.refresh,
     );
-    for (const plan of done) {
+    for (const plan of recording) {
       const outcome = mustHave(recordOutcomes, plan.item.key);
       if (outcome.status < 300) counts[plan.outcome]++;
       // Recorded meanwhile by a concurrent apply of the same op.
@@ -210,17 +226,23 @@ async function applyWave(context: ApplyContext, wave: readonly CheckedOp[], coun
   }
 }
 
-/** Decides one op from fresh reads: stale, or the writes that apply it. */
+/** Decides one op from fresh reads: fenced, stale, or the writes that apply it. */
 function planOp(context: ApplyContext, item: CheckedOp, docs: ReadonlyMap<string, ExistingDoc>): Plan {
   const { op } = item;
-  const stale: Plan = { item, outcome: 'stale', closes: [], closing: [], replacements: [] };
+  const erased = op.userId === null ? null : context.erasedAt(op.tenantId, op.userId);
+  const stale: Plan = { item, outcome: 'stale', record: true, closes: [], closing: [], replacements: [] };
+  // Decided before its user was erased, or about memories the erasure removed: not applied, not recorded.
+  const fenced: Plan = { ...stale, record: false };
+  if (erased !== null && op.requestedAt <= erased) return fenced;
   const targets: [string, ExistingDoc][] = [];
   for (const id of op.targetIds) {
     const doc = docs.get(id);
-    if (doc === undefined || !isCurrentFor(doc, op)) return stale;
+    if (doc === undefined || !isCurrentFor(doc, op)) return erased === null ? stale : fenced;
     targets.push([id, doc]);
   }
-  if (op.op === 'ignore') return { item, outcome: 'applied', closes: [], closing: [], replacements: [] };
+  if (op.op === 'ignore') {
+    return { item, outcome: 'applied', record: true, closes: [], closing: [], replacements: [] };
+  }
   const by = op.replacementIds[0] ?? null;
   const validTo = op.validTo ?? op.requestedAt;
   const closes: BulkOp[] = [];
@@ -242,7 +264,7 @@ function planOp(context: ApplyContext, item: CheckedOp, docs: ReadonlyMap<string
     const op = replacementWrite(context, write, docs.get(write.entry.id));
     return op === null ? [] : [{ op, field }];
   });
-  return { item, outcome: 'applied', closes, closing, replacements };
+  return { item, outcome: 'applied', record: true, closes, closing, replacements };
 }
 
 /** A current version in the op's tenant (and user), or one this very op closed before (a re-run). */
@@ -263,6 +285,8 @@ function replacementWrite(
   existing: ExistingDoc | undefined,
 ): BulkOp | null {
   const { entry, embedding } = write;
+  // Extracted before its user was erased: it stays erased (the op still closes its targets).
+  if (isFenced(context.erasedAt, entry)) return null;
   const hash = contentHash(entry, embedding);
   const decision = planUpsert(entry, hash, existing?.memory);
   if (decision.action === 'unchanged') {

@@ -21,7 +21,8 @@ import { memoryEntrySchema } from '../memory/entry-schema.js';
  *   source; absent or null = pending) and `closedBy` (the opId that closed it, so an op interrupted half-way
  *   is recognised as its own when it runs again). Both were added in template version 2; open() maps them
  *   on indices made by version 1 (LATER_FIELDS).
- * - Applied ops are kept in their own index (es-ops.ts).
+ * - Applied ops are kept in their own index (es-ops.ts), and the users erased so far in another
+ *   (es-erased-users.ts).
  */
 
 /** Bump when the template changes; an older template is replaced, a newer one left alone. */
@@ -41,6 +42,8 @@ export interface IndexNames {
   tenantAlias(tenantId: string): string;
   /** The index of recorded ops (es-ops.ts): versioned behind its own alias, with per-tenant aliases too. */
   readonly ops: AliasNames;
+  /** When each erased user was erased (es-erased-users.ts): one index behind its alias. */
+  readonly erasedUsers: AliasNames;
 }
 
 /** A versioned index behind an alias, with one filtered alias per tenant. */
@@ -62,7 +65,8 @@ export function indexNames(prefix: string): IndexNames {
   }
   const alias = `${prefix}memories`;
   const ops = aliasNames(`${prefix}memory-ops`);
-  return { ...aliasNames(alias), template: alias, pattern: `${alias}-v*`, ops };
+  const erasedUsers = aliasNames(`${prefix}erased-users`);
+  return { ...aliasNames(alias), template: alias, pattern: `${alias}-v*`, ops, erasedUsers };
 }
 
 function aliasNames(alias: string): AliasNames {

@@ -41,11 +41,16 @@ import {
   dataTopicConfigs,
   ensureTopics,
   kafkaTopic,
+  keyringTopicConfig,
   stateTopic,
   stateTopicConfig,
   valueSubject,
   type TopicLayout,
 } from './kafka-topics.js';
+import { UserKeyring, type Owner, type UserKey } from './user-keyring.js';
+import { isSealed, seal, sealedRef, unseal, type KeyRef } from './sealed-value.js';
+import { recordOwner } from '../../core/model/record-owner.js';
+import { stateKeyOwner } from '../../stages/state-keys.js';
 import { partitionEnds, readRange } from './kafka-range-reader.js';
 import { StageState } from './stage-state.js';
 import { disconnectQuietly } from './disconnect.js';
@@ -115,6 +120,7 @@ export class KafkaEventLog implements EventLog {
   private readonly running = new Set<Promise<void>>();
   /** Groups whose consumer runs in this process → the input partitions it owns (its state there is current). */
   private readonly liveGroups = new Map<string, Set<number>>();
+  private readonly keyring: UserKeyring;
   private closed = false;
 
   private constructor(
@@ -128,6 +134,18 @@ export class KafkaEventLog implements EventLog {
     this.admin = admin;
     this.producer = producer;
     this.policy = batchPolicyOf(options);
+    this.keyring = new UserKeyring({
+      kafka,
+      admin,
+      producer,
+      topic: keyringTopicConfig(options.topics),
+      groupPrefix: options.topics.prefix,
+      logger: options.logger,
+    });
+    // An erased user's state leaves the memory of every stage here as soon as the erasure is read.
+    this.keyring.onDestroyed((owner) => {
+      for (const state of this.states.values()) state.dropOwned(owner);
+    });
   }
 
   static async open(options: KafkaEventLogOptions): Promise<KafkaEventLog> {
@@ -175,10 +193,17 @@ export class KafkaEventLog implements EventLog {
   async append<T extends TopicName>(topic: T, records: readonly AppendRecord<T>[]): Promise<AppendResult> {
     if (records.length === 0) return { appended: 0, duplicates: 0, duplicateIndexes: [] };
     // Encode first: a record that does not match its schema fails the call before anything is sent.
-    const messages = records.map((record) => ({
+    const encoded = records.map((record) => ({
       key: record.key,
       value: this.codec.encode(topic, record.value),
+      owner: ownerOf(recordOwner(topic, record.value)),
     }));
+    // Read the keyring up to now first: a user erased a moment ago by another process gets a new key.
+    if (encoded.some((record) => record.owner !== null)) await this.keyring.sync();
+    const messages: { key: string; value: Buffer }[] = [];
+    for (const record of encoded) {
+      messages.push({ key: record.key, value: await this.sealFor(record.owner, record.value, new Map()) });
+    }
     try {
       await this.producer.send({ topic: kafkaTopic(this.options.topics, topic), messages, acks: -1 });
     } catch (error) {
@@ -205,8 +230,12 @@ export class KafkaEventLog implements EventLog {
         return messages.length >= limit;
       },
     });
+    await this.knowKeysOf(messages.map((message) => message.value));
     const out: LogRecord<T>[] = [];
-    for (const message of messages) out.push(await this.decodeMessage(topic, message));
+    for (const message of messages) {
+      const record = await this.decodeMessage(topic, message);
+      if (record !== null) out.push(record);
+    }
     return out;
   }
 
@@ -236,19 +265,25 @@ export class KafkaEventLog implements EventLog {
   }
 
   /**
-   * Kafka topics are append-only: erasure there is crypto-shredding (turn text encrypted with a per-user key
-   * kept in a compacted topic, the key destroyed), which comes in a later step. Until then it refuses.
+   * Kafka topics are append-only: erasure is crypto-shredding. Every record and state value about a user is
+   * sealed with one of their keys (see `UserKeyring`); erasing destroys the keys, so every copy in every
+   * topic is unreadable (readers skip it: a stage never sees it, a replay cannot derive from it). The
+   * user's stage state is also deleted from each changelog (compaction removes it) and from the memory of
+   * the stages (here at once, elsewhere as they read the keyring: before their next batch).
    */
-  eraseUser(tenantId: string, userId: string): Promise<LogErasure> {
-    return Promise.reject(kafkaErasureUnsupported(`erasing user ${userId} of ${tenantId}`));
+  async eraseUser(tenantId: string, userId: string, erasedAt: number): Promise<LogErasure> {
+    const owner: Owner = { tenantId, userId };
+    const keys = await this.keyring.destroy(owner, erasedAt);
+    for (const state of this.states.values()) state.dropOwned(owner);
+    return { records: {}, state: await this.eraseStateOf(owner), keys };
   }
 
-  completeErasure(): Promise<void> {
-    return Promise.reject(kafkaErasureUnsupported('recording an erasure'));
+  completeErasure(tenantId: string, userId: string, receipt: string, completedAt: number): Promise<void> {
+    return this.keyring.complete({ tenantId, userId }, receipt, completedAt);
   }
 
-  erasures(): Promise<ErasureTombstone[]> {
-    return Promise.reject(kafkaErasureUnsupported('listing erasures'));
+  erasures(tenantId?: string): Promise<ErasureTombstone[]> {
+    return this.keyring.erasures(tenantId);
   }
 
   /** Members of a consumer group once it is stable (0 while it has none or is rebalancing). */
@@ -288,6 +323,7 @@ export class KafkaEventLog implements EventLog {
   async close(): Promise<void> {
     this.closed = true;
     await Promise.allSettled([...this.running]);
+    await this.keyring.close();
     await disconnectQuietly(this.producer);
     await disconnectQuietly(this.admin);
     await this.codec.close().catch(() => undefined);
@@ -300,20 +336,114 @@ export class KafkaEventLog implements EventLog {
     return `${this.options.topics.prefix}${group}`;
   }
 
+  /** A record, or null when it is sealed with a destroyed key (its user was erased). */
   private async decodeMessage<T extends TopicName>(
     topic: T,
     message: KafkaMessage,
     partition = 0,
-  ): Promise<LogRecord<T>> {
+  ): Promise<LogRecord<T> | null> {
     if (message.value === null) throw new LightmemError('invalid_input', `a ${topic} record has no value`);
+    const plain = this.opened(message.value);
+    if (plain === null) return null;
     return {
       topic,
       offset: Number(message.offset),
       partition,
       key: message.key?.toString('utf8') ?? '',
-      value: await this.codec.decode(topic, message.value),
+      value: await this.codec.decode(topic, plain),
       appendedAt: Number(message.timestamp),
     };
+  }
+
+  /** A value as written before it was sealed; null when its key was destroyed. */
+  private opened(value: Buffer): Buffer | null {
+    if (!isSealed(value)) return value;
+    const key = this.keyring.keyOf(sealedRef(value));
+    return key === undefined ? null : unseal(value, key);
+  }
+
+  /** The key a sealed value names, if it is live here (the batch's outputs for its user reuse it). */
+  private liveKeyOf(value: Buffer | null): UserKey | null {
+    if (value === null || !isSealed(value)) return null;
+    let ref: KeyRef;
+    try {
+      ref = sealedRef(value);
+    } catch {
+      return null;
+    }
+    const key = this.keyring.keyOf(ref);
+    return key === undefined ? null : { ref, key };
+  }
+
+  /** Reads the keyring up to now when a value names a key this process has not read yet (one read per call). */
+  private async knowKeysOf(values: readonly (Buffer | null)[]): Promise<void> {
+    const unknown = values.some((value) => {
+      if (value === null || !isSealed(value)) return false;
+      try {
+        return !this.keyring.knows(sealedRef(value));
+      } catch {
+        return false;
+      }
+    });
+    if (unknown) await this.keyring.sync();
+  }
+
+  /**
+   * Seals a value about a user: with the key the batch's input for that user was sealed with (so what a
+   * batch derives from records read before an erasure is as unreadable as they are), else with a key the
+   * user has now. A value about no user stays plain.
+   */
+  private async sealFor(
+    owner: Owner | null,
+    plain: Buffer,
+    inputKeys: ReadonlyMap<string, UserKey>,
+  ): Promise<Buffer> {
+    if (owner === null) return plain;
+    const userKey = inputKeys.get(ownerKey(owner)) ?? (await this.keyring.keyFor(owner));
+    return seal(plain, userKey.ref, userKey.key);
+  }
+
+  /** Deletes the user's keys from every stage's changelog; how many per group (0 included). */
+  private async eraseStateOf(owner: Owner): Promise<Record<string, number>> {
+    const prefix = stateTopic(this.options.topics, '');
+    let topics: string[];
+    try {
+      topics = (await this.admin.listTopics()).filter((name) => name.startsWith(prefix)).sort();
+    } catch (error) {
+      throw new UnavailableError(`kafka: listing topics failed: ${errorMessage(error)}`, error);
+    }
+    const counts: Record<string, number> = {};
+    for (const topic of topics) {
+      // The latest value of each of the user's keys, per partition: the live ones get a tombstone.
+      const latest = new Map<string, { key: string; partition: number; live: boolean }>();
+      await readRange(this.kafka, this.admin, topic, {
+        onMessage: (partition, message) => {
+          const key = message.key?.toString('utf8') ?? '';
+          const keyOwner = stateKeyOwner(key);
+          if (keyOwner?.tenantId === owner.tenantId && keyOwner.userId === owner.userId) {
+            latest.set(JSON.stringify([partition, key]), { key, partition, live: message.value !== null });
+          }
+          return false;
+        },
+      });
+      const live = [...latest.values()].filter((entry) => entry.live);
+      if (live.length > 0) {
+        try {
+          await this.producer.send({
+            topic,
+            messages: live.map((entry) => ({ key: entry.key, value: null, partition: entry.partition })),
+            acks: -1,
+          });
+        } catch (error) {
+          throw new UnavailableError(
+            `kafka: deleting state from ${topic} failed: ${errorMessage(error)}`,
+            error,
+          );
+        }
+      }
+      counts[topic.slice(prefix.length)] = live.length;
+    }
+    return counts;
   }
 
   /** The group's committed state: from this process when it consumes it, else reloaded from the changelog. */
@@ -333,12 +463,18 @@ export class KafkaEventLog implements EventLog {
   private async restoreState(group: string): Promise<StageState> {
     const state = new StageState();
     const name = stateTopic(this.options.topics, group);
+    const changes: { partition: number; key: string; value: Buffer | null }[] = [];
     await readRange(this.kafka, this.admin, name, {
       onMessage: (partition, message) => {
-        state.applyChangelog(partition, message.key?.toString('utf8') ?? '', message.value);
+        changes.push({ partition, key: message.key?.toString('utf8') ?? '', value: message.value });
         return false;
       },
     });
+    await this.knowKeysOf(changes.map((change) => change.value));
+    // A value sealed with a destroyed key is an erased user's: it reads as deleted.
+    for (const { partition, key, value } of changes) {
+      state.applyChangelog(partition, key, value === null ? null : this.opened(value));
+    }
     state.markAt(await partitionEnds(this.admin, name));
     return state;
   }
@@ -451,6 +587,8 @@ export class KafkaEventLog implements EventLog {
       }
       const messages = batch.messages;
       const lastOffset = Number(batch.lastOffset());
+      // Erasures written before this batch are applied first (keys, in-memory state of the erased users).
+      await this.keyring.sync();
       for (
         let start = 0;
         start < messages.length || (start === 0 && messages.length === 0);
@@ -461,7 +599,12 @@ export class KafkaEventLog implements EventLog {
         const isLast = start + batchSize >= messages.length;
         const next = isLast ? lastOffset + 1 : Number(chunk.at(-1)?.offset ?? lastOffset) + 1;
         const view = state.reader();
-        const { records, undecodable } = await this.decodeChunk(topic, batch.partition, chunk, group);
+        const { records, undecodable, inputKeys } = await this.decodeChunk(
+          topic,
+          batch.partition,
+          chunk,
+          group,
+        );
         let output: StageOutput | null = { records: undecodable, state: [] };
         if (records.length > 0) {
           const handled = await runBatch(records, handler, view, {
@@ -476,6 +619,7 @@ export class KafkaEventLog implements EventLog {
           if (handled === null) return;
           output = { records: [...undecodable, ...handled.records], state: handled.state };
         }
+        const sealed = await this.sealOutput(output, encode, inputKeys);
         // Commit output + state + offset atomically; a failed commit is retried with the same output
         // (the state is applied in memory only after the commit succeeded).
         // On SIGTERM the batch in hand is still committed once; only the retries stop.
@@ -489,8 +633,7 @@ export class KafkaEventLog implements EventLog {
               changelog,
               batch.partition,
               next,
-              output,
-              encode,
+              sealed,
               state.movedKeys(batch.partition, output.state),
             );
             break;
@@ -527,7 +670,16 @@ export class KafkaEventLog implements EventLog {
             });
           }
         }
-        state.apply(batch.partition, output.state);
+        // A write sealed with a key destroyed meanwhile is an erased user's: not kept in memory either.
+        state.apply(
+          batch.partition,
+          output.state.map((write, index) => {
+            const ref = sealed.stateRefs[index] ?? null;
+            return ref !== null && this.keyring.keyOf(ref) === undefined
+              ? { key: write.key, value: null }
+              : write;
+          }),
+        );
         payload.resolveOffset(String(next - 1));
         await heartbeat();
       }
@@ -594,12 +746,19 @@ export class KafkaEventLog implements EventLog {
     partition: number,
     messages: readonly KafkaMessage[],
     group: string,
-  ): Promise<{ records: LogRecord<T>[]; undecodable: OutputRecord[] }> {
+  ): Promise<{ records: LogRecord<T>[]; undecodable: OutputRecord[]; inputKeys: Map<string, UserKey> }> {
     const records: LogRecord<T>[] = [];
     const undecodable: OutputRecord[] = [];
+    const inputKeys = new Map<string, UserKey>();
+    await this.knowKeysOf(messages.map((message) => message.value));
     for (const message of messages) {
       try {
-        records.push(await this.decodeMessage(topic, message, partition));
+        const record = await this.decodeMessage(topic, message, partition);
+        // Sealed with a destroyed key: its user was erased, and so is the record (skipped, not dead-lettered).
+        if (record === null) continue;
+        records.push(record);
+        const userKey = this.liveKeyOf(message.value);
+        if (userKey !== null) inputKeys.set(ownerKey(userKey.ref), userKey);
       } catch (error) {
         if (!(error instanceof LightmemError) || error.retryable) throw error;
         this.options.logger.error('record dead-lettered: it does not decode', {
@@ -619,7 +778,38 @@ export class KafkaEventLog implements EventLog {
         undecodable.push(deadLetterFor(group, raw, error, 1, this.options.clock.now()));
       }
     }
-    return { records, undecodable };
+    return { records, undecodable, inputKeys };
+  }
+
+  /** A batch's output as it is committed: every value about a user sealed (see `sealFor`). */
+  private async sealOutput(
+    output: StageOutput,
+    encode: (record: OutputRecord) => Buffer,
+    inputKeys: ReadonlyMap<string, UserKey>,
+  ): Promise<SealedOutput> {
+    const records: SealedOutput['records'] = [];
+    for (const record of output.records) {
+      const owner = ownerOf(recordOwner(record.topic, record.value as never));
+      records.push({
+        topic: record.topic,
+        key: record.key,
+        value: await this.sealFor(owner, encode(record), inputKeys),
+      });
+    }
+    const state: SealedOutput['state'] = [];
+    const stateRefs: (KeyRef | null)[] = [];
+    for (const write of output.state) {
+      const owner = stateKeyOwner(write.key);
+      if (write.value === null || owner === null) {
+        state.push({ key: write.key, value: write.value === null ? null : Buffer.from(write.value, 'utf8') });
+        stateRefs.push(null);
+        continue;
+      }
+      const value = await this.sealFor(owner, Buffer.from(write.value, 'utf8'), inputKeys);
+      state.push({ key: write.key, value });
+      stateRefs.push(sealedRef(value));
+    }
+    return { records, state, stateRefs };
   }
 
   private transactionalId(group: string): string {
@@ -656,8 +846,7 @@ export class KafkaEventLog implements EventLog {
     changelog: string,
     partition: number,
     nextOffset: number,
-    output: StageOutput,
-    encode: (record: OutputRecord) => Buffer,
+    output: SealedOutput,
     /** State keys this batch writes whose old value is in another partition: deleted there. */
     moved: readonly { readonly key: string; readonly partition: number }[],
   ): Promise<void> {
@@ -665,7 +854,7 @@ export class KafkaEventLog implements EventLog {
     for (const record of output.records) {
       const name = kafkaTopic(this.options.topics, record.topic);
       const list = byTopic.get(name) ?? [];
-      list.push({ key: record.key, value: encode(record) });
+      list.push({ key: record.key, value: record.value });
       byTopic.set(name, list);
     }
     const transaction = await producer.transaction();
@@ -677,11 +866,7 @@ export class KafkaEventLog implements EventLog {
           topic: changelog,
           messages: [
             ...moved.map((old) => ({ key: old.key, value: null, partition: old.partition })),
-            ...output.state.map((write) => ({
-              key: write.key,
-              value: write.value === null ? null : Buffer.from(write.value, 'utf8'),
-              partition,
-            })),
+            ...output.state.map((write) => ({ key: write.key, value: write.value, partition })),
           ],
         });
       }
@@ -698,12 +883,22 @@ export class KafkaEventLog implements EventLog {
   }
 }
 
-function kafkaErasureUnsupported(what: string): LightmemError {
-  return new LightmemError(
-    'unsupported',
-    `kafka: ${what} is not supported yet: Kafka topics are append-only, so erasure there is crypto-shredding (per-user keys destroyed), which comes in a later step`,
-    { retryable: false },
-  );
+/** A batch's output records and state writes as committed: values sealed, each state write's key reference. */
+interface SealedOutput {
+  readonly records: { readonly topic: TopicName; readonly key: string; readonly value: Buffer }[];
+  readonly state: { readonly key: string; readonly value: Buffer | null }[];
+  readonly stateRefs: (KeyRef | null)[];
+}
+
+/** A record's owner when it names both tenant and user (what is sealed); null otherwise (stays plain). */
+function ownerOf(owner: { tenantId: string | null; userId: string | null }): Owner | null {
+  return owner.tenantId === null || owner.userId === null
+    ? null
+    : { tenantId: owner.tenantId, userId: owner.userId };
+}
+
+function ownerKey(owner: Owner): string {
+  return JSON.stringify([owner.tenantId, owner.userId]);
 }
 
 function isFencedError(error: unknown): boolean {

@@ -10,7 +10,19 @@ export interface TopicLayout {
   readonly replicationFactor: number;
   /** Retention of the dead-letter topic (config `deadLetters`; default 30 days, 64 MiB). */
   readonly deadLetters?: DeadLetterRetention;
+  /** How soon compaction removes destroyed user keys from the brokers' disks (see `keyringTopicConfig`). */
+  readonly keyring?: KeyringCompaction;
 }
+
+export interface KeyringCompaction {
+  /** A segment is rolled (and so becomes compactable) at least this often. */
+  readonly segmentMs: number;
+  /** A destroyed key's record is compacted away within this long of the segment rolling. */
+  readonly maxCompactionLagMs: number;
+}
+
+/** Keys destroyed by an erasure leave the disks within about 25 minutes (Kafka's cleaner permitting). */
+const defaultKeyringCompaction: KeyringCompaction = { segmentMs: 600_000, maxCompactionLagMs: 900_000 };
 
 export interface DeadLetterRetention {
   readonly retentionMs: number;
@@ -74,6 +86,33 @@ export function stateTopicConfig(layout: TopicLayout, group: string): ITopicConf
       { name: 'cleanup.policy', value: 'compact' },
       { name: 'min.compaction.lag.ms', value: '0' },
       { name: 'segment.ms', value: String(3_600_000) },
+    ],
+  };
+}
+
+/** The compacted topic of per-user keys and erasure tombstones (see `UserKeyring`). */
+export function keyringTopic(layout: Pick<TopicLayout, 'prefix'>): string {
+  return `${layout.prefix}lightmem.user-keys`;
+}
+
+/**
+ * The keyring topic: one partition (readers apply it in order), compacted soon after a key is destroyed
+ * (the destroyed value must leave the disks, not only the readers), tombstones kept a day (a reader that
+ * starts meanwhile still learns which keys are gone; after that, an unknown key reads as destroyed too).
+ */
+export function keyringTopicConfig(layout: TopicLayout): ITopicConfig {
+  const compaction = layout.keyring ?? defaultKeyringCompaction;
+  return {
+    topic: keyringTopic(layout),
+    numPartitions: 1,
+    replicationFactor: layout.replicationFactor,
+    configEntries: [
+      { name: 'cleanup.policy', value: 'compact' },
+      { name: 'min.compaction.lag.ms', value: '0' },
+      { name: 'min.cleanable.dirty.ratio', value: '0.01' },
+      { name: 'segment.ms', value: String(compaction.segmentMs) },
+      { name: 'max.compaction.lag.ms', value: String(compaction.maxCompactionLagMs) },
+      { name: 'delete.retention.ms', value: String(24 * 3_600_000) },
     ],
   };
 }

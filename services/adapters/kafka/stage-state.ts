@@ -1,5 +1,6 @@
 import type { StateReader, StateWrite } from '../../core/ports/event-log.js';
 import type { PartitionEnd } from './kafka-range-reader.js';
+import { stateKeyOwner } from '../../stages/state-keys.js';
 
 /**
  * A stage's keyed state in memory, rebuilt from its compacted changelog topic (a null value deletes a
@@ -29,6 +30,16 @@ export class StageState {
       else this.partition(partition).set(write.key, write.value);
     }
     this.ends = null;
+  }
+
+  /** Drops every key of one user (erased): state keys name their tenant and user (see `stateKeyOwner`). */
+  dropOwned(owner: { readonly tenantId: string; readonly userId: string }): void {
+    for (const values of this.partitions.values()) {
+      for (const key of [...values.keys()]) {
+        const keyOwner = stateKeyOwner(key);
+        if (keyOwner?.tenantId === owner.tenantId && keyOwner.userId === owner.userId) values.delete(key);
+      }
+    }
   }
 
   /** Records that this state reflects the changelog up to these ends. */

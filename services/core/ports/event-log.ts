@@ -75,12 +75,16 @@ export interface AppendResult {
 }
 
 /**
- * What erasing a user removed from the log. Record counts name every topic (0 included); state counts name
- * every consumer group that holds keyed state (0 included).
+ * What erasing a user removed from the log. A log that deletes records (SQLite) counts them per topic,
+ * every topic named (0 included); an append-only log that crypto-shreds (Kafka) names no topic and counts
+ * the user's keys it destroyed instead: every record and state value sealed with them, in every topic, is
+ * unreadable. State counts name every consumer group that holds keyed state (0 included).
  */
 export interface LogErasure {
-  readonly records: Readonly<Record<TopicName, number>>;
+  readonly records: Readonly<Partial<Record<TopicName, number>>>;
   readonly state: Readonly<Record<string, number>>;
+  /** Per-user encryption keys destroyed (crypto-shredding logs only). */
+  readonly keys?: number;
 }
 
 /** The mark an erased user leaves in the log, so that no replay brings their data back. */

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnCli } from '../../support/cli.js';
 
@@ -9,14 +9,18 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-/** `lightmem serve --port 0` on a data dir with extra environment; resolves once it listens. */
+/**
+ * `lightmem serve --port 0` on a data dir with extra environment (and arguments, e.g. `--config`); resolves
+ * once it listens.
+ */
 export async function serve(
   dataDir: string,
   env: Record<string, string>,
   startTimeoutMs = 120_000,
   stopTimeoutMs = 60_000,
+  args: readonly string[] = [],
 ): Promise<RunningServer> {
-  const child = spawnCli(['serve', '--port', '0', '--data-dir', dataDir], env);
+  const child = spawnCli(['serve', '--port', '0', '--data-dir', dataDir, ...args], env);
   let output = '';
   const base = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -36,8 +40,9 @@ export async function serve(
       reject(new Error(`lightmem serve exited (${code}):\n${output}`));
     });
   });
-  // The first start of a data dir writes its admin key there (see serve-command.ts).
-  const apiKey = readFileSync(join(dataDir, 'api-key'), 'utf8').trim();
+  // The first start of a data dir writes its admin key there (see serve-command.ts), unless tenants existed.
+  const keyFile = join(dataDir, 'api-key');
+  const apiKey = existsSync(keyFile) ? readFileSync(keyFile, 'utf8').trim() : '';
   return {
     base,
     post: async <T>(path: string, body: unknown): Promise<T> => {
