@@ -96,7 +96,8 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
   if (!runtime.startPipeline()) {
     logger.warn(`the pipeline is run by ${runtime.pipelineDescription}; this process serves the API`);
   }
-  if (config.mode === 'embedded') await resumeErasures(runtime, logger);
+  // Every replica does it (distributed: the tombstones are in the Kafka keyring); finishing one is idempotent.
+  await resumeErasures(runtime, logger);
   const app = createRuntimeHttpApi(runtime, directory, {
     logger,
     clock: systemClock,

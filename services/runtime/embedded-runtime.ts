@@ -391,7 +391,8 @@ export class EmbeddedRuntime implements Runtime {
     options: { dryRun: boolean; signal?: AbortSignal },
   ): Promise<ConsolidationSummary> {
     if (!options.dryRun && !this.ownership.isStarted) this.startPipeline();
-    return this.consolidation.run(scope, options);
+    // The version that serves the tenant's reads (a later one after `replay switch`).
+    return (await this.versions.servingOf(scope.tenantId)).consolidation.run(scope, options);
   }
 
   /**

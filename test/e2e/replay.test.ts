@@ -192,6 +192,23 @@ describe('replay into a new pipeline version (embedded)', () => {
     assert.equal(kayaks.length, 1, 'the user turn only');
   });
 
+  it('lightmem consolidate works on the version that serves the tenant (v2 after the switch)', async () => {
+    const v2 = await live.versions.storeOf('v2');
+    const scope = { tenantId: 'acme', userId: 'alice' };
+    const pendingIn = async (store: MemoryStore) =>
+      (await store.pendingConsolidation(scope, 1_000)).map((m) => m.id).sort();
+    const [inV1, inV2] = [await pendingIn(live.firstStore), await pendingIn(v2)];
+    assert.notDeepEqual(inV1, inV2, 'the versions hold different memories');
+    const run = await live.consolidate(scope, { dryRun: true });
+    // A dry run decides over the pending memories of v2, not v1's (ids name their version's settings).
+    assert.equal(run.sources, inV2.length);
+    for (const decision of run.decisions) {
+      for (const id of [...decision.sourceIds, ...decision.targetIds]) {
+        assert.ok(!inV1.includes(id) || inV2.includes(id), `decided over v1's ${id}`);
+      }
+    }
+  });
+
   it('erasure reaches every version, and a later replay does not bring the user back', async () => {
     const receipt = await service.eraseUser(operator, { userId: 'bob' });
     const store = receipt.removed.find((r) => r.where === 'memory-store');

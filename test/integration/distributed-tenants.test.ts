@@ -6,7 +6,7 @@ import { Topics, type TopicName } from '../../services/core/model/topics.js';
 import { lastJsonLine, runCli, tempDir } from '../support/cli.js';
 import { apiClient, type ApiClient } from '../support/api-client.js';
 import { fetchModel } from './support/models.js';
-import { deleteTopics, testKafka } from './support/servers.js';
+import { deleteTopics, openKafkaLog, testKafka } from './support/servers.js';
 import { serve, type RunningServer } from './support/serve.js';
 import { readableRecords } from './support/sealed-records.js';
 import {
@@ -62,6 +62,8 @@ describe('tenants, isolation and erasure in distributed mode (real Kafka, regist
   let server: RunningServer | null = null;
   let a: ApiClient;
   let b: ApiClient;
+  let tenantAKey = '';
+  let tenantBKey = '';
   let readOnlyA: { client: ApiClient; keyId: string };
   /** Memory ids of brand-b's user u1 (the same user id as brand-a's). */
   let brandBIds: string[] = [];
@@ -91,6 +93,8 @@ describe('tenants, isolation and erasure in distributed mode (real Kafka, regist
     };
     stages = await startStages(file, modelEnv());
     server = await serve(join(dir.path, 'serve'), modelEnv(), 120_000, 60_000, ['--config', file]);
+    tenantAKey = tenantA.apiKey;
+    tenantBKey = tenantB.apiKey;
     a = apiClient(server.base, tenantA.apiKey);
     b = apiClient(server.base, tenantB.apiKey);
     readOnlyA = { client: apiClient(server.base, reader.apiKey), keyId: reader.keyId };
@@ -302,5 +306,32 @@ describe('tenants, isolation and erasure in distributed mode (real Kafka, regist
     );
     const now = await search(a, 'u1', 'axolotl Quillfeather');
     assert.ok(!now.some((result) => /axolotl|Quillfeather/i.test(result.text)), JSON.stringify(now));
+  });
+
+  it('an erasure a crash interrupted after the log step is finished by the next server to start', async () => {
+    assert.ok((await search(a, 'u2', 'Icelandic horses')).length > 0);
+    // Step 1 of an erasure (keys destroyed, tombstone left without completedAt), then the "crash".
+    const log = await openKafkaLog(layout);
+    try {
+      await log.eraseUser('brand-a', 'u2', Date.now());
+      const [tombstone] = await log.erasures('brand-a').then((all) => all.filter((t) => t.userId === 'u2'));
+      assert.equal(tombstone?.completedAt, null);
+    } finally {
+      await log.close();
+    }
+    assert.ok((await search(a, 'u2', 'Icelandic horses')).length > 0, 'the store is not erased yet');
+    await server?.stop();
+    server = await serve(join(dir.path, 'serve'), modelEnv(), 120_000, 60_000, ['--config', file]);
+    a = apiClient(server.base, tenantAKey);
+    b = apiClient(server.base, tenantBKey);
+    assert.deepEqual(await search(a, 'u2', 'Icelandic horses'), [], 'finished before the API answered');
+    const check = await openKafkaLog(layout);
+    try {
+      const [tombstone] = (await check.erasures('brand-a')).filter((t) => t.userId === 'u2');
+      assert.ok(tombstone?.completedAt !== null && tombstone?.receipt !== null, JSON.stringify(tombstone));
+    } finally {
+      await check.close();
+    }
+    assert.ok((await search(b, 'u1', 'barometer Bavaria')).length > 0, 'brand-b untouched');
   });
 });

@@ -1,11 +1,11 @@
-import { createHash } from 'node:crypto';
 import type { Client, estypes } from '@elastic/elasticsearch';
 import { z } from 'zod';
-import { LightmemError, UnavailableError } from '../../core/errors.js';
+import { LightmemError } from '../../core/errors.js';
 import type { MemoryEntry } from '../../core/model/generated.js';
 import type { Refresh } from './es-bulk.js';
 import { statusOf } from './es-errors.js';
-import { ensureAliasedIndex } from './es-indices.js';
+import { mgetFound } from './es-mget.js';
+import { ensureSmallIndex, tenantDocId } from './es-indices.js';
 import type { AliasNames } from './es-mapping.js';
 
 /**
@@ -43,17 +43,12 @@ const erasedUsersMappings: estypes.MappingTypeMapping = {
 
 /** Creates the first version of the erased-users index and its alias when missing (idempotent, race-safe). */
 export async function ensureErasedUsersIndex(client: Client, names: AliasNames): Promise<string> {
-  return ensureAliasedIndex(client, names, {
-    settings: { number_of_shards: 1, auto_expand_replicas: '0-1' },
-    mappings: erasedUsersMappings,
-  });
+  return ensureSmallIndex(client, names, erasedUsersMappings);
 }
 
 /** Document id of a user: tenant-qualified, of bounded length whatever the ids hold. */
 export function erasedUserDocId(tenantId: string, userId: string): string {
-  return createHash('sha256')
-    .update(JSON.stringify([tenantId, userId]))
-    .digest('hex');
+  return tenantDocId(tenantId, userId);
 }
 
 /** Records that a user was erased at `at`, keeping the latest time when the user was erased before. */
@@ -84,16 +79,7 @@ export async function recordErasure(
   }
 }
 
-const mgetSchema = z.object({
-  docs: z.array(
-    z.object({
-      _id: z.string(),
-      found: z.boolean().optional(),
-      _source: z.object({ tenantId: z.string(), userId: z.string(), erasedAt: z.number().int() }).optional(),
-      error: z.object({ type: z.string(), reason: z.string().nullish() }).loose().optional(),
-    }),
-  ),
-});
+const erasedUserSource = z.object({ tenantId: z.string(), userId: z.string(), erasedAt: z.number().int() });
 
 /**
  * When each user of a batch was erased, read with one real-time mget for the batch's distinct users (a
@@ -110,28 +96,17 @@ export async function erasedUsersLookup(
     wanted.set(erasedUserDocId(tenantId, userId), { tenantId, userId });
   const erased = new Map<string, number>();
   if (wanted.size > 0) {
-    const response = mgetSchema.safeParse(
-      await client.mget({ index: names.alias, ids: [...wanted.keys()], realtime: true }),
+    const docs = await mgetFound(
+      client,
+      { index: names.alias, ids: [...wanted.keys()], realtime: true },
+      erasedUserSource,
+      'erased user',
     );
-    if (!response.success) {
-      throw new LightmemError('internal', 'elasticsearch: unexpected mget response', {
-        cause: response.error,
-      });
-    }
-    for (const doc of response.data.docs) {
-      if (doc.error !== undefined) {
-        throw new UnavailableError(
-          `elasticsearch mget of erased user ${doc._id} failed: ${doc.error.type}`,
-          doc.error,
-        );
-      }
-      const want = wanted.get(doc._id);
-      const source = doc._source;
-      if (doc.found !== true || source === undefined || want === undefined) continue;
+    for (const { id, source } of docs) {
       // The hashed id is checked against the ids it stands for.
-      if (source.tenantId === want.tenantId && source.userId === want.userId) {
-        erased.set(doc._id, source.erasedAt);
-      }
+      const want = wanted.get(id);
+      if (source.tenantId === want?.tenantId && source.userId === want.userId)
+        erased.set(id, source.erasedAt);
     }
   }
   return (tenantId, userId) => erased.get(erasedUserDocId(tenantId, userId)) ?? null;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Client, estypes } from '@elastic/elasticsearch';
 import { z } from 'zod';
 import { LightmemError } from '../../core/errors.js';
@@ -35,6 +36,28 @@ export async function ensureMemoryIndex(client: Client, names: IndexNames): Prom
   // An index made from an older template lacks them; adding fields to a live mapping is allowed (idempotent).
   await client.indices.putMapping({ index: names.alias, properties: { ...LATER_FIELDS } });
   return index;
+}
+
+/**
+ * A small bookkeeping index behind its alias (one shard, a replica where the cluster has a second node):
+ * recorded ops, erased users. Idempotent and race-safe; returns the write index.
+ */
+export async function ensureSmallIndex(
+  client: Client,
+  names: AliasNames,
+  mappings: estypes.MappingTypeMapping,
+): Promise<string> {
+  return ensureAliasedIndex(client, names, {
+    settings: { number_of_shards: 1, auto_expand_replicas: '0-1' },
+    mappings,
+  });
+}
+
+/** Document id of something named within a tenant: of bounded length whatever the ids hold. */
+export function tenantDocId(tenantId: string, id: string): string {
+  return createHash('sha256')
+    .update(JSON.stringify([tenantId, id]))
+    .digest('hex');
 }
 
 /**

@@ -1,14 +1,14 @@
-import { createHash } from 'node:crypto';
 import type { Client, estypes } from '@elastic/elasticsearch';
 import { z } from 'zod';
-import { LightmemError, UnavailableError } from '../../core/errors.js';
+import { LightmemError } from '../../core/errors.js';
 import type { MemoryOp } from '../../core/model/generated.js';
 import type { RecordedOp } from '../../core/ports/memory-store.js';
 import { memoryEntrySchema } from '../memory/entry-schema.js';
 import { memoryOpSchema } from '../memory/op-plan.js';
 import { bulkWrite, type BulkOp, type Refresh } from './es-bulk.js';
 import { bulkItemFailure, isIndexNotFound } from './es-errors.js';
-import { ensureAliasedIndex } from './es-indices.js';
+import { mgetFound } from './es-mget.js';
+import { ensureSmallIndex, tenantDocId } from './es-indices.js';
 import type { AliasNames } from './es-mapping.js';
 import { decodeSearch, type Hit } from './es-query.js';
 
@@ -49,17 +49,12 @@ export const opsMappings: estypes.MappingTypeMapping = {
 
 /** Creates the first version of the ops index and its alias when missing (idempotent, race-safe). */
 export async function ensureOpsIndex(client: Client, names: AliasNames): Promise<string> {
-  return ensureAliasedIndex(client, names, {
-    settings: { number_of_shards: 1, auto_expand_replicas: '0-1' },
-    mappings: opsMappings,
-  });
+  return ensureSmallIndex(client, names, opsMappings);
 }
 
 /** Document id of an op: tenant-qualified, of bounded length whatever the ids hold. */
 export function opDocId(tenantId: string, opId: string): string {
-  return createHash('sha256')
-    .update(JSON.stringify([tenantId, opId]))
-    .digest('hex');
+  return tenantDocId(tenantId, opId);
 }
 
 export type RecordedOutcome = RecordedOp['outcome'];
@@ -107,16 +102,7 @@ const PAGE = 1_000;
 /** Ids per terms query of an erasure. */
 const TERMS_CHUNK = 10_000;
 
-const mgetSchema = z.object({
-  docs: z.array(
-    z.object({
-      _id: z.string(),
-      found: z.boolean().optional(),
-      _source: z.object({ tenantId: z.string(), opId: z.string() }).optional(),
-      error: z.object({ type: z.string(), reason: z.string().nullish() }).loose().optional(),
-    }),
-  ),
-});
+const recordedOpSource = z.object({ tenantId: z.string(), opId: z.string() });
 
 /** Which of these ops of `tenantId` are recorded (a real-time mget by document id). */
 export async function readRecordedOpIds(
@@ -140,34 +126,16 @@ export async function readRecordedKeys(
   const expected = new Map(keys.map((entry) => [entry.key, entry]));
   const ids = [...expected.keys()];
   for (let start = 0; start < ids.length; start += PAGE) {
-    const response = mgetSchema.safeParse(
-      await client.mget({
-        index: names.alias,
-        ids: ids.slice(start, start + PAGE),
-        _source_includes: ['tenantId', 'opId'],
-      }),
+    const docs = await mgetFound(
+      client,
+      { index: names.alias, ids: ids.slice(start, start + PAGE), _source_includes: ['tenantId', 'opId'] },
+      recordedOpSource,
+      'op',
     );
-    if (!response.success) {
-      throw new LightmemError('internal', 'elasticsearch: unexpected mget response', {
-        cause: response.error,
-      });
-    }
-    for (const doc of response.data.docs) {
-      if (doc.error !== undefined) {
-        throw new UnavailableError(
-          `elasticsearch mget of op ${doc._id} failed: ${doc.error.type}`,
-          doc.error,
-        );
-      }
+    for (const { id, source } of docs) {
       // A get by id does not apply alias filters: the tenant is checked here (the id is tenant-qualified).
-      const want = expected.get(doc._id);
-      if (
-        doc.found === true &&
-        doc._source?.tenantId === want?.tenantId &&
-        doc._source?.opId === want?.opId
-      ) {
-        recorded.add(doc._id);
-      }
+      const want = expected.get(id);
+      if (source.tenantId === want?.tenantId && source.opId === want.opId) recorded.add(id);
     }
   }
   return recorded;
