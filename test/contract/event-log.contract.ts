@@ -13,6 +13,7 @@ import type {
   StageOutput,
 } from '../../services/core/ports/event-log.js';
 import { makeTurn } from '../support/event-fixtures.js';
+import { conversationStateKey } from '../../services/stages/state-keys.js';
 
 /**
  * Behaviour every EventLog adapter must have. Uses the port only, so the SQLite adapter and the Kafka one
@@ -538,6 +539,98 @@ export function eventLogContract(
           (await log.read(Topics.compressed, offsets[2]!, 1000)).map((r) => r.value.event.turnId),
           ['t2', 't3', 't4'],
         );
+      });
+    });
+
+    describe('erasure', () => {
+      const alice = (i: number) => turn(i, { userId: 'alice', conversationId: 'conv-alice' });
+      const bob = (i: number) => turn(i, { userId: 'bob', conversationId: 'conv-bob' });
+      /** A stage that forwards each turn and keeps a per-conversation state value (keys name the user). */
+      const stage: BatchHandler<typeof Topics.raw> = async (records) => ({
+        ...passThroughOutput(records),
+        state: records.map((r) => ({ key: conversationStateKey('buf', r.value), value: r.value.text })),
+      });
+      const turnIds = (records: readonly LogRecord<TopicName>[]) =>
+        records.map((r) =>
+          'event' in r.value ? r.value.event.turnId : (r.value as ConversationEvent).turnId,
+        );
+
+      it('an erased user is gone for every reader and from stage state; others stay; the tombstone records it', async () => {
+        const g = group('erase');
+        await log.append(Topics.raw, [alice(0), alice(1), bob(2)].map(toAppend));
+        await consumeUntil({ group: g, topic: Topics.raw }, stage, committedAt(g, Topics.raw, 3));
+        const aliceKey = conversationStateKey('buf', alice(0));
+        const bobKey = conversationStateKey('buf', bob(2));
+        assert.equal(await log.stateOf(g).get(aliceKey), 'message number 1');
+
+        const erasure = await log.eraseUser('tenant-a', 'alice', Date.now());
+        const records = Object.values(erasure.records).reduce((sum, n) => sum + n, 0);
+        assert.ok(records + (erasure.keys ?? 0) > 0, `something was removed: ${JSON.stringify(erasure)}`);
+        assert.ok(
+          (erasure.state[g] ?? 0) >= 1,
+          `the group's state was searched: ${JSON.stringify(erasure.state)}`,
+        );
+
+        assert.deepEqual(turnIds(await log.read(Topics.raw, 0, 10)), ['t2']);
+        assert.deepEqual(turnIds(await log.read(Topics.compressed, 0, 10)), ['t2']);
+        // A new consumer from the start never sees the user's records.
+        const fresh = group('erase-fresh');
+        const seen: string[] = [];
+        await consumeUntil(
+          { group: fresh, topic: Topics.raw },
+          async (batch) => {
+            seen.push(...batch.map((r) => r.value.turnId));
+            return { records: [], state: [] };
+          },
+          async () => seen.length >= 1 && (await log.committedOffset(fresh, Topics.raw)) >= 3,
+        );
+        assert.deepEqual(seen, ['t2']);
+        assert.equal(await log.stateOf(g).get(aliceKey), undefined);
+        assert.equal(await log.stateOf(g).get(bobKey), 'message number 2');
+
+        const [tombstone] = await log.erasures('tenant-a');
+        assert.equal(tombstone?.userId, 'alice');
+        assert.equal(tombstone?.completedAt, null);
+        await log.completeErasure('tenant-a', 'alice', '{"receipt":1}', Date.now());
+        const [completed] = await log.erasures('tenant-a');
+        assert.equal(completed?.receipt, '{"receipt":1}');
+        assert.notEqual(completed?.completedAt, null);
+        assert.deepEqual(await log.erasures('tenant-b'), []);
+        // Again: idempotent.
+        await log.eraseUser('tenant-a', 'alice', Date.now());
+        assert.deepEqual(turnIds(await log.read(Topics.raw, 0, 10)), ['t2']);
+      });
+
+      it('a batch in flight during the erasure: what it made of the user does not survive', async () => {
+        const g = group('erase-in-flight');
+        await log.append(Topics.raw, [alice(0), bob(1)].map(toAppend));
+        let entered = false;
+        let release: () => void = () => undefined;
+        const gate = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        const controller = new AbortController();
+        const running = log.consume(
+          { group: g, topic: Topics.raw, signal: controller.signal },
+          async (records, state) => {
+            entered = true;
+            await gate;
+            return stage(records, state);
+          },
+        );
+        try {
+          await waitFor(async () => entered, 'the batch to start');
+          await log.eraseUser('tenant-a', 'alice', Date.now());
+          release();
+          await waitFor(committedAt(g, Topics.raw, 2), 'the batch to commit');
+        } finally {
+          release();
+          controller.abort();
+          await running;
+        }
+        assert.deepEqual(turnIds(await log.read(Topics.compressed, 0, 10)), ['t1']);
+        assert.equal(await log.stateOf(g).get(conversationStateKey('buf', alice(0))), undefined);
+        assert.equal(await log.stateOf(g).get(conversationStateKey('buf', bob(1))), 'message number 1');
       });
     });
 

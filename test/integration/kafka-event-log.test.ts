@@ -5,7 +5,9 @@ import { makeTurn } from '../support/event-fixtures.js';
 import { Topics, conversationKey } from '../../services/core/model/topics.js';
 import type { BatchHandler } from '../../services/core/ports/event-log.js';
 import { readableRecords } from './support/sealed-records.js';
-import { kafkaTopic } from '../../services/adapters/kafka/kafka-topics.js';
+import { kafkaTopic, keyringTopic } from '../../services/adapters/kafka/kafka-topics.js';
+import { readRange } from '../../services/adapters/kafka/kafka-range-reader.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { deleteTopics, freshLayout, groupAssignment, openKafkaLog, testKafka } from './support/servers.js';
 import { memoryLogger } from '../support/memory-logger.js';
 import { waitUntil } from './support/distributed.js';
@@ -148,6 +150,91 @@ describe('KafkaEventLog consumer watchdog', () => {
     } finally {
       controller.abort();
       await running;
+      await log.close();
+      await deleteTopics(layout);
+    }
+  });
+});
+
+describe('KafkaEventLog reads of more than one fetch', () => {
+  it('read() reaches the end of a topic longer than one fetch (several MiB)', async () => {
+    const layout = freshLayout('long-read');
+    const log = await openKafkaLog(layout);
+    try {
+      // 400 turns of 10 KiB: 4 MiB, four times what one fetch of a partition returns.
+      const events = Array.from({ length: 400 }, (_, i) =>
+        makeTurn(i, { text: `${i} ${'x'.repeat(10_240)}` }),
+      );
+      for (let start = 0; start < events.length; start += 50) {
+        await log.append(
+          Topics.raw,
+          events.slice(start, start + 50).map((event) => ({ key: conversationKey(event), value: event })),
+        );
+      }
+      const records = await log.read(Topics.raw, 0, 1_000);
+      assert.equal(records.length, 400);
+      assert.deepEqual(
+        records.map((r) => r.value.seq),
+        events.map((e) => e.seq),
+      );
+    } finally {
+      await log.close();
+      await deleteTopics(layout);
+    }
+  });
+});
+
+describe('crypto-shredding on Kafka', () => {
+  it("a destroyed user key leaves the brokers' disks: compaction removes it from the keyring topic", async () => {
+    // Segments roll and become compactable within a second (the default is minutes).
+    const layout = { ...freshLayout('keyring'), keyring: { segmentMs: 1_000, maxCompactionLagMs: 1_000 } };
+    const log = await openKafkaLog(layout);
+    const kafka = testKafka('lightmem-test-keyring');
+    const admin = kafka.admin();
+    await admin.connect();
+    /** The key records of the keyring topic as the broker holds them now: key → values in order. */
+    const keyring = async () => {
+      const held = new Map<string, (string | null)[]>();
+      await readRange(kafka, admin, keyringTopic(layout), {
+        onMessage: (_partition, message) => {
+          const key = message.key?.toString('utf8') ?? '';
+          held.set(key, [...(held.get(key) ?? []), message.value?.toString('utf8') ?? null]);
+          return false;
+        },
+      });
+      return held;
+    };
+    const carolKeys = (held: Map<string, (string | null)[]>) =>
+      [...held].filter(([key]) => key.startsWith(JSON.stringify(['key', 'tenant-a', 'carol']).slice(0, -1)));
+    try {
+      const event = makeTurn(0, { userId: 'carol' });
+      await log.append(Topics.raw, [{ key: conversationKey(event), value: event }]);
+      const before = carolKeys(await keyring());
+      assert.equal(before.length, 1);
+      assert.ok(
+        before[0]?.[1].some((value) => value !== null && value.includes('"key"')),
+        'the key is held',
+      );
+      await log.eraseUser('tenant-a', 'carol', Date.now());
+      const started = Date.now();
+      let filler = 0;
+      await waitUntil(
+        async () => {
+          // New users' keys keep the topic moving: the segment holding carol's key rolls and is compacted.
+          const next = makeTurn(++filler, { userId: `filler-${filler}` });
+          await log.append(Topics.raw, [{ key: conversationKey(next), value: next }]);
+          await sleep(1_000);
+          return carolKeys(await keyring()).every(([, values]) => values.every((value) => value === null));
+        },
+        'compaction to remove the destroyed key',
+        120_000,
+      );
+      console.log(`# the destroyed key left the topic ${Date.now() - started} ms after the erasure`);
+      const [tombstone] = await log.erasures('tenant-a');
+      assert.equal(tombstone?.userId, 'carol', 'the erasure tombstone stays');
+      assert.deepEqual(await log.read(Topics.raw, 0, 1), [], "carol's turn reads as erased");
+    } finally {
+      await admin.disconnect();
       await log.close();
       await deleteTopics(layout);
     }
