@@ -550,7 +550,7 @@ export function eventLogContract(
         ...passThroughOutput(records),
         state: records.map((r) => ({ key: conversationStateKey('buf', r.value), value: r.value.text })),
       });
-      const turnIds = (records: readonly LogRecord<TopicName>[]) =>
+      const turnIds = (records: readonly LogRecord[]) =>
         records.map((r) =>
           'event' in r.value ? r.value.event.turnId : (r.value as ConversationEvent).turnId,
         );

@@ -81,12 +81,13 @@ export async function readRange(
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      eachBatch: async ({ batch, resolveOffset }) => {
+      eachBatch: async (payload) => {
+        const { batch } = payload;
         if (stopEarly) return;
         // Moves this consumer's fetch position past the batch (nothing is committed): without it the next
         // fetch asks for the same offsets again, and a topic longer than one fetch (several segments, more
         // than a fetch's bytes) is never read to its end.
-        resolveOffset(batch.lastOffset());
+        payload.resolveOffset(batch.lastOffset());
         const end = endOf.get(batch.partition) ?? 0;
         const from = position.get(batch.partition) ?? 0;
         for (const message of batch.messages) {
