@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -40,10 +40,10 @@ export async function distributedBench(argv: readonly string[]): Promise<number>
     elasticsearch: { ...base.elasticsearch, indexPrefix: `${base.elasticsearch.indexPrefix}bench-${run}-` },
   };
   await adminInit(distributedConfig, { logger, clock: systemClock });
-  const configFile = join(work, 'distributed.json');
-  writeFileSync(configFile, JSON.stringify(distributedConfig));
-  // The four stage services, started like a user would (same CLI, same Node flags), loading their models
-  // while the embedded side runs.
+  // The stage services, started like a user would (same CLI, same Node flags, the same configuration file
+  // and environment, so credentials are never written anywhere), on this run's topics and indices, loading
+  // their models while the embedded side runs.
+  const userConfig = stringOption(values, 'config');
   const children: ChildProcess[] = stageNames.map((stage) =>
     spawn(
       process.execPath,
@@ -52,13 +52,21 @@ export async function distributedBench(argv: readonly string[]): Promise<number>
         process.argv[1] ?? '',
         'service',
         stage,
-        '--config',
-        configFile,
+        ...(userConfig === undefined ? [] : ['--config', userConfig]),
+        '--data-dir',
+        base.dataDir,
+        '--mode',
+        'distributed',
         '--log-level',
         'warn',
       ],
       {
         stdio: ['ignore', 'inherit', 'inherit'],
+        env: {
+          ...process.env,
+          LIGHTMEM_KAFKA_TOPIC_PREFIX: distributedConfig.kafka.topicPrefix,
+          LIGHTMEM_ES_INDEX_PREFIX: distributedConfig.elasticsearch.indexPrefix,
+        },
       },
     ),
   );

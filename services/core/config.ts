@@ -245,6 +245,31 @@ export const LightmemConfig = z
         namespace: z.string().min(1).default('default'),
         /** The task queue of `lightmem service consolidator` workers. */
         taskQueue: z.string().min(1).default('lightmem-consolidation'),
+        /**
+         * TLS towards the frontend (LIGHTMEM_TEMPORAL_CA, _CERT, _KEY, _SERVER_NAME): the server's CA, a client
+         * certificate and key for mutual TLS (Temporal Cloud's mTLS namespaces), the name to verify.
+         */
+        tls: z
+          .object({
+            ca: pemFile.optional(),
+            cert: pemFile.optional(),
+            key: pemFile.optional(),
+            serverName: z.string().min(1).optional(),
+          })
+          .strict()
+          .optional(),
+        /** An API key (LIGHTMEM_TEMPORAL_API_KEY; Temporal Cloud); implies TLS. */
+        apiKey: secret.optional(),
+      })
+      .superRefine((value, ctx) => {
+        const tls = value.tls;
+        if (tls !== undefined && (tls.cert === undefined) !== (tls.key === undefined)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['tls', tls.cert === undefined ? 'cert' : 'key'],
+            message: 'a client certificate and its key are set together (mutual TLS), or neither',
+          });
+        }
       })
       .prefault({}),
     search: z

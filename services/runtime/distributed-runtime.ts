@@ -62,7 +62,7 @@ export function topicLayout(config: LightmemConfig): TopicLayout {
 
 /**
  * What protects each connection, for the start-up log: which mechanisms are on, never a credential
- * (e.g. `kafka: tls+sasl/scram-sha-512, registry: basic, elasticsearch: api-key+ca`).
+ * (e.g. `kafka: tls+sasl/scram-sha-512, registry: basic, elasticsearch: api-key+ca, temporal: tls+api-key`).
  */
 export function securitySummary(config: LightmemConfig): string {
   const kafka = [
@@ -81,7 +81,12 @@ export function securitySummary(config: LightmemConfig): string {
         : 'no auth',
     ...(config.elasticsearch.tls?.ca === undefined ? [] : ['ca']),
   ].join('+');
-  return `kafka: ${kafka}, registry: ${registry}, elasticsearch: ${es}`;
+  const temporal = [
+    config.temporal.tls === undefined && config.temporal.apiKey === undefined ? 'plaintext' : 'tls',
+    ...(config.temporal.tls?.cert === undefined ? [] : ['client-cert']),
+    ...(config.temporal.apiKey === undefined ? [] : ['api-key']),
+  ].join('+');
+  return `kafka: ${kafka}, registry: ${registry}, elasticsearch: ${es}, temporal: ${temporal}`;
 }
 
 /** Longest wait for one reading of the pipeline lag before it counts as a retryable failure. */

@@ -71,8 +71,10 @@ export function loadConfig(sources: ConfigSources): LightmemConfig {
   if (nonEmpty(env['LIGHTMEM_ES_INDEX_PREFIX']) !== undefined)
     elasticsearch['indexPrefix'] = env['LIGHTMEM_ES_INDEX_PREFIX'];
   if (Object.keys(elasticsearch).length > 0) fromEnv['elasticsearch'] = elasticsearch;
+  const temporal: Record<string, unknown> = { ...security.temporal };
   const temporalAddress = nonEmpty(env['LIGHTMEM_TEMPORAL_ADDRESS']);
-  if (temporalAddress !== undefined) fromEnv['temporal'] = { address: temporalAddress };
+  if (temporalAddress !== undefined) temporal['address'] = temporalAddress;
+  if (Object.keys(temporal).length > 0) fromEnv['temporal'] = temporal;
   const overrides = (sources.overrides ?? {}) as Record<string, unknown>;
   const dataDirSetting = overrides['dataDir'] ?? fromEnv['dataDir'];
   const dataDir = typeof dataDirSetting === 'string' ? dataDirSetting : '.lightmem';
@@ -113,11 +115,14 @@ const falseWords = ['0', 'false', 'no', 'off'];
  *   LIGHTMEM_KAFKA_SASL_PASSWORD
  * - LIGHTMEM_REGISTRY_USERNAME, LIGHTMEM_REGISTRY_PASSWORD, LIGHTMEM_REGISTRY_CA
  * - LIGHTMEM_ES_API_KEY, or LIGHTMEM_ES_USERNAME + LIGHTMEM_ES_PASSWORD; LIGHTMEM_ES_CA
+ * - LIGHTMEM_TEMPORAL_API_KEY; LIGHTMEM_TEMPORAL_CA, LIGHTMEM_TEMPORAL_CERT, LIGHTMEM_TEMPORAL_KEY,
+ *   LIGHTMEM_TEMPORAL_SERVER_NAME (any of the four turns TLS on)
  */
 export function securityFromEnv(env: Readonly<Record<string, string | undefined>>): {
   kafka: Record<string, unknown>;
   registry: Record<string, unknown>;
   elasticsearch: Record<string, unknown>;
+  temporal: Record<string, unknown>;
 } {
   const set = (target: Record<string, unknown>, key: string, name: string): void => {
     const value = nonEmpty(env[name]);
@@ -149,7 +154,15 @@ export function securityFromEnv(env: Readonly<Record<string, string | undefined>
   set(elasticsearch, 'password', 'LIGHTMEM_ES_PASSWORD');
   const esCa = nonEmpty(env['LIGHTMEM_ES_CA']);
   if (esCa !== undefined) elasticsearch['tls'] = { ca: esCa };
-  return { kafka, registry, elasticsearch };
+  const temporal: Record<string, unknown> = {};
+  set(temporal, 'apiKey', 'LIGHTMEM_TEMPORAL_API_KEY');
+  const temporalTls: Record<string, unknown> = {};
+  set(temporalTls, 'ca', 'LIGHTMEM_TEMPORAL_CA');
+  set(temporalTls, 'cert', 'LIGHTMEM_TEMPORAL_CERT');
+  set(temporalTls, 'key', 'LIGHTMEM_TEMPORAL_KEY');
+  set(temporalTls, 'serverName', 'LIGHTMEM_TEMPORAL_SERVER_NAME');
+  if (Object.keys(temporalTls).length > 0) temporal['tls'] = temporalTls;
+  return { kafka, registry, elasticsearch, temporal };
 }
 
 function defaultFile(dataDir: string): string | undefined {

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
+import { errors } from '@elastic/elasticsearch';
 import { LightmemConfig, withoutUrlCredentials } from '../../services/core/config.js';
 import { LightmemError } from '../../services/core/errors.js';
 import { Topics } from '../../services/core/model/topics.js';
@@ -29,6 +30,9 @@ import {
   elasticsearchSecurityOf,
 } from '../../services/adapters/elasticsearch/es-client.js';
 import { ElasticsearchTenantDirectory } from '../../services/adapters/elasticsearch/es-tenant-directory.js';
+import { esFailure } from '../../services/adapters/elasticsearch/es-errors.js';
+import { temporalConnectionOptions } from '../../services/adapters/temporal/temporal-connection.js';
+import { temporalEndpoint } from '../../services/adapters/temporal/consolidation-entity.js';
 import { silentLogger } from '../support/memory-logger.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lightmem-security-'));
@@ -92,7 +96,7 @@ describe('connection security: configuration', () => {
     assert.deepEqual(config.elasticsearch.tls, { ca: '/etc/tls/es-ca.pem' });
     assert.equal(
       securitySummary(config),
-      'kafka: tls+sasl/scram-sha-512, registry: basic+ca, elasticsearch: api-key+ca',
+      'kafka: tls+sasl/scram-sha-512, registry: basic+ca, elasticsearch: api-key+ca, temporal: plaintext',
     );
   });
 
@@ -102,7 +106,10 @@ describe('connection security: configuration', () => {
     assert.equal(config.kafka.sasl, undefined);
     assert.equal(config.registry.username, undefined);
     assert.equal(config.elasticsearch.apiKey, undefined);
-    assert.equal(securitySummary(config), 'kafka: plaintext, registry: no auth, elasticsearch: no auth');
+    assert.equal(
+      securitySummary(config),
+      'kafka: plaintext, registry: no auth, elasticsearch: no auth, temporal: plaintext',
+    );
   });
 
   it('merges the file and the environment: LIGHTMEM_KAFKA_SSL=true keeps the file’s CA, false turns TLS off, a password joins the file’s user', () => {
@@ -285,6 +292,69 @@ describe('connection security: the Elasticsearch and registry client options', (
       () => elasticsearchClientOptions({ node: 'https://es', security: { tls: { ca: join(dir, 'x.pem') } } }),
       (error: unknown) => error instanceof LightmemError && error.field === 'elasticsearch.tls.ca',
     );
+  });
+
+  it('Elasticsearch: a missing privilege (403) is a non-retryable config error, not an internal one', () => {
+    const body = {
+      error: { type: 'security_exception', reason: 'action [indices:admin/create] is unauthorized' },
+    };
+    // What the client throws when the server answers 403 (its diagnostic fields are not read).
+    const forbidden = new errors.ResponseError({
+      body,
+      statusCode: 403,
+      headers: {},
+      warnings: null,
+      meta: {} as ConstructorParameters<typeof errors.ResponseError>[0]['meta'],
+    });
+    const error = esFailure(forbidden, 'creating the index');
+    assert.equal(error.code, 'config_invalid');
+    assert.equal(error.retryable, false);
+    assert.equal(error.field, 'elasticsearch');
+    assert.match(error.message, /HTTP 403.*privilege/);
+  });
+
+  it('Temporal: TLS (CA, client certificate, server name) and an API key from config and environment', () => {
+    const [ca, cert, key] = [
+      pemFile('temporal-ca.pem'),
+      pemFile('temporal.crt'),
+      pemFile('temporal.key', 'PRIVATE KEY'),
+    ];
+    const config = loadConfig({
+      env: {
+        LIGHTMEM_TEMPORAL_CA: ca,
+        LIGHTMEM_TEMPORAL_CERT: cert,
+        LIGHTMEM_TEMPORAL_KEY: key,
+        LIGHTMEM_TEMPORAL_SERVER_NAME: 'ns.tmprl.cloud',
+        LIGHTMEM_TEMPORAL_API_KEY: 'tk-secret',
+        LIGHTMEM_TEMPORAL_ADDRESS: 'ns.tmprl.cloud:7233',
+      },
+    });
+    const options = temporalConnectionOptions(temporalEndpoint(config));
+    assert.equal(options.address, 'ns.tmprl.cloud:7233');
+    assert.equal(options.apiKey, 'tk-secret');
+    assert.ok(options.tls !== undefined && options.tls !== true);
+    assert.equal(options.tls.serverNameOverride, 'ns.tmprl.cloud');
+    assert.match(String(options.tls.serverRootCACertificate), /MIIBtemporal-ca\.pem/);
+    assert.match(String(options.tls.clientCertPair?.crt), /MIIBtemporal\.crt/);
+    assert.match(String(options.tls.clientCertPair?.key), /MIIBtemporal\.key/);
+    // An API key alone: TLS with the system CAs. Nothing: plaintext (the dev server).
+    assert.equal(temporalConnectionOptions({ address: 'a:1', security: { apiKey: 'k' } }).tls, true);
+    assert.equal(temporalConnectionOptions({ address: 'a:1' }).tls, undefined);
+    assert.throws(
+      () =>
+        temporalConnectionOptions({ address: 'a:1', security: { tls: { ca: join(dir, 'missing.pem') } } }),
+      (error: unknown) => error instanceof LightmemError && error.field === 'temporal.tls.ca',
+    );
+    assert.throws(
+      () => loadConfig({ env: { LIGHTMEM_TEMPORAL_CERT: cert } }),
+      (error: unknown) => error instanceof LightmemError && /temporal\.tls\.key/.test(error.message),
+    );
+  });
+
+  it('LIGHTMEM_RATE_LIMIT sets the per-key rate (burst twice that)', () => {
+    const { rateLimit } = loadConfig({ env: { LIGHTMEM_RATE_LIMIT: '500' } }).server;
+    assert.deepEqual(rateLimit, { requestsPerSecond: 500, burst: 1_000 });
+    assert.deepEqual(loadConfig({ env: {} }).server.rateLimit, { requestsPerSecond: 50, burst: 100 });
   });
 
   it('Elasticsearch: a node that is not a URL is reported without the credentials it holds', () => {

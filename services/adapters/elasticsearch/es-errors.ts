@@ -63,6 +63,14 @@ export function esFailure(error: unknown, action: string): LightmemError {
         { field: 'elasticsearch', cause: error },
       );
     }
+    if (status === 403) {
+      // Authenticated, but the role lacks a privilege on the index: an operator's fix, not a retry.
+      return new LightmemError(
+        'config_invalid',
+        `${reason} - the Elasticsearch user (or API key) lacks a privilege this needs (see "Security" in docs/operations.md for the roles)`,
+        { field: 'elasticsearch', cause: error },
+      );
+    }
     return new LightmemError('internal', reason, { cause: error });
   }
   if (error instanceof errors.ProductNotSupportedError) {

@@ -7,6 +7,20 @@ export interface TemporalEndpoint {
   readonly address: string;
   readonly namespace: string;
   readonly taskQueue: string;
+  /** TLS and an API key towards the frontend (config `temporal.tls`, `temporal.apiKey`). */
+  readonly security?: TemporalSecurity | undefined;
+}
+
+export interface TemporalSecurity {
+  readonly tls?:
+    | {
+        readonly ca?: string | undefined;
+        readonly cert?: string | undefined;
+        readonly key?: string | undefined;
+        readonly serverName?: string | undefined;
+      }
+    | undefined;
+  readonly apiKey?: string | undefined;
 }
 
 /** The entity workflow's settings, without the user it is about. */
@@ -16,8 +30,8 @@ export type EntitySettings = Omit<
 >;
 
 export function temporalEndpoint(config: LightmemConfig): TemporalEndpoint {
-  const { address, namespace, taskQueue } = config.temporal;
-  return { address, namespace, taskQueue };
+  const { address, namespace, taskQueue, tls, apiKey } = config.temporal;
+  return { address, namespace, taskQueue, security: { tls, apiKey } };
 }
 
 /** The entity workflow's settings from config `consolidation`. */

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection, TimeoutFailure, WorkflowFailedError } from '@temporalio/client';
+import { temporalConnectionOptions } from './temporal-connection.js';
 import { z } from 'zod';
 import { LightmemError } from '../../core/errors.js';
 import type {
@@ -64,7 +65,7 @@ export async function runConsolidationOnce(
   let connection: Connection;
   try {
     connection = await Connection.connect({
-      address: endpoint.address,
+      ...temporalConnectionOptions(endpoint),
       connectTimeout: options.connectTimeoutMs ?? 10_000,
     });
   } catch (error) {

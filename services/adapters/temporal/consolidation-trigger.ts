@@ -1,4 +1,5 @@
 import { Client, Connection } from '@temporalio/client';
+import { temporalConnectionOptions } from './temporal-connection.js';
 import type { LightmemConfig } from '../../core/config.js';
 import { LightmemError } from '../../core/errors.js';
 import {
@@ -42,7 +43,7 @@ export class TemporalConsolidationTrigger implements ConsolidationTrigger {
 
   constructor(private readonly options: TemporalTriggerOptions) {
     this.connection = Connection.lazy({
-      address: options.address,
+      ...temporalConnectionOptions(options),
       connectTimeout: options.callTimeoutMs ?? 10_000,
     });
     this.client = new Client({ connection: this.connection, namespace: options.namespace });

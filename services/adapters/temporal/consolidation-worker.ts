@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker } from '@temporalio/worker';
+import { temporalConnectionOptions } from './temporal-connection.js';
 import { LightmemError } from '../../core/errors.js';
 import type { Logger } from '../../core/ports/logger.js';
 import type { ConsolidationDeps } from '../../../workflows/consolidation/activities.js';
@@ -61,7 +62,7 @@ export async function runConsolidationWorker(options: ConsolidationWorkerOptions
   if (options.signal.aborted) return;
   let connection: NativeConnection;
   try {
-    connection = await NativeConnection.connect({ address: options.address });
+    connection = await NativeConnection.connect(temporalConnectionOptions(options));
   } catch (error) {
     throw temporalError(error, `connecting to Temporal at ${options.address}`);
   }
