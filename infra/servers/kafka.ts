@@ -3,7 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { infraPorts } from '../endpoints.js';
-import { ensureDirs, repoRoot } from '../lib/layout.js';
+import { ensureDirs, infraLayout, repoRoot } from '../lib/layout.js';
 import { findJava } from '../lib/java.js';
 import { runChecked } from '../lib/processes.js';
 import { probe, type ServerContext, type ServerSpec } from '../lib/server-spec.js';
@@ -33,8 +33,51 @@ export const kafkaSaslEndpoint = {
   password: 'lightmem-test-sasl-password',
 } as const;
 
-function libsDir(context: ServerContext): string {
+/**
+ * The SCRAM account of the SASL listener (SCRAM-SHA-256 and -512). SCRAM credentials live in the cluster's
+ * metadata, not in a file: `ensureKafkaScramUser` sets them on the running broker. A fixed test account of
+ * this loopback dev broker, not a secret.
+ */
+export const kafkaScramUser = {
+  username: 'lightmem-scram',
+  password: 'lightmem-test-scram-password',
+} as const;
+
+function libsDir(context: Pick<ServerContext, 'layout'>): string {
   return join(context.layout.installs, `kafka-${version}`, 'libs');
+}
+
+/**
+ * Creates (or resets) the SCRAM user on the running broker of `npm run infra:up`, for both mechanisms,
+ * with Kafka's own ConfigCommand over the PLAINTEXT listener (the Admin API's AlterUserScramCredentials;
+ * kafkajs has no such call). Idempotent.
+ */
+export function ensureKafkaScramUser(layout = infraLayout()): void {
+  const java = findJava(17);
+  const { username, password } = kafkaScramUser;
+  // One mechanism per request: the broker refuses two credentials of one user in one request.
+  for (const mechanism of ['SCRAM-SHA-256', 'SCRAM-SHA-512']) {
+    runChecked(
+      java.java,
+      [
+        '-Xmx128m',
+        '-XX:TieredStopAtLevel=1',
+        '-cp',
+        join(libsDir({ layout }), '*'),
+        'kafka.admin.ConfigCommand',
+        '--bootstrap-server',
+        `127.0.0.1:${infraPorts.kafka}`,
+        '--alter',
+        '--entity-type',
+        'users',
+        '--entity-name',
+        username,
+        '--add-config',
+        `${mechanism}=[iterations=4096,password=${password}]`,
+      ],
+      `creating the Kafka ${mechanism} test user`,
+    );
+  }
 }
 
 /** Single-node Apache Kafka 4.x in KRaft combined mode (broker + controller in one JVM), jars from Maven Central. */
@@ -88,8 +131,10 @@ export const kafkaServer: ServerSpec = {
         'inter.broker.listener.name=PLAINTEXT',
         'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT',
         // Only the SASL listener authenticates; PLAINTEXT and CONTROLLER stay as they were.
-        'listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN',
+        'listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
         `listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${kafkaSaslEndpoint.username}="${kafkaSaslEndpoint.password}";`,
+        'listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+        'listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
         `log.dirs=${join(paths.data, 'kraft')}`,
         'num.partitions=1',
         'default.replication.factor=1',

@@ -3,9 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
-import { kafkaSaslEndpoint } from '../../infra/servers/kafka.js';
+import { ensureKafkaScramUser, kafkaSaslEndpoint, kafkaScramUser } from '../../infra/servers/kafka.js';
 import { KafkaEventLog } from '../../services/adapters/kafka/kafka-event-log.js';
 import { registerSchemas } from '../../services/adapters/kafka/registry-codec.js';
 import { valueSubject, type TopicLayout } from '../../services/adapters/kafka/kafka-topics.js';
@@ -261,4 +261,67 @@ describe('Kafka over SASL (PLAIN, the dev broker’s SASL_PLAINTEXT listener)', 
       }
     },
   );
+});
+
+describe('Kafka over SASL/SCRAM (the same listener, SCRAM-SHA-256 and -512)', () => {
+  before(() => {
+    // SCRAM credentials live in the cluster's metadata: set (again) on the running broker.
+    ensureKafkaScramUser();
+  });
+
+  for (const mechanism of ['scram-sha-256', 'scram-sha-512'] as const) {
+    it(`${mechanism}: the event log authenticates, appends (sealed with the user's key) and reads back`, async () => {
+      const layout: TopicLayout = {
+        prefix: `t-scram-${randomUUID().slice(0, 8)}.`,
+        partitions: 1,
+        replicationFactor: 1,
+      };
+      await registerSchemas(
+        { url: servers.registryUrl, subjectOf: (topic) => valueSubject(layout, topic) },
+        allTopics,
+      );
+      const sasl = { mechanism, username: kafkaScramUser.username, password: kafkaScramUser.password };
+      const log = await KafkaEventLog.open({
+        brokers: saslBrokers,
+        clientId: 'lightmem-test-scram',
+        registryUrl: servers.registryUrl,
+        security: { sasl },
+        topics: layout,
+        instanceId: '0',
+        logger: memoryLogger(),
+        clock: systemClock,
+        createTopics: true,
+      });
+      try {
+        const turns = [0, 1, 2].map((i) => makeTurn(i));
+        await log.append(
+          Topics.raw,
+          turns.map((turn) => ({ key: conversationKey(turn), value: turn })),
+        );
+        const read = await log.read(Topics.raw, 0, 10);
+        assert.deepEqual(
+          read.map((record) => record.value.turnId),
+          turns.map((turn) => turn.turnId),
+        );
+      } finally {
+        await log.close();
+        await deleteSaslTopics(layout.prefix);
+      }
+      // The wrong password for the same user is refused, naming the setting.
+      await assert.rejects(
+        KafkaEventLog.open({
+          brokers: saslBrokers,
+          clientId: 'lightmem-test-scram',
+          registryUrl: servers.registryUrl,
+          security: { sasl: { ...sasl, password: 'not-the-password' } },
+          topics: layout,
+          instanceId: '0',
+          logger: memoryLogger(),
+          clock: systemClock,
+        }),
+        (error: unknown) =>
+          error instanceof LightmemError && error.code === 'config_invalid' && !error.retryable,
+      );
+    });
+  }
 });
