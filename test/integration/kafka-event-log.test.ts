@@ -185,6 +185,30 @@ describe('KafkaEventLog reads of more than one fetch', () => {
 });
 
 describe('crypto-shredding on Kafka', () => {
+  it('a lost keyring is reported: records whose keys no process ever saw read as erased, with a warning', async () => {
+    const layout = freshLayout('lost-keyring');
+    const writer = await openKafkaLog(layout);
+    const event = makeTurn(0, { userId: 'dora' });
+    await writer.append(Topics.raw, [{ key: conversationKey(event), value: event }]);
+    await writer.close();
+    const kafka = testKafka('lightmem-test-lost-keyring');
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.deleteTopics({ topics: [keyringTopic(layout)] });
+    await admin.disconnect();
+    const logger = memoryLogger();
+    const reader = await openKafkaLog(layout, { logger });
+    try {
+      assert.deepEqual(await reader.read(Topics.raw, 0, 10), []);
+      const warning = logger.entries.find((entry) => /never saw/.test(entry.message));
+      assert.ok(warning !== undefined, 'the operator is told');
+      assert.equal(warning.fields?.['userId'], 'dora');
+    } finally {
+      await reader.close();
+      await deleteTopics(layout);
+    }
+  });
+
   it("a destroyed user key leaves the brokers' disks: compaction removes it from the keyring topic", async () => {
     // Segments roll and become compactable within a second (the default is minutes).
     const layout = { ...freshLayout('keyring'), keyring: { segmentMs: 1_000, maxCompactionLagMs: 1_000 } };

@@ -121,6 +121,11 @@ export class KafkaEventLog implements EventLog {
   /** Groups whose consumer runs in this process → the input partitions it owns (its state there is current). */
   private readonly liveGroups = new Map<string, Set<number>>();
   private readonly keyring: UserKeyring;
+  /**
+   * Values sealed with a key this process never saw, not even destroyed: an erasure's tombstone already
+   * compacted away (after a day), or a keyring topic that was lost. Read as erased either way; reported.
+   */
+  private readonly unknownKeys: UnknownKeyReport;
   private closed = false;
 
   private constructor(
@@ -134,6 +139,7 @@ export class KafkaEventLog implements EventLog {
     this.admin = admin;
     this.producer = producer;
     this.policy = batchPolicyOf(options);
+    this.unknownKeys = new UnknownKeyReport(options.logger);
     this.keyring = new UserKeyring({
       kafka,
       admin,
@@ -358,8 +364,11 @@ export class KafkaEventLog implements EventLog {
   /** A value as written before it was sealed; null when its key was destroyed. */
   private opened(value: Buffer): Buffer | null {
     if (!isSealed(value)) return value;
-    const key = this.keyring.keyOf(sealedRef(value));
-    return key === undefined ? null : unseal(value, key);
+    const ref = sealedRef(value);
+    const key = this.keyring.keyOf(ref);
+    if (key !== undefined) return unseal(value, key);
+    if (!this.keyring.knows(ref)) this.unknownKeys.report(ref);
+    return null;
   }
 
   /** The key a sealed value names, if it is live here (the batch's outputs for its user reuse it). */
@@ -880,6 +889,26 @@ export class KafkaEventLog implements EventLog {
       await transaction.abort().catch(() => undefined);
       throw error;
     }
+  }
+}
+
+/** A warning, at most once a minute, with how many values named keys this process never saw. */
+class UnknownKeyReport {
+  private count = 0;
+  private lastAt = 0;
+
+  constructor(private readonly logger: Logger) {}
+
+  report(ref: KeyRef): void {
+    this.count++;
+    const now = Date.now();
+    if (now - this.lastAt < 60_000) return;
+    this.logger.warn(
+      'records sealed with user keys this process never saw were read as erased (keys destroyed over a day ago, or the keyring topic was lost: check it if no user was erased)',
+      { records: this.count, tenantId: ref.tenantId, userId: ref.userId, keyId: ref.keyId },
+    );
+    this.count = 0;
+    this.lastAt = now;
   }
 }
 
