@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { LightmemError, type ErrorCode } from '../../services/core/errors.js';
@@ -612,6 +613,28 @@ export function memoryStoreContract(name: string, open: () => Promise<MemoryStor
           [...(await store.recordedOps('tenant-a', [decidedBefore.opId, decidedAfter.opId]))],
           [decidedAfter.opId],
         );
+      });
+
+      it('an erase racing writes of the same user leaves none of what was made before it', async () => {
+        // Each round: a batch made before the erasure (an indexer in flight) and the erasure, at once, with
+        // the erasure started a little later or earlier each time, so that it lands between the write's
+        // erased-users lookup and its write in some rounds.
+        for (let round = 0; round < 12; round++) {
+          const scope = { tenantId: 'tenant-a', userId: `racer-${round}` };
+          const batch = [0, 1, 2, 3].map((i) =>
+            makeEntry({ userId: scope.userId, text: `race ${round} fact ${i}`, ingestedAt: T0 + HOUR }),
+          );
+          await Promise.all([
+            store.upsert(batch.map((entry) => ({ entry }))),
+            delay(round % 4).then(() => store.erase(scope)),
+          ]);
+          const left = await store.list({ scope, limit: 10, includeSuperseded: true });
+          assert.deepEqual(
+            left.items.map((entry) => entry.text),
+            [],
+            `round ${round}: the erased user's memories came back`,
+          );
+        }
       });
 
       it('erases a conversation', async () => {

@@ -240,8 +240,32 @@ export class ElasticsearchMemoryStore implements MemoryStore {
         await this.tenants.ensure(tenantId);
       }
       for (const round of distinctIdRounds(kept)) await this.upsertRound(round, counts, beforeWrite);
+      await this.undoWritesOfErased(keptWrites.map((write) => write.entry));
       return counts;
     });
+  }
+
+  /**
+   * Closes the window between a write's erased-users lookup and the write landing: an erasure recorded in
+   * between may have run its deletes before these writes arrived. So the lookup is made again after them,
+   * and what was written of a user erased since (made before that erasure) is deleted. Either the erasure
+   * was recorded before this second lookup (then it is seen here), or after it (then its deletes, which
+   * follow its record and search a refreshed index, find these writes).
+   */
+  private async undoWritesOfErased(entries: readonly MemoryEntry[]): Promise<void> {
+    const erasedAt = await this.erasedUsersOf(entries);
+    const undo = entries.filter((entry) => isFenced(erasedAt, entry));
+    if (undo.length === 0) return;
+    const ops: BulkOp[] = undo.map((entry) => ({ kind: 'delete', index: this.names.alias, id: entry.id }));
+    for (const [id, outcome] of await bulkWrite(this.client, ops, this.refresh)) {
+      if (outcome.status >= 300 && outcome.status !== 404) {
+        throw bulkItemFailure(
+          outcome.status,
+          outcome.error,
+          `undoing the write of ${id} (its user was erased)`,
+        );
+      }
+    }
   }
 
   /** Writes a batch in which every id occurs once, deciding again any write that lost a race. */
@@ -374,6 +398,8 @@ export class ElasticsearchMemoryStore implements MemoryStore {
         recordErasure(this.client, this.names.erasedUsers, scope.tenantId, wholeUser, at, this.refresh),
       );
     }
+    // Every write that landed before this point is searched, whatever the refresh setting.
+    await this.call('erase', () => this.client.indices.refresh({ index: this.names.alias }));
     const erased = await this.eraseWhere(scope);
     const userId = scope.conversationId === undefined ? (scope.userId ?? null) : null;
     await this.call('erase', () =>
@@ -453,7 +479,7 @@ export class ElasticsearchMemoryStore implements MemoryStore {
         ),
         ...replacements.map((write) => write.entry),
       ]);
-      return applyCheckedOps(
+      const result = await applyCheckedOps(
         {
           client: this.client,
           names: this.names,
@@ -464,6 +490,9 @@ export class ElasticsearchMemoryStore implements MemoryStore {
         },
         checked,
       );
+      // The replacements written for a user erased meanwhile go again (see undoWritesOfErased).
+      await this.undoWritesOfErased(replacements.map((write) => write.entry));
+      return result;
     });
   }
 
