@@ -415,6 +415,16 @@ export const LightmemConfig = z
           .default('0'),
         transactionTimeoutMs: z.number().int().positive().default(60_000),
         /**
+         * Wraps every user key in the keyring topic (erasure by crypto-shredding) with this key: 32 random
+         * bytes, base64 (LIGHTMEM_KAFKA_KEY_ENCRYPTION_KEY, from a secret store). With it, reading the topics
+         * is not enough to read the data. Every process of a deployment needs the same one.
+         */
+        keyEncryptionKey: secret
+          .refine((value) => Buffer.from(value, 'base64').length === 32, {
+            message: 'must be 32 bytes, base64 (e.g. `openssl rand -base64 32`)',
+          })
+          .optional(),
+        /**
          * TLS to the brokers: `true` (the system's CAs), or the broker CA / client certificate and key
          * (PEM files) and `rejectUnauthorized`. LIGHTMEM_KAFKA_SSL, LIGHTMEM_KAFKA_SSL_CA, _CERT, _KEY.
          */

@@ -113,6 +113,7 @@ const falseWords = ['0', 'false', 'no', 'off'];
  *   (PEM paths; any of them turns TLS on)
  * - LIGHTMEM_KAFKA_SASL_MECHANISM (`plain`, `scram-sha-256`, `scram-sha-512`), LIGHTMEM_KAFKA_SASL_USERNAME,
  *   LIGHTMEM_KAFKA_SASL_PASSWORD
+ * - LIGHTMEM_KAFKA_KEY_ENCRYPTION_KEY (wraps the per-user keys of erasure by crypto-shredding)
  * - LIGHTMEM_REGISTRY_USERNAME, LIGHTMEM_REGISTRY_PASSWORD, LIGHTMEM_REGISTRY_CA
  * - LIGHTMEM_ES_API_KEY, or LIGHTMEM_ES_USERNAME + LIGHTMEM_ES_PASSWORD; LIGHTMEM_ES_CA
  * - LIGHTMEM_TEMPORAL_API_KEY; LIGHTMEM_TEMPORAL_CA, LIGHTMEM_TEMPORAL_CERT, LIGHTMEM_TEMPORAL_KEY,
@@ -143,6 +144,7 @@ export function securityFromEnv(env: Readonly<Record<string, string | undefined>
   set(sasl, 'username', 'LIGHTMEM_KAFKA_SASL_USERNAME');
   set(sasl, 'password', 'LIGHTMEM_KAFKA_SASL_PASSWORD');
   if (Object.keys(sasl).length > 0) kafka['sasl'] = sasl;
+  set(kafka, 'keyEncryptionKey', 'LIGHTMEM_KAFKA_KEY_ENCRYPTION_KEY');
   const registry: Record<string, unknown> = {};
   set(registry, 'username', 'LIGHTMEM_REGISTRY_USERNAME');
   set(registry, 'password', 'LIGHTMEM_REGISTRY_PASSWORD');

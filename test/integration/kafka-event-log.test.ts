@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { compressedOf, eventLogContract } from '../contract/event-log.contract.js';
@@ -10,6 +11,7 @@ import { readRange } from '../../services/adapters/kafka/kafka-range-reader.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { deleteTopics, freshLayout, groupAssignment, openKafkaLog, testKafka } from './support/servers.js';
 import { memoryLogger } from '../support/memory-logger.js';
+import { LightmemError } from '../../services/core/errors.js';
 import { waitUntil } from './support/distributed.js';
 
 eventLogContract(
@@ -185,6 +187,57 @@ describe('KafkaEventLog reads of more than one fetch', () => {
 });
 
 describe('crypto-shredding on Kafka', () => {
+  it('user keys wrapped with a key-encryption key: readers need the same one, and a wrong one is a config error, never "erased"', async () => {
+    const layout = freshLayout('kek');
+    const kek = randomBytes(32).toString('base64');
+    const writer = await openKafkaLog(layout, { keyEncryptionKey: kek });
+    const event = makeTurn(0, { userId: 'erin' });
+    try {
+      await writer.append(Topics.raw, [{ key: conversationKey(event), value: event }]);
+    } finally {
+      await writer.close();
+    }
+    const kafka = testKafka('lightmem-test-kek');
+    const admin = kafka.admin();
+    await admin.connect();
+    const stored: string[] = [];
+    await readRange(kafka, admin, keyringTopic(layout), {
+      onMessage: (_partition, message) => {
+        stored.push(message.value?.toString('utf8') ?? '');
+        return false;
+      },
+    });
+    await admin.disconnect();
+    assert.ok(stored.length === 1 && stored[0]?.includes('"wrapped":true'), 'the key is stored wrapped');
+    try {
+      const same = await openKafkaLog(layout, { keyEncryptionKey: kek });
+      try {
+        assert.deepEqual(
+          (await same.read(Topics.raw, 0, 10)).map((record) => record.value.turnId),
+          [event.turnId],
+        );
+      } finally {
+        await same.close();
+      }
+      for (const other of [undefined, randomBytes(32).toString('base64')]) {
+        const reader = await openKafkaLog(layout, other === undefined ? {} : { keyEncryptionKey: other });
+        try {
+          await assert.rejects(
+            reader.read(Topics.raw, 0, 10),
+            (error: unknown) =>
+              error instanceof LightmemError &&
+              error.code === 'config_invalid' &&
+              error.field === 'kafka.keyEncryptionKey',
+          );
+        } finally {
+          await reader.close();
+        }
+      }
+    } finally {
+      await deleteTopics(layout);
+    }
+  });
+
   it('a lost keyring is reported: records whose keys no process ever saw read as erased, with a warning', async () => {
     const layout = freshLayout('lost-keyring');
     const writer = await openKafkaLog(layout);

@@ -6,8 +6,11 @@ import {
   seal,
   sealedRef,
   unseal,
+  unwrapKey,
   userKeyBytes,
+  wrapKey,
 } from '../../services/adapters/kafka/sealed-value.js';
+import { loadConfig } from '../../services/runtime/load-config.js';
 import { LightmemError } from '../../services/core/errors.js';
 
 const ref = { tenantId: 'brand-a', userId: 'u1', keyId: 'k-1' };
@@ -56,5 +59,30 @@ describe('sealed values (crypto-shredding of Kafka records)', () => {
     ]) {
       assert.equal(refused(() => sealedRef(bad)).code, 'invalid_input');
     }
+  });
+
+  it('user keys wrapped with the key-encryption key open only with it, and only under their own record', () => {
+    const kek = randomBytes(32);
+    const key = randomBytes(userKeyBytes);
+    const label = '["key","brand-a","u1","k-1"]';
+    const wrapped = wrapKey(key, kek, label);
+    assert.ok(!wrapped.includes(key), 'the key is not in the clear');
+    assert.deepEqual(unwrapKey(wrapped, kek, label), key);
+    assert.equal(unwrapKey(wrapped, randomBytes(32), label), null, 'another key-encryption key');
+    assert.equal(unwrapKey(wrapped, kek, '["key","brand-a","u2","k-1"]'), null, 'moved to another user');
+    assert.equal(unwrapKey(Buffer.from([1, 2, 3]), kek, label), null);
+  });
+
+  it('the key-encryption key comes from LIGHTMEM_KAFKA_KEY_ENCRYPTION_KEY and must be 32 bytes', () => {
+    const value = randomBytes(32).toString('base64');
+    const config = loadConfig({ env: { LIGHTMEM_KAFKA_KEY_ENCRYPTION_KEY: value } });
+    assert.equal(config.kafka.keyEncryptionKey, value);
+    assert.throws(
+      () => loadConfig({ env: { LIGHTMEM_KAFKA_KEY_ENCRYPTION_KEY: randomBytes(16).toString('base64') } }),
+      (error: unknown) =>
+        error instanceof LightmemError &&
+        /keyEncryptionKey/.test(error.message) &&
+        !error.message.includes(value),
+    );
   });
 });

@@ -147,6 +147,10 @@ export class KafkaEventLog implements EventLog {
       topic: keyringTopicConfig(options.topics),
       groupPrefix: options.topics.prefix,
       logger: options.logger,
+      keyEncryptionKey:
+        options.security?.keyEncryptionKey === undefined
+          ? undefined
+          : Buffer.from(options.security.keyEncryptionKey, 'base64'),
     });
     // An erased user's state leaves the memory of every stage here as soon as the erasure is read.
     this.keyring.onDestroyed((owner) => {

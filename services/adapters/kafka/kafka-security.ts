@@ -10,6 +10,8 @@ import { readPemFile } from '../pem-file.js';
 export interface KafkaSecurity {
   readonly ssl?: KafkaSsl | undefined;
   readonly sasl?: KafkaSasl | undefined;
+  /** Wraps the per-user keys in the keyring topic (base64 of 32 bytes). */
+  readonly keyEncryptionKey?: string | undefined;
 }
 
 /** HTTP basic authentication and TLS of the schema registry client (`registry.*`). */
@@ -21,7 +23,7 @@ export interface RegistrySecurity {
 
 /** The security settings of the `kafka` config section. */
 export function kafkaSecurityOf(settings: LightmemConfig['kafka']): KafkaSecurity {
-  return { ssl: settings.ssl, sasl: settings.sasl };
+  return { ssl: settings.ssl, sasl: settings.sasl, keyEncryptionKey: settings.keyEncryptionKey };
 }
 
 /** The security settings of the `registry` config section. */

@@ -101,3 +101,31 @@ function parse(value: Buffer): { ref: KeyRef; refBytes: Buffer; nonce: Buffer; b
 function malformed(why: string): InvalidInputError {
   return new InvalidInputError(`a sealed value is malformed: ${why}`);
 }
+
+/**
+ * A user key wrapped with the deployment's key-encryption key (AES-256-GCM: nonce, ciphertext, tag), bound
+ * to `label` (the keyring record it is stored under) so that it cannot be moved to another user.
+ */
+export function wrapKey(key: Buffer, kek: Buffer, label: string): Buffer {
+  const nonce = randomBytes(nonceBytes);
+  const cipher = createCipheriv('aes-256-gcm', kek, nonce);
+  cipher.setAAD(Buffer.from(label, 'utf8'));
+  const body = Buffer.concat([cipher.update(key), cipher.final()]);
+  return Buffer.concat([nonce, body, cipher.getAuthTag()]);
+}
+
+/** The user key `wrapKey` wrapped; null when it does not unwrap with this key-encryption key. */
+export function unwrapKey(wrapped: Buffer, kek: Buffer, label: string): Buffer | null {
+  if (wrapped.length < nonceBytes + tagBytes) return null;
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', kek, wrapped.subarray(0, nonceBytes));
+    decipher.setAAD(Buffer.from(label, 'utf8'));
+    decipher.setAuthTag(wrapped.subarray(wrapped.length - tagBytes));
+    return Buffer.concat([
+      decipher.update(wrapped.subarray(nonceBytes, wrapped.length - tagBytes)),
+      decipher.final(),
+    ]);
+  } catch {
+    return null;
+  }
+}

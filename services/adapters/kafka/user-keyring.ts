@@ -3,12 +3,12 @@ import type { Admin, Consumer, ITopicConfig, Kafka, KafkaMessage, Producer } fro
 import { z } from 'zod';
 import type { ErasureTombstone } from '../../core/ports/event-log.js';
 import type { Logger } from '../../core/ports/logger.js';
-import { UnavailableError, errorMessage } from '../../core/errors.js';
+import { LightmemError, UnavailableError, errorMessage } from '../../core/errors.js';
 import { withTimeout } from '../../core/deadline.js';
 import { disconnectQuietly } from './disconnect.js';
 import { ensureTopics } from './kafka-topics.js';
 import { partitionEnds, type PartitionEnd } from './kafka-range-reader.js';
-import { userKeyBytes, type KeyRef } from './sealed-value.js';
+import { unwrapKey, userKeyBytes, wrapKey, type KeyRef } from './sealed-value.js';
 
 /** A user's key: what seals their records, and its reference. */
 export interface UserKey {
@@ -21,7 +21,12 @@ export interface Owner {
   readonly userId: string;
 }
 
-const keyValueSchema = z.object({ key: z.string().min(1), createdAt: z.number().int() });
+const keyValueSchema = z.object({
+  key: z.string().min(1),
+  createdAt: z.number().int(),
+  /** Wrapped with the deployment's key-encryption key (config `kafka.keyEncryptionKey`). */
+  wrapped: z.boolean().optional(),
+});
 const erasureValueSchema = z.object({
   erasedAt: z.number().int(),
   completedAt: z.number().int().nullable(),
@@ -52,7 +57,13 @@ class KeyringState {
   readonly destroyed = new Map<string, Set<string>>();
   readonly erasures = new Map<string, ErasureTombstone>();
 
-  /** Applies one record of the topic; returns the owner whose key it destroyed, if it did. */
+  constructor(private readonly kek: Buffer | undefined) {}
+
+  /**
+   * Applies one record of the topic; returns the owner whose key it destroyed, if it did. A wrapped key
+   * that cannot be unwrapped (no key-encryption key, or another one) is a configuration error: reading it
+   * as destroyed would make the user's data read as erased.
+   */
   apply(key: string, value: Buffer | null, logger: Logger): Owner | null {
     let parsed: z.infer<typeof recordKeySchema>;
     try {
@@ -83,7 +94,8 @@ class KeyringState {
     }
     if (this.destroyed.get(owner)?.has(keyId) === true) return null;
     const decoded = keyValueSchema.safeParse(safeJson(value));
-    const bytes = decoded.success ? Buffer.from(decoded.data.key, 'base64') : null;
+    let bytes: Buffer | null = decoded.success ? Buffer.from(decoded.data.key, 'base64') : null;
+    if (bytes !== null && decoded.data?.wrapped === true) bytes = this.unwrapped(bytes, key);
     if (bytes === null || bytes.length !== userKeyBytes) {
       logger.warn('keyring: a key record that does not decode was ignored', { tenantId, userId, keyId });
       return null;
@@ -93,6 +105,25 @@ class KeyringState {
     this.live.set(owner, keys);
     return null;
   }
+
+  private unwrapped(wrapped: Buffer, label: string): Buffer {
+    if (this.kek === undefined) {
+      throw keyringKeyError(
+        'the keyring holds wrapped user keys: set kafka.keyEncryptionKey (LIGHTMEM_KAFKA_KEY_ENCRYPTION_KEY) to the key the other processes use',
+      );
+    }
+    const key = unwrapKey(wrapped, this.kek, label);
+    if (key === null) {
+      throw keyringKeyError(
+        'a user key in the keyring does not unwrap with kafka.keyEncryptionKey: every process of a deployment needs the same one',
+      );
+    }
+    return key;
+  }
+}
+
+function keyringKeyError(message: string): LightmemError {
+  return new LightmemError('config_invalid', message, { field: 'kafka.keyEncryptionKey', retryable: false });
 }
 
 function safeJson(value: Buffer): unknown {
@@ -105,7 +136,7 @@ function safeJson(value: Buffer): unknown {
 
 /** A consumer that reads the keyring topic from its start and keeps following it. */
 class KeyringFollower {
-  readonly state = new KeyringState();
+  readonly state: KeyringState;
   private readonly position = new Map<number, number>();
   private waiters: (() => void)[] = [];
   failure: unknown = undefined;
@@ -114,7 +145,10 @@ class KeyringFollower {
     private readonly consumer: Consumer,
     private readonly groupId: string,
     private readonly admin: Admin,
-  ) {}
+    kek: Buffer | undefined,
+  ) {
+    this.state = new KeyringState(kek);
+  }
 
   static async start(
     kafka: Kafka,
@@ -123,10 +157,11 @@ class KeyringFollower {
     groupPrefix: string,
     logger: Logger,
     onDestroyed: (owner: Owner) => void,
+    kek: Buffer | undefined,
   ): Promise<KeyringFollower> {
     const groupId = `${groupPrefix}lightmem-keyring-${randomUUID()}`;
     const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 100, sessionTimeout: 10_000 });
-    const follower = new KeyringFollower(consumer, groupId, admin);
+    const follower = new KeyringFollower(consumer, groupId, admin, kek);
     consumer.on(consumer.events.CRASH, (event) => {
       if (event.payload.restart) return;
       follower.failure = event.payload.error;
@@ -138,7 +173,15 @@ class KeyringFollower {
       await consumer.run({
         autoCommit: false,
         eachBatch: async ({ batch }) => {
-          for (const message of batch.messages) follower.applyMessage(message, logger, onDestroyed);
+          if (follower.failure !== undefined) return;
+          try {
+            for (const message of batch.messages) follower.applyMessage(message, logger, onDestroyed);
+          } catch (error) {
+            // A key that cannot be read: this reader stops, and every wait on it fails with the error.
+            follower.failure = error;
+            follower.wake();
+            return;
+          }
           follower.position.set(batch.partition, Number(batch.lastOffset()) + 1);
           follower.wake();
           await Promise.resolve();
@@ -174,6 +217,7 @@ class KeyringFollower {
     const reached = (async () => {
       while (!this.reached(ends)) {
         if (this.failure !== undefined) {
+          if (this.failure instanceof LightmemError && !this.failure.retryable) throw this.failure;
           throw new UnavailableError(
             `kafka: the keyring reader stopped: ${errorMessage(this.failure)}`,
             this.failure,
@@ -208,6 +252,8 @@ export interface UserKeyringOptions {
   readonly logger: Logger;
   /** Longest wait for the reader to reach the topic's end. Default 30 s. */
   readonly syncTimeoutMs?: number;
+  /** Wraps the user keys written to the topic, and unwraps those read (32 bytes; config `kafka.keyEncryptionKey`). */
+  readonly keyEncryptionKey?: Buffer | undefined;
 }
 
 /**
@@ -343,10 +389,19 @@ export class UserKeyring {
 
   private async create(owner: Owner): Promise<UserKey> {
     const userKey: UserKey = { ref: { ...owner, keyId: randomUUID() }, key: randomBytes(userKeyBytes) };
+    const recordKey = keyRecordKey(userKey.ref);
+    const kek = this.options.keyEncryptionKey;
+    const stored = kek === undefined ? userKey.key : wrapKey(userKey.key, kek, recordKey);
     await this.write([
       {
-        key: keyRecordKey(userKey.ref),
-        value: Buffer.from(JSON.stringify({ key: userKey.key.toString('base64'), createdAt: Date.now() })),
+        key: recordKey,
+        value: Buffer.from(
+          JSON.stringify({
+            key: stored.toString('base64'),
+            createdAt: Date.now(),
+            ...(kek === undefined ? {} : { wrapped: true }),
+          }),
+        ),
       },
     ]);
     // Usable at once here; the reader applies the same record again when it reaches it.
@@ -367,6 +422,8 @@ export class UserKeyring {
     if (this.closed) throw new UnavailableError('kafka: the keyring is closed');
     const current = this.follower;
     if (current !== null && current.failure === undefined) return current;
+    // A configuration error stays one: a new reader would fail the same way.
+    if (current?.failure instanceof LightmemError && !current.failure.retryable) throw current.failure;
     if (this.starting === null) {
       const { kafka, admin, groupPrefix, logger } = this.options;
       this.starting = (async () => {
@@ -384,9 +441,18 @@ export class UserKeyring {
           (owner) => {
             for (const listener of this.listeners) listener(owner);
           },
+          this.options.keyEncryptionKey,
         );
         // Serve from the new reader only once it has caught up (the old one's state stays until then).
-        await next.waitFor(await partitionEnds(admin, this.topicName), this.options.syncTimeoutMs ?? 30_000);
+        try {
+          await next.waitFor(
+            await partitionEnds(admin, this.topicName),
+            this.options.syncTimeoutMs ?? 30_000,
+          );
+        } catch (error) {
+          await next.stop();
+          throw error;
+        }
         this.follower = next;
         return next;
       })().finally(() => {

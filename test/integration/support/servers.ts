@@ -48,6 +48,8 @@ export async function openKafkaLog(
     sessionTimeoutMs?: number;
     heartbeatMs?: number;
     logger?: Logger;
+    /** Wraps the per-user keys of the keyring (base64 of 32 bytes). */
+    keyEncryptionKey?: string;
   } = {},
 ): Promise<KafkaEventLog> {
   await registerSchemas(
@@ -65,6 +67,9 @@ export async function openKafkaLog(
     ...(overrides.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: overrides.stallTimeoutMs }),
     ...(overrides.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: overrides.sessionTimeoutMs }),
     ...(overrides.heartbeatMs === undefined ? {} : { heartbeatMs: overrides.heartbeatMs }),
+    ...(overrides.keyEncryptionKey === undefined
+      ? {}
+      : { security: { keyEncryptionKey: overrides.keyEncryptionKey } }),
     retryBaseMs: overrides.retryBaseMs ?? 5,
     retryMaxMs: overrides.retryMaxMs ?? 40,
     createTopics: true,
