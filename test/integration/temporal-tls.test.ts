@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,62 +11,10 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { temporalConnectionOptions } from '../../services/adapters/temporal/temporal-connection.js';
 import type { TemporalSecurity } from '../../services/adapters/temporal/consolidation-entity.js';
 import { servers } from './support/servers.js';
+import { testCa } from '../support/test-certificates.js';
 import type { ProbeActivities, consolidationProbe } from './support/temporal-workflow.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lightmem-temporal-tls-'));
-
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { stdio: 'ignore' });
-}
-
-/** A key and a certificate signed by the test CA, for `name`, with the given extended key usage. */
-function issue(name: string, cn: string, usage: 'serverAuth' | 'clientAuth'): { key: string; cert: string } {
-  const key = join(dir, `${name}.key`);
-  const csr = join(dir, `${name}.csr`);
-  const cert = join(dir, `${name}.pem`);
-  const ext = join(dir, `${name}.ext`);
-  writeFileSync(
-    ext,
-    [
-      'basicConstraints=CA:FALSE',
-      'keyUsage=digitalSignature',
-      `extendedKeyUsage=${usage}`,
-      ...(usage === 'serverAuth' ? [`subjectAltName=DNS:${cn}`] : []),
-    ].join('\n'),
-  );
-  openssl(
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    csr,
-    '-subj',
-    `/CN=${cn}`,
-  );
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    csr,
-    '-CA',
-    join(dir, 'ca.pem'),
-    '-CAkey',
-    join(dir, 'ca.key'),
-    '-CAcreateserial',
-    '-out',
-    cert,
-    '-days',
-    '1',
-    '-extfile',
-    ext,
-  );
-  return { key, cert };
-}
 
 /**
  * Temporal over TLS with mutual authentication, the way Temporal Cloud (mTLS namespaces) or a self-hosted
@@ -81,31 +28,15 @@ describe('Temporal over TLS with client certificates (real dev server behind a T
   let security: TemporalSecurity;
 
   before(async () => {
-    openssl(
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      join(dir, 'ca.key'),
-      '-out',
-      join(dir, 'ca.pem'),
-      '-days',
-      '1',
-      '-subj',
-      '/CN=lightmem-test-ca',
-    );
-    const server = issue('server', 'temporal.test', 'serverAuth');
-    const client = issue('client', 'lightmem-worker', 'clientAuth');
+    const ca = testCa(dir);
+    const server = ca.issue('server', 'temporal.test', 'serverAuth');
+    const client = ca.issue('client', 'lightmem-worker', 'clientAuth');
     const [host, port] = servers.temporalAddress.split(':');
     proxy = createServer(
       {
         key: readFileSync(server.key),
         cert: readFileSync(server.cert),
-        ca: readFileSync(join(dir, 'ca.pem')),
+        ca: readFileSync(ca.ca),
         requestCert: true,
         rejectUnauthorized: true,
         ALPNProtocols: ['h2'],
@@ -124,7 +55,7 @@ describe('Temporal over TLS with client certificates (real dev server behind a T
     await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
     address = `127.0.0.1:${(proxy.address() as AddressInfo).port}`;
     security = {
-      tls: { ca: join(dir, 'ca.pem'), cert: client.cert, key: client.key, serverName: 'temporal.test' },
+      tls: { ca: ca.ca, cert: client.cert, key: client.key, serverName: 'temporal.test' },
     };
   });
 

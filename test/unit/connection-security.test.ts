@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { createServer, type Server } from 'node:https';
@@ -34,6 +33,7 @@ import { esFailure } from '../../services/adapters/elasticsearch/es-errors.js';
 import { temporalConnectionOptions } from '../../services/adapters/temporal/temporal-connection.js';
 import { temporalEndpoint } from '../../services/adapters/temporal/consolidation-entity.js';
 import { silentLogger } from '../support/memory-logger.js';
+import { haveOpenssl, selfSigned } from '../support/test-certificates.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lightmem-security-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -434,14 +434,6 @@ describe('connection security: logs', () => {
  * The real clients against HTTPS servers of our own (a self-signed certificate for 127.0.0.1, made with
  * openssl): the CA setting makes TLS work, and the credentials go out in the Authorization header.
  */
-const haveOpenssl = (() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 describe(
   'connection security: real clients over TLS with a private CA',
@@ -453,33 +445,10 @@ describe(
     const servers: Server[] = [];
 
     before(() => {
-      const keyFile = join(dir, 'server.key');
-      caFile = join(dir, 'server.pem');
-      execFileSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:prime256v1',
-          '-nodes',
-          '-keyout',
-          keyFile,
-          '-out',
-          caFile,
-          '-days',
-          '1',
-          '-subj',
-          '/CN=127.0.0.1',
-          '-addext',
-          'subjectAltName=IP:127.0.0.1',
-        ],
-        { stdio: 'ignore' },
-      );
-      key = readFileSync(keyFile, 'utf8');
-      cert = readFileSync(caFile, 'utf8');
+      const files = selfSigned(dir, 'server', '/CN=127.0.0.1', 'IP:127.0.0.1');
+      caFile = files.cert;
+      key = readFileSync(files.key, 'utf8');
+      cert = readFileSync(files.cert, 'utf8');
     });
     after(async () => {
       await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));

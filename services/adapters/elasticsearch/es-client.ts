@@ -2,6 +2,7 @@ import { Client, type ClientOptions } from '@elastic/elasticsearch';
 import { readPemFile } from '../pem-file.js';
 import { withoutUrlCredentials, type LightmemConfig } from '../../core/config.js';
 import { LightmemError } from '../../core/errors.js';
+import type { Clock } from '../../core/ports/clock.js';
 
 /** Credentials and TLS of the Elasticsearch client (`elasticsearch.apiKey` | `username` + `password`, `tls`). */
 export interface ElasticsearchSecurity {
@@ -20,6 +21,22 @@ export function elasticsearchSecurityOf(settings: LightmemConfig['elasticsearch'
     password: settings.password,
     tls: settings.tls,
   };
+}
+
+/**
+ * Where a small registry kept in Elasticsearch lives (the tenant directory, the pipeline versions), and how
+ * it is reached. Every API replica and stage service reads the same one.
+ */
+export interface ElasticsearchRegistryOptions {
+  /** e.g. http://127.0.0.1:19200 */
+  readonly node: string;
+  /** Credentials and TLS (`elasticsearch.apiKey` | `username` + `password`, `elasticsearch.tls`). */
+  readonly security?: ElasticsearchSecurity | undefined;
+  /** The deployment's index prefix (`elasticsearch.indexPrefix`). */
+  readonly indexPrefix: string;
+  /** Creation times (default: the system clock). */
+  readonly clock?: Clock | undefined;
+  readonly requestTimeoutMs?: number | undefined;
 }
 
 export interface ElasticsearchConnection {

@@ -1,6 +1,7 @@
 import type { Client, estypes } from '@elastic/elasticsearch';
 import { z } from 'zod';
 import { LightmemError, UnavailableError } from '../../core/errors.js';
+import { esFailure, isIndexNotFound, statusOf } from './es-errors.js';
 
 /**
  * The documents of an mget that were found, their sources decoded with `source`. A document the cluster
@@ -39,4 +40,49 @@ export async function mgetFound<S extends z.ZodType>(
     if (doc.found === true && doc._source !== undefined) found.push({ id: doc._id, source: doc._source });
   }
   return found;
+}
+
+const GetResult = z.object({
+  found: z.boolean(),
+  _source: z.unknown().optional(),
+  _seq_no: z.number().optional(),
+  _primary_term: z.number().optional(),
+});
+
+/** A document with what optimistic concurrency needs to write it back (`if_seq_no`, `if_primary_term`). */
+export interface VersionedDoc {
+  readonly source: unknown;
+  readonly seqNo: number;
+  readonly primaryTerm: number;
+}
+
+/**
+ * A document by id, real time, with its sequence number and primary term; undefined when there is none. A
+ * missing index is a failure, not "none". `action` names the read in errors.
+ */
+export async function getVersioned(
+  client: Client,
+  index: string,
+  id: string,
+  action: string,
+): Promise<VersionedDoc | undefined> {
+  let response: unknown;
+  try {
+    response = await client.get({ index, id, realtime: true });
+  } catch (error) {
+    if (statusOf(error) === 404 && !isIndexNotFound(error)) return undefined;
+    throw esFailure(error, action);
+  }
+  const result = GetResult.safeParse(response);
+  if (!result.success) {
+    throw new LightmemError('internal', `elasticsearch ${action}: unexpected answer`, {
+      cause: result.error,
+    });
+  }
+  const { found, _source, _seq_no, _primary_term } = result.data;
+  if (!found) return undefined;
+  if (_seq_no === undefined || _primary_term === undefined) {
+    throw new LightmemError('internal', `elasticsearch ${action}: the document has no version`);
+  }
+  return { source: _source, seqNo: _seq_no, primaryTerm: _primary_term };
 }

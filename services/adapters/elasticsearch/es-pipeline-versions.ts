@@ -12,22 +12,14 @@ import {
   type PipelineVersions,
   type ReadRoutes,
 } from '../../core/ports/pipeline-versions.js';
-import { elasticsearchClient, type ElasticsearchSecurity } from './es-client.js';
-import { esFailure, isIndexNotFound, statusOf } from './es-errors.js';
+import { elasticsearchClient, type ElasticsearchRegistryOptions } from './es-client.js';
+import { esFailure, statusOf } from './es-errors.js';
 import { ensureSmallIndex } from './es-indices.js';
+import { getVersioned } from './es-mget.js';
 import { indexNames, tenantHash, type AliasNames } from './es-mapping.js';
 
-export interface ElasticsearchPipelineVersionsOptions {
-  /** e.g. http://127.0.0.1:19200 */
-  readonly node: string;
-  /** Credentials and TLS (`elasticsearch.apiKey` | `username` + `password`, `elasticsearch.tls`). */
-  readonly security?: ElasticsearchSecurity | undefined;
-  /** The deployment's index prefix: the registry is `<prefix>pipeline-versions` (alias of `…-v1`). */
-  readonly indexPrefix: string;
-  /** The creation time of version 1 when the registry is first made (default: the system clock). */
-  readonly clock?: Clock | undefined;
-  readonly requestTimeoutMs?: number | undefined;
-}
+/** The registry's connection and index prefix: the registry is `<prefix>pipeline-versions` (alias of `…-v1`). */
+export type ElasticsearchPipelineVersionsOptions = ElasticsearchRegistryOptions;
 
 /** The registry: every version, the read routes and the generation counter. */
 export interface Registry {
@@ -254,13 +246,6 @@ const RegistryDoc = z
   });
 type RegistryDoc = z.infer<typeof RegistryDoc>;
 
-const GetResult = z.object({
-  found: z.boolean(),
-  _source: z.unknown().optional(),
-  _seq_no: z.number().optional(),
-  _primary_term: z.number().optional(),
-});
-
 function toDoc(registry: Registry): RegistryDoc {
   return {
     generation: registry.generation,
@@ -438,25 +423,14 @@ export class ElasticsearchPipelineVersions implements PipelineVersions {
   }
 
   private async getDoc(): Promise<Read | undefined> {
-    const action = 'reading the pipeline versions registry';
-    let response: unknown;
-    try {
-      response = await this.client.get({ index: this.names.alias, id: DOC_ID, realtime: true });
-    } catch (error) {
-      if (statusOf(error) === 404 && !isIndexNotFound(error)) return undefined;
-      throw esFailure(error, action);
-    }
-    const result = GetResult.safeParse(response);
-    if (!result.success) {
-      throw new LightmemError('internal', `elasticsearch ${action}: unexpected answer`, {
-        cause: result.error,
-      });
-    }
-    const { found, _source, _seq_no, _primary_term } = result.data;
-    if (!found) return undefined;
-    if (_seq_no === undefined || _primary_term === undefined) {
-      throw new LightmemError('internal', `elasticsearch ${action}: the document has no version`);
-    }
-    return { registry: fromDoc(_source), seqNo: _seq_no, primaryTerm: _primary_term };
+    const doc = await getVersioned(
+      this.client,
+      this.names.alias,
+      DOC_ID,
+      'reading the pipeline versions registry',
+    );
+    return doc === undefined
+      ? undefined
+      : { registry: fromDoc(doc.source), seqNo: doc.seqNo, primaryTerm: doc.primaryTerm };
   }
 }

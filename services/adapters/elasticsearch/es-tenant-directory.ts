@@ -14,20 +14,12 @@ import {
   type TenantDirectory,
   type TenantRecord,
 } from '../../core/ports/tenant-directory.js';
-import { errorTypeOf, esFailure, isIndexNotFound, statusOf } from './es-errors.js';
-import { elasticsearchClient, type ElasticsearchSecurity } from './es-client.js';
+import { errorTypeOf, esFailure, statusOf } from './es-errors.js';
+import { getVersioned, type VersionedDoc } from './es-mget.js';
+import { elasticsearchClient, type ElasticsearchRegistryOptions } from './es-client.js';
 
-export interface ElasticsearchTenantDirectoryOptions {
-  /** e.g. http://127.0.0.1:19200 */
-  readonly node: string;
-  /** Credentials and TLS (`elasticsearch.apiKey` | `username` + `password`, `elasticsearch.tls`). */
-  readonly security?: ElasticsearchSecurity | undefined;
-  /** The deployment's index prefix (`elasticsearch.indexPrefix`): the index is `<prefix>tenants-v1`. */
-  readonly indexPrefix: string;
-  /** Creation and revocation times (default: the system clock). */
-  readonly clock?: Clock | undefined;
-  readonly requestTimeoutMs?: number | undefined;
-}
+/** The registry's connection and index prefix: the index is `<prefix>tenants-v1`. */
+export type ElasticsearchTenantDirectoryOptions = ElasticsearchRegistryOptions;
 
 const keyword = { type: 'keyword' } as const;
 const stored = { type: 'keyword', index: false, doc_values: false } as const;
@@ -65,12 +57,6 @@ type ListedKeyDoc = z.infer<typeof ListedKeyDoc>;
 const KeyDoc = ListedKeyDoc.extend({ secret_hash: z.string() });
 type KeyDoc = z.infer<typeof KeyDoc>;
 
-const GetResult = z.object({
-  found: z.boolean(),
-  _source: z.unknown().optional(),
-  _seq_no: z.number().optional(),
-  _primary_term: z.number().optional(),
-});
 const SortValues = z.array(z.union([z.string(), z.number()]));
 const Hits = z.object({
   hits: z.object({ hits: z.array(z.object({ _id: z.string(), _source: z.unknown(), sort: SortValues })) }),
@@ -255,29 +241,8 @@ export class ElasticsearchTenantDirectory implements TenantDirectory {
   }
 
   /** A document by id, real time; undefined when there is none. A missing index is a failure, not "none". */
-  private async get(
-    id: string,
-    action: string,
-  ): Promise<{ source: unknown; seqNo: number; primaryTerm: number } | undefined> {
-    let response: unknown;
-    try {
-      response = await this.client.get({ index: this.index, id, realtime: true });
-    } catch (error) {
-      if (statusOf(error) === 404 && !isIndexNotFound(error)) return undefined;
-      throw esFailure(error, action);
-    }
-    const result = GetResult.safeParse(response);
-    if (!result.success) {
-      throw new LightmemError('internal', `elasticsearch ${action}: unexpected answer`, {
-        cause: result.error,
-      });
-    }
-    const { found, _source, _seq_no, _primary_term } = result.data;
-    if (!found) return undefined;
-    if (_seq_no === undefined || _primary_term === undefined) {
-      throw new LightmemError('internal', `elasticsearch ${action}: the document has no version`);
-    }
-    return { source: _source, seqNo: _seq_no, primaryTerm: _primary_term };
+  private async get(id: string, action: string): Promise<VersionedDoc | undefined> {
+    return getVersioned(this.client, this.index, id, action);
   }
 
   /** Every document of a query, page by page in `sort` order, as [source, id]. */
