@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { StageState } from '../../services/adapters/kafka/stage-state.js';
+import { conversationStateKey, turnStateKey } from '../../services/stages/state-keys.js';
 
 type Message = [partition: number, key: string, value: string | null];
 
@@ -59,5 +60,37 @@ describe('StageState (the Kafka stages’ state, restored from a changelog)', ()
     state.apply(1, [{ key: 'a', value: null }]);
     assert.equal(state.get('a'), undefined);
     assert.deepEqual(state.movedKeys(1, [{ key: 'b', value: '3' }]), [{ key: 'b', partition: 3 }]);
+  });
+
+  it("dropOwned drops one user's keys in every partition and no one else's", () => {
+    const state = new StageState();
+    const alice = conversationStateKey('buf', { tenantId: 't1', userId: 'alice', conversationId: 'c1' });
+    const aliceTurn = turnStateKey('seen', {
+      tenantId: 't1',
+      userId: 'alice',
+      conversationId: 'c2',
+      turnId: 'x',
+    });
+    const bob = conversationStateKey('buf', { tenantId: 't1', userId: 'bob', conversationId: 'c1' });
+    const otherTenant = conversationStateKey('buf', {
+      tenantId: 't2',
+      userId: 'alice',
+      conversationId: 'c1',
+    });
+    state.apply(0, [
+      { key: alice, value: 'a' },
+      { key: bob, value: 'b' },
+      { key: 'count', value: '3' },
+    ]);
+    state.apply(1, [
+      { key: aliceTurn, value: '1' },
+      { key: otherTenant, value: 'c' },
+    ]);
+    state.dropOwned({ tenantId: 't1', userId: 'alice' });
+    assert.equal(state.get(alice), undefined);
+    assert.equal(state.get(aliceTurn), undefined);
+    assert.equal(state.get(bob), 'b');
+    assert.equal(state.get(otherTenant), 'c');
+    assert.equal(state.get('count'), '3', 'keys that name no user stay');
   });
 });
