@@ -114,7 +114,7 @@ export function apiRoutes(service: MemoryService): ApiRoute[] {
       operationId: 'eraseUser',
       summary: 'Erase a user everywhere',
       description:
-        'Removes every version of every memory of the user, its log records, stage state and pending consolidation, and leaves a tombstone so that no replay brings it back. Needs the admin scope. Erasing again answers a receipt with nothing removed.',
+        "Removes every version of every memory of the user, its log records, stage state and pending consolidation, and leaves a tombstone so that no replay brings it back. On Kafka (distributed mode) the records are crypto-shredded: the user's keys are destroyed and the receipt counts them (`event-log:user-keys`). Needs the admin scope. Erasing again answers a receipt with nothing removed.",
       tag: 'users',
       scope: 'admin',
       params: UserPath,
