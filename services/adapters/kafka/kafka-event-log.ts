@@ -375,6 +375,23 @@ export class KafkaEventLog implements EventLog {
     return null;
   }
 
+  /**
+   * A changelog value as the stage wrote it; null (the key reads as absent) when its key was destroyed, or
+   * when it does not open: one unreadable value must not keep the stage from starting.
+   */
+  private openedState(group: string, key: string, value: Buffer): Buffer | null {
+    try {
+      return this.opened(value);
+    } catch (error) {
+      this.options.logger.warn('a stage state value does not open; the key reads as absent', {
+        group,
+        key,
+        error: errorMessage(error),
+      });
+      return null;
+    }
+  }
+
   /** The key a sealed value names, if it is live here (the batch's outputs for its user reuse it). */
   private liveKeyOf(value: Buffer | null): UserKey | null {
     if (value === null || !isSealed(value)) return null;
@@ -486,7 +503,7 @@ export class KafkaEventLog implements EventLog {
     await this.knowKeysOf(changes.map((change) => change.value));
     // A value sealed with a destroyed key is an erased user's: it reads as deleted.
     for (const { partition, key, value } of changes) {
-      state.applyChangelog(partition, key, value === null ? null : this.opened(value));
+      state.applyChangelog(partition, key, value === null ? null : this.openedState(group, key, value));
     }
     state.markAt(await partitionEnds(this.admin, name));
     return state;
