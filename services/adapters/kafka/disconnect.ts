@@ -9,3 +9,19 @@ export async function disconnectQuietly(client: { disconnect(): Promise<void> })
     () => undefined,
   );
 }
+
+/**
+ * Deletes a throwaway consumer group (a range read's, a keyring reader's) without ever failing or hanging
+ * the caller: right after a broker restart the admin client can retry for minutes. A group left behind has
+ * no offsets and expires on its own.
+ */
+export async function deleteGroupQuietly(
+  admin: { deleteGroups(groupIds: string[]): Promise<unknown> },
+  groupId: string,
+): Promise<void> {
+  await withTimeout(
+    admin.deleteGroups([groupId]),
+    5_000,
+    () => new Error('deleting the group timed out'),
+  ).catch(() => undefined);
+}

@@ -134,6 +134,7 @@ export class KafkaEventLog implements EventLog {
     kafka: Kafka,
     admin: Admin,
     producer: Producer,
+    private readonly keyringProducer: Producer,
   ) {
     this.kafka = kafka;
     this.admin = admin;
@@ -143,7 +144,7 @@ export class KafkaEventLog implements EventLog {
     this.keyring = new UserKeyring({
       kafka,
       admin,
-      producer,
+      producer: keyringProducer,
       topic: keyringTopicConfig(options.topics),
       groupPrefix: options.topics.prefix,
       logger: options.logger,
@@ -168,11 +169,15 @@ export class KafkaEventLog implements EventLog {
       // Java-compatible murmur2 on the key: a conversation's records land where a Java producer puts them.
       createPartitioner: Partitioners.DefaultPartitioner,
     });
+    // The keyring's own producer (see UserKeyringOptions.producer): one partition, writes idempotent anyway.
+    const keyringProducer = kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests: 1 });
     try {
       await admin.connect();
       if (options.createTopics === true) await ensureTopics(admin, dataTopicConfigs(options.topics));
       await producer.connect();
+      await keyringProducer.connect();
     } catch (error) {
+      await disconnectQuietly(keyringProducer);
       await disconnectQuietly(producer);
       await disconnectQuietly(admin);
       if (error instanceof LightmemError) throw error;
@@ -193,11 +198,12 @@ export class KafkaEventLog implements EventLog {
         Object.keys(topicSchemas) as TopicName[],
       );
     } catch (error) {
+      await disconnectQuietly(keyringProducer);
       await disconnectQuietly(producer);
       await disconnectQuietly(admin);
       throw error;
     }
-    return new KafkaEventLog(options, codec, kafka, admin, producer);
+    return new KafkaEventLog(options, codec, kafka, admin, producer, keyringProducer);
   }
 
   async append<T extends TopicName>(topic: T, records: readonly AppendRecord<T>[]): Promise<AppendResult> {
@@ -208,8 +214,8 @@ export class KafkaEventLog implements EventLog {
       value: this.codec.encode(topic, record.value),
       owner: ownerOf(recordOwner(topic, record.value)),
     }));
-    // Read the keyring up to now first: a user erased a moment ago by another process gets a new key.
-    if (encoded.some((record) => record.owner !== null)) await this.keyring.sync();
+    // Read the keyring up to now first (briefly): a user erased a moment ago elsewhere gets a new key.
+    if (encoded.some((record) => record.owner !== null)) await this.keyring.freshen();
     const messages: { key: string; value: Buffer }[] = [];
     for (const record of encoded) {
       messages.push({ key: record.key, value: await this.sealFor(record.owner, record.value, new Map()) });
@@ -279,7 +285,7 @@ export class KafkaEventLog implements EventLog {
    * sealed with one of their keys (see `UserKeyring`); erasing destroys the keys, so every copy in every
    * topic is unreadable (readers skip it: a stage never sees it, a replay cannot derive from it). The
    * user's stage state is also deleted from each changelog (compaction removes it) and from the memory of
-   * the stages (here at once, elsewhere as they read the keyring: before their next batch).
+   * the stages (here at once, elsewhere as soon as their keyring reader reads the erasure).
    */
   async eraseUser(tenantId: string, userId: string, erasedAt: number): Promise<LogErasure> {
     const owner: Owner = { tenantId, userId };
@@ -334,6 +340,7 @@ export class KafkaEventLog implements EventLog {
     this.closed = true;
     await Promise.allSettled([...this.running]);
     await this.keyring.close();
+    await disconnectQuietly(this.keyringProducer);
     await disconnectQuietly(this.producer);
     await disconnectQuietly(this.admin);
     await this.codec.close().catch(() => undefined);
@@ -617,8 +624,6 @@ export class KafkaEventLog implements EventLog {
       }
       const messages = batch.messages;
       const lastOffset = Number(batch.lastOffset());
-      // Erasures written before this batch are applied first (keys, in-memory state of the erased users).
-      await this.keyring.sync();
       for (
         let start = 0;
         start < messages.length || (start === 0 && messages.length === 0);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Admin, Kafka, KafkaMessage } from 'kafkajs';
 import { LightmemError, UnavailableError, errorMessage } from '../../core/errors.js';
-import { disconnectQuietly } from './disconnect.js';
+import { deleteGroupQuietly, disconnectQuietly } from './disconnect.js';
 import { withTimeout } from '../../core/deadline.js';
 
 export interface PartitionEnd {
@@ -117,6 +117,6 @@ export async function readRange(
   } finally {
     crash();
     await disconnectQuietly(consumer);
-    await admin.deleteGroups([groupId]).catch(() => undefined);
+    await deleteGroupQuietly(admin, groupId);
   }
 }

@@ -5,7 +5,7 @@ import type { ErasureTombstone } from '../../core/ports/event-log.js';
 import type { Logger } from '../../core/ports/logger.js';
 import { LightmemError, UnavailableError, errorMessage } from '../../core/errors.js';
 import { withTimeout } from '../../core/deadline.js';
-import { disconnectQuietly } from './disconnect.js';
+import { deleteGroupQuietly, disconnectQuietly } from './disconnect.js';
 import { ensureTopics } from './kafka-topics.js';
 import { partitionEnds, type PartitionEnd } from './kafka-range-reader.js';
 import { unwrapKey, userKeyBytes, wrapKey, type KeyRef } from './sealed-value.js';
@@ -58,6 +58,15 @@ class KeyringState {
   readonly erasures = new Map<string, ErasureTombstone>();
 
   constructor(private readonly kek: Buffer | undefined) {}
+
+  /** A key this process wrote (the reader applies the same record when it reaches it). */
+  remember(ref: KeyRef, key: Buffer): void {
+    const owner = ownerId(ref.tenantId, ref.userId);
+    if (this.destroyed.get(owner)?.has(ref.keyId) === true) return;
+    const keys = this.live.get(owner) ?? new Map<string, Buffer>();
+    keys.set(ref.keyId, key);
+    this.live.set(owner, keys);
+  }
 
   /**
    * Applies one record of the topic; returns the owner whose key it destroyed, if it did. A wrapped key
@@ -237,14 +246,18 @@ class KeyringFollower {
   async stop(): Promise<void> {
     this.wake();
     await disconnectQuietly(this.consumer);
-    await this.admin.deleteGroups([this.groupId]).catch(() => undefined);
+    await deleteGroupQuietly(this.admin, this.groupId);
   }
 }
 
 export interface UserKeyringOptions {
   readonly kafka: Kafka;
   readonly admin: Admin;
-  /** An idempotent producer (acks from every in-sync replica). */
+  /**
+   * The producer of the keyring's records (acks from every in-sync replica). Not the idempotent one of
+   * the event log: keyring writes are idempotent by themselves (random key ids, tombstones), and a
+   * producer of its own cannot be wedged by another caller's state after a broker restart.
+   */
   readonly producer: Producer;
   readonly topic: ITopicConfig;
   /** Prefix of the keyring reader's throwaway consumer group. */
@@ -273,6 +286,7 @@ export class UserKeyring {
   private readonly creating = new Map<string, Promise<UserKey>>();
   private readonly listeners = new Set<(owner: Owner) => void>();
   private closed = false;
+  private lastFreshenWarning = 0;
 
   constructor(private readonly options: UserKeyringOptions) {}
 
@@ -283,9 +297,50 @@ export class UserKeyring {
 
   /** Waits until everything written to the keyring before this call is applied here. */
   async sync(): Promise<void> {
-    const follower = await this.running();
-    const ends = await partitionEnds(this.options.admin, this.topicName);
-    await follower.waitFor(ends, this.options.syncTimeoutMs ?? 30_000);
+    const limitMs = (this.options.syncTimeoutMs ?? 30_000) * 2;
+    const work = (async () => {
+      const follower = await this.running();
+      const ends = await partitionEnds(this.options.admin, this.topicName);
+      await follower.waitFor(ends, this.options.syncTimeoutMs ?? 30_000);
+    })();
+    try {
+      await withTimeout(
+        work,
+        limitMs,
+        () => new UnavailableError(`kafka: reading the keyring took over ${limitMs / 1000} s`),
+      );
+    } catch (error) {
+      // A reader that does not reach the end (a consumer wedged after a broker restart) is replaced: the
+      // next call starts a fresh one instead of waiting on it again.
+      if (!(error instanceof LightmemError) || error.retryable) this.abandonReader(error);
+      throw error;
+    }
+  }
+
+  /** Marks the current reader failed and forgets a start in progress, so the next `sync` starts anew. */
+  private abandonReader(reason: unknown): void {
+    if (this.follower !== null && this.follower.failure === undefined) this.follower.failure = reason;
+    this.starting = null;
+    this.options.logger.warn('keyring reader replaced', { error: errorMessage(reason) });
+  }
+
+  /**
+   * `sync`, best effort and briefly: for writers (an append), which must not stall on a reader that is
+   * slow to come back after a broker restart. What it would have taught (an erasure a moment ago) arrives
+   * with the reader anyway. Readers of sealed values use `sync`: a key they cannot find reads as erased.
+   */
+  async freshen(timeoutMs = 5_000): Promise<void> {
+    try {
+      await withTimeout(this.sync(), timeoutMs, () => new UnavailableError('the keyring reader lags'));
+    } catch (error) {
+      const now = Date.now();
+      if (now - this.lastFreshenWarning > 60_000) {
+        this.lastFreshenWarning = now;
+        this.options.logger.warn('keyring not read up to its end before an append; going on', {
+          error: errorMessage(error),
+        });
+      }
+    }
   }
 
   /** A key the user has now (as last synced), or undefined. */
@@ -376,7 +431,11 @@ export class UserKeyring {
 
   async close(): Promise<void> {
     this.closed = true;
-    const follower = this.follower ?? (await this.starting?.catch(() => null)) ?? null;
+    // A reader still starting is waited for briefly (it may be stuck on a broker that is not back).
+    const starting = this.starting?.catch(() => null) ?? Promise.resolve(null);
+    const follower =
+      this.follower ??
+      (await withTimeout(starting, 5_000, () => new Error('still starting')).catch(() => null));
     this.follower = null;
     await follower?.stop();
   }
@@ -405,13 +464,19 @@ export class UserKeyring {
       },
     ]);
     // Usable at once here; the reader applies the same record again when it reaches it.
-    await this.sync();
+    // Usable here at once, even while this process's reader lags (the record is on the brokers now).
+    this.follower?.state.remember(userKey.ref, userKey.key);
+    await this.freshen();
     return this.current(owner) ?? userKey;
   }
 
   private async write(messages: { key: string; value: Buffer | null }[]): Promise<void> {
     try {
-      await this.options.producer.send({ topic: this.topicName, messages, acks: -1 });
+      await withTimeout(
+        this.options.producer.send({ topic: this.topicName, messages, acks: -1 }),
+        this.options.syncTimeoutMs ?? 30_000,
+        () => new Error('no answer from the brokers'),
+      );
     } catch (error) {
       throw new UnavailableError(`kafka: writing the keyring failed: ${errorMessage(error)}`, error);
     }
