@@ -98,6 +98,10 @@ export const EventsQuery = z.object({
   wait: QueryFlag,
 });
 
+/** A character that is a space neither to JavaScript (`\s`, `trim`) nor to Python (`\s`). */
+const notOnlySpaces =
+  /[^\t\n\v\f\r \u001c-\u001f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]/;
+
 export const SearchRequest = z.object({
   /** The key's own tenant, if given at all: any other is refused (403). */
   tenantId: Id.optional(),
@@ -105,7 +109,13 @@ export const SearchRequest = z.object({
   agentId: Id.optional(),
   conversationId: Id.optional(),
   sessionId: Id.optional(),
-  query: z.string().min(1).max(4096),
+  // Not only spaces (the search refuses a blank query). The class spells out every character that
+  // JavaScript's or Python's \s takes for a space, so that the published pattern means the same to both.
+  query: z
+    .string()
+    .min(1)
+    .max(4096)
+    .regex(notOnlySpaces, { message: 'must contain something other than spaces' }),
   limit: z.number().int().min(1).max(maxSearchLimit).default(10),
   /** Memories that happened at or after this instant. */
   from: Instant.optional(),
