@@ -236,6 +236,15 @@ export class EmbeddedVersions {
         ]);
       } catch (error) {
         if (signal.aborted) return;
+        // Dropped while it ran (its files closed under it): its run is over, nothing went wrong.
+        const now = await this.deps.registry.get(parts.version.name).catch(() => undefined);
+        if (now === undefined || now.droppedAt !== null) {
+          logger.info('pipeline version dropped; its run ended', {
+            version: parts.version.name,
+            error: errorMessage(error),
+          });
+          return;
+        }
         logger.error('pipeline version stopped; restarting it', {
           version: parts.version.name,
           error: errorMessage(error),
