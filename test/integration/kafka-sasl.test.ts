@@ -20,6 +20,7 @@ import { memoryLogger } from '../support/memory-logger.js';
 import { deletePrefix, rawClient } from './support/elasticsearch.js';
 import { servers } from './support/servers.js';
 import { waitUntil } from './support/distributed.js';
+import { capturingStderr } from '../support/capture-stderr.js';
 
 /**
  * Kafka with SASL: the broker of `npm run infra:up` has a second listener, SASL_PLAINTEXT with PLAIN
@@ -49,29 +50,6 @@ async function deleteSaslTopics(prefix: string): Promise<void> {
   } finally {
     await admin.disconnect();
   }
-}
-
-/**
- * Everything written to stderr while `run` runs (the stderr logger's JSON lines, kafkajs's own output),
- * kept from the test's output; shown when `run` fails.
- */
-async function capturingStderr(run: () => Promise<void>): Promise<string> {
-  const chunks: string[] = [];
-  const original = process.stderr.write.bind(process.stderr);
-  process.stderr.write = (chunk: string | Uint8Array) => {
-    chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-    return true;
-  };
-  try {
-    await run();
-  } catch (error) {
-    process.stderr.write = original;
-    process.stderr.write(chunks.join(''));
-    throw error;
-  } finally {
-    process.stderr.write = original;
-  }
-  return chunks.join('');
 }
 
 describe('Kafka over SASL (PLAIN, the dev broker’s SASL_PLAINTEXT listener)', () => {

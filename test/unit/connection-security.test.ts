@@ -34,6 +34,7 @@ import { temporalConnectionOptions } from '../../services/adapters/temporal/temp
 import { temporalEndpoint } from '../../services/adapters/temporal/consolidation-entity.js';
 import { silentLogger } from '../support/memory-logger.js';
 import { haveOpenssl, selfSigned } from '../support/test-certificates.js';
+import { capturingStderr } from '../support/capture-stderr.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lightmem-security-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -42,22 +43,6 @@ function pemFile(name: string, label = 'CERTIFICATE'): string {
   const path = join(dir, name);
   writeFileSync(path, `-----BEGIN ${label}-----\nMIIB${name}\n-----END ${label}-----\n`);
   return path;
-}
-
-/** Everything the code under test writes to stderr (the stderr logger's JSON lines). */
-async function capturingStderr(run: () => Promise<void> | void): Promise<string> {
-  const chunks: string[] = [];
-  const original = process.stderr.write.bind(process.stderr);
-  process.stderr.write = (chunk: string | Uint8Array) => {
-    chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-    return true;
-  };
-  try {
-    await run();
-  } finally {
-    process.stderr.write = original;
-  }
-  return chunks.join('');
 }
 
 /** A data dir without a config.json (loadConfig would read one there). */
