@@ -401,26 +401,16 @@ export class KafkaEventLog implements EventLog {
 
   /** The key a sealed value names, if it is live here (the batch's outputs for its user reuse it). */
   private liveKeyOf(value: Buffer | null): UserKey | null {
-    if (value === null || !isSealed(value)) return null;
-    let ref: KeyRef;
-    try {
-      ref = sealedRef(value);
-    } catch {
-      return null;
-    }
-    const key = this.keyring.keyOf(ref);
-    return key === undefined ? null : { ref, key };
+    const ref = refOf(value);
+    const key = ref === null ? undefined : this.keyring.keyOf(ref);
+    return ref === null || key === undefined ? null : { ref, key };
   }
 
   /** Reads the keyring up to now when a value names a key this process has not read yet (one read per call). */
   private async knowKeysOf(values: readonly (Buffer | null)[]): Promise<void> {
     const unknown = values.some((value) => {
-      if (value === null || !isSealed(value)) return false;
-      try {
-        return !this.keyring.knows(sealedRef(value));
-      } catch {
-        return false;
-      }
+      const ref = refOf(value);
+      return ref !== null && !this.keyring.knows(ref);
     });
     if (unknown) await this.keyring.sync();
   }
@@ -943,6 +933,16 @@ interface SealedOutput {
   readonly records: { readonly topic: TopicName; readonly key: string; readonly value: Buffer }[];
   readonly state: { readonly key: string; readonly value: Buffer | null }[];
   readonly stateRefs: (KeyRef | null)[];
+}
+
+/** The key reference of a sealed value; null for a plain one (or a malformed one: its reader says so). */
+function refOf(value: Buffer | null): KeyRef | null {
+  if (value === null || !isSealed(value)) return null;
+  try {
+    return sealedRef(value);
+  } catch {
+    return null;
+  }
 }
 
 /** A record's owner when it names both tenant and user (what is sealed); null otherwise (stays plain). */
