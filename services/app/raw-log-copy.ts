@@ -39,7 +39,7 @@ export interface RawLogCopyDeps {
  * one whose erasure ran while a batch of theirs was being copied is erased from the version again.
  */
 export async function copyRawLog(deps: RawLogCopyDeps, signal: AbortSignal): Promise<void> {
-  const { source, target, versions, version } = deps;
+  const { source, versions, version } = deps;
   let cursor = (await versions.get(version.name))?.copied ?? version.copied;
   const { since, sinceOffset } = version;
   // A replay `--since`: the sessions it derives again; memories of the others are carried over.
@@ -67,21 +67,51 @@ export async function copyRawLog(deps: RawLogCopyDeps, signal: AbortSignal): Pro
       await sleep(deps.pollMs ?? 200, undefined, { signal }).catch(() => undefined);
       continue;
     }
-    const kept = records.filter(wanted);
-    if (kept.length > 0) {
-      await target.append(
-        Topics.raw,
-        kept.map((record) => ({
-          key: record.key,
-          value: record.value,
-          dedupKey: eventDedupKey(record.value),
-        })),
-      );
-      await eraseRaced(deps, kept);
-    }
+    await appendCopied(deps, records.filter(wanted));
     cursor = last.offset + 1;
     await versions.advance(version.name, cursor);
   }
+}
+
+export interface RawLogFollowDeps extends Pick<
+  RawLogCopyDeps,
+  'source' | 'target' | 'version' | 'eraseCopied' | 'batchSize'
+> {
+  /** The consumer group on the source's raw topic whose committed offsets are the copy's cursor. */
+  readonly group: string;
+}
+
+/**
+ * Feeds a pipeline version from the raw log as a consumer group of it (a log whose offsets are per
+ * partition, so no single cursor: Kafka), until the signal aborts. Copies what `copyRawLog` copies (no idle
+ * flushes, only the tenants the version derives), a batch at a time; the group commits after the batch is
+ * appended. A crash in between copies the batch again, which the version's compressor drops by turn id.
+ */
+export async function followRawLog(deps: RawLogFollowDeps, signal: AbortSignal): Promise<void> {
+  const { version } = deps;
+  await deps.source.consume(
+    { group: deps.group, topic: Topics.raw, signal, batchSize: deps.batchSize },
+    async (records) => {
+      await appendCopied(
+        deps,
+        records.filter((record) => record.value.kind !== 'flush' && derives(version, record.value.tenantId)),
+      );
+      return { records: [], state: [] };
+    },
+  );
+}
+
+/** Appends copied raw records to the version's log, then erases there whoever an erasure raced. */
+async function appendCopied(
+  deps: Pick<RawLogCopyDeps, 'source' | 'target' | 'eraseCopied'>,
+  kept: readonly LogRecord<'lightmem.turns.raw'>[],
+): Promise<void> {
+  if (kept.length === 0) return;
+  await deps.target.append(
+    Topics.raw,
+    kept.map((record) => ({ key: record.key, value: record.value, dedupKey: eventDedupKey(record.value) })),
+  );
+  await eraseRaced(deps, kept);
 }
 
 function sessionKey(of: {
@@ -124,7 +154,7 @@ async function sessionsActiveSince(
  * version (the version's erasure also fences its stages' batches in flight, as the first version's does).
  */
 async function eraseRaced(
-  deps: RawLogCopyDeps,
+  deps: Pick<RawLogCopyDeps, 'source' | 'eraseCopied'>,
   copied: readonly LogRecord<'lightmem.turns.raw'>[],
 ): Promise<void> {
   const oldest = new Map<string, { tenantId: string; userId: string; appendedAt: number }>();

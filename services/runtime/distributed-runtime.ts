@@ -1,13 +1,15 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LightmemError, UnavailableError, errorMessage, isRetryable } from '../core/errors.js';
+import { UnavailableError, errorMessage, isRetryable } from '../core/errors.js';
 import { withTimeout } from '../core/deadline.js';
-import { topicSchemas, type TopicName } from '../core/model/topics.js';
-import { KafkaEventLog, kafkaClient } from '../adapters/kafka/kafka-event-log.js';
+import { Topics, topicSchemas, type TopicName } from '../core/model/topics.js';
+import { KafkaEventLog, kafkaClient, type KafkaEventLogOptions } from '../adapters/kafka/kafka-event-log.js';
+import { deletePrefixed } from '../adapters/kafka/kafka-cleanup.js';
 import { disconnectQuietly } from '../adapters/kafka/disconnect.js';
 import {
   applyDeadLetterRetention,
   dataTopicConfigs,
   ensureTopics,
+  stateTopic,
   stateTopicConfig,
   valueSubject,
   type TopicLayout,
@@ -16,8 +18,23 @@ import { registerSchemas, type RegistrationResult } from '../adapters/kafka/regi
 import { kafkaSecurityOf, registrySecurityOf } from '../adapters/kafka/kafka-security.js';
 import { elasticsearchSecurityOf } from '../adapters/elasticsearch/es-client.js';
 import { withoutUrlCredentials, type LightmemConfig } from '../core/config.js';
-import { ElasticsearchMemoryStore } from '../adapters/elasticsearch/elasticsearch-memory-store.js';
-import { InProcessScheduler } from '../adapters/scheduler/in-process-scheduler.js';
+import {
+  ElasticsearchMemoryStore,
+  type ElasticsearchMemoryStoreOptions,
+} from '../adapters/elasticsearch/elasticsearch-memory-store.js';
+import { ElasticsearchPipelineVersions } from '../adapters/elasticsearch/es-pipeline-versions.js';
+import { RoutedMemoryStore } from '../app/routed-memory-store.js';
+import type { MemoryStore } from '../core/ports/memory-store.js';
+import type { Embedder } from '../core/ports/embedder.js';
+import type { Clock } from '../core/ports/clock.js';
+import { servesReads, type PipelineVersion } from '../core/ports/pipeline-versions.js';
+import { versionConfig } from './version-config.js';
+import {
+  DistributedVersions,
+  copyGroup,
+  versionLocation,
+  type DistributedVersionParts,
+} from './distributed-versions.js';
 import { TemporalConsolidationTrigger } from '../adapters/temporal/consolidation-trigger.js';
 import { runConsolidationOnce } from '../adapters/temporal/consolidation-once.js';
 import { runConsolidationWorker } from '../adapters/temporal/consolidation-worker.js';
@@ -28,13 +45,10 @@ import type {
   ConsolidationScope,
   ConsolidationSummary,
 } from '../../workflows/consolidation/activity-types.js';
-import { idleFlushJob } from '../../workflows/idle-flush.js';
-import { summarizerNudgeJob } from '../../workflows/summarizer-nudges.js';
 import {
   isDrained,
   pipelineLag,
   pipelineStages,
-  superviseStage,
   type PipelineComponents,
   type StageDefinition,
   type StageLag,
@@ -42,7 +56,7 @@ import {
 } from './pipeline.js';
 import { configuredComponents } from './embedded-runtime.js';
 import type { RuntimeOptions } from './runtime.js';
-import { runtimeModels } from './model-loader.js';
+import { runtimeModels, type RuntimeModels } from './model-loader.js';
 import { ElasticsearchLlmLedger } from '../adapters/elasticsearch/elasticsearch-llm-ledger.js';
 import type { LlmLedger } from '../core/ports/llm-ledger.js';
 import { fusionOf, type DrainOptions, type ReplayParts, type Runtime } from './runtime.js';
@@ -103,58 +117,67 @@ export const stageNames: readonly StageName[] = [
 /**
  * Distributed mode: the same five stages over Kafka topics (Avro in the schema registry) into
  * Elasticsearch, each stage in its own process (`lightmem service <stage>`), scaled by consumer groups.
- * Front ends (ingest, serve, search, stats) append to and read from the same servers.
+ * Front ends (ingest, serve, search, stats) append to and read from the same servers. Replays build later
+ * pipeline versions beside the first (DistributedVersions): reads go to the version serving each tenant.
  */
 export class DistributedRuntime implements Runtime {
   readonly stages: StageDefinition[];
-  /** Replay into a new index version is not built for Kafka and Elasticsearch yet. */
-  readonly replay: ReplayParts | null;
   readonly isRunningPipeline = false;
   readonly pipelineDescription =
     'the stage services (lightmem service compressor|segmenter|summarizer|indexer|applier)';
+  /** What API reads go through: the store of the pipeline version that serves each tenant. */
+  readonly store: MemoryStore;
+  /** The pipeline versions of the deployment (replay), as this process sees them. */
+  readonly versions: DistributedVersions;
+  /** Features that are off because a model is missing, and how to turn them on. */
+  readonly warnings: readonly string[];
 
   private constructor(
     readonly config: LightmemConfig,
     readonly eventLog: KafkaEventLog,
-    readonly store: ElasticsearchMemoryStore,
+    /** The first pipeline version's store (the deployment's own indices). */
+    readonly firstStore: ElasticsearchMemoryStore,
+    registry: ElasticsearchPipelineVersions,
     readonly components: PipelineComponents,
-    readonly warnings: readonly string[],
+    private readonly models: RuntimeModels,
     private readonly options: RuntimeOptions,
     private readonly closeModels: () => Promise<void>,
     readonly ledger: LlmLedger,
   ) {
-    this.stages = pipelineStages(config, components, store, options.clock);
-    this.replay = null;
+    this.warnings = models.warnings;
+    this.stages = pipelineStages(config, components, firstStore, options.clock);
+    this.versions = new DistributedVersions({
+      registry,
+      first: { config, log: eventLog, store: firstStore, components, stages: this.stages },
+      open: (version) => this.openLater(version),
+      dropFirst: async () => {
+        for (const tenantId of await firstStore.tenantIds()) await firstStore.eraseTenant(tenantId);
+      },
+      deleteLater: (name) => this.deleteLater(name),
+      clock: options.clock,
+      logger: options.logger,
+    });
+    this.store = new RoutedMemoryStore(
+      (tenantId) => this.versions.storeFor(tenantId),
+      () => this.versions.everyTenantStore(),
+    );
   }
 
   static async open(config: LightmemConfig, options: RuntimeOptions): Promise<DistributedRuntime> {
     const { models, closeModels } = await runtimeModels(config, options);
     for (const warning of models.warnings) options.logger.warn(warning);
     let log: KafkaEventLog | null = null;
+    let store: ElasticsearchMemoryStore | null = null;
+    let registry: ElasticsearchPipelineVersions | null = null;
     let ledger: LlmLedger | null = null;
     try {
-      log = await KafkaEventLog.open({
-        brokers: config.kafka.brokers,
-        clientId: config.kafka.clientId,
-        registryUrl: config.registry.url,
-        registrySecurity: registrySecurityOf(config.registry),
-        security: kafkaSecurityOf(config.kafka),
-        topics: topicLayout(config),
-        instanceId: config.kafka.instanceId,
-        logger: options.logger,
-        clock: options.clock,
-        transactionTimeoutMs: config.kafka.transactionTimeoutMs,
-        maxAttempts: config.pipeline.maxAttempts,
-        retryBaseMs: config.pipeline.retryBaseMs,
-        retryMaxMs: config.pipeline.retryMaxMs,
-      });
-      const store = await ElasticsearchMemoryStore.open({
+      log = await KafkaEventLog.open(kafkaLogOptions(config, topicLayout(config), options));
+      store = await ElasticsearchMemoryStore.open(memoryStoreOptions(config, options.clock));
+      registry = await ElasticsearchPipelineVersions.open({
         node: config.elasticsearch.node,
         security: elasticsearchSecurityOf(config.elasticsearch),
         indexPrefix: config.elasticsearch.indexPrefix,
-        refresh: config.elasticsearch.refresh,
         clock: options.clock,
-        fusion: fusionOf(config),
       });
       // Beside the memories: every API replica and stage service sees every call.
       ledger = await ElasticsearchLlmLedger.open({
@@ -186,8 +209,9 @@ export class DistributedRuntime implements Runtime {
         config,
         log,
         store,
+        registry,
         components,
-        models.warnings,
+        models,
         options,
         async () => {
           await components.consolidationTrigger?.close();
@@ -198,6 +222,8 @@ export class DistributedRuntime implements Runtime {
       );
     } catch (error) {
       await log?.close();
+      await store?.close();
+      await registry?.close();
       await ledger?.close();
       await closeModels();
       throw error;
@@ -209,24 +235,38 @@ export class DistributedRuntime implements Runtime {
     return false;
   }
 
-  lag(): Promise<StageLag[]> {
-    return pipelineLag(this.eventLog, this.stages);
+  /** Lags of what must catch up for appended turns to be searchable: the versions that serve reads. */
+  async lag(): Promise<StageLag[]> {
+    const plan = await this.versions.running();
+    return [
+      ...(plan.first ? await pipelineLag(this.eventLog, this.stages) : []),
+      ...(await this.versions.servingLags(plan)),
+    ];
   }
 
-  /** Ready when every stage's consumer group has a stable member (a `lightmem service` process). */
+  /** Ready when every stage of each version serving reads has a stable member (a `lightmem service`). */
   async health(): Promise<PipelineHealth> {
     const reasons: string[] = [];
-    for (const stage of this.stages) {
-      try {
-        const members = await withTimeout(
-          this.eventLog.stableMembers(stage.name),
-          lagTimeoutMs,
-          () => new UnavailableError(`describing group ${stage.name} took over ${lagTimeoutMs / 1000} s`),
-        );
-        if (members === 0)
-          reasons.push(`no ${stage.name} service is consuming (lightmem service ${stage.name})`);
-      } catch (error) {
-        reasons.push(`cannot read the ${stage.name} group: ${errorMessage(error)}`);
+    const plan = await this.versions.running();
+    const serving = [
+      ...(plan.first ? [{ log: this.eventLog, label: '' }] : []),
+      ...plan.later
+        .filter((parts) => servesReads(plan.routes, parts.version.name))
+        .map((parts) => ({ log: parts.log, label: ` of ${parts.version.name}` })),
+    ];
+    for (const { log, label } of serving) {
+      for (const stage of this.stages) {
+        try {
+          const members = await withTimeout(
+            log.stableMembers(stage.name),
+            lagTimeoutMs,
+            () => new UnavailableError(`describing group ${stage.name} took over ${lagTimeoutMs / 1000} s`),
+          );
+          if (members === 0)
+            reasons.push(`no ${stage.name} service is consuming${label} (lightmem service ${stage.name})`);
+        } catch (error) {
+          reasons.push(`cannot read the ${stage.name} group${label}: ${errorMessage(error)}`);
+        }
       }
     }
     return { ready: reasons.length === 0, pipeline: this.pipelineDescription, reasons };
@@ -270,40 +310,36 @@ export class DistributedRuntime implements Runtime {
   }
 
   /**
-   * Runs one stage in this process until the signal aborts (SIGTERM: the batch in hand is finished and
-   * committed, then the consumer leaves its group). The segmenter also runs the idle-flush job.
+   * Runs one stage in this process until the signal aborts, for every pipeline version that runs now (see
+   * DistributedVersions.runStage).
    */
-  async runStage(name: StageName, signal: AbortSignal): Promise<void> {
-    const stage = this.stages.find((s) => s.name === name);
-    if (stage === undefined) throw new LightmemError('invalid_input', `no stage ${name}`, { field: 'stage' });
-    const scheduler = new InProcessScheduler(this.options.clock, this.options.logger);
-    if (name === 'segmenter') {
-      scheduler.register(
-        idleFlushJob(this.eventLog, {
-          idleMs: this.config.pipeline.idleFlushMs,
-          intervalMs: this.config.pipeline.idleCheckMs,
-        }),
-      );
-      scheduler.start();
-    }
-    if (name === 'summarizer') {
-      // The summarizer's state is read where it runs: its deferred batches are nudged from here.
-      scheduler.register(
-        summarizerNudgeJob(this.eventLog, {
-          intervalMs: this.config.pipeline.idleCheckMs,
-          idleBufferMs: this.config.summarizer.flushAtSessionEnd ? null : this.config.pipeline.idleFlushMs,
-        }),
-      );
-      scheduler.start();
-    }
-    try {
-      await superviseStage(this.eventLog, stage, {
-        signal,
-        logger: this.options.logger,
-      });
-    } finally {
-      await scheduler.stop();
-    }
+  runStage(name: StageName, signal: AbortSignal): Promise<void> {
+    return this.versions.runStage(name, signal);
+  }
+
+  readonly embedderFor = (tenantId: string): Promise<Embedder | null> => this.versions.embedderFor(tenantId);
+
+  /** Replay over the deployment's pipeline versions (registry in Elasticsearch, versions on Kafka). */
+  get replay(): ReplayParts {
+    const versions = this.versions;
+    const clock = this.options.clock;
+    return {
+      versions: versions.registry,
+      firstStore: this.firstStore,
+      progress: (version) => versions.progress(version),
+      storeOf: (name) => versions.storeOf(name),
+      deleteData: (name) => versions.deleteData(name),
+      tenants: async () => {
+        const stores = [this.firstStore, ...(await versions.later()).map((parts) => parts.store)];
+        const tenants = new Set<string>();
+        for (const store of stores) for (const tenant of await store.tenantIds()) tenants.add(tenant);
+        return [...tenants].sort();
+      },
+      rawEnd: () => this.eventLog.endOffset(Topics.raw),
+      sinceSupported: false,
+      laterVersions: () => versions.later(),
+      markCaughtUp: () => versions.markCaughtUp(clock.now()),
+    };
   }
 
   /** Consolidates one user now on the consolidator workers (a Temporal workflow), and reports it. */
@@ -320,14 +356,14 @@ export class DistributedRuntime implements Runtime {
 
   /**
    * Runs a consolidation worker in this process (`lightmem service consolidator`) until the signal aborts:
-   * the entity and run-once workflows and their activities, over this runtime's store and log.
+   * the entity and run-once workflows and their activities, over the first version's store and log.
    */
   async runConsolidator(signal: AbortSignal, env: Env): Promise<void> {
     await runConsolidationWorker({
       ...temporalEndpoint(this.config),
       deps: consolidationDeps({
         config: this.config,
-        store: this.store,
+        store: this.firstStore,
         log: this.eventLog,
         embedderId: this.components.embedder?.id ?? null,
         decider: configuredDecider(this.config, env, this.options.clock, this.ledger, this.options.chat),
@@ -342,10 +378,115 @@ export class DistributedRuntime implements Runtime {
   }
 
   async close(): Promise<void> {
+    await this.versions.close();
     await this.eventLog.close();
-    await this.store.close();
+    await this.firstStore.close();
     await this.closeModels();
   }
+
+  /**
+   * Opens a later version: its topics (created and their schemas registered when missing), its indices,
+   * its stages, with the configuration it was created with (models shared with this process when that
+   * configuration names the same ones). Its memories are not consolidated (consolidation runs on the
+   * first version's store).
+   */
+  private async openLater(version: PipelineVersion): Promise<DistributedVersionParts> {
+    const config = versionLocation(versionConfig(this.config, version), version.name);
+    await adminInit(config, this.options);
+    const sameModels = JSON.stringify(config.models) === JSON.stringify(this.config.models);
+    const { models, closeModels } = sameModels
+      ? { models: this.models, closeModels: () => Promise.resolve() }
+      : await runtimeModels({ ...config, models: { ...config.models, autoFetch: false } }, this.options);
+    let log: KafkaEventLog | null = null;
+    try {
+      // The deployment's keyring: a user's key seals their records in every version.
+      const layout = { ...topicLayout(config), keyringPrefix: this.config.kafka.topicPrefix };
+      log = await KafkaEventLog.open(kafkaLogOptions(config, layout, this.options));
+      const store = await ElasticsearchMemoryStore.open(memoryStoreOptions(config, this.options.clock));
+      const { components } = configuredComponents(config, models, this.options, this.ledger);
+      const opened = log;
+      return {
+        version,
+        config,
+        log,
+        store,
+        components: { ...components, consolidationTrigger: null },
+        stages: pipelineStages(config, components, store, this.options.clock),
+        close: async () => {
+          await store.close();
+          await opened.close();
+          await closeModels();
+        },
+      };
+    } catch (error) {
+      await log?.close();
+      await closeModels();
+      throw error;
+    }
+  }
+
+  /** Deletes a dropped later version's consumer groups, topics (its copy's state too) and indices. */
+  private async deleteLater(name: string): Promise<void> {
+    const location = versionLocation(this.config, name);
+    const kafka = kafkaClient(
+      this.config.kafka.brokers,
+      `${this.config.kafka.clientId}-admin`,
+      this.options.logger,
+      kafkaSecurityOf(this.config.kafka),
+    );
+    const admin = kafka.admin();
+    try {
+      await admin.connect();
+      const removed = await deletePrefixed(admin, {
+        prefix: location.kafka.topicPrefix,
+        topics: [stateTopic(topicLayout(this.config), copyGroup(name))],
+      });
+      this.options.logger.info('dropped version: topics and groups deleted', {
+        version: name,
+        topics: removed.topics.length,
+        groups: removed.groups.length,
+      });
+    } finally {
+      await disconnectQuietly(admin);
+    }
+    const store = await ElasticsearchMemoryStore.open(memoryStoreOptions(location, this.options.clock));
+    await store.deleteIndices();
+  }
+}
+
+/** How a process opens the event log of a topic layout. */
+function kafkaLogOptions(
+  config: LightmemConfig,
+  topics: TopicLayout,
+  options: Pick<RuntimeOptions, 'logger' | 'clock'>,
+): KafkaEventLogOptions {
+  return {
+    brokers: config.kafka.brokers,
+    clientId: config.kafka.clientId,
+    registryUrl: config.registry.url,
+    registrySecurity: registrySecurityOf(config.registry),
+    security: kafkaSecurityOf(config.kafka),
+    topics,
+    instanceId: config.kafka.instanceId,
+    logger: options.logger,
+    clock: options.clock,
+    transactionTimeoutMs: config.kafka.transactionTimeoutMs,
+    maxAttempts: config.pipeline.maxAttempts,
+    retryBaseMs: config.pipeline.retryBaseMs,
+    retryMaxMs: config.pipeline.retryMaxMs,
+  };
+}
+
+/** How a process opens the memory store of a configuration's index prefix. */
+function memoryStoreOptions(config: LightmemConfig, clock: Clock): ElasticsearchMemoryStoreOptions {
+  return {
+    node: config.elasticsearch.node,
+    security: elasticsearchSecurityOf(config.elasticsearch),
+    indexPrefix: config.elasticsearch.indexPrefix,
+    refresh: config.elasticsearch.refresh,
+    clock,
+    fusion: fusionOf(config),
+  };
 }
 
 export interface AdminInitResult {

@@ -11,7 +11,7 @@ import { OwnerLock } from '../adapters/sqlite/owner-lock.js';
 import { SqlitePipelineVersions } from '../adapters/sqlite/sqlite-pipeline-versions.js';
 import type { PipelineVersion } from '../core/ports/pipeline-versions.js';
 import { RoutedMemoryStore } from '../app/routed-memory-store.js';
-import { EmbeddedVersions, versionDir, type VersionParts } from './embedded-versions.js';
+import { EmbeddedVersions, versionDir, type EmbeddedVersionParts } from './embedded-versions.js';
 import { versionConfig } from './version-config.js';
 import { InProcessScheduler } from '../adapters/scheduler/in-process-scheduler.js';
 import { BuiltinTokenScorer } from '../stages/compressor/builtin-token-scorer.js';
@@ -301,18 +301,7 @@ export class EmbeddedRuntime implements Runtime {
     return {
       versions: versions.registry,
       firstStore: this.firstStore,
-      progress: async (version) => {
-        const rawRecords = await this.log.endOffset(Topics.raw);
-        if (version.number === 1) {
-          const lags = await pipelineLag(this.log, this.stages);
-          return { copied: rawRecords, rawRecords, pending: pendingOf(lags) };
-        }
-        const parts = (await versions.later()).find((p) => p.version.name === version.name);
-        if (parts === undefined) return null;
-        const lags = await versions.lagsOf(parts);
-        const [copy, ...stages] = lags;
-        return { copied: copy?.committed ?? 0, rawRecords, pending: pendingOf(stages) };
-      },
+      progress: (version) => versions.progress(version),
       storeOf: (name) => versions.storeOf(name),
       deleteData: (name) => versions.deleteFiles(name),
       tenants: () => Promise.resolve(this.log.tenants()),
@@ -399,7 +388,7 @@ export class EmbeddedRuntime implements Runtime {
    * Opens a later version's parts under `versions/<name>/`, with the configuration it was created with
    * (models shared with this process when that configuration names the same ones).
    */
-  private async openLater(version: PipelineVersion): Promise<VersionParts> {
+  private async openLater(version: PipelineVersion): Promise<EmbeddedVersionParts> {
     const config = versionConfig(this.config, version);
     const sameModels = JSON.stringify(config.models) === JSON.stringify(this.config.models);
     const { models, closeModels } = sameModels
@@ -458,9 +447,6 @@ export class EmbeddedRuntime implements Runtime {
 const dayMs = 24 * 3_600_000;
 /** How often the owner deletes dead letters past their retention when none arrive (arrivals prune too). */
 const retentionCheckMs = 3_600_000;
-function pendingOf(lags: readonly StageLag[]): number {
-  return lags.reduce((sum, lag) => sum + Math.max(0, lag.end - lag.committed), 0);
-}
 
 /** How often the pipeline owner looks for version changes made by other processes. */
 const versionCheckMs = 1_000;

@@ -1,20 +1,9 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { LightmemConfig } from '../core/config.js';
-import type { Embedder } from '../core/ports/embedder.js';
 import type { Logger } from '../core/ports/logger.js';
-import type { MemoryStore } from '../core/ports/memory-store.js';
 import type { ScheduledJob } from '../core/ports/scheduler.js';
-import {
-  routeOf,
-  servesReads,
-  versionName,
-  type PipelineVersion,
-  type ReadRoutes,
-} from '../core/ports/pipeline-versions.js';
+import { versionName, type PipelineVersion } from '../core/ports/pipeline-versions.js';
 import { errorMessage } from '../core/errors.js';
-import { Topics } from '../core/model/topics.js';
 import type { SqliteEventLog } from '../adapters/sqlite/sqlite-event-log.js';
 import type { SqlitePipelineVersions } from '../adapters/sqlite/sqlite-pipeline-versions.js';
 import { copyRawLog } from '../app/raw-log-copy.js';
@@ -22,25 +11,13 @@ import { carryOverMemories } from '../app/memory-carry-over.js';
 import { idleFlushJob } from '../../workflows/idle-flush.js';
 import { summarizerNudgeJob } from '../../workflows/summarizer-nudges.js';
 import type { InProcessConsolidation } from './in-process-consolidation.js';
-import {
-  isDrained,
-  pipelineLag,
-  runStages,
-  type PipelineComponents,
-  type StageDefinition,
-  type StageLag,
-} from './pipeline.js';
+import { runStages } from './pipeline.js';
+import { VersionSet, together, type FirstParts, type VersionParts } from './version-set.js';
 
-/** One pipeline version opened in this process: its log, store, components and stages. */
-export interface VersionParts {
-  readonly version: PipelineVersion;
-  readonly config: LightmemConfig;
+/** One pipeline version opened in this process (embedded: SQLite files, in-process consolidation). */
+export interface EmbeddedVersionParts extends VersionParts {
   readonly log: SqliteEventLog;
-  readonly store: MemoryStore;
-  readonly components: PipelineComponents;
-  readonly stages: readonly StageDefinition[];
   readonly consolidation: InProcessConsolidation;
-  close(): Promise<void>;
 }
 
 /** Where the files of a version other than the first live. */
@@ -51,9 +28,9 @@ export function versionDir(dataDir: string, name: string): string {
 export interface EmbeddedVersionsDeps {
   readonly registry: SqlitePipelineVersions;
   /** Version 1: the data dir's own log, store and stages. */
-  readonly first: Omit<VersionParts, 'version' | 'close'>;
+  readonly first: FirstParts<EmbeddedVersionParts>;
   /** Opens a later version's parts (files under `versionDir`). */
-  readonly open: (version: PipelineVersion) => Promise<VersionParts>;
+  readonly open: (version: PipelineVersion) => Promise<EmbeddedVersionParts>;
   /** Deletes what the first version derived (its store's memories, its topics and stage state). */
   readonly dropFirst: () => Promise<void>;
   readonly dataDir: string;
@@ -62,159 +39,44 @@ export interface EmbeddedVersionsDeps {
   readonly refreshMs?: number;
 }
 
-interface Snapshot {
-  readonly generation: number;
-  readonly versions: readonly PipelineVersion[];
-  readonly routes: ReadRoutes;
-}
-
 /**
- * The pipeline versions of an embedded data dir, as this process sees them: which store serves a tenant's
- * reads (looked up per request, refreshed from the registry at most every `refreshMs`), the versions the
- * pipeline owner runs, and the parts of each version, opened once and closed when it is dropped.
+ * The pipeline versions of an embedded data dir (see VersionSet), and what the pipeline owner does with
+ * them here: copies the raw log into each later version (its cursor in the registry), runs its stages and
+ * scheduled jobs, deletes a dropped version's files once it no longer runs.
  */
-export class EmbeddedVersions {
-  private snapshot: Snapshot | null = null;
-  private checkedAt = 0;
-  private readonly opened = new Map<string, Promise<VersionParts>>();
-
-  constructor(private readonly deps: EmbeddedVersionsDeps) {}
-
-  get registry(): SqlitePipelineVersions {
-    return this.deps.registry;
+export class EmbeddedVersions extends VersionSet<EmbeddedVersionParts> {
+  constructor(private readonly embedded: EmbeddedVersionsDeps) {
+    super({
+      ...embedded,
+      copied: async (parts) => (await embedded.registry.get(parts.version.name))?.copied ?? 0,
+    });
   }
 
-  /** The registry as of now (at most `refreshMs` old; `fresh`: read now). */
-  async current(fresh = false): Promise<Snapshot> {
-    const now = Date.now();
-    if (!fresh && this.snapshot !== null && now - this.checkedAt < (this.deps.refreshMs ?? 250)) {
-      return this.snapshot;
-    }
-    this.checkedAt = now;
-    const generation = await this.deps.registry.generation();
-    if (this.snapshot?.generation !== generation) {
-      const [versions, routes] = await Promise.all([this.deps.registry.list(), this.deps.registry.routes()]);
-      this.snapshot = { generation, versions, routes };
-      await this.closeDropped(versions);
-    }
-    return this.snapshot;
-  }
-
-  /** The parts of the version that serves the tenant's reads. */
-  async servingOf(tenantId: string): Promise<Omit<VersionParts, 'version' | 'close'>> {
-    const { routes, versions } = await this.current();
-    return this.partsOf(routeOf(routes, tenantId), versions);
-  }
-
-  async storeFor(tenantId: string): Promise<MemoryStore> {
-    return (await this.servingOf(tenantId)).store;
-  }
-
-  /** The store of the version that serves every tenant without a route of its own (operators' views). */
-  async everyTenantStore(): Promise<MemoryStore> {
-    const { routes, versions } = await this.current();
-    return (await this.partsOf(routes.all, versions)).store;
-  }
-
-  async embedderFor(tenantId: string): Promise<Embedder | null> {
-    return (await this.servingOf(tenantId)).components.embedder;
-  }
-
-  /** The store of a kept version (diffs). */
-  async storeOf(name: string): Promise<MemoryStore> {
-    const { versions } = await this.current(true);
-    return (await this.partsOf(name, versions)).store;
-  }
-
-  /** Every kept version but the first, opened (erasure reaches each). */
-  async later(): Promise<VersionParts[]> {
-    const { versions } = await this.current(true);
-    return Promise.all(
-      versions.filter((v) => v.number > 1 && v.droppedAt === null).map((v) => this.openParts(v)),
-    );
-  }
-
-  /**
-   * What the pipeline owner runs now: the first version while it serves reads, and every later version
-   * that is building or serves reads (with the routes this was read from).
-   */
-  async running(): Promise<{ first: boolean; later: VersionParts[]; routes: ReadRoutes }> {
-    const { versions, routes } = await this.current(true);
-    const first = versions.find((v) => v.number === 1);
-    return {
-      routes,
-      first: first !== undefined && first.droppedAt === null && servesReads(routes, versionName(1)),
-      later: await Promise.all(
-        versions
-          .filter(
-            (v) =>
-              v.number > 1 && v.droppedAt === null && (v.builtAt === null || servesReads(routes, v.name)),
-          )
-          .map((v) => this.openParts(v)),
-      ),
-    };
-  }
-
-  /** Lags of the later versions of a plan that serve reads (what a wait for processing must also wait for). */
-  async servingLags({
-    later,
-    routes,
-  }: {
-    later: readonly VersionParts[];
-    routes: ReadRoutes;
-  }): Promise<StageLag[]> {
-    const lags: StageLag[] = [];
-    for (const parts of later.filter((p) => servesReads(routes, p.version.name))) {
-      lags.push(...(await this.lagsOf(parts)));
-    }
-    return lags;
-  }
-
-  /** A later version's progress: its copy of the raw log, then its stages (named `<version>/<stage>`). */
-  async lagsOf(parts: VersionParts): Promise<StageLag[]> {
-    const version = await this.deps.registry.get(parts.version.name);
-    const copy: StageLag = {
-      stage: `${parts.version.name}/copy`,
-      topic: Topics.raw,
-      committed: version?.copied ?? 0,
-      end: await this.deps.first.log.endOffset(Topics.raw),
-    };
-    const stages = await pipelineLag(parts.log, parts.stages);
-    return [copy, ...stages.map((lag) => ({ ...lag, stage: `${parts.version.name}/${lag.stage}` }))];
-  }
-
-  /** Marks each building version that has caught up with the raw log (copy and stages) as built. */
-  async markCaughtUp(at: number): Promise<void> {
-    const { later } = await this.running();
-    for (const parts of later) {
-      if ((await this.deps.registry.get(parts.version.name))?.builtAt !== null) continue;
-      if (isDrained(await this.lagsOf(parts))) await this.deps.registry.markBuilt(parts.version.name, at);
-    }
+  override get registry(): SqlitePipelineVersions {
+    return this.embedded.registry;
   }
 
   /**
    * Runs a later version until the signal aborts: its copy of the raw log and its stages. A failure is
    * logged and the version restarted after a pause: it never stops the first version's pipeline.
    */
-  async run(parts: VersionParts, signal: AbortSignal): Promise<void> {
-    const { logger } = this.deps;
-    while (!signal.aborted) {
-      const stop = new AbortController();
-      const both = AbortSignal.any([signal, stop.signal]);
-      try {
-        await Promise.all([
+  async run(parts: EmbeddedVersionParts, signal: AbortSignal): Promise<void> {
+    const { logger, first, registry } = this.embedded;
+    await this.keepRunning(parts.version, signal, (running) =>
+      together(running, [
+        (both) =>
           copyRawLog(
             {
-              source: this.deps.first.log,
+              source: first.log,
               target: parts.log,
-              versions: this.deps.registry,
+              versions: registry,
               version: parts.version,
               batchSize: parts.config.pipeline.batchSize,
               carryOver: (keep) =>
                 carryOverMemories({
                   from: (tenantId) => this.storeFor(tenantId),
                   to: parts.store,
-                  tenants: parts.version.tenants ?? this.deps.first.log.tenants(),
+                  tenants: parts.version.tenants ?? first.log.tenants(),
                   keep,
                   embedder: parts.components.embedder,
                   signal: both,
@@ -225,39 +87,16 @@ export class EmbeddedVersions {
               },
             },
             both,
-          ).catch((error: unknown) => {
-            stop.abort();
-            throw error;
-          }),
-          runStages(parts.log, parts.stages, { signal: both, logger }).catch((error: unknown) => {
-            stop.abort();
-            throw error;
-          }),
-        ]);
-      } catch (error) {
-        if (signal.aborted) return;
-        // Dropped while it ran (its files closed under it): its run is over, nothing went wrong.
-        const now = await this.deps.registry.get(parts.version.name).catch(() => undefined);
-        if (now === undefined || now.droppedAt !== null) {
-          logger.info('pipeline version dropped; its run ended', {
-            version: parts.version.name,
-            error: errorMessage(error),
-          });
-          return;
-        }
-        logger.error('pipeline version stopped; restarting it', {
-          version: parts.version.name,
-          error: errorMessage(error),
-        });
-        await sleep(5_000, undefined, { signal }).catch(() => undefined);
-      }
-    }
+          ),
+        (both) => runStages(parts.log, parts.stages, { signal: both, logger }),
+      ]),
+    );
   }
 
   /** The owner's scheduled work for the later versions it runs: idle flushes, summarizer nudges, consolidation. */
   jobs(options: { idleMs: number; intervalMs: number; consolidationMs: number | null }): ScheduledJob[] {
     const each =
-      (work: (parts: VersionParts) => ScheduledJob | null): ScheduledJob['run'] =>
+      (work: (parts: EmbeddedVersionParts) => ScheduledJob | null): ScheduledJob['run'] =>
       async (context) => {
         const { later } = await this.running();
         for (const parts of later) await work(parts)?.run(context);
@@ -310,7 +149,7 @@ export class EmbeddedVersions {
    * stopped running that version (`purgeDropped`): deleting them under a running stage would break it.
    */
   async deleteFiles(name: string): Promise<void> {
-    if (name === versionName(1)) await this.deps.dropFirst();
+    if (name === versionName(1)) await this.embedded.dropFirst();
     else await this.closeDropped((await this.current(true)).versions);
   }
 
@@ -320,56 +159,13 @@ export class EmbeddedVersions {
     await this.closeDropped(versions);
     for (const version of versions) {
       if (version.number === 1 || version.droppedAt === null) continue;
-      await rm(versionDir(this.deps.dataDir, version.name), { recursive: true, force: true }).catch(
+      await rm(versionDir(this.embedded.dataDir, version.name), { recursive: true, force: true }).catch(
         (error: unknown) =>
-          this.deps.logger.warn('deleting a dropped version failed; retrying later', {
+          this.embedded.logger.warn('deleting a dropped version failed; retrying later', {
             version: version.name,
             error: errorMessage(error),
           }),
       );
-    }
-  }
-
-  async close(): Promise<void> {
-    const opened = [...this.opened.values()];
-    this.opened.clear();
-    for (const parts of opened) await (await parts).close();
-    await this.deps.registry.close();
-  }
-
-  private async partsOf(
-    name: string,
-    versions: readonly PipelineVersion[],
-  ): Promise<Omit<VersionParts, 'version' | 'close'>> {
-    if (name === versionName(1)) return this.deps.first;
-    const version = versions.find((v) => v.name === name);
-    if (version === undefined || version.droppedAt !== null) return this.deps.first;
-    return this.openParts(version);
-  }
-
-  private openParts(version: PipelineVersion): Promise<VersionParts> {
-    let parts = this.opened.get(version.name);
-    if (parts === undefined) {
-      parts = this.deps.open(version);
-      parts.catch(() => this.opened.delete(version.name));
-      this.opened.set(version.name, parts);
-    }
-    return parts;
-  }
-
-  private async closeDropped(versions: readonly PipelineVersion[]): Promise<void> {
-    for (const version of versions) {
-      if (version.droppedAt === null || !this.opened.has(version.name)) continue;
-      const opened = this.opened.get(version.name);
-      this.opened.delete(version.name);
-      try {
-        await (await opened)?.close();
-      } catch (error) {
-        this.deps.logger.warn('closing a dropped version failed', {
-          version: version.name,
-          error: errorMessage(error),
-        });
-      }
     }
   }
 }

@@ -124,6 +124,12 @@ const pendingUsersSchema = z.object({
     ),
   }),
 });
+const tenantsSchema = z.object({
+  tenants: z.object({
+    after_key: z.object({ tenantId: z.string() }).optional(),
+    buckets: z.array(z.object({ key: z.object({ tenantId: z.string() }) })),
+  }),
+});
 /** Buckets per page of the pending-users aggregation. */
 const USERS_PAGE = 1_000;
 
@@ -748,6 +754,64 @@ export class ElasticsearchMemoryStore implements MemoryStore {
         after = afterKey;
       }
     });
+  }
+
+  /** Every tenant with a memory in this store (operators: what a replay of every tenant compares). */
+  async tenantIds(): Promise<string[]> {
+    this.ensureOpen();
+    return this.call('tenantIds', async () => {
+      const tenants: string[] = [];
+      let after: { tenantId: string } | undefined;
+      for (;;) {
+        const result = decodeSearch(
+          await this.client.search({
+            index: this.names.alias,
+            size: 0,
+            query: { exists: { field: 'tenantId' } },
+            allow_partial_search_results: false,
+            aggs: {
+              tenants: {
+                composite: {
+                  size: USERS_PAGE,
+                  sources: [{ tenantId: { terms: { field: 'tenantId' } } }],
+                  ...(after === undefined ? {} : { after }),
+                },
+              },
+            },
+          }),
+        );
+        const parsed = tenantsSchema.safeParse(result?.aggregations);
+        if (!parsed.success) {
+          throw new LightmemError('internal', 'elasticsearch: unexpected aggregation response', {
+            cause: parsed.error,
+          });
+        }
+        const { buckets, after_key: afterKey } = parsed.data.tenants;
+        tenants.push(...buckets.map((bucket) => bucket.key.tenantId));
+        if (buckets.length < USERS_PAGE || afterKey === undefined) return tenants;
+        after = afterKey;
+      }
+    });
+  }
+
+  /**
+   * Deletes every index and template of this store's prefix, then closes it: a dropped pipeline version's
+   * data. The names are resolved first (the server refuses wildcard deletes by default). Returns them.
+   */
+  async deleteIndices(): Promise<string[]> {
+    this.ensureOpen();
+    const deleted = await this.call('deleteIndices', async () => {
+      const found = await this.client.indices.get(
+        { index: `${this.names.prefix}*`, expand_wildcards: 'all', allow_no_indices: true },
+        { ignore: [404] },
+      );
+      const names = Object.keys(found).filter((name) => name.startsWith(this.names.prefix));
+      if (names.length > 0) await this.client.indices.delete({ index: names }, { ignore: [404] });
+      await this.client.indices.deleteIndexTemplate({ name: this.names.template }, { ignore: [404] });
+      return names;
+    });
+    await this.close();
+    return deleted;
   }
 
   // ---------------------------------------------------------------- reads

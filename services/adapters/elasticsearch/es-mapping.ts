@@ -31,6 +31,8 @@ export const TEMPLATE_VERSION = 2;
 const FIRST_VERSION = 1;
 
 export interface IndexNames {
+  /** What every index, alias and template name of the store starts with. */
+  readonly prefix: string;
   /** The alias every index version sits behind; writes go to its write index. */
   readonly alias: string;
   readonly template: string;
@@ -66,7 +68,7 @@ export function indexNames(prefix: string): IndexNames {
   const alias = `${prefix}memories`;
   const ops = aliasNames(`${prefix}memory-ops`);
   const erasedUsers = aliasNames(`${prefix}erased-users`);
-  return { ...aliasNames(alias), template: alias, pattern: `${alias}-v*`, ops, erasedUsers };
+  return { ...aliasNames(alias), prefix, template: alias, pattern: `${alias}-v*`, ops, erasedUsers };
 }
 
 function aliasNames(alias: string): AliasNames {

@@ -12,6 +12,11 @@ export interface TopicLayout {
   readonly deadLetters?: DeadLetterRetention;
   /** How soon compaction removes destroyed user keys from the brokers' disks (see `keyringTopicConfig`). */
   readonly keyring?: KeyringCompaction;
+  /**
+   * Prefix of the keyring topic when it is not `prefix`: the pipeline versions of a replay have topics of
+   * their own but share the deployment's keyring (one key per user, whichever version reads a record).
+   */
+  readonly keyringPrefix?: string;
 }
 
 export interface KeyringCompaction {
@@ -91,8 +96,8 @@ export function stateTopicConfig(layout: TopicLayout, group: string): ITopicConf
 }
 
 /** The compacted topic of per-user keys and erasure tombstones (see `UserKeyring`). */
-export function keyringTopic(layout: Pick<TopicLayout, 'prefix'>): string {
-  return `${layout.prefix}lightmem.user-keys`;
+export function keyringTopic(layout: Pick<TopicLayout, 'prefix' | 'keyringPrefix'>): string {
+  return `${layout.keyringPrefix ?? layout.prefix}lightmem.user-keys`;
 }
 
 /**
