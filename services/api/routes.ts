@@ -208,8 +208,6 @@ function memoryReads(
 /** Replay: new pipeline versions of the key's tenant, their progress, diff, switch and drop. */
 function replayRoutes(service: MemoryService): ApiRoute[] {
   const status = { description: 'The version', schema: ReplayStatusSchema };
-  // Every replay operation answers 501 where the mode cannot replay (distributed, for now).
-  const unsupported = { description: 'Replay is not available in this mode', schema: ErrorResponse };
   const conflict = (description: string) => ({ description, schema: ErrorResponse });
   /**
    * The version, unless it was dropped: a dropped version is gone for the API (404), as it is gone from the
@@ -235,7 +233,7 @@ function replayRoutes(service: MemoryService): ApiRoute[] {
       tag: 'replay',
       scope: 'admin',
       body: ReplayRequest,
-      responses: { 202: { description: 'Building', schema: ReplayStatusSchema }, 501: unsupported },
+      responses: { 202: { description: 'Building', schema: ReplayStatusSchema } },
       handle: async ({ caller, body }) => ({
         status: 202,
         body: await service.startReplay(caller, {
@@ -253,7 +251,6 @@ function replayRoutes(service: MemoryService): ApiRoute[] {
       scope: 'read',
       responses: {
         200: { description: 'Versions, oldest first', schema: ReplayListResponse },
-        501: unsupported,
       },
       handle: async ({ caller }) => ({ status: 200, body: { versions: await service.replays(caller) } }),
     }),
@@ -266,7 +263,7 @@ function replayRoutes(service: MemoryService): ApiRoute[] {
       tag: 'replay',
       scope: 'read',
       params: VersionPath,
-      responses: { 200: status, 501: unsupported },
+      responses: { 200: status },
       handle: async ({ caller, params }) => ({
         status: 200,
         body: await kept(caller, params.version, 'version'),
@@ -283,7 +280,7 @@ function replayRoutes(service: MemoryService): ApiRoute[] {
       scope: 'read',
       params: VersionPath,
       query: DiffQuery,
-      responses: { 200: { description: 'The comparison', schema: VersionDiffSchema }, 501: unsupported },
+      responses: { 200: { description: 'The comparison', schema: VersionDiffSchema } },
       handle: async ({ caller, params, query }) => {
         await kept(caller, params.version, 'version');
         if (query.against !== undefined) await kept(caller, query.against, 'against');
@@ -304,7 +301,6 @@ function replayRoutes(service: MemoryService): ApiRoute[] {
       responses: {
         200: status,
         409: conflict('The version is still building (retryable) or was dropped'),
-        501: unsupported,
       },
       handle: async ({ caller, params }) => ({
         status: 200,
@@ -324,7 +320,6 @@ function replayRoutes(service: MemoryService): ApiRoute[] {
       responses: {
         200: status,
         409: conflict('The version serves reads: switch them first'),
-        501: unsupported,
       },
       handle: async ({ caller, params }) => ({ status: 200, body: await service.dropReplay(caller, params) }),
     }),

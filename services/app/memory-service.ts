@@ -38,8 +38,8 @@ export interface MemoryServiceDeps {
    * absent: `embedder` for every tenant.
    */
   readonly embedderFor?: ((tenantId: string) => Promise<Embedder | null>) | undefined;
-  /** Replay into new pipeline versions; null where this mode cannot replay yet. */
-  readonly replays: Replays | null;
+  /** Replay into new pipeline versions. */
+  readonly replays: Replays;
   /** `ready: false`: the pipeline does not run, or a stage failed (with the reasons). */
   readonly health: () => Promise<{ ready: boolean } & Record<string, unknown>>;
 }
@@ -281,12 +281,6 @@ export class MemoryService {
   }
 
   private replaysOf(): Replays {
-    if (this.deps.replays === null) {
-      throw new LightmemError(
-        'unsupported',
-        'replay is not available in distributed mode yet: it runs on the embedded data dir',
-      );
-    }
     return this.deps.replays;
   }
 

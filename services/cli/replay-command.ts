@@ -113,11 +113,14 @@ async function waitUntilBuilt(
   version: string,
   quiet: boolean,
 ): Promise<ReplayStatus> {
-  runtime.startPipeline();
+  if (!runtime.startPipeline() && !quiet) {
+    // Distributed mode, or another process owns the pipeline: say who builds it, in case nothing does.
+    process.stderr.write(`${version} is built by ${runtime.pipelineDescription}\n`);
+  }
   const bar = new ProgressBar(`replay ${version}`, process.stderr, quiet);
   const operator = operatorOf(runtime.config.defaultTenant);
   for (;;) {
-    await runtime.replay?.markCaughtUp();
+    await runtime.replay.markCaughtUp();
     const status = await service.replay(operator, { version });
     bar.update(
       status.copied,

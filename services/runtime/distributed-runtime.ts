@@ -1,5 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { UnavailableError, errorMessage, isRetryable } from '../core/errors.js';
+import { LightmemError, UnavailableError, errorMessage, isRetryable } from '../core/errors.js';
+import type { ConsolidationDeps } from '../../workflows/consolidation/activities.js';
+import type { FirstParts } from './version-set.js';
 import { withTimeout } from '../core/deadline.js';
 import { Topics, topicSchemas, type TopicName } from '../core/model/topics.js';
 import { KafkaEventLog, kafkaClient, type KafkaEventLogOptions } from '../adapters/kafka/kafka-event-log.js';
@@ -27,7 +29,7 @@ import { RoutedMemoryStore } from '../app/routed-memory-store.js';
 import type { MemoryStore } from '../core/ports/memory-store.js';
 import type { Embedder } from '../core/ports/embedder.js';
 import type { Clock } from '../core/ports/clock.js';
-import { servesReads, type PipelineVersion } from '../core/ports/pipeline-versions.js';
+import { routeOf, servesReads, versionName, type PipelineVersion } from '../core/ports/pipeline-versions.js';
 import { versionConfig } from './version-config.js';
 import {
   DistributedVersions,
@@ -322,33 +324,36 @@ export class DistributedRuntime implements Runtime {
   /** Replay over the deployment's pipeline versions (registry in Elasticsearch, versions on Kafka). */
   get replay(): ReplayParts {
     const versions = this.versions;
-    const clock = this.options.clock;
-    return {
-      versions: versions.registry,
-      firstStore: this.firstStore,
-      progress: (version) => versions.progress(version),
-      storeOf: (name) => versions.storeOf(name),
-      deleteData: (name) => versions.deleteData(name),
-      tenants: async () => {
-        const stores = [this.firstStore, ...(await versions.later()).map((parts) => parts.store)];
-        const tenants = new Set<string>();
-        for (const store of stores) for (const tenant of await store.tenantIds()) tenants.add(tenant);
-        return [...tenants].sort();
+    return versions.replayParts(
+      {
+        firstStore: this.firstStore,
+        deleteData: (name) => versions.deleteData(name),
+        tenants: async () => {
+          const stores = [this.firstStore, ...(await versions.later()).map((parts) => parts.store)];
+          const tenants = new Set<string>();
+          for (const store of stores) for (const tenant of await store.tenantIds()) tenants.add(tenant);
+          return [...tenants].sort();
+        },
+        rawEnd: () => this.eventLog.endOffset(Topics.raw),
+        sinceSupported: false,
       },
-      rawEnd: () => this.eventLog.endOffset(Topics.raw),
-      sinceSupported: false,
-      laterVersions: () => versions.later(),
-      markCaughtUp: () => versions.markCaughtUp(clock.now()),
-    };
+      this.options.clock,
+    );
   }
 
-  /** Consolidates one user now on the consolidator workers (a Temporal workflow), and reports it. */
-  consolidate(
+  /**
+   * Consolidates one user now on the consolidator workers (a Temporal workflow), in the pipeline version
+   * that serves the tenant's reads, and reports it.
+   */
+  async consolidate(
     scope: ConsolidationScope,
     options: { dryRun: boolean; signal?: AbortSignal },
   ): Promise<ConsolidationSummary> {
+    const serving = routeOf((await this.versions.current()).routes, scope.tenantId);
     return runConsolidationOnce(temporalEndpoint(this.config), {
-      ...scope,
+      tenantId: scope.tenantId,
+      userId: scope.userId,
+      ...(serving === versionName(1) ? {} : { version: serving }),
       ...runLimits(this.config),
       dryRun: options.dryRun,
     });
@@ -359,19 +364,42 @@ export class DistributedRuntime implements Runtime {
    * the entity and run-once workflows and their activities, over the first version's store and log.
    */
   async runConsolidator(signal: AbortSignal, env: Env): Promise<void> {
+    const { clock, logger, chat } = this.options;
+    const deps = (parts: FirstParts<DistributedVersionParts>): Omit<ConsolidationDeps, 'context'> =>
+      consolidationDeps({
+        config: parts.config,
+        store: parts.store,
+        log: parts.log,
+        embedderId: parts.components.embedder?.id ?? null,
+        decider: configuredDecider(parts.config, env, clock, this.ledger, chat),
+        clock,
+        logger,
+      });
+    // A later version's: its store, log, embedder and decider (its own configuration's), made once.
+    const later = new Map<string, Omit<ConsolidationDeps, 'context'>>();
     await runConsolidationWorker({
       ...temporalEndpoint(this.config),
-      deps: consolidationDeps({
+      deps: deps({
         config: this.config,
         store: this.firstStore,
         log: this.eventLog,
-        embedderId: this.components.embedder?.id ?? null,
-        decider: configuredDecider(this.config, env, this.options.clock, this.ledger, this.options.chat),
-        clock: this.options.clock,
-        logger: this.options.logger,
+        components: this.components,
+        stages: this.stages,
       }),
+      versionDeps: async (name) => {
+        const parts = (await this.versions.later()).find((p) => p.version.name === name);
+        if (parts === undefined) {
+          later.delete(name);
+          throw new LightmemError('not_found', `no pipeline version ${name} (dropped?)`, {
+            field: 'version',
+          });
+        }
+        const made = later.get(name) ?? deps(parts);
+        later.set(name, made);
+        return made;
+      },
       signal,
-      logger: this.options.logger,
+      logger,
       maxConcurrentActivities:
         this.config.consolidation.userConcurrency * this.config.consolidation.parallelism,
     });
@@ -404,15 +432,25 @@ export class DistributedRuntime implements Runtime {
       log = await KafkaEventLog.open(kafkaLogOptions(config, layout, this.options));
       const store = await ElasticsearchMemoryStore.open(memoryStoreOptions(config, this.options.clock));
       const { components } = configuredComponents(config, models, this.options, this.ledger);
+      const trigger = config.consolidation.enabled
+        ? TemporalConsolidationTrigger.fromConfig(config, version.name)
+        : null;
       const opened = log;
       return {
         version,
         config,
         log,
         store,
-        components: { ...components, consolidationTrigger: null },
-        stages: pipelineStages(config, components, store, this.options.clock),
+        // Its indexer wakes its own users' workflows, whose runs go to its store and log.
+        components: { ...components, consolidationTrigger: trigger },
+        stages: pipelineStages(
+          config,
+          { ...components, consolidationTrigger: trigger },
+          store,
+          this.options.clock,
+        ),
         close: async () => {
+          await trigger?.close();
           await store.close();
           await opened.close();
           await closeModels();

@@ -3,7 +3,7 @@ import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
 import { LightmemError, errorMessage } from '../core/errors.js';
 import { Topics } from '../core/model/topics.js';
-import { versionName, type PipelineVersion } from '../core/ports/pipeline-versions.js';
+import { versionName } from '../core/ports/pipeline-versions.js';
 import type { LightmemConfig } from '../core/config.js';
 import type { KafkaEventLog } from '../adapters/kafka/kafka-event-log.js';
 import type { ElasticsearchMemoryStore } from '../adapters/elasticsearch/elasticsearch-memory-store.js';
@@ -13,7 +13,13 @@ import { followRawLog } from '../app/raw-log-copy.js';
 import { idleFlushJob } from '../../workflows/idle-flush.js';
 import { summarizerNudgeJob } from '../../workflows/summarizer-nudges.js';
 import { superviseStage, type StageName } from './pipeline.js';
-import { VersionSet, together, type FirstParts, type VersionParts } from './version-set.js';
+import {
+  VersionSet,
+  together,
+  type FirstParts,
+  type VersionParts,
+  type VersionSetDeps,
+} from './version-set.js';
 
 /** One pipeline version opened in this process (distributed: its own topics and indices). */
 export interface DistributedVersionParts extends VersionParts {
@@ -39,16 +45,16 @@ export function copyGroup(name: string): string {
   return `${name}.copy`;
 }
 
-export interface DistributedVersionsDeps {
+export interface DistributedVersionsDeps extends Omit<
+  VersionSetDeps<DistributedVersionParts>,
+  'registry' | 'copied' | 'refreshMs'
+> {
   readonly registry: ElasticsearchPipelineVersions;
-  readonly first: FirstParts<DistributedVersionParts>;
-  readonly open: (version: PipelineVersion) => Promise<DistributedVersionParts>;
   /** Deletes what the first version derived (its memories). */
   readonly dropFirst: () => Promise<void>;
   /** Deletes a later version's topics, consumer groups and indices (once no service runs it). */
   readonly deleteLater: (name: string) => Promise<void>;
   readonly clock: Clock;
-  readonly logger: Logger;
 }
 
 /**

@@ -296,19 +296,15 @@ export class EmbeddedRuntime implements Runtime {
 
   /** Replay over this data dir's pipeline versions. */
   get replay(): ReplayParts {
-    const versions = this.versions;
-    const clock = this.options.clock;
-    return {
-      versions: versions.registry,
-      firstStore: this.firstStore,
-      progress: (version) => versions.progress(version),
-      storeOf: (name) => versions.storeOf(name),
-      deleteData: (name) => versions.deleteFiles(name),
-      tenants: () => Promise.resolve(this.log.tenants()),
-      rawEnd: () => this.log.endOffset(Topics.raw),
-      laterVersions: () => versions.later(),
-      markCaughtUp: () => versions.markCaughtUp(clock.now()),
-    };
+    return this.versions.replayParts(
+      {
+        firstStore: this.firstStore,
+        deleteData: (name) => this.versions.deleteFiles(name),
+        tenants: () => Promise.resolve(this.log.tenants()),
+        rawEnd: () => this.log.endOffset(Topics.raw),
+      },
+      this.options.clock,
+    );
   }
 
   get eventLog(): EventLog {

@@ -1,8 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from '../core/ports/logger.js';
 import type { ScheduledJob } from '../core/ports/scheduler.js';
-import { versionName, type PipelineVersion } from '../core/ports/pipeline-versions.js';
+import { versionName } from '../core/ports/pipeline-versions.js';
 import { errorMessage } from '../core/errors.js';
 import type { SqliteEventLog } from '../adapters/sqlite/sqlite-event-log.js';
 import type { SqlitePipelineVersions } from '../adapters/sqlite/sqlite-pipeline-versions.js';
@@ -12,7 +11,7 @@ import { idleFlushJob } from '../../workflows/idle-flush.js';
 import { summarizerNudgeJob } from '../../workflows/summarizer-nudges.js';
 import type { InProcessConsolidation } from './in-process-consolidation.js';
 import { runStages } from './pipeline.js';
-import { VersionSet, together, type FirstParts, type VersionParts } from './version-set.js';
+import { VersionSet, together, type VersionParts, type VersionSetDeps } from './version-set.js';
 
 /** One pipeline version opened in this process (embedded: SQLite files, in-process consolidation). */
 export interface EmbeddedVersionParts extends VersionParts {
@@ -25,18 +24,15 @@ export function versionDir(dataDir: string, name: string): string {
   return join(dataDir, 'versions', name);
 }
 
-export interface EmbeddedVersionsDeps {
+export interface EmbeddedVersionsDeps extends Omit<
+  VersionSetDeps<EmbeddedVersionParts>,
+  'registry' | 'copied'
+> {
   readonly registry: SqlitePipelineVersions;
-  /** Version 1: the data dir's own log, store and stages. */
-  readonly first: FirstParts<EmbeddedVersionParts>;
-  /** Opens a later version's parts (files under `versionDir`). */
-  readonly open: (version: PipelineVersion) => Promise<EmbeddedVersionParts>;
   /** Deletes what the first version derived (its store's memories, its topics and stage state). */
   readonly dropFirst: () => Promise<void>;
+  /** Where later versions keep their files (`versionDir`). */
   readonly dataDir: string;
-  readonly logger: Logger;
-  /** How often a process looks for changes made by other processes (switches, new versions). */
-  readonly refreshMs?: number;
 }
 
 /**

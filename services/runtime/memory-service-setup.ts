@@ -14,10 +14,10 @@ export function memoryServiceOf(runtime: Runtime, clock: Clock): MemoryService {
   const erasure = new UserErasure({
     log: runtime.eventLog,
     // Erasure reaches every version: the first one's own store here, the later ones' below.
-    store: runtime.replay?.firstStore ?? runtime.store,
+    store: runtime.replay.firstStore,
     ledger: runtime.ledger,
     clock,
-    laterVersions: runtime.replay?.laterVersions,
+    laterVersions: runtime.replay.laterVersions,
   });
   const replay = runtime.replay;
   return new MemoryService({
@@ -35,8 +35,7 @@ export function memoryServiceOf(runtime: Runtime, clock: Clock): MemoryService {
     eraseUser: (tenantId, userId) => erasure.erase(tenantId, userId),
     resumeErasures: () => erasure.resumeIncomplete(),
     embedderFor: runtime.embedderFor,
-    replays:
-      replay === null ? null : new Replays({ ...replay, configJson: versionConfigJson(config), clock }),
+    replays: new Replays({ ...replay, configJson: versionConfigJson(config), clock }),
     health: async () => {
       const [health, lags] = await Promise.all([runtime.health(), runtime.lag()]);
       return {

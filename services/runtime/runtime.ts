@@ -67,8 +67,8 @@ export interface Runtime {
   ): Promise<ConsolidationSummary>;
   /** The embedder of the pipeline version serving a tenant's reads (absent: `components.embedder`). */
   readonly embedderFor?: ((tenantId: string) => Promise<Embedder | null>) | undefined;
-  /** Pipeline versions and replay; null where this mode cannot replay yet (distributed). */
-  readonly replay: ReplayParts | null;
+  /** Pipeline versions and replay. */
+  readonly replay: ReplayParts;
   /** Resolves when every stage has processed everything appended so far. */
   waitForDrain(options?: DrainOptions): Promise<void>;
   close(): Promise<void>;

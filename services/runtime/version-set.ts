@@ -14,6 +14,8 @@ import {
 } from '../core/ports/pipeline-versions.js';
 import { errorMessage } from '../core/errors.js';
 import type { VersionProgress } from '../app/replays.js';
+import type { Clock } from '../core/ports/clock.js';
+import type { ReplayParts } from './runtime.js';
 import { Topics } from '../core/model/topics.js';
 import {
   isDrained,
@@ -39,6 +41,7 @@ export type FirstParts<P extends VersionParts> = Omit<P, 'version' | 'close'>;
 
 export interface VersionSetDeps<P extends VersionParts> {
   readonly registry: PipelineVersions;
+  /** Version 1: the deployment's own log, store and stages. */
   readonly first: FirstParts<P>;
   /** Opens a later version's parts. */
   readonly open: (version: PipelineVersion) => Promise<P>;
@@ -186,6 +189,21 @@ export class VersionSet<P extends VersionParts> {
     if (parts === undefined) return null;
     const [copy, ...stages] = await this.lagsOf(parts);
     return { copied: copy?.committed ?? 0, rawRecords, pending: pendingOf(stages) };
+  }
+
+  /** What replay needs of the versions, around the parts that are the mode's own. */
+  replayParts(
+    own: Pick<ReplayParts, 'firstStore' | 'deleteData' | 'tenants' | 'rawEnd' | 'sinceSupported'>,
+    clock: Clock,
+  ): ReplayParts {
+    return {
+      ...own,
+      versions: this.registry,
+      progress: (version) => this.progress(version),
+      storeOf: (name) => this.storeOf(name),
+      laterVersions: () => this.later(),
+      markCaughtUp: () => this.markCaughtUp(clock.now()),
+    };
   }
 
   /** Marks each building version that has caught up with the raw log (copy and stages) as built. */

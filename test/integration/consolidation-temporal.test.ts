@@ -46,6 +46,9 @@ const files = {
   store: join(dir, 'memories.db'),
   log: join(dir, 'log.db'),
   ledger: join(dir, 'ledger.db'),
+  /** A later pipeline version's own store and log (a replay's, in distributed mode). */
+  laterStore: join(dir, 'v2-memories.db'),
+  laterLog: join(dir, 'v2-log.db'),
 };
 /** The dev server outlives the test: workflow ids (per user) and task queues are new on every run. */
 const run = randomUUID().slice(0, 8);
@@ -58,6 +61,9 @@ let connection: Connection;
 let client: Client;
 let applier: { stop(): Promise<void> };
 let worker: { stop(): Promise<void> };
+let laterStore: SqliteMemoryStore;
+let laterLog: SqliteEventLog;
+let laterApplier: { stop(): Promise<void> };
 
 interface Scope {
   readonly tenantId: string;
@@ -74,11 +80,11 @@ function user(tenantId: string, name: string): Scope {
   return scope;
 }
 
-function startApplier(): { stop(): Promise<void> } {
+function startApplier(of = { log, store }): { stop(): Promise<void> } {
   const stop = new AbortController();
-  const done = log.consume(
+  const done = of.log.consume(
     { group: 'applier', topic: Topics.memoryOps, signal: stop.signal, batchSize: 64 },
-    applierStage({ store, embedder }),
+    applierStage({ store: of.store, embedder }),
   );
   return {
     stop: async () => {
@@ -93,17 +99,23 @@ async function startWorker(): Promise<{ stop(): Promise<void> }> {
   const config = LightmemConfig.parse({ consolidation: { policy: 'near-duplicate' } });
   let ready!: () => void;
   const isReady = new Promise<void>((resolve) => (ready = resolve));
-  const done = runConsolidationWorker({
-    ...endpoint,
-    deps: consolidationDeps({
+  const depsOf = (of: { store: SqliteMemoryStore; log: SqliteEventLog }) =>
+    consolidationDeps({
       config,
-      store,
-      log,
+      store: of.store,
+      log: of.log,
       embedderId: embedder.id,
       decider: null,
       clock: systemClock,
       logger: testLogger,
-    }),
+    });
+  const done = runConsolidationWorker({
+    ...endpoint,
+    deps: depsOf({ store, log }),
+    versionDeps: (version) =>
+      version === 'v2'
+        ? Promise.resolve(depsOf({ store: laterStore, log: laterLog }))
+        : Promise.reject(new LightmemError('not_found', `no pipeline version ${version}`)),
     signal: stop.signal,
     logger: testLogger,
     onReady: ready,
@@ -248,6 +260,9 @@ before(async () => {
   connection = await Connection.connect({ address: servers.temporalAddress });
   client = new Client({ connection, namespace });
   applier = startApplier();
+  laterStore = SqliteMemoryStore.open(files.laterStore);
+  laterLog = SqliteEventLog.open(files.laterLog, { logger: testLogger, clock: systemClock });
+  laterApplier = startApplier({ log: laterLog, store: laterStore });
   worker = await startWorker();
 });
 
@@ -262,6 +277,9 @@ after(async () => {
   );
   await worker.stop();
   await applier.stop();
+  await laterApplier.stop();
+  await laterLog.close();
+  await laterStore.close();
   await connection.close();
   await log.close();
   await store.close();
@@ -291,6 +309,49 @@ describe('sleep-time consolidation on the Temporal dev server', () => {
       assert.deepEqual(state.lastRun?.counts, { update: 0, supersede: 0, ignore: 0, merge: 2 });
       assert.equal(state.pending, 0);
       assert.equal(state.running, false);
+    } finally {
+      await wake.close();
+    }
+  });
+
+  it("a later pipeline version's users: workflows of their own, whose runs change that version only", async () => {
+    const scope = user('tenant-a', 'user-version');
+    const versioned = { ...scope, version: 'v2' };
+    started.add(entityWorkflowId(versioned));
+    assert.notEqual(entityWorkflowId(versioned), entityWorkflowId(scope));
+    // The same memories in both versions' stores; only v2's indexer (its trigger) announces them.
+    await remember(scope, duplicates('Vera'));
+    const laterEntries = duplicates('Vera').map(({ text, hours }) =>
+      makeEntry({
+        tenantId: scope.tenantId,
+        userId: scope.userId,
+        text,
+        occurredAt: T0 + hours * HOUR,
+        validFrom: T0 + hours * HOUR,
+        ingestedAt: T0 + DAY,
+        sourceTurnIds: [`turn-${randomUUID()}`],
+      }),
+    );
+    await laterStore.upsert(await embeddedWrites(embedder, laterEntries));
+    const wake = new TemporalConsolidationTrigger({ ...endpoint, entity: entity(), version: 'v2' });
+    try {
+      await wake.notify([{ ...scope, count: 6 }]);
+      await until(
+        'v2 consolidated',
+        async () => (await laterStore.pendingConsolidation(scope, 100)).length === 0,
+      );
+      const laterOps = (await laterLog.read(Topics.memoryOps, 0, 10_000)).map((record) => record.value);
+      const merges = laterOps.filter((op) => op.userId === scope.userId && op.op === 'update');
+      assert.equal(merges.length, 2, "the two merges, in v2's log (applied by v2's applier)");
+      for (const op of merges) {
+        const [merged] = op.replacements;
+        assert.equal((await laterStore.get(scope, merged?.id ?? ''))?.supersededBy, null);
+      }
+      // The first version is untouched: its memories still wait, no op of the user in its log.
+      assert.equal((await pending(scope)).length, 6);
+      assert.deepEqual(await opsOf(scope.tenantId, scope.userId), []);
+      const handle = client.workflow.getHandle(entityWorkflowId(versioned));
+      assert.equal((await handle.query(entityStateQuery)).runs, 1);
     } finally {
       await wake.close();
     }

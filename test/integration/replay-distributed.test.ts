@@ -50,8 +50,32 @@ import {
 } from './support/distributed.js';
 import { deletePrefix } from './support/elasticsearch.js';
 import { fetchModel } from './support/models.js';
+import {
+  assertDropped,
+  assertDropRefused,
+  assertKilled,
+  assertKnownGranularityDiff,
+  assertLeftBuilding,
+  assertOneMemoryPerTurn,
+  assertSwitchedUnderLoad,
+  assertTurnsKeptAndSummarized,
+  currentMemories,
+  factShape,
+  finishedWithin,
+  searchBody,
+  searchLoad,
+  searchUser,
+  seconds,
+  switchAfterWarmUp,
+  timed,
+  tenant,
+  turnsOf,
+  untilMidBuild,
+  type LocomoSample,
+  type SearchResult,
+} from './support/replay.js';
 import { serve, type RunningServer } from './support/serve.js';
-import { deleteTopics, servers } from './support/servers.js';
+import { deleteTopics, servers, testKafka } from './support/servers.js';
 
 /**
  * LoCoMo samples ingested and replayed: the first two of the dev file (conv-26 and conv-30, 788 turns) by
@@ -60,14 +84,8 @@ import { deleteTopics, servers } from './support/servers.js';
  * the ingest and the replay take a minute or two each.
  */
 const sampleCount = Number(process.env['LIGHTMEM_REPLAY_SAMPLES'] ?? '2');
-const tenant = 'default';
-/** The user searched throughout (a LoCoMo sample id is its conversation's user id). */
-const searchUser = 'conv-26';
-/** The user erased from both versions. */
+/** The user erased from both versions (the one searched throughout is `searchUser`, conv-26). */
 const erasedUser = 'conv-30';
-/** A query about conv-26 whose top results, once segment summaries exist, hold at least one of them. */
-const searchQuery = 'Caroline and Melanie talk about painting, the LGBTQ support group and adoption';
-const searchLimit = 20;
 /**
  * How long after `lightmem replay switch` returned a search may still be answered by v1: the serving
  * process reads the registry at most every 250 ms; a few seconds of margin for a loaded 2-core machine.
@@ -75,69 +93,6 @@ const searchLimit = 20;
 const switchSettleMs = 5_000;
 /** The stage services killed with SIGKILL mid-replay: the copy's owner and a stage in the middle. */
 const killedStages: readonly Stage[] = ['compressor', 'summarizer'];
-
-interface SearchResult {
-  readonly id: string;
-  readonly kind: string;
-  readonly sourceTurnIds: readonly string[];
-  readonly speaker: string;
-  readonly text: string;
-  readonly userId: string;
-}
-
-/** One search request of the load: when it started and ended (ms since epoch), its status, the kinds found. */
-interface Sample {
-  readonly start: number;
-  readonly end: number;
-  readonly status: number | string;
-  readonly kinds: readonly string[];
-}
-
-/** Where the turn a memory cites comes from: user (= conversation in LoCoMo) and turn id. */
-function turnKey(memory: MemoryEntry, turnId: string): string {
-  return JSON.stringify([memory.userId, memory.conversationId, turnId]);
-}
-
-/** What a turn memory is, independent of the version that wrote it (ids hash the pipeline in). */
-function factShape(memory: MemoryEntry): string {
-  return JSON.stringify([
-    memory.userId,
-    memory.conversationId,
-    memory.kind,
-    memory.speaker,
-    memory.sourceTurnIds,
-    memory.text,
-  ]);
-}
-
-/** A CLI run that must end within `ms` (killed and reported otherwise). */
-async function finished(child: ChildProcess, ms: number, what: string): Promise<CliResult> {
-  const result = collect(child);
-  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-  try {
-    const done = await result;
-    assert.notEqual(done.signal, 'SIGKILL', `${what} did not end in ${ms / 1000} s:\n${done.stderr}`);
-    return done;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function seconds(since: number): string {
-  return ((performance.now() - since) / 1000).toFixed(1);
-}
-
-/** The turns of a LoCoMo file (its `session_N` arrays). */
-function turnsIn(file: string): number {
-  const samples = JSON.parse(readFileSync(file, 'utf8')) as { conversation: Record<string, unknown> }[];
-  let turns = 0;
-  for (const sample of samples) {
-    for (const [key, value] of Object.entries(sample.conversation)) {
-      if (/^session_\d+$/.test(key) && Array.isArray(value)) turns += value.length;
-    }
-  }
-  return turns;
-}
 
 describe('replay in distributed mode of LoCoMo into a version with summarizer.granularity=both', () => {
   const dir = tempDir('replay-distributed');
@@ -181,17 +136,13 @@ describe('replay in distributed mode of LoCoMo into a version with summarizer.gr
   };
   /** `lightmem <args> --config <the deployment's file>`, bounded in time. */
   const cli = async (args: readonly string[], ms = 5 * 60_000): Promise<CliResult> =>
-    finished(spawn([...args, '--config', file]), ms, `lightmem ${args.join(' ')}`);
+    finishedWithin(spawn([...args, '--config', file]), ms, `lightmem ${args.join(' ')}`);
   const api = (): ApiClient => {
     assert.ok(client !== null, 'no server');
     return client;
   };
   const search = async (userId = searchUser): Promise<SearchResult[]> => {
-    const answer = await api().post<{ results: SearchResult[] }>('/v1/search', {
-      query: searchQuery,
-      userId,
-      limit: searchLimit,
-    });
+    const answer = await api().post<{ results: SearchResult[] }>('/v1/search', searchBody(userId));
     assert.equal(answer.status, 200, JSON.stringify(answer.json));
     return answer.json.results;
   };
@@ -225,19 +176,7 @@ describe('replay in distributed mode of LoCoMo into a version with summarizer.gr
       indexPrefix: indexPrefixOf(version),
     });
     try {
-      const all: MemoryEntry[] = [];
-      let cursor: string | undefined;
-      for (;;) {
-        const page = await store.list({
-          scope: { tenantId: tenant, ...(userId === undefined ? {} : { userId }) },
-          limit: 1000,
-          cursor,
-          includeSuperseded: false,
-        });
-        all.push(...page.items);
-        if (page.nextCursor === null) return all;
-        cursor = page.nextCursor;
-      }
+      return await currentMemories(store, { tenantId: tenant, ...(userId === undefined ? {} : { userId }) });
     } finally {
       await store.close();
     }
@@ -260,10 +199,9 @@ describe('replay in distributed mode of LoCoMo into a version with summarizer.gr
     await fetchModel();
     assert.ok(topicPrefix !== '' && indexPrefix !== '', 'distributedConfig names its own prefixes');
     dataset = locomoSubset(dir.path, sampleCount);
-    turns = turnsIn(dataset);
-    const users = (JSON.parse(readFileSync(dataset, 'utf8')) as { sample_id: string }[]).map(
-      (sample) => sample.sample_id,
-    );
+    const samples = JSON.parse(readFileSync(dataset, 'utf8')) as LocomoSample[];
+    turns = turnsOf(samples);
+    const users = samples.map((sample) => sample.sample_id);
     assert.ok(
       users.includes(searchUser) && users.includes(erasedUser),
       `the samples hold ${users.join(', ')}`,
@@ -293,17 +231,10 @@ describe('replay in distributed mode of LoCoMo into a version with summarizer.gr
     'ingests the dialogues into v1 through the stage services: one memory per turn',
     { timeout: 10 * 60_000 },
     async () => {
-      const started = performance.now();
-      const ingest = await cli(['ingest', dataset, '--format', 'locomo', '--json'], 10 * 60_000);
-      const report = lastJsonLine(ingest) as {
-        accepted: number;
-        memories: { live: number; superseded: number };
-      };
-      timings['ingest'] = seconds(started);
-      assert.equal(report.accepted, turns);
-      v1Memories = report.memories.live;
-      assert.equal(v1Memories, turns, 'granularity turn: one memory per turn');
-      assert.equal(report.memories.superseded, 0);
+      const ingest = await timed(timings, 'ingest', async () =>
+        cli(['ingest', dataset, '--format', 'locomo', '--json'], 10 * 60_000),
+      );
+      v1Memories = assertOneMemoryPerTurn(ingest, turns);
       assertStagesAlive();
 
       server = await serve(join(dir.path, 'serve'), env, 120_000, 60_000, ['--config', file]);
@@ -321,24 +252,17 @@ describe('replay in distributed mode of LoCoMo into a version with summarizer.gr
       const started = performance.now();
       const replay = spawn(['replay', '--config', replayFile, '--json']);
       const replayRun = collect(replay);
-      let seen: ReplayStatus | undefined;
-      const deadline = Date.now() + 6 * 60_000;
-      for (;;) {
-        if (replay.exitCode !== null) {
-          assert.fail(`the replay ended before it was killed:\n${(await replayRun).stderr}`);
-        }
-        assertStagesAlive();
-        assert.ok(Date.now() < deadline, `v2 never got mid-way: ${JSON.stringify(seen)}\n${stageLogs()}`);
-        const list = await api().get<{ versions: ReplayStatus[] }>('/v1/replays');
-        assert.equal(list.status, 200, JSON.stringify(list.json));
-        seen = list.json.versions.find((v) => v.version === 'v2');
-        if (seen !== undefined) {
-          assert.equal(seen.builtAt, null, `v2 was built before it could be killed: ${JSON.stringify(seen)}`);
-          // Mid-way: the copy has begun, and the stages have records left to process.
-          if (seen.copied > 0 && seen.pending > 0) break;
-        }
-        await sleep(100);
-      }
+      // Mid-way: the copy has begun, and the stages have records left to process.
+      const seen = await untilMidBuild(replay, replayRun, {
+        withinMs: 6 * 60_000,
+        versions: async () => {
+          const list = await api().get<{ versions: ReplayStatus[] }>('/v1/replays');
+          assert.equal(list.status, 200, JSON.stringify(list.json));
+          return list.json.versions;
+        },
+        check: assertStagesAlive,
+        detail: stageLogs,
+      });
       // The stage services first: from here on v2 cannot be built (its copy stops, the compressor that marks
       // it built is down, and so is its summarizer, with records left).
       await Promise.all(killedStages.map(async (stage) => stageProcess(stage).kill9()));
@@ -347,20 +271,10 @@ describe('replay in distributed mode of LoCoMo into a version with summarizer.gr
       v2AtKill = await documentsIn('v2');
       timings['replay until killed'] = seconds(started);
       console.log(`killed -9 mid-replay: ${JSON.stringify(seen)}, v2 held ${v2AtKill} memories`);
-      assert.equal(killed.signal, 'SIGKILL');
-      assert.equal(killed.stdout, '', 'the killed replay printed no result');
+      assertKilled(killed);
 
       // What the kill left: v2 building beside v1, which serves reads; the copy cursor kept.
-      const status = await replayStatus();
-      assert.deepEqual(
-        status.map((v) => [v.version, v.builtAt === null, v.serves]),
-        [
-          ['v1', false, ['*']],
-          ['v2', true, []],
-        ],
-      );
-      const copied = status.find((v) => v.version === 'v2')?.copied ?? 0;
-      assert.ok(copied >= (seen?.copied ?? 0), `v2's copy cursor survived the kill (${copied})`);
+      assertLeftBuilding(await replayStatus(), seen);
       assert.ok(
         (await search()).every((r) => r.kind !== 'summary'),
         'reads stay on v1 while v2 builds',
@@ -374,7 +288,7 @@ describe('replay in distributed mode of LoCoMo into a version with summarizer.gr
     // line names the version it created or resumed. The killed stage services start again only once it
     // has resumed v2, so v2 was still building when it did (see the kill above).
     const replay = spawn(['replay', '--config', replayFile]);
-    const replayRun = finished(replay, 10 * 60_000, 'lightmem replay (resumed)');
+    const replayRun = finishedWithin(replay, 10 * 60_000, 'lightmem replay (resumed)');
     // Awaited below; handled here too, so a failure before that is not reported twice.
     replayRun.catch(() => undefined);
     let progress = '';
@@ -419,75 +333,20 @@ describe('replay in distributed mode of LoCoMo into a version with summarizer.gr
       const diff = lastJsonLine(await cli(['replay', 'diff', 'v2', '--json'])) as VersionDiff;
       const v1 = await memoriesOf('v1');
       const v2 = await memoriesOf('v2');
-      const summaries = v2.filter((m) => m.kind === 'summary');
-      console.log(
-        `diff ${JSON.stringify({ ...diff, samples: undefined })}; v2 held ${v2AtKill} memories when killed`,
-      );
 
       // The diff report.
-      assert.equal(diff.from, 'v1');
-      assert.equal(diff.to, 'v2');
-      assert.deepEqual(diff.tenants, [tenant]);
-      assert.equal(diff.before, v1Memories);
-      assert.equal(diff.changed, 0, 'turn memories are the same with granularity both');
-      assert.equal(diff.removed, 0);
-      // Each v1 memory cites its own turn: one group each, all found unchanged in v2.
-      assert.equal(diff.unchanged, v1Memories);
-      assert.ok(diff.added > 0, 'segment summaries were added');
-      assert.equal(diff.after, diff.before + diff.added, 'one memory per added group, nothing twice');
-      assert.equal(diff.added, summaries.length);
+      assertKnownGranularityDiff(diff, { v1Memories, v2, v2AtKill });
       assert.ok(v2AtKill < diff.after, `the kill was before the end (${v2AtKill} of ${diff.after})`);
-      assert.equal(diff.samples.changed.length, 0);
-      assert.equal(diff.samples.removed.length, 0);
-      assert.ok(diff.samples.added.length > 0);
-      for (const sample of diff.samples.added) {
-        assert.equal(sample.before, undefined);
-        assert.ok(sample.after !== undefined && sample.sourceTurnIds.length > 0, JSON.stringify(sample));
-        // A segment summary: one "speaker: text" line per cited turn.
-        assert.match(sample.after, /^[A-Z][\w .'-]*: /, sample.after);
-      }
-      assert.ok(
-        diff.samples.added.some((s) => s.sourceTurnIds.length > 1 && s.after?.includes('\n') === true),
-        'an added summary cites several turns',
-      );
 
       // The stores themselves: v2 = v1's turn memories, unchanged, plus summaries that cover every turn once.
       assert.equal(v1.length, v1Memories, `v1's memories are in the indices under ${indexPrefixOf('v1')}`);
-      assert.deepEqual(
-        v2
-          .filter((m) => m.kind !== 'summary')
-          .map(factShape)
-          .sort(),
-        v1.map(factShape).sort(),
-      );
-      assert.equal(new Set(v2.map((m) => m.id)).size, v2.length, 'no memory id twice in v2');
+      assertTurnsKeptAndSummarized(v1, v2);
       const v1Ids = new Set(v1.map((m) => m.id));
       assert.equal(
         v2.filter((m) => v1Ids.has(m.id)).length,
         0,
         "v2's ids are its own (the pipeline version is in every id)",
       );
-      const facts = new Map(v1.map((m) => [turnKey(m, m.sourceTurnIds[0] ?? ''), m]));
-      const covered = new Map<string, number>();
-      for (const summary of summaries) {
-        const cited = summary.sourceTurnIds.map((turnId) => facts.get(turnKey(summary, turnId)));
-        assert.ok(
-          cited.every((m) => m !== undefined),
-          `a summary cites turns v1 does not have: ${summary.sourceTurnIds.join(',')}`,
-        );
-        assert.equal(
-          summary.text,
-          cited.map((m) => `${m?.speaker}: ${m?.text}`).join('\n'),
-          'a summary is its turns, one line each',
-        );
-        for (const turnId of summary.sourceTurnIds) {
-          const key = turnKey(summary, turnId);
-          covered.set(key, (covered.get(key) ?? 0) + 1);
-        }
-      }
-      assert.equal(covered.size, facts.size, 'every turn is in a summary');
-      const twice = [...covered].filter(([, n]) => n > 1);
-      assert.deepEqual(twice.slice(0, 5), [], `${twice.length} turns are in two summaries`);
     },
   );
 
@@ -495,69 +354,20 @@ describe('replay in distributed mode of LoCoMo into a version with summarizer.gr
     'switch under a search load through serve: no failed request, reads flip to v2',
     { timeout: 5 * 60_000 },
     async () => {
-      const samples: Sample[] = [];
-      let stop = false;
-      const loop = async (): Promise<void> => {
-        while (!stop) {
-          const start = Date.now();
-          try {
-            const answer = await api().post<{ results?: SearchResult[] }>('/v1/search', {
-              query: searchQuery,
-              userId: searchUser,
-              limit: searchLimit,
-            });
-            samples.push({
-              start,
-              end: Date.now(),
-              status: answer.status,
-              kinds: (answer.json.results ?? []).map((r) => r.kind),
-            });
-          } catch (error) {
-            samples.push({ start, end: Date.now(), status: String(error), kinds: [] });
-          }
-        }
-      };
-      const loops = [0, 1, 2, 3].map(loop);
-      await sleep(2_000);
-      const switchStart = Date.now();
-      const switched = await cli(['replay', 'switch', 'v2', '--json']);
-      const switchEnd = Date.now();
+      const load = searchLoad(async () => {
+        const answer = await api().post<{ results?: SearchResult[] }>('/v1/search', searchBody());
+        return { status: answer.status, results: answer.json.results };
+      });
+      const switchRun = await switchAfterWarmUp(async () => cli(['replay', 'switch', 'v2', '--json']));
       // Some load after serve has surely seen the switch.
       const deadline = Date.now() + 2 * 60_000;
-      while (samples.filter((s) => s.start > switchEnd + switchSettleMs).length < 10) {
-        assert.ok(Date.now() < deadline, `the load stalled: ${samples.length} requests`);
+      while (load.samples.filter((s) => s.start > switchRun.end + switchSettleMs).length < 10) {
+        assert.ok(Date.now() < deadline, `the load stalled: ${load.samples.length} requests`);
         await sleep(100);
       }
-      stop = true;
-      await Promise.all(loops);
+      await load.stop();
 
-      const status = lastJsonLine(switched) as ReplayStatus;
-      assert.equal(status.version, 'v2');
-      assert.deepEqual(status.serves, ['*']);
-      const failed = samples.filter((s) => s.status !== 200);
-      const beforeSwitch = samples.filter((s) => s.end < switchStart);
-      const afterSwitch = samples.filter((s) => s.start > switchEnd + switchSettleMs);
-      const summaryIn = (s: Sample): boolean => s.kinds.includes('summary');
-      console.log(
-        JSON.stringify({
-          requests: samples.length,
-          failed: failed.length,
-          beforeSwitch: beforeSwitch.length,
-          duringSwitch: samples.length - beforeSwitch.length - afterSwitch.length,
-          afterSwitch: afterSwitch.length,
-          switchMs: switchEnd - switchStart,
-        }),
-      );
-      assert.deepEqual(failed.slice(0, 5), [], `${failed.length} of ${samples.length} requests failed`);
-      assert.ok(beforeSwitch.length > 0 && afterSwitch.length > 0);
-      assert.ok(
-        beforeSwitch.every((s) => !summaryIn(s) && s.kinds.length > 0),
-        'v1 served reads before',
-      );
-      assert.ok(
-        afterSwitch.every(summaryIn),
-        `v2 serves reads after: ${afterSwitch.filter((s) => !summaryIn(s)).length} answers without a summary`,
-      );
+      assertSwitchedUnderLoad(load.samples, { ...switchRun, settleMs: switchSettleMs });
       const summary = (await search()).find((r) => r.kind === 'summary');
       assert.ok(summary !== undefined && summary.sourceTurnIds.length > 0);
       console.log(`after the switch: ${JSON.stringify(summary).slice(0, 300)}`);
@@ -587,9 +397,9 @@ describe('replay in distributed mode of LoCoMo into a version with summarizer.gr
       );
       assert.ok((await search(erasedUser)).length > 0, `${erasedUser} is found before the erasure`);
 
-      const started = performance.now();
-      const answer = await api().delete<ErasureReceipt>(`/v1/users/${erasedUser}`);
-      timings['erasure'] = seconds(started);
+      const answer = await timed(timings, 'erasure', async () =>
+        api().delete<ErasureReceipt>(`/v1/users/${erasedUser}`),
+      );
       assert.equal(answer.status, 200, JSON.stringify(answer.json));
       const receipt = answer.json;
       console.log(`erasure of ${erasedUser}: ${JSON.stringify(receipt.removed)}`);
@@ -625,14 +435,10 @@ describe('replay in distributed mode of LoCoMo into a version with summarizer.gr
       const keptV2 = (await memoriesOf('v2', searchUser)).length;
       assert.ok((await documentsIn('v1')) > 0, 'v1 holds memories before the drop');
 
-      const dropped = lastJsonLine(await cli(['replay', 'drop', 'v1', '--json'])) as ReplayStatus;
-      assert.equal(dropped.version, 'v1');
-      assert.notEqual(dropped.droppedAt, null);
+      assertDropped(await cli(['replay', 'drop', 'v1', '--json']), 'v1');
       assert.equal(await documentsIn('v1'), 0, "v1's memories are gone from its indices");
 
-      const refused = await cli(['replay', 'drop', 'v2', '--json']);
-      assert.notEqual(refused.code, 0, refused.stdout);
-      assert.match(refused.stderr, /v2 serves reads/);
+      assertDropRefused(await cli(['replay', 'drop', 'v2', '--json']));
 
       const status = await replayStatus();
       assert.deepEqual(
@@ -645,6 +451,59 @@ describe('replay in distributed mode of LoCoMo into a version with summarizer.gr
         (await search()).some((r) => r.kind === 'summary'),
         'reads still served by v2',
       );
+      assertStagesAlive();
+    },
+  );
+
+  it(
+    'a later replay does not bring the erased user back; dropping it deletes its topics, groups and indices',
+    { timeout: 8 * 60_000 },
+    async () => {
+      const keptV2 = (await memoriesOf('v2', searchUser)).filter((m) => m.kind !== 'summary');
+      // The deployment's own configuration again (granularity turn), into a third version.
+      const replay = await cli(['replay', '--json'], 6 * 60_000);
+      assert.equal(replay.code, 0, replay.stderr);
+      const built = lastJsonLine(replay) as ReplayStatus;
+      assert.equal(built.version, 'v3');
+      assert.notEqual(built.builtAt, null);
+      assert.deepEqual(await memoriesOf('v3', erasedUser), [], `${erasedUser} does not come back in v3`);
+      const inV3 = await memoriesOf('v3', searchUser);
+      assert.deepEqual(
+        inV3.map(factShape).sort(),
+        keptV2.map(factShape).sort(),
+        `v3 re-derives ${searchUser}'s turn memories, as v2 made them`,
+      );
+
+      const kafka = testKafka('replay-distributed-check');
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        const v3Topics = async (): Promise<string[]> =>
+          (await admin.listTopics()).filter(
+            (name) => name.startsWith(`${topicPrefix}v3.`) || name.endsWith('lightmem.state.v3.copy'),
+          );
+        const v3Groups = async (): Promise<string[]> =>
+          (await admin.listGroups()).groups
+            .map((group) => group.groupId)
+            .filter((id) => id.startsWith(`${topicPrefix}v3.`));
+        assert.ok((await v3Topics()).length > 0, 'v3 has topics of its own');
+        assert.ok((await v3Groups()).length > 0, 'v3 has consumer groups of its own');
+        assert.ok((await documentsIn('v3')) > 0);
+
+        const dropped = lastJsonLine(await cli(['replay', 'drop', 'v3', '--json'])) as ReplayStatus;
+        assert.notEqual(dropped.droppedAt, null);
+        assert.deepEqual(await v3Topics(), [], "v3's topics are deleted");
+        assert.deepEqual(await v3Groups(), [], "v3's consumer groups are deleted");
+        const indices = await es.indices.get(
+          { index: `${indexPrefixOf('v3')}*`, allow_no_indices: true },
+          { ignore: [404] },
+        );
+        assert.deepEqual(Object.keys(indices), [], "v3's indices are deleted");
+      } finally {
+        await admin.disconnect();
+      }
+      // v2 serves on, untouched.
+      assert.ok((await search()).some((r) => r.kind === 'summary'));
       assertStagesAlive();
     },
   );

@@ -5,6 +5,11 @@
 export interface ConsolidationScope {
   readonly tenantId: string;
   readonly userId: string;
+  /**
+   * The pipeline version whose memories are consolidated (distributed mode: a replay's version has its
+   * own store and log); absent: the first.
+   */
+  readonly version?: string | undefined;
 }
 
 /** How one run is cut into activities. */

@@ -142,6 +142,7 @@ export async function consolidationEntityWorkflow(
     return continueAsNew<typeof consolidationEntityWorkflow>({
       tenantId: input.tenantId,
       userId: input.userId,
+      ...(input.version === undefined ? {} : { version: input.version }),
       chunkSize: input.chunkSize,
       parallelism: input.parallelism,
       minNewEntries: input.minNewEntries,
@@ -181,6 +182,7 @@ export async function consolidationEntityWorkflow(
     const run: ConsolidationRunInput = {
       tenantId: input.tenantId,
       userId: input.userId,
+      ...(input.version === undefined ? {} : { version: input.version }),
       dryRun: false,
       chunkSize: input.chunkSize,
       parallelism: input.parallelism,

@@ -57,7 +57,9 @@ export async function consolidate(
   activities: ConsolidationActivities,
   input: ConsolidationRunInput,
 ): Promise<ConsolidationSummary> {
-  const scope = { tenantId: input.tenantId, userId: input.userId };
+  const who = { tenantId: input.tenantId, userId: input.userId };
+  // The activities' scope names the version when there is one (JSON: an absent field is not sent).
+  const scope = input.version === undefined ? who : { ...who, version: input.version };
   const decisions: DecisionSummary[] = [];
   let runs = 0;
   let sources = 0;
@@ -90,7 +92,7 @@ export async function consolidate(
     if (!plan.more || input.dryRun || plan.sourceIds.length === 0) break;
   }
   return {
-    ...scope,
+    ...who,
     dryRun: input.dryRun,
     runs,
     policy,

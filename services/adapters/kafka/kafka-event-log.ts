@@ -146,7 +146,8 @@ export class KafkaEventLog implements EventLog {
       admin,
       producer: keyringProducer,
       topic: keyringTopicConfig(options.topics),
-      groupPrefix: options.topics.prefix,
+      // The keyring's readers are named after the keyring, not after a version's topics that share it.
+      groupPrefix: options.topics.keyringPrefix ?? options.topics.prefix,
       logger: options.logger,
       keyEncryptionKey:
         options.security?.keyEncryptionKey === undefined

@@ -4,8 +4,16 @@ import {
   type ActivityContext,
   type ConsolidationDeps,
 } from '../../../workflows/consolidation/activities.js';
-import type { ConsolidationActivities } from '../../../workflows/consolidation/activity-types.js';
+import type {
+  ConsolidationActivities,
+  ConsolidationScope,
+} from '../../../workflows/consolidation/activity-types.js';
+import { LightmemError } from '../../core/errors.js';
+import { isLaterVersion } from './consolidation-entity.js';
 import { activityFailure } from './temporal-errors.js';
+
+/** The dependencies of a later pipeline version's consolidation (its store, log, embedder, decider). */
+export type VersionDeps = (version: string) => Promise<Omit<ConsolidationDeps, 'context'>>;
 
 interface HeartbeatState {
   /** The details of the last heartbeat (the cursor), re-sent by the keep-alive. */
@@ -28,7 +36,10 @@ function keepAliveMs(heartbeatTimeoutMs: number | undefined): number | null {
  *   retry resumes from the last cursor the activity recorded);
  * - throws a `LightmemError` as an ApplicationFailure of its code, non-retryable when the error is.
  */
-export function temporalActivities(deps: Omit<ConsolidationDeps, 'context'>): ConsolidationActivities {
+export function temporalActivities(
+  deps: Omit<ConsolidationDeps, 'context'>,
+  versionDeps?: VersionDeps,
+): ConsolidationActivities {
   const states = new WeakMap<Context, HeartbeatState>();
   const context = (): ActivityContext => {
     const current = Context.current();
@@ -48,7 +59,19 @@ export function temporalActivities(deps: Omit<ConsolidationDeps, 'context'>): Co
       signal: current.cancellationSignal,
     };
   };
-  const activities = createActivities({ ...deps, context });
+  const first = createActivities({ ...deps, context });
+  // A later pipeline version's scope runs over that version's store and log (resolved per activity: a
+  // version dropped meanwhile fails it, not a stale store).
+  const activitiesOf = async (scope: ConsolidationScope): Promise<ConsolidationActivities> => {
+    if (!isLaterVersion(scope.version)) return first;
+    if (versionDeps === undefined) {
+      throw new LightmemError(
+        'invalid_input',
+        `this worker consolidates the first pipeline version only (asked for ${scope.version})`,
+      );
+    }
+    return createActivities({ ...(await versionDeps(scope.version)), context });
+  };
 
   function wrap<I, O>(run: (input: I) => Promise<O>): (input: I) => Promise<O> {
     return async (input) => {
@@ -73,8 +96,8 @@ export function temporalActivities(deps: Omit<ConsolidationDeps, 'context'>): Co
   }
 
   return {
-    planConsolidation: wrap((input) => activities.planConsolidation(input)),
-    decideTasks: wrap((input) => activities.decideTasks(input)),
-    finishConsolidation: wrap((input) => activities.finishConsolidation(input)),
+    planConsolidation: wrap(async (input) => (await activitiesOf(input)).planConsolidation(input)),
+    decideTasks: wrap(async (input) => (await activitiesOf(input)).decideTasks(input)),
+    finishConsolidation: wrap(async (input) => (await activitiesOf(input)).finishConsolidation(input)),
   };
 }

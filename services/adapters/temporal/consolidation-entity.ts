@@ -51,7 +51,12 @@ export function consolidationEntityInput(
   settings: EntitySettings,
   scope: ConsolidationScope,
 ): ConsolidationEntityInput {
-  return { ...settings, tenantId: scope.tenantId, userId: scope.userId };
+  return {
+    ...settings,
+    tenantId: scope.tenantId,
+    userId: scope.userId,
+    ...(isLaterVersion(scope.version) ? { version: scope.version } : {}),
+  };
 }
 
 /**
@@ -62,7 +67,16 @@ export function idPart(value: string): string {
   return value.replaceAll('%', '%25').replaceAll(':', '%3A');
 }
 
-/** The id of a user's entity workflow, `consolidate:<tenant>:<user>`: one per (tenant, user). */
+/**
+ * The id of a user's entity workflow, `consolidate:<tenant>:<user>`: one per (tenant, user); a later
+ * pipeline version's has its own, `consolidate:<tenant>:<user>:<version>`.
+ */
 export function entityWorkflowId(scope: ConsolidationScope): string {
-  return `consolidate:${idPart(scope.tenantId)}:${idPart(scope.userId)}`;
+  const user = `consolidate:${idPart(scope.tenantId)}:${idPart(scope.userId)}`;
+  return isLaterVersion(scope.version) ? `${user}:${idPart(scope.version)}` : user;
+}
+
+/** Whether a scope names a pipeline version other than the first (`v1`, or none). */
+export function isLaterVersion(version: string | undefined): version is string {
+  return version !== undefined && version !== 'v1';
 }

@@ -24,6 +24,8 @@ import { temporalError } from './temporal-errors.js';
 export interface TemporalTriggerOptions extends TemporalEndpoint {
   /** What a user's entity workflow is started with (from config `consolidation`). */
   readonly entity: EntitySettings;
+  /** The pipeline version whose indexer this trigger serves (a later one's users have workflows of their own). */
+  readonly version?: string | undefined;
   /** How long one notify may take before it fails (retryably); default 10 s. */
   readonly callTimeoutMs?: number | undefined;
 }
@@ -49,13 +51,19 @@ export class TemporalConsolidationTrigger implements ConsolidationTrigger {
     this.client = new Client({ connection: this.connection, namespace: options.namespace });
   }
 
-  static fromConfig(config: LightmemConfig): TemporalConsolidationTrigger {
-    return new TemporalConsolidationTrigger({ ...temporalEndpoint(config), entity: entitySettings(config) });
+  /** The trigger of a configuration (of a pipeline version's, for a later version). */
+  static fromConfig(config: LightmemConfig, version?: string): TemporalConsolidationTrigger {
+    return new TemporalConsolidationTrigger({
+      ...temporalEndpoint(config),
+      entity: entitySettings(config),
+      version,
+    });
   }
 
   async notify(batch: readonly NewMemories[]): Promise<void> {
     if (this.closed) throw new LightmemError('internal', 'the Temporal consolidation trigger is closed');
-    const users = countsPerUser(batch);
+    const version = this.options.version;
+    const users = countsPerUser(batch).map((user) => (version === undefined ? user : { ...user, version }));
     if (users.length === 0) return;
     const deadline = Date.now() + (this.options.callTimeoutMs ?? 10_000);
     const results = await Promise.allSettled(

@@ -5,7 +5,7 @@ import { temporalConnectionOptions } from './temporal-connection.js';
 import { LightmemError } from '../../core/errors.js';
 import type { Logger } from '../../core/ports/logger.js';
 import type { ConsolidationDeps } from '../../../workflows/consolidation/activities.js';
-import { temporalActivities } from './consolidation-activities.js';
+import { temporalActivities, type VersionDeps } from './consolidation-activities.js';
 import type { TemporalEndpoint } from './consolidation-entity.js';
 import { temporalError, workerSetupError } from './temporal-errors.js';
 import { installTemporalLogger } from './temporal-logger.js';
@@ -13,6 +13,8 @@ import { installTemporalLogger } from './temporal-logger.js';
 export interface ConsolidationWorkerOptions extends TemporalEndpoint {
   /** The ports of the activities (their activity context comes from Temporal). */
   readonly deps: Omit<ConsolidationDeps, 'context'>;
+  /** The ports of a later pipeline version's activities (absent: this worker consolidates the first only). */
+  readonly versionDeps?: VersionDeps | undefined;
   /** Aborting it shuts the worker down gracefully. */
   readonly signal: AbortSignal;
   readonly logger: Logger;
@@ -74,7 +76,7 @@ export async function runConsolidationWorker(options: ConsolidationWorkerOptions
         namespace: options.namespace,
         taskQueue: options.taskQueue,
         workflowsPath: consolidationWorkflowsPath(),
-        activities: temporalActivities(options.deps),
+        activities: temporalActivities(options.deps, options.versionDeps),
         maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities ?? 8,
         shutdownGraceTime: options.shutdownGraceMs ?? 5_000,
         ...(options.identity === undefined ? {} : { identity: options.identity }),
