@@ -75,10 +75,12 @@ export async function copyRawLog(deps: RawLogCopyDeps, signal: AbortSignal): Pro
 
 export interface RawLogFollowDeps extends Pick<
   RawLogCopyDeps,
-  'source' | 'target' | 'version' | 'eraseCopied' | 'batchSize'
+  'source' | 'target' | 'version' | 'eraseCopied' | 'batchSize' | 'carryOver'
 > {
   /** The consumer group on the source's raw topic whose committed offsets are the copy's cursor. */
   readonly group: string;
+  /** Reads the whole raw log once (a replay `--since` looks for the sessions active since then). */
+  readonly scan: (visit: (records: readonly LogRecord<'lightmem.turns.raw'>[]) => void) => Promise<void>;
 }
 
 /**
@@ -86,16 +88,37 @@ export interface RawLogFollowDeps extends Pick<
  * partition, so no single cursor: Kafka), until the signal aborts. Copies what `copyRawLog` copies (no idle
  * flushes, only the tenants the version derives), a batch at a time; the group commits after the batch is
  * appended. A crash in between copies the batch again, which the version's compressor drops by turn id.
+ *
+ * A replay `--since`: the records appended before the version was created are copied only for the sessions
+ * with a turn since then; the memories of the other sessions are carried over before anything is copied
+ * (again after a crash before the first commit: the carry-over is idempotent).
  */
 export async function followRawLog(deps: RawLogFollowDeps, signal: AbortSignal): Promise<void> {
   const { version } = deps;
+  const since = version.since;
+  let active: Set<string> | null = null;
+  if (since !== null) {
+    const found = new Set<string>();
+    await deps.scan((records) => {
+      for (const { value, appendedAt } of records) {
+        if (appendedAt < version.createdAt && value.occurredAt >= since && derives(version, value.tenantId)) {
+          found.add(sessionKey(value));
+        }
+      }
+    });
+    active = found;
+    if ((await deps.source.committedOffset(deps.group, Topics.raw)) === 0) {
+      await deps.carryOver?.((memory) => !found.has(sessionKey(memory)));
+    }
+  }
+  const wanted = (record: LogRecord<'lightmem.turns.raw'>): boolean =>
+    record.value.kind !== 'flush' &&
+    derives(version, record.value.tenantId) &&
+    (active === null || record.appendedAt >= version.createdAt || active.has(sessionKey(record.value)));
   await deps.source.consume(
     { group: deps.group, topic: Topics.raw, signal, batchSize: deps.batchSize },
     async (records) => {
-      await appendCopied(
-        deps,
-        records.filter((record) => record.value.kind !== 'flush' && derives(version, record.value.tenantId)),
-      );
+      await appendCopied(deps, records.filter(wanted));
       return { records: [], state: [] };
     },
   );

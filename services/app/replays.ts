@@ -49,8 +49,6 @@ export interface ReplaysDeps {
   readonly rawEnd: () => Promise<number>;
   /** Tenants that have events in the raw log (what a replay of every tenant compares). */
   readonly tenants: () => Promise<string[]>;
-  /** Whether a replay can re-derive only the sessions active since a time (absent: yes). */
-  readonly sinceSupported?: boolean;
   /** The configuration a new version derives with (this process's, JSON). */
   readonly configJson: string;
   readonly clock: Clock;
@@ -69,13 +67,6 @@ export class Replays {
    * same tenants with the same configuration (a replay interrupted by a crash goes on where it stopped).
    */
   async start(tenants: readonly string[] | null, since: number | null = null): Promise<ReplayStatus> {
-    if (since !== null && this.deps.sinceSupported === false) {
-      throw new LightmemError(
-        'invalid_input',
-        'a replay since a time is not available in distributed mode yet: replay without --since',
-        { field: 'since' },
-      );
-    }
     const wanted = tenants === null ? null : [...new Set(tenants)].sort();
     const building = (await this.deps.versions.list()).find(
       (v) =>

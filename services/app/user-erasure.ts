@@ -1,3 +1,4 @@
+import type { RunHistories } from '../core/ports/run-histories.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { EventLog, LogErasure } from '../core/ports/event-log.js';
 import type { LlmLedger } from '../core/ports/llm-ledger.js';
@@ -14,7 +15,12 @@ import { Topics, type TopicName } from '../core/model/topics.js';
  * stripped of user and conversation).
  */
 export type ErasureLocation =
-  'memory-store' | `event-log:${TopicName}` | 'event-log:user-keys' | `stage-state:${string}` | 'llm-ledger';
+  | 'memory-store'
+  | `event-log:${TopicName}`
+  | 'event-log:user-keys'
+  | `stage-state:${string}`
+  | 'llm-ledger'
+  | 'consolidation-runs';
 
 export interface ErasureCount {
   readonly where: ErasureLocation;
@@ -53,6 +59,8 @@ export interface UserErasureDeps {
    * the first version's log, its counts added to the receipt's.
    */
   readonly laterVersions?: (() => Promise<readonly { log: EventLog; store: MemoryStore }[]>) | undefined;
+  /** Where the scheduler keeps the user's consolidation runs (Temporal's histories), when it does. */
+  readonly runHistories?: RunHistories | undefined;
 }
 
 /**
@@ -94,6 +102,16 @@ export class UserErasure {
         .length;
     }
     const calls = await step('the LLM ledger', () => ledger.eraseUser(tenantId, userId));
+    const histories = this.deps.runHistories;
+    const runs: ErasureCount[] =
+      histories === undefined
+        ? []
+        : [
+            {
+              where: 'consolidation-runs',
+              count: await step('the consolidation runs', () => histories.eraseUser(tenantId, userId)),
+            },
+          ];
     const receipt: ErasureReceipt = {
       tenantId,
       userId,
@@ -102,6 +120,7 @@ export class UserErasure {
         { where: 'memory-store', count: memories },
         ...logCounts(fromLog),
         { where: 'llm-ledger', count: calls },
+        ...runs,
       ],
       tombstone: true,
     };

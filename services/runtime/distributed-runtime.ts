@@ -39,6 +39,7 @@ import {
 } from './distributed-versions.js';
 import { TemporalConsolidationTrigger } from '../adapters/temporal/consolidation-trigger.js';
 import { runConsolidationOnce } from '../adapters/temporal/consolidation-once.js';
+import { TemporalRunHistories } from '../adapters/temporal/consolidation-histories.js';
 import { runConsolidationWorker } from '../adapters/temporal/consolidation-worker.js';
 import { temporalEndpoint } from '../adapters/temporal/consolidation-entity.js';
 import { configuredDecider, consolidationDeps, runLimits } from './consolidation-setup.js';
@@ -133,6 +134,8 @@ export class DistributedRuntime implements Runtime {
   readonly versions: DistributedVersions;
   /** Features that are off because a model is missing, and how to turn them on. */
   readonly warnings: readonly string[];
+  /** The users' consolidation runs on Temporal (erasure deletes them); absent when consolidation is off. */
+  readonly runHistories: TemporalRunHistories | undefined;
 
   private constructor(
     readonly config: LightmemConfig,
@@ -147,6 +150,7 @@ export class DistributedRuntime implements Runtime {
     readonly ledger: LlmLedger,
   ) {
     this.warnings = models.warnings;
+    this.runHistories = config.consolidation.enabled ? TemporalRunHistories.fromConfig(config) : undefined;
     this.stages = pipelineStages(config, components, firstStore, options.clock);
     this.versions = new DistributedVersions({
       registry,
@@ -156,6 +160,7 @@ export class DistributedRuntime implements Runtime {
         for (const tenantId of await firstStore.tenantIds()) await firstStore.eraseTenant(tenantId);
       },
       deleteLater: (name) => this.deleteLater(name),
+      tenants: () => this.tenantIds(),
       clock: options.clock,
       logger: options.logger,
     });
@@ -328,14 +333,8 @@ export class DistributedRuntime implements Runtime {
       {
         firstStore: this.firstStore,
         deleteData: (name) => versions.deleteData(name),
-        tenants: async () => {
-          const stores = [this.firstStore, ...(await versions.later()).map((parts) => parts.store)];
-          const tenants = new Set<string>();
-          for (const store of stores) for (const tenant of await store.tenantIds()) tenants.add(tenant);
-          return [...tenants].sort();
-        },
+        tenants: () => this.tenantIds(),
         rawEnd: () => this.eventLog.endOffset(Topics.raw),
-        sinceSupported: false,
       },
       this.options.clock,
     );
@@ -406,6 +405,7 @@ export class DistributedRuntime implements Runtime {
   }
 
   async close(): Promise<void> {
+    await this.runHistories?.close();
     await this.versions.close();
     await this.eventLog.close();
     await this.firstStore.close();
@@ -461,6 +461,14 @@ export class DistributedRuntime implements Runtime {
       await closeModels();
       throw error;
     }
+  }
+
+  /** Every tenant with memories in a kept version. */
+  private async tenantIds(): Promise<string[]> {
+    const stores = [this.firstStore, ...(await this.versions.later()).map((parts) => parts.store)];
+    const tenants = new Set<string>();
+    for (const store of stores) for (const tenant of await store.tenantIds()) tenants.add(tenant);
+    return [...tenants].sort();
   }
 
   /** Deletes a dropped later version's consumer groups, topics (its copy's state too) and indices. */

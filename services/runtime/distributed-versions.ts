@@ -10,6 +10,7 @@ import type { ElasticsearchMemoryStore } from '../adapters/elasticsearch/elastic
 import type { ElasticsearchPipelineVersions } from '../adapters/elasticsearch/es-pipeline-versions.js';
 import { InProcessScheduler } from '../adapters/scheduler/in-process-scheduler.js';
 import { followRawLog } from '../app/raw-log-copy.js';
+import { carryOverMemories } from '../app/memory-carry-over.js';
 import { idleFlushJob } from '../../workflows/idle-flush.js';
 import { summarizerNudgeJob } from '../../workflows/summarizer-nudges.js';
 import { superviseStage, type StageName } from './pipeline.js';
@@ -54,6 +55,8 @@ export interface DistributedVersionsDeps extends Omit<
   readonly dropFirst: () => Promise<void>;
   /** Deletes a later version's topics, consumer groups and indices (once no service runs it). */
   readonly deleteLater: (name: string) => Promise<void>;
+  /** Every tenant with memories in a kept version (what a replay of every tenant `--since` carries over). */
+  readonly tenants: () => Promise<string[]>;
   readonly clock: Clock;
 }
 
@@ -142,6 +145,16 @@ export class DistributedVersions extends VersionSet<DistributedVersionParts> {
                   version: parts.version,
                   group: copyGroup(parts.version.name),
                   batchSize: parts.config.pipeline.batchSize,
+                  scan: (visit) => first.log.scan(Topics.raw, visit),
+                  carryOver: async (keep) =>
+                    carryOverMemories({
+                      from: (tenantId) => this.storeFor(tenantId),
+                      to: parts.store,
+                      tenants: parts.version.tenants ?? (await this.distributed.tenants()),
+                      keep,
+                      embedder: parts.components.embedder,
+                      signal: both,
+                    }),
                   eraseCopied: async (tenantId, userId, erasedAt) => {
                     await parts.log.eraseUser(tenantId, userId, erasedAt);
                     await parts.store.erase({ tenantId, userId });

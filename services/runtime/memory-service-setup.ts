@@ -18,6 +18,7 @@ export function memoryServiceOf(runtime: Runtime, clock: Clock): MemoryService {
     ledger: runtime.ledger,
     clock,
     laterVersions: runtime.replay.laterVersions,
+    runHistories: runtime.runHistories,
   });
   const replay = runtime.replay;
   return new MemoryService({

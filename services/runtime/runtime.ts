@@ -1,3 +1,4 @@
+import type { RunHistories } from '../core/ports/run-histories.js';
 import type { LightmemConfig } from '../core/config.js';
 import type { EventLog } from '../core/ports/event-log.js';
 import type { MemoryStore } from '../core/ports/memory-store.js';
@@ -49,6 +50,8 @@ export interface Runtime {
   readonly warnings: readonly string[];
   /** The cost ledger: every LLM call of the pipeline, with its tenant, tokens and outcome. */
   readonly ledger: LlmLedger;
+  /** Consolidation runs kept outside the store (Temporal's histories), which erasure deletes too. */
+  readonly runHistories?: RunHistories | undefined;
   /** Starts the stages in this process when this runtime runs them; returns whether this process does. */
   startPipeline(): boolean;
   readonly isRunningPipeline: boolean;

@@ -193,7 +193,7 @@ export class VersionSet<P extends VersionParts> {
 
   /** What replay needs of the versions, around the parts that are the mode's own. */
   replayParts(
-    own: Pick<ReplayParts, 'firstStore' | 'deleteData' | 'tenants' | 'rawEnd' | 'sinceSupported'>,
+    own: Pick<ReplayParts, 'firstStore' | 'deleteData' | 'tenants' | 'rawEnd'>,
     clock: Clock,
   ): ReplayParts {
     return {

@@ -14,6 +14,7 @@ import {
 } from '../../services/adapters/temporal/consolidation-entity.js';
 import { runConsolidationOnce } from '../../services/adapters/temporal/consolidation-once.js';
 import { TemporalConsolidationTrigger } from '../../services/adapters/temporal/consolidation-trigger.js';
+import { TemporalRunHistories } from '../../services/adapters/temporal/consolidation-histories.js';
 import { runConsolidationWorker } from '../../services/adapters/temporal/consolidation-worker.js';
 import { LightmemConfig } from '../../services/core/config.js';
 import { LightmemError } from '../../services/core/errors.js';
@@ -354,6 +355,57 @@ describe('sleep-time consolidation on the Temporal dev server', () => {
       assert.equal((await handle.query(entityStateQuery)).runs, 1);
     } finally {
       await wake.close();
+    }
+  });
+
+  it("erasure deletes the user's consolidation runs (every version, run-once), and no other user's", async () => {
+    const erased = user('tenant-e', 'user-erased');
+    const kept = user('tenant-e', 'user-kept');
+    started.add(entityWorkflowId({ ...erased, version: 'v2' }));
+    await remember(erased, duplicates('Edda'));
+    await remember(kept, duplicates('Kurt'));
+    const wake = trigger(entity());
+    const wakeLater = new TemporalConsolidationTrigger({ ...endpoint, entity: entity(), version: 'v2' });
+    const histories = new TemporalRunHistories(endpoint);
+    // Every execution whose id names the user (found independently of the adapter's query).
+    const executionsOf = async (scope: Scope): Promise<string[]> => {
+      const ids: string[] = [];
+      for await (const execution of client.workflow.list({ query: "WorkflowId STARTS_WITH 'consolidate'" })) {
+        if (execution.workflowId.includes(`:${scope.tenantId}:${scope.userId}`))
+          ids.push(execution.workflowId);
+      }
+      return ids.sort();
+    };
+    try {
+      await wake.notify([
+        { ...erased, count: 6 },
+        { ...kept, count: 6 },
+      ]);
+      await wakeLater.notify([{ ...erased, count: 1 }]);
+      await consolidated(erased);
+      await consolidated(kept);
+      await runConsolidationOnce(endpoint, { ...erased, dryRun: true, chunkSize: 4, parallelism: 2 });
+      // Visibility is eventually consistent: wait until the three executions of the user are listed.
+      await until('the runs listed', async () => (await executionsOf(erased)).length >= 3);
+      const before = await executionsOf(erased);
+      assert.ok(
+        before.some((id) => id.startsWith('consolidate-now:')),
+        before.join(', '),
+      );
+      assert.ok(
+        before.some((id) => id.endsWith(':v2')),
+        before.join(', '),
+      );
+
+      const deleted = await histories.eraseUser(erased.tenantId, erased.userId);
+      assert.ok(deleted >= 3, `deleted ${deleted}`);
+      await until('the runs gone', async () => (await executionsOf(erased)).length === 0);
+      assert.ok((await executionsOf(kept)).length >= 1, "the other user's runs stay");
+      assert.equal(await histories.eraseUser(erased.tenantId, erased.userId), 0, 'idempotent');
+    } finally {
+      await wake.close();
+      await wakeLater.close();
+      await histories.close();
     }
   });
 

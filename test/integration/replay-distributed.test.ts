@@ -507,4 +507,40 @@ describe('replay in distributed mode of LoCoMo into a version with summarizer.gr
       assertStagesAlive();
     },
   );
+
+  it(
+    'a replay --since after every session re-derives nothing: it carries the serving memories over',
+    { timeout: 5 * 60_000 },
+    async () => {
+      const serving = (await memoriesOf('v2', searchUser)).map((m) => m.id).sort();
+      // No LoCoMo turn is this recent: no session is active since then, every memory is carried over.
+      const replay = await cli(['replay', '--since', '2030-01-01T00:00:00Z', '--json'], 4 * 60_000);
+      assert.equal(replay.code, 0, replay.stderr);
+      const built = lastJsonLine(replay) as ReplayStatus;
+      assert.equal(built.version, 'v4');
+      assert.equal(built.since, '2030-01-01T00:00:00.000Z');
+      assert.equal(built.pending, 0);
+      assert.deepEqual(
+        (await memoriesOf('v4', searchUser)).map((m) => m.id).sort(),
+        serving,
+        `v4 holds v2's memories of ${searchUser}, with their ids (summaries included)`,
+      );
+      assert.deepEqual(await memoriesOf('v4', erasedUser), [], `${erasedUser} is not carried over`);
+      const admin = testKafka('replay-distributed-since').admin();
+      await admin.connect();
+      try {
+        const offsets = await admin.fetchTopicOffsets(`${topicPrefix}v4.lightmem.turns.raw`);
+        assert.equal(
+          offsets.reduce((sum, partition) => sum + Number(partition.high), 0),
+          0,
+          'no raw record was copied: none is of a session active since then',
+        );
+      } finally {
+        await admin.disconnect();
+      }
+      const dropped = lastJsonLine(await cli(['replay', 'drop', 'v4', '--json'])) as ReplayStatus;
+      assert.notEqual(dropped.droppedAt, null);
+      assertStagesAlive();
+    },
+  );
 });

@@ -256,6 +256,40 @@ export class KafkaEventLog implements EventLog {
     return out;
   }
 
+  /**
+   * Every readable record of a topic (all partitions, in order within each) up to its end now, handed to
+   * `visit` a chunk at a time (a replay `--since` looks for the sessions active since then). Each chunk is
+   * one throwaway reader; a destroyed key's records are skipped.
+   */
+  async scan<T extends TopicName>(
+    topic: T,
+    visit: (records: LogRecord<T>[]) => void | Promise<void>,
+    chunk = 10_000,
+  ): Promise<void> {
+    const name = kafkaTopic(this.options.topics, topic);
+    const from = new Map<number, number>();
+    for (;;) {
+      const messages: KafkaMessage[] = [];
+      await readRange(this.kafka, this.admin, name, {
+        from,
+        onMessage: (partition, message) => {
+          messages.push(message);
+          from.set(partition, Number(message.offset) + 1);
+          return messages.length >= chunk;
+        },
+      });
+      if (messages.length === 0) return;
+      await this.knowKeysOf(messages.map((message) => message.value));
+      const records: LogRecord<T>[] = [];
+      for (const message of messages) {
+        const record = await this.decodeMessage(topic, message);
+        if (record !== null) records.push(record);
+      }
+      await visit(records);
+      if (messages.length < chunk) return;
+    }
+  }
+
   async endOffset(topic: TopicName): Promise<number> {
     const ends = await partitionEnds(this.admin, kafkaTopic(this.options.topics, topic));
     return ends.reduce((sum, e) => sum + e.end, 0);
