@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -43,6 +44,110 @@ export const kafkaScramUser = {
   password: 'lightmem-test-scram-password',
 } as const;
 
+function tlsPort(): number {
+  const value = process.env['LIGHTMEM_INFRA_KAFKA_TLS_PORT'];
+  const port = value === undefined ? 19095 : Number(value);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) {
+    throw new Error(`LIGHTMEM_INFRA_KAFKA_TLS_PORT must be a port number, got ${value}`);
+  }
+  return port;
+}
+
+/**
+ * A third listener, SASL_SSL (TLS, then SCRAM-SHA-256/512 or PLAIN): what a production cluster looks like,
+ * the evidence that lightmem's TLS options for Kafka work (test/integration/kafka-tls.test.ts). The broker's
+ * certificate is signed by a private CA made here with openssl (the listener is left out when openssl is
+ * missing); clients trust `ca`. Port LIGHTMEM_INFRA_KAFKA_TLS_PORT (default 19095).
+ */
+export function kafkaTlsEndpoint(layout = infraLayout()): {
+  brokers: string[];
+  ca: string;
+  keystore: string;
+} {
+  const dir = join(layout.server('kafka').config, 'tls');
+  return {
+    brokers: [`127.0.0.1:${tlsPort()}`],
+    ca: join(dir, 'ca.pem'),
+    keystore: join(dir, 'broker-keystore.pem'),
+  };
+}
+
+function haveOpenssl(): boolean {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The CA and the broker's key and certificate (PEM, unencrypted PKCS#8 key then the certificate: Kafka's
+ * PEM keystore), made once. Returns false when openssl is missing.
+ */
+function ensureBrokerCertificates(layout: ReturnType<typeof infraLayout>): boolean {
+  const { ca, keystore } = kafkaTlsEndpoint(layout);
+  if (existsSync(keystore)) return true;
+  if (!haveOpenssl()) return false;
+  const dir = join(layout.server('kafka').config, 'tls');
+  ensureDirs(dir);
+  const file = (name: string): string => join(dir, name);
+  const openssl = (...args: string[]): void => {
+    execFileSync('openssl', args, { stdio: 'ignore' });
+  };
+  openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    file('ca.key'),
+    '-out',
+    ca,
+    '-days',
+    '3650',
+    '-subj',
+    '/CN=lightmem test CA',
+  );
+  openssl(
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    file('broker.key'),
+    '-out',
+    file('broker.csr'),
+    '-subj',
+    '/CN=127.0.0.1',
+  );
+  writeFileSync(file('broker.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    file('broker.csr'),
+    '-CA',
+    ca,
+    '-CAkey',
+    file('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    file('broker.pem'),
+    '-days',
+    '3650',
+    '-extfile',
+    file('broker.ext'),
+  );
+  openssl('pkcs8', '-topk8', '-nocrypt', '-in', file('broker.key'), '-out', file('broker.pk8'));
+  writeFileSync(
+    keystore,
+    readFileSync(file('broker.pk8'), 'utf8') + readFileSync(file('broker.pem'), 'utf8'),
+  );
+  return true;
+}
+
 function libsDir(context: Pick<ServerContext, 'layout'>): string {
   return join(context.layout.installs, `kafka-${version}`, 'libs');
 }
@@ -84,7 +189,7 @@ export function ensureKafkaScramUser(layout = infraLayout()): void {
 export const kafkaServer: ServerSpec = {
   name: 'kafka',
   summary: `Apache Kafka ${version}, KRaft combined mode`,
-  ports: [infraPorts.kafka, infraPorts.kafkaController, saslPort()],
+  ports: [infraPorts.kafka, infraPorts.kafkaController, saslPort(), tlsPort()],
   endpoint: `127.0.0.1:${infraPorts.kafka}`,
   dependsOn: [],
   startTimeoutMs: 90_000,
@@ -118,6 +223,14 @@ export const kafkaServer: ServerSpec = {
     const java = findJava(17);
     const libs = libsDir(context);
     const properties = join(paths.config, 'server.properties');
+    const tls = ensureBrokerCertificates(context.layout);
+    if (!tls) context.say('openssl not found: no SASL_SSL listener (the Kafka TLS tests will skip)');
+    const { keystore } = kafkaTlsEndpoint(context.layout);
+    const listeners = [
+      `PLAINTEXT://127.0.0.1:${infraPorts.kafka}`,
+      `SASL_PLAINTEXT://127.0.0.1:${saslPort()}`,
+      ...(tls ? [`SASL_SSL://127.0.0.1:${tlsPort()}`] : []),
+    ];
     writeFileSync(
       properties,
       [
@@ -126,15 +239,25 @@ export const kafkaServer: ServerSpec = {
         'node.id=1',
         `controller.quorum.voters=1@127.0.0.1:${infraPorts.kafkaController}`,
         'controller.listener.names=CONTROLLER',
-        `listeners=PLAINTEXT://127.0.0.1:${infraPorts.kafka},CONTROLLER://127.0.0.1:${infraPorts.kafkaController},SASL_PLAINTEXT://127.0.0.1:${saslPort()}`,
-        `advertised.listeners=PLAINTEXT://127.0.0.1:${infraPorts.kafka},SASL_PLAINTEXT://127.0.0.1:${saslPort()}`,
+        `listeners=${[...listeners, `CONTROLLER://127.0.0.1:${infraPorts.kafkaController}`].join(',')}`,
+        `advertised.listeners=${listeners.join(',')}`,
         'inter.broker.listener.name=PLAINTEXT',
-        'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT',
+        'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL',
         // Only the SASL listener authenticates; PLAINTEXT and CONTROLLER stay as they were.
         'listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
         `listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${kafkaSaslEndpoint.username}="${kafkaSaslEndpoint.password}";`,
         'listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
         'listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+        ...(tls
+          ? [
+              // TLS with the broker's certificate (PEM keystore), then SCRAM (the same users as above).
+              'listener.name.sasl_ssl.ssl.keystore.type=PEM',
+              `listener.name.sasl_ssl.ssl.keystore.location=${keystore}`,
+              'listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512',
+              'listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+              'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+            ]
+          : []),
         `log.dirs=${join(paths.data, 'kraft')}`,
         'num.partitions=1',
         'default.replication.factor=1',

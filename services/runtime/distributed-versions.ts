@@ -167,13 +167,17 @@ export class DistributedVersions extends VersionSet<DistributedVersionParts> {
     ]);
   }
 
-  /** Resolves once the registry's generation is no longer `generation` (or the signal aborts). */
+  /**
+   * Resolves once the registry's generation is no longer `generation` (or the signal aborts). It reads the
+   * generation only: refreshing the snapshot here would close a dropped version's log under its running
+   * consumers, and closing waits for them, which wait for the abort this resolution triggers.
+   */
   private async untilChanged(generation: number, signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       await sleep(versionCheckMs, undefined, { signal }).catch(() => undefined);
       if (signal.aborted) return;
       try {
-        if ((await this.current(true)).generation !== generation) return;
+        if ((await this.distributed.registry.generation()) !== generation) return;
       } catch (error) {
         // The registry unreachable for a moment: the stages go on with what they run.
         this.distributed.logger.warn('cannot read the pipeline versions; retrying', {
