@@ -10,7 +10,6 @@ import type { ElasticsearchMemoryStore } from '../adapters/elasticsearch/elastic
 import type { ElasticsearchPipelineVersions } from '../adapters/elasticsearch/es-pipeline-versions.js';
 import { InProcessScheduler } from '../adapters/scheduler/in-process-scheduler.js';
 import { followRawLog } from '../app/raw-log-copy.js';
-import { carryOverMemories } from '../app/memory-carry-over.js';
 import { idleFlushJob } from '../../workflows/idle-flush.js';
 import { summarizerNudgeJob } from '../../workflows/summarizer-nudges.js';
 import { superviseStage, type StageName } from './pipeline.js';
@@ -48,7 +47,7 @@ export function copyGroup(name: string): string {
 
 export interface DistributedVersionsDeps extends Omit<
   VersionSetDeps<DistributedVersionParts>,
-  'registry' | 'copied' | 'refreshMs'
+  'registry' | 'copied' | 'refreshMs' | 'closeInBackground'
 > {
   readonly registry: ElasticsearchPipelineVersions;
   /** Deletes what the first version derived (its memories). */
@@ -72,6 +71,7 @@ export class DistributedVersions extends VersionSet<DistributedVersionParts> {
       ...distributed,
       copied: (parts) => distributed.first.log.committedOffset(copyGroup(parts.version.name), Topics.raw),
       refreshMs: versionRefreshMs,
+      closeInBackground: true,
     });
   }
 
@@ -146,19 +146,7 @@ export class DistributedVersions extends VersionSet<DistributedVersionParts> {
                   group: copyGroup(parts.version.name),
                   batchSize: parts.config.pipeline.batchSize,
                   scan: (visit) => first.log.scan(Topics.raw, visit),
-                  carryOver: async (keep) =>
-                    carryOverMemories({
-                      from: (tenantId) => this.storeFor(tenantId),
-                      to: parts.store,
-                      tenants: parts.version.tenants ?? (await this.distributed.tenants()),
-                      keep,
-                      embedder: parts.components.embedder,
-                      signal: both,
-                    }),
-                  eraseCopied: async (tenantId, userId, erasedAt) => {
-                    await parts.log.eraseUser(tenantId, userId, erasedAt);
-                    await parts.store.erase({ tenantId, userId });
-                  },
+                  ...this.copyHooks(parts, () => this.distributed.tenants(), both),
                 },
                 both,
               ),

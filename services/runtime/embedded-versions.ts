@@ -6,7 +6,6 @@ import { errorMessage } from '../core/errors.js';
 import type { SqliteEventLog } from '../adapters/sqlite/sqlite-event-log.js';
 import type { SqlitePipelineVersions } from '../adapters/sqlite/sqlite-pipeline-versions.js';
 import { copyRawLog } from '../app/raw-log-copy.js';
-import { carryOverMemories } from '../app/memory-carry-over.js';
 import { idleFlushJob } from '../../workflows/idle-flush.js';
 import { summarizerNudgeJob } from '../../workflows/summarizer-nudges.js';
 import type { InProcessConsolidation } from './in-process-consolidation.js';
@@ -68,19 +67,7 @@ export class EmbeddedVersions extends VersionSet<EmbeddedVersionParts> {
               versions: registry,
               version: parts.version,
               batchSize: parts.config.pipeline.batchSize,
-              carryOver: (keep) =>
-                carryOverMemories({
-                  from: (tenantId) => this.storeFor(tenantId),
-                  to: parts.store,
-                  tenants: parts.version.tenants ?? first.log.tenants(),
-                  keep,
-                  embedder: parts.components.embedder,
-                  signal: both,
-                }),
-              eraseCopied: async (tenantId, userId, erasedAt) => {
-                await parts.log.eraseUser(tenantId, userId, erasedAt);
-                await parts.store.erase({ tenantId, userId });
-              },
+              ...this.copyHooks(parts, () => first.log.tenants(), both),
             },
             both,
           ),

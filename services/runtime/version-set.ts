@@ -14,6 +14,8 @@ import {
 } from '../core/ports/pipeline-versions.js';
 import { errorMessage } from '../core/errors.js';
 import type { VersionProgress } from '../app/replays.js';
+import { carryOverMemories } from '../app/memory-carry-over.js';
+import type { MemoryEntry } from '../core/model/generated.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { ReplayParts } from './runtime.js';
 import { Topics } from '../core/model/topics.js';
@@ -50,6 +52,11 @@ export interface VersionSetDeps<P extends VersionParts> {
   readonly logger: Logger;
   /** How often a process looks for changes made by other processes (switches, new versions). */
   readonly refreshMs?: number;
+  /**
+   * A refresh that finds a version dropped closes it without waiting (distributed: its clients may take
+   * long to close once its topics are deleted under them; routing and the other versions must not wait).
+   */
+  readonly closeInBackground?: boolean;
 }
 
 export interface VersionSnapshot {
@@ -93,7 +100,7 @@ export class VersionSet<P extends VersionParts> {
     if (this.snapshot?.generation !== generation) {
       const [versions, routes] = await Promise.all([this.deps.registry.list(), this.deps.registry.routes()]);
       this.snapshot = { generation, versions, routes };
-      await this.closeDropped(versions);
+      await this.closeDropped(versions, this.deps.closeInBackground !== true);
     }
     return this.snapshot;
   }
@@ -216,6 +223,35 @@ export class VersionSet<P extends VersionParts> {
   }
 
   /**
+   * What a later version's copy of the raw log calls: carrying memories over into it (a replay `--since`)
+   * from the versions serving reads, and erasing from it a user whose erasure raced a copied batch.
+   */
+  protected copyHooks(
+    parts: P,
+    allTenants: () => Promise<readonly string[]> | readonly string[],
+    signal: AbortSignal,
+  ): {
+    carryOver: (keep: (memory: MemoryEntry) => boolean) => Promise<number>;
+    eraseCopied: (tenantId: string, userId: string, erasedAt: number) => Promise<void>;
+  } {
+    return {
+      carryOver: async (keep) =>
+        carryOverMemories({
+          from: (tenantId) => this.storeFor(tenantId),
+          to: parts.store,
+          tenants: parts.version.tenants ?? (await allTenants()),
+          keep,
+          embedder: parts.components.embedder,
+          signal,
+        }),
+      eraseCopied: async (tenantId, userId, erasedAt) => {
+        await parts.log.eraseUser(tenantId, userId, erasedAt);
+        await parts.store.erase({ tenantId, userId });
+      },
+    };
+  }
+
+  /**
    * Runs a later version's work until the signal aborts. A failure is logged and the work restarted after
    * a pause: it never stops the other versions. A version dropped while it ran (its data deleted under it)
    * ends its run quietly.
@@ -255,20 +291,23 @@ export class VersionSet<P extends VersionParts> {
     await this.deps.registry.close();
   }
 
-  /** Closes here every dropped later version that is open. */
-  protected async closeDropped(versions: readonly PipelineVersion[]): Promise<void> {
+  /** Closes here every dropped later version that is open (`wait` false: in the background). */
+  protected async closeDropped(versions: readonly PipelineVersion[], wait = true): Promise<void> {
     for (const version of versions) {
       if (version.droppedAt === null || !this.opened.has(version.name)) continue;
       const opened = this.opened.get(version.name);
       this.opened.delete(version.name);
-      try {
-        await (await opened)?.close();
-      } catch (error) {
-        this.deps.logger.warn('closing a dropped version failed', {
-          version: version.name,
-          error: errorMessage(error),
-        });
-      }
+      const closing = (async () => {
+        try {
+          await (await opened)?.close();
+        } catch (error) {
+          this.deps.logger.warn('closing a dropped version failed', {
+            version: version.name,
+            error: errorMessage(error),
+          });
+        }
+      })();
+      if (wait) await closing;
     }
   }
 

@@ -150,6 +150,7 @@ function trigger(settings: EntitySettings, queue = taskQueue): TemporalConsolida
 async function remember(
   scope: Scope,
   items: readonly { readonly text: string; readonly hours: number }[],
+  into: SqliteMemoryStore = store,
 ): Promise<MemoryEntry[]> {
   const entries = items.map(({ text, hours }) =>
     makeEntry({
@@ -162,7 +163,7 @@ async function remember(
       sourceTurnIds: [`turn-${randomUUID()}`],
     }),
   );
-  await store.upsert(await embeddedWrites(embedder, entries));
+  await into.upsert(await embeddedWrites(embedder, entries));
   return entries;
 }
 
@@ -322,18 +323,7 @@ describe('sleep-time consolidation on the Temporal dev server', () => {
     assert.notEqual(entityWorkflowId(versioned), entityWorkflowId(scope));
     // The same memories in both versions' stores; only v2's indexer (its trigger) announces them.
     await remember(scope, duplicates('Vera'));
-    const laterEntries = duplicates('Vera').map(({ text, hours }) =>
-      makeEntry({
-        tenantId: scope.tenantId,
-        userId: scope.userId,
-        text,
-        occurredAt: T0 + hours * HOUR,
-        validFrom: T0 + hours * HOUR,
-        ingestedAt: T0 + DAY,
-        sourceTurnIds: [`turn-${randomUUID()}`],
-      }),
-    );
-    await laterStore.upsert(await embeddedWrites(embedder, laterEntries));
+    await remember(scope, duplicates('Vera'), laterStore);
     const wake = new TemporalConsolidationTrigger({ ...endpoint, entity: entity(), version: 'v2' });
     try {
       await wake.notify([{ ...scope, count: 6 }]);
@@ -386,7 +376,7 @@ describe('sleep-time consolidation on the Temporal dev server', () => {
       await consolidated(kept);
       await runConsolidationOnce(endpoint, { ...erased, dryRun: true, chunkSize: 4, parallelism: 2 });
       // Visibility is eventually consistent: wait until the three executions of the user are listed.
-      await until('the runs listed', async () => (await executionsOf(erased)).length >= 3);
+      await until('the runs listed', async () => (await executionsOf(erased)).length >= 3, 90_000);
       const before = await executionsOf(erased);
       assert.ok(
         before.some((id) => id.startsWith('consolidate-now:')),
@@ -399,7 +389,8 @@ describe('sleep-time consolidation on the Temporal dev server', () => {
 
       const deleted = await histories.eraseUser(erased.tenantId, erased.userId);
       assert.ok(deleted >= 3, `deleted ${deleted}`);
-      await until('the runs gone', async () => (await executionsOf(erased)).length === 0);
+      // The server deletes asynchronously: the visibility store forgets them a moment later.
+      await until('the runs gone', async () => (await executionsOf(erased)).length === 0, 90_000);
       assert.ok((await executionsOf(kept)).length >= 1, "the other user's runs stay");
       assert.equal(await histories.eraseUser(erased.tenantId, erased.userId), 0, 'idempotent');
     } finally {

@@ -13,13 +13,13 @@ import { LightmemError } from '../../services/core/errors.js';
 import { Topics, conversationKey, topicSchemas, type TopicName } from '../../services/core/model/topics.js';
 import { systemClock } from '../../services/core/ports/clock.js';
 import { loadConfig } from '../../services/runtime/load-config.js';
-import { DistributedRuntime, adminInit } from '../../services/runtime/distributed-runtime.js';
+import { DistributedRuntime } from '../../services/runtime/distributed-runtime.js';
 import { stderrLogger } from '../../services/runtime/stderr-logger.js';
 import { makeTurn } from '../support/event-fixtures.js';
 import { memoryLogger } from '../support/memory-logger.js';
 import { deletePrefix, rawClient } from './support/elasticsearch.js';
 import { servers } from './support/servers.js';
-import { waitUntil } from './support/distributed.js';
+import { roundTrip } from './support/round-trip.js';
 import { capturingStderr } from '../support/capture-stderr.js';
 
 /**
@@ -89,50 +89,7 @@ describe('Kafka over SASL (PLAIN, the dev broker’s SASL_PLAINTEXT listener)', 
       const logger = stderrLogger('debug', { test: 'kafka-sasl' });
       try {
         const output = await capturingStderr(async () => {
-          await adminInit(config, { logger, clock: systemClock });
-          const runtime = await DistributedRuntime.open(config, {
-            logger,
-            clock: systemClock,
-            models: { embedder: null },
-            env: {},
-          });
-          try {
-            const turns = Array.from({ length: 20 }, (_, i) =>
-              makeTurn(i, { conversationId: `c-${i % 4}`, seq: Math.floor(i / 4), turnId: `t${i}` }),
-            );
-            await runtime.eventLog.append(
-              Topics.raw,
-              turns.map((turn) => ({ key: conversationKey(turn), value: turn })),
-            );
-            const seen = new Set<string>();
-            const controller = new AbortController();
-            const consuming = runtime.eventLog.consume(
-              { group: 'sasl-probe', topic: Topics.raw, signal: controller.signal, batchSize: 8 },
-              async (records) => {
-                for (const record of records) seen.add(record.value.turnId);
-                return { records: [], state: [] };
-              },
-            );
-            try {
-              // Consumed, and the group's offsets committed (in the stage's transaction) over SASL.
-              let committed = 0;
-              await waitUntil(
-                async () => {
-                  committed = await runtime.eventLog.committedOffset('sasl-probe', Topics.raw);
-                  return seen.size === turns.length && committed === turns.length;
-                },
-                () =>
-                  `all ${turns.length} turns consumed and committed over SASL (seen ${seen.size}, committed ${committed})`,
-                60_000,
-              );
-            } finally {
-              controller.abort();
-              await consuming;
-            }
-            assert.equal(seen.size, turns.length);
-          } finally {
-            await runtime.close();
-          }
+          await roundTrip(config, logger, 'sasl-probe', 'over SASL');
         });
         assert.match(output, /distributed runtime opened/);
         assert.match(output, /kafka: plaintext\+sasl\/plain, registry: basic, elasticsearch: api-key/);

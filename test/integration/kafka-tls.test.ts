@@ -5,13 +5,9 @@ import { describe, it } from 'node:test';
 import { Kafka, logLevel, type KafkaConfig } from 'kafkajs';
 import { ensureKafkaScramUser, kafkaScramUser, kafkaTlsEndpoint } from '../../infra/servers/kafka.js';
 import { tlsConnectionOptions } from '../../services/adapters/kafka/kafka-security.js';
-import { Topics, conversationKey } from '../../services/core/model/topics.js';
-import { systemClock } from '../../services/core/ports/clock.js';
 import { loadConfig } from '../../services/runtime/load-config.js';
-import { DistributedRuntime, adminInit } from '../../services/runtime/distributed-runtime.js';
 import { stderrLogger } from '../../services/runtime/stderr-logger.js';
-import { makeTurn } from '../support/event-fixtures.js';
-import { waitUntil } from './support/distributed.js';
+import { roundTrip } from './support/round-trip.js';
 import { servers } from './support/servers.js';
 
 /**
@@ -72,48 +68,7 @@ describe('Kafka over TLS + SCRAM (the dev broker’s SASL_SSL listener)', { skip
       });
       assert.deepEqual(config.kafka.ssl, { ca: endpoint.ca });
       const logger = stderrLogger('warn', { test: 'kafka-tls' });
-      await adminInit(config, { logger, clock: systemClock });
-      const runtime = await DistributedRuntime.open(config, {
-        logger,
-        clock: systemClock,
-        models: { embedder: null },
-        env: {},
-      });
-      try {
-        const turns = Array.from({ length: 20 }, (_, i) =>
-          makeTurn(i, { conversationId: `c-${i % 4}`, seq: Math.floor(i / 4), turnId: `t${i}` }),
-        );
-        await runtime.eventLog.append(
-          Topics.raw,
-          turns.map((turn) => ({ key: conversationKey(turn), value: turn })),
-        );
-        const seen = new Set<string>();
-        const controller = new AbortController();
-        const consuming = runtime.eventLog.consume(
-          { group: 'tls-probe', topic: Topics.raw, signal: controller.signal, batchSize: 8 },
-          async (records) => {
-            for (const record of records) seen.add(record.value.turnId);
-            return { records: [], state: [] };
-          },
-        );
-        try {
-          let committed = 0;
-          await waitUntil(
-            async () => {
-              committed = await runtime.eventLog.committedOffset('tls-probe', Topics.raw);
-              return seen.size === turns.length && committed === turns.length;
-            },
-            () =>
-              `all ${turns.length} turns consumed and committed over TLS (seen ${seen.size}, committed ${committed})`,
-            60_000,
-          );
-        } finally {
-          controller.abort();
-          await consuming;
-        }
-      } finally {
-        await runtime.close();
-      }
+      await roundTrip(config, logger, 'tls-probe', 'over TLS');
     },
   );
 
