@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
-import { LightmemError, errorMessage } from '../core/errors.js';
+import { LightmemError, errorMessage, isRetryable } from '../core/errors.js';
 import { Topics } from '../core/model/topics.js';
 import { versionName } from '../core/ports/pipeline-versions.js';
 import type { LightmemConfig } from '../core/config.js';
@@ -94,8 +94,18 @@ export class DistributedVersions extends VersionSet<DistributedVersionParts> {
     }
     try {
       while (!signal.aborted) {
-        const generation = (await this.current(true)).generation;
-        const plan = await this.running();
+        let generation: number;
+        let plan: Awaited<ReturnType<typeof this.running>>;
+        try {
+          generation = (await this.current(true)).generation;
+          plan = await this.running();
+        } catch (error) {
+          // The registry unreachable, or a version's topics not ready yet: look again shortly.
+          if (!isRetryable(error)) throw error;
+          logger.warn('cannot open the pipeline versions; retrying', { error: errorMessage(error) });
+          await sleep(2_000, undefined, { signal }).catch(() => undefined);
+          continue;
+        }
         const changed = new AbortController();
         const both = AbortSignal.any([signal, changed.signal]);
         try {

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type avro from 'avsc';
 import {
   SchemaRegistryClient,
@@ -189,10 +190,16 @@ export async function registerSchemas(
     for (const topic of topics) {
       const subject = options.subjectOf(topic);
       const schema = { schemaType: 'AVRO', schema: schemaJson(topic) };
-      try {
-        await client.updateConfig(subject, { compatibility: Compatibility.BACKWARD_TRANSITIVE });
-      } catch (error) {
-        throw registryFailure(`setting BACKWARD_TRANSITIVE on ${subject}`, error);
+      // Processes opening a new pipeline version register at once: Apicurio refuses the second creation of
+      // a subject's rule ("A rule named 'COMPATIBILITY' already exists"); setting it again updates it.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await client.updateConfig(subject, { compatibility: Compatibility.BACKWARD_TRANSITIVE });
+          break;
+        } catch (error) {
+          if (attempt >= 3) throw registryFailure(`setting BACKWARD_TRANSITIVE on ${subject}`, error);
+          await sleep(50 * attempt + Math.floor(Math.random() * 50));
+        }
       }
       let metadata;
       try {
