@@ -108,16 +108,40 @@ export class DistributedVersions extends VersionSet<DistributedVersionParts> {
         }
         const changed = new AbortController();
         const both = AbortSignal.any([signal, changed.signal]);
+        const runs = Promise.all([
+          plan.first ? runStageOf(first, name, both, { clock, logger }) : Promise.resolve(),
+          ...plan.later.map((parts) =>
+            this.keepRunning(parts.version, both, (running) => this.runLater(parts, name, running)),
+          ),
+        ]);
+        // Observed below; marked handled here so a failure after the grace below does not go unheard.
+        runs.catch((error: unknown) => {
+          if (!both.aborted) return;
+          logger.warn('a pipeline version run failed while stopping', {
+            stage: name,
+            error: errorMessage(error),
+          });
+        });
         try {
-          await Promise.all([
-            this.untilChanged(generation, both).then(() => changed.abort()),
-            plan.first ? runStageOf(first, name, both, { clock, logger }) : Promise.resolve(),
-            ...plan.later.map((parts) =>
-              this.keepRunning(parts.version, both, (running) => this.runLater(parts, name, running)),
-            ),
-          ]);
+          // Until the versions change (runs that end before, e.g. none at all, wait for that too); a run
+          // that fails ends it at once.
+          const change = this.untilChanged(generation, both);
+          await Promise.race([change, runs.then(() => change)]);
         } finally {
           changed.abort();
+        }
+        // The runs stop at the abort. One that does not within the grace (a client of a version whose
+        // topics were deleted under it, retrying) is left to end by itself: the next set must start.
+        const grace = new AbortController();
+        const stopped = await Promise.race([
+          runs.then(() => true),
+          sleep(stopGraceMs, false, { signal: grace.signal }).catch(() => false),
+        ]).finally(() => grace.abort());
+        if (!stopped) {
+          logger.warn('a pipeline version run did not stop after the versions changed; going on without it', {
+            stage: name,
+            graceMs: stopGraceMs,
+          });
         }
       }
     } finally {
@@ -222,6 +246,8 @@ export async function runStageOf(
   }
 }
 
+/** How long a stage service waits for the runs of the previous set of versions to stop. */
+const stopGraceMs = 30_000;
 /** How often a stage service looks for version changes (a new replay, a switch, a drop). */
 const versionCheckMs = 1_000;
 /** How old the routes an API replica reads by may be (a switch reaches every replica within this). */
