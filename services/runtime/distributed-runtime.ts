@@ -11,7 +11,6 @@ import {
   applyDeadLetterRetention,
   dataTopicConfigs,
   ensureTopics,
-  stateTopic,
   stateTopicConfig,
   valueSubject,
   type TopicLayout,
@@ -33,7 +32,6 @@ import { routeOf, servesReads, versionName, type PipelineVersion } from '../core
 import { versionConfig } from './version-config.js';
 import {
   DistributedVersions,
-  copyGroup,
   versionLocation,
   type DistributedVersionParts,
 } from './distributed-versions.js';
@@ -483,10 +481,10 @@ export class DistributedRuntime implements Runtime {
     const admin = kafka.admin();
     try {
       await admin.connect();
-      const removed = await deletePrefixed(admin, {
-        prefix: location.kafka.topicPrefix,
-        topics: [stateTopic(topicLayout(this.config), copyGroup(name))],
-      });
+      // The copy group's state changelog (`<prefix>lightmem.state.vN.copy`, empty) stays: it is a topic of
+      // the first version's namespace, and a kafkajs client that knew a deleted topic fails every later
+      // metadata request (the first version's log in every compressor service would).
+      const removed = await deletePrefixed(admin, { prefix: location.kafka.topicPrefix });
       this.options.logger.info('dropped version: topics and groups deleted', {
         version: name,
         topics: removed.topics.length,

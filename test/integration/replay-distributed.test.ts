@@ -479,9 +479,7 @@ describe('replay in distributed mode of LoCoMo into a version with summarizer.gr
       await admin.connect();
       try {
         const v3Topics = async (): Promise<string[]> =>
-          (await admin.listTopics()).filter(
-            (name) => name.startsWith(`${topicPrefix}v3.`) || name.endsWith('lightmem.state.v3.copy'),
-          );
+          (await admin.listTopics()).filter((name) => name.startsWith(`${topicPrefix}v3.`));
         const v3Groups = async (): Promise<string[]> =>
           (await admin.listGroups()).groups
             .map((group) => group.groupId)
