@@ -3,6 +3,7 @@ import { LightmemError, UnavailableError, errorMessage, isRetryable } from '../c
 import type { ConsolidationDeps } from '../../workflows/consolidation/activities.js';
 import type { FirstParts } from './version-set.js';
 import { withTimeout } from '../core/deadline.js';
+import { retrying } from '../core/backoff.js';
 import { Topics, topicSchemas, type TopicName } from '../core/model/topics.js';
 import { KafkaEventLog, kafkaClient, type KafkaEventLogOptions } from '../adapters/kafka/kafka-event-log.js';
 import { deletePrefixed } from '../adapters/kafka/kafka-cleanup.js';
@@ -177,13 +178,32 @@ export class DistributedRuntime implements Runtime {
     let ledger: LlmLedger | null = null;
     try {
       log = await KafkaEventLog.open(kafkaLogOptions(config, topicLayout(config), options));
-      store = await ElasticsearchMemoryStore.open(memoryStoreOptions(config, options.clock));
-      registry = await ElasticsearchPipelineVersions.open({
-        node: config.elasticsearch.node,
-        security: elasticsearchSecurityOf(config.elasticsearch),
-        indexPrefix: config.elasticsearch.indexPrefix,
-        clock: options.clock,
-      });
+      // A service started while Elasticsearch recovers (shards not assigned yet: 503) waits for it.
+      const recovering = {
+        attempts: 8,
+        baseMs: 500,
+        maxMs: 10_000,
+        onRetry: (attempt: number, delayMs: number, error: unknown) =>
+          options.logger.warn('elasticsearch not ready; retrying', {
+            attempt,
+            delayMs,
+            error: errorMessage(error),
+          }),
+      };
+      store = await retrying(
+        () => ElasticsearchMemoryStore.open(memoryStoreOptions(config, options.clock)),
+        recovering,
+      );
+      registry = await retrying(
+        () =>
+          ElasticsearchPipelineVersions.open({
+            node: config.elasticsearch.node,
+            security: elasticsearchSecurityOf(config.elasticsearch),
+            indexPrefix: config.elasticsearch.indexPrefix,
+            clock: options.clock,
+          }),
+        recovering,
+      );
       // Beside the memories: every API replica and stage service sees every call.
       ledger = await ElasticsearchLlmLedger.open({
         node: config.elasticsearch.node,
