@@ -5,6 +5,7 @@ import { assertScope, type Scope } from '../core/model/scope.js';
 import { formatInstant } from '../core/model/time.js';
 import { InvalidInputError } from '../core/errors.js';
 import { applyCues, defaultCueWeights, type CueWeights } from './query-cues.js';
+import { applySessionContext } from './session-context.js';
 
 export interface SearchQuery {
   readonly scope: Scope;
@@ -37,7 +38,10 @@ export interface MemoryView {
 }
 
 export interface SearchResult extends MemoryView {
-  /** The fused score, re-scored by the query's cues when it has any (see query-cues.ts). */
+  /**
+   * The fused score, re-scored by the query's cues when it has any (query-cues.ts) and by the other hits of
+   * its session (session-context.ts).
+   */
   readonly score: number;
   /** The scaled BM25 and kNN parts of the fused score. */
   readonly lexical: number | null;
@@ -73,7 +77,7 @@ export function memoryView(entry: MemoryEntry): MemoryView {
 
 /**
  * The search path of every front end (CLI, HTTP, bench): validate, embed the query, search the store,
- * re-score the candidates by the query's cues and keep the best `limit`.
+ * re-score the candidates by the query's cues and by their sessions' other hits, and keep the best `limit`.
  */
 export class MemorySearch {
   constructor(
@@ -106,7 +110,14 @@ export class MemorySearch {
       includeSuperseded: query.includeSuperseded,
       asOf: query.asOf,
     });
-    const cued = applyCues(query.query, hits, (hit) => ({ score: hit.score, entry: hit.memory }), this.cues);
+    const cued = applySessionContext(
+      applyCues(query.query, hits, (hit) => ({ score: hit.score, entry: hit.memory }), this.cues),
+      (hit) => ({
+        session: `${hit.memory.conversationId}\u0000${hit.memory.sessionId}`,
+        turn: hit.memory.sourceTurnIds.join('\u0000'),
+      }),
+      this.cues.sessionBoost ?? 0,
+    );
     return cued.slice(0, query.limit).map(({ item: hit, score, cues }) => ({
       ...memoryView(hit.memory),
       score,

@@ -15,9 +15,11 @@ export interface CueWeights {
   readonly speakerBoost: number;
   /** Added to the memories from the month (and year) the query names (0 = off). */
   readonly timeBoost: number;
+  /** Share of the best other hit of the same session a hit gets (session-context.ts; 0 = off). */
+  readonly sessionBoost?: number | undefined;
 }
 
-export const defaultCueWeights: CueWeights = { speakerBoost: 0.1, timeBoost: 0.3 };
+export const defaultCueWeights: CueWeights = { speakerBoost: 0.1, timeBoost: 0.3, sessionBoost: 0.4 };
 
 // "January 2024", "Jan. 2024", "January 5, 2024", "5 January 2024", "January, 2024".
 const monthYear =

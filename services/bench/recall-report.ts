@@ -14,6 +14,7 @@ import {
   type RecallFigures,
 } from './evidence-metrics.js';
 import type { LatencySummary } from './latency.js';
+import { sessionFigures, type SessionFigures } from './session-metrics.js';
 import type { RecallRun, Retrieval } from './recall-bench.js';
 import { recallChartSvg } from './recall-chart.js';
 
@@ -36,6 +37,11 @@ export interface RecallReport {
   readonly ks: readonly number[];
   readonly budgets: readonly number[];
   readonly recall: EvidenceFigures;
+  /**
+   * LongMemEval's own session-level retrieval metrics (recall_any/recall_all/ndcg_any at 5 and 10, as its
+   * scripts compute them) over the scored questions; null for other benchmarks.
+   */
+  readonly sessionLevel: SessionFigures | null;
   /**
    * Per budget, the share of scored questions whose whole retrieved list (search limit reached) fit in
    * the budget: for those, R@B is capped by the search limit rather than by the budget.
@@ -138,6 +144,8 @@ export interface RecallReportInput {
   readonly ks?: readonly number[] | undefined;
   readonly budgets?: readonly number[] | undefined;
   readonly baseline?: string | undefined;
+  /** Also compute LongMemEval's session-level metrics (source ids are `<session id>:<turn index>`). */
+  readonly sessionLevel?: boolean | undefined;
   /** LLM use per case user; absent: the extractive path (off). */
   readonly llm?: { readonly mode: LlmMode; readonly costOf: (userId: string) => LlmCost } | undefined;
 }
@@ -205,6 +213,12 @@ export function buildRecallReport(input: RecallReportInput): RecallReport {
     ks,
     budgets,
     recall,
+    sessionLevel:
+      input.sessionLevel === true
+        ? sessionFigures(
+            scored.map((r) => ({ gold: r.question.gold, ranked: r.retrieved.map((m) => m.sources) })),
+          )
+        : null,
     budgetCappedBySearchLimit: Object.fromEntries(budgets.map((b) => [String(b), capped(b)])),
     memories: {
       total: totalMemories,
@@ -300,6 +314,7 @@ export function recallSummary(report: RecallReport): Record<string, unknown> {
     questions: report.questions.asked,
     scored: report.questions.scored,
     overall: flatFigures(report.recall.overall),
+    ...(report.sessionLevel === null ? {} : { sessionLevel: report.sessionLevel.metrics }),
     byCategory: Object.fromEntries(
       Object.entries(report.recall.byCategory).map(([category, figures]) => [category, flatFigures(figures)]),
     ),
@@ -415,7 +430,7 @@ Mean memories that fit the budget: ${report.budgets
 the search limit): ${report.budgets
     .map((b) => `B${b} ${pct(report.budgetCappedBySearchLimit[String(b)])}%`)
     .join(', ')}.
-
+${sessionLevelMarkdown(report.sessionLevel)}
 ![recall by k](recall.svg)
 
 ## Memory and cost
@@ -514,4 +529,18 @@ function sortedRecord(record: Record<string, number>): Record<string, number> {
       return !Number.isNaN(x) && !Number.isNaN(y) ? x - y : a.localeCompare(b);
     }),
   );
+}
+
+/** LongMemEval's session-level metrics as a paragraph and a one-row table (empty for other benchmarks). */
+function sessionLevelMarkdown(figures: SessionFigures | null): string {
+  if (figures === null) return '';
+  const names = Object.keys(figures.metrics);
+  return `
+LongMemEval's session-level metrics (its \`evaluate_retrieval_turn2session\`: k counts distinct sessions; a
+memory is relevant when it carries a gold user turn), over the ${figures.questions} scored questions, in %:
+
+| ${names.join(' | ')} |
+| ${names.map(() => '---:').join(' | ')} |
+| ${names.map((n) => pct(figures.metrics[n])).join(' | ')} |
+`;
 }

@@ -10,6 +10,7 @@ import { embedBench, embedBenchUsage } from './bench-embed-command.js';
 import { ProgressBar } from './progress.js';
 import { distributedBench, distributedBenchUsage } from './bench-distributed-command.js';
 import { loadBench, loadBenchUsage } from './bench-load-command.js';
+import { scaleBench, scaleBenchUsage } from './bench-scale-command.js';
 
 export const benchUsage = `${locomoBenchUsage}
 ${longMemEvalBenchUsage}
@@ -17,6 +18,7 @@ ${segmentBenchUsage}
 ${embedBenchUsage}
 ${distributedBenchUsage}
 ${loadBenchUsage}
+${scaleBenchUsage}
 lightmem bench search --data <locomo.json> [--queries 1000] [--limit 10] [--tenant T] [--json] [--data-dir D]
   Search latency over the file's questions (cycled to --queries), against memories already ingested into
   the data dir (run lightmem ingest first). With --json the last line is one JSON object.`;
@@ -32,6 +34,7 @@ export async function benchCommand(argv: readonly string[]): Promise<number> {
   if (kind === 'embed') return embedBench(rest);
   if (kind === 'distributed') return distributedBench(rest);
   if (kind === 'load') return loadBench(rest);
+  if (kind === 'scale') return scaleBench(rest);
   if (kind !== 'search') throw new InvalidInputError(`unknown benchmark ${kind}\n${benchUsage}`, 'benchmark');
   const { values } = parse(rest, {
     ...commonOptions,

@@ -91,6 +91,8 @@ interface BenchSource {
   readonly dataset: () => Record<string, unknown>;
   readonly caseName: string;
   readonly categoryKey: 'category' | 'question_type';
+  /** Whether LongMemEval's session-level metrics apply. */
+  readonly sessionLevel: boolean;
 }
 
 async function benchSource(
@@ -110,6 +112,7 @@ async function benchSource(
       dataset: () => ({ samples: samples.map((s) => s.sampleId), ...locomoEvidenceNotes(samples) }),
       caseName: 'samples',
       categoryKey: 'category',
+      sessionLevel: false,
     };
   }
   const { notes, add } = longMemEvalNotes();
@@ -121,6 +124,7 @@ async function benchSource(
     dataset: () => ({ ...notes }),
     caseName: 'questions',
     categoryKey: 'question_type',
+    sessionLevel: true,
   };
 }
 
@@ -337,6 +341,7 @@ export async function recallBenchCommand(
       dataset: source.dataset(),
       files,
       baseline,
+      sessionLevel: source.sessionLevel,
     });
     const consolidation: ConsolidationReport | null =
       step === null || consolidationRun === null
@@ -435,7 +440,10 @@ async function benchDataDir(
   const store =
     baseline === undefined
       ? {}
-      : { store: baselineFusion(baseline, base.store), search: { speakerBoost: 0, timeBoost: 0 } };
+      : {
+          store: baselineFusion(baseline, base.store),
+          search: { speakerBoost: 0, timeBoost: 0, sessionBoost: 0 },
+        };
   if (flag !== undefined) return { dataDir: resolve(flag), overrides: store };
   const dataDir = await mkdtemp(join(out, 'data-'));
   return { dataDir, overrides: { ...base, dataDir, ...store } };

@@ -125,6 +125,7 @@ export async function segmentBench(argv: readonly string[]): Promise<number> {
         rate: config.compressor.rate,
         maxTokens: config.compressor.maxTurnTokens,
         recompressRate: config.compressor.recompressRate,
+        minWords: config.compressor.minWords,
       },
       capacityTokens: s.bufferTokens,
       countedRoles: new Set(s.countedRoles),
@@ -349,6 +350,7 @@ async function segmentCrossValidation(
         rate: config.compressor.rate,
         maxTokens: config.compressor.maxTurnTokens,
         recompressRate: config.compressor.recompressRate,
+        minWords: config.compressor.minWords,
       },
       countedRoles: new Set(s.countedRoles),
     };

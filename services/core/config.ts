@@ -52,10 +52,18 @@ export const LightmemConfig = z
     defaultTenant: z.string().min(1).default('default'),
     compressor: z
       .object({
-        /** Retention ratio r (1 = off). LightMem uses 0.5–0.8. */
-        rate: z.number().gt(0).max(1).default(0.8),
+        /**
+         * Retention ratio r (1 = off). LightMem uses 0.5–0.8. Search matches the uncompressed source text, so
+         * compression shortens what a prompt holds without hiding words from search (docs/benchmarks.md).
+         */
+        rate: z.number().gt(0).max(1).default(0.6),
         maxTurnTokens: z.number().int().positive().default(512),
         recompressRate: z.number().gt(0).max(1).default(0.5),
+        /**
+         * A turn of at most this many words is not compressed: it saves a few tokens and could leave a bare
+         * value that no longer says what it is ("ZX-41." for "My parcel number is ZX-41.").
+         */
+        minWords: z.number().int().nonnegative().default(8),
       })
       .prefault({}),
     segmenter: z
@@ -114,6 +122,12 @@ export const LightmemConfig = z
         countedRoles: roles.default(['user', 'customer', 'agent', 'supervisor']),
         memorizeRoles: roles.default(['user', 'customer', 'agent', 'supervisor', 'assistant']),
         granularity: z.enum(['turn', 'segment', 'both']).default('turn'),
+        /**
+         * Extractive memories: a turn longer than this many words becomes one memory per chunk of its
+         * sentences (each at most this long, each citing the turn), so that a long reply does not fill a
+         * prompt's budget with what the question did not ask for. 0: one memory per turn.
+         */
+        splitWords: z.number().int().nonnegative().default(40),
         /**
          * Who turns an STM batch into memories. `extractive`: the turns themselves (compressed), no LLM;
          * `llm`: facts written by the `llm` endpoint, each citing its turns; `auto`: the LLM when
@@ -278,6 +292,8 @@ export const LightmemConfig = z
         speakerBoost: z.number().min(0).max(1).default(0.1),
         /** Boost of the memories from the month a query names ("in January 2024"; 0 = off). */
         timeBoost: z.number().min(0).max(1).default(0.3),
+        /** Share of the best other hit of its session a hit gets (evidence clusters in sessions; 0 = off). */
+        sessionBoost: z.number().min(0).max(1).default(0.4),
       })
       .prefault({}),
     pipeline: z
@@ -502,6 +518,13 @@ export const LightmemConfig = z
          * (the API answers 503 with Retry-After). The wait blocks the writing thread.
          */
         busyTimeoutMs: z.number().int().nonnegative().default(5_000),
+        /**
+         * Embedded: how often the pipeline's owner deletes the records of the intermediate topics
+         * (compressed turns, segments, memories, memory ops) that every stage reading them has committed
+         * past, and lets log.db shrink; also done when it stops. The raw topic is kept whole (a replay
+         * derives everything again from it); dead letters have their own retention. 0: keep them all.
+         */
+        pruneConsumedMs: z.number().int().nonnegative().default(30_000),
       })
       .prefault({}),
     logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { LightmemConfig } from '../core/config.js';
 import type { EventLog } from '../core/ports/event-log.js';
 import type { MemoryStore } from '../core/ports/memory-store.js';
-import { LightmemError } from '../core/errors.js';
+import { LightmemError, isRetryable } from '../core/errors.js';
 import { Topics } from '../core/model/topics.js';
 import { SqliteEventLog } from '../adapters/sqlite/sqlite-event-log.js';
 import { SqliteMemoryStore } from '../adapters/sqlite/sqlite-memory-store.js';
@@ -198,6 +198,15 @@ export class EmbeddedRuntime implements Runtime {
       intervalMs: retentionCheckMs,
       run: () => Promise.resolve(log.enforceRetention()),
     });
+    if (config.sqlite.pruneConsumedMs > 0) {
+      this.scheduler.register({
+        name: 'log-pruning',
+        intervalMs: config.sqlite.pruneConsumedMs,
+        run: async ({ signal }) => {
+          await this.pruneConsumed(signal);
+        },
+      });
+    }
     const pipeline = config.pipeline;
     // Models given in code (tests) cannot cross into a thread: the stages then run on this one.
     const isolation =
@@ -331,7 +340,27 @@ export class EmbeddedRuntime implements Runtime {
 
   /** Stops the stages if this process runs them, releases them to the other processes, stops taking part. */
   async stopPipeline(): Promise<void> {
+    const owned = this.ownership.isOwner;
     await this.ownership.stop();
+    // What the stages consumed since the last pruning goes now (a batch command's last minute of work).
+    if (owned && this.config.sqlite.pruneConsumedMs > 0) await this.pruneConsumed();
+  }
+
+  /**
+   * Deletes the intermediate records (compressed turns, segments, memories, memory ops) of the first
+   * version's log that every stage reading them has committed past; the raw topic stays whole. Best
+   * effort: contention with another process is left for the next run.
+   */
+  private async pruneConsumed(signal?: AbortSignal): Promise<void> {
+    try {
+      const pruned = await this.log.pruneConsumed(
+        this.stages.map((stage) => ({ group: stage.name, topic: stage.input })),
+        signal === undefined ? {} : { signal },
+      );
+      if (pruned.deleted > 0) this.options.logger.debug('pruned consumed log records', { ...pruned });
+    } catch (error) {
+      if (!isRetryable(error)) throw error;
+    }
   }
 
   health(): Promise<PipelineHealth> {

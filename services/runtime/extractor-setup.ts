@@ -108,6 +108,7 @@ export function configuredExtractor(
   const extractive = new ExtractiveExtractor({
     memorizeRoles: new Set(config.summarizer.memorizeRoles),
     granularity: config.summarizer.granularity,
+    splitWords: config.summarizer.splitWords,
   });
   if (!wantsLlmExtractor(config)) return { extractor: extractive, description: 'extractive' };
   const model = chat ?? configuredChatModel(config, env);

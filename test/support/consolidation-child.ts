@@ -9,6 +9,8 @@ const runtime = await openRuntime(
   dataDir,
   {
     consolidation: { enabled: false, policy: 'llm', chunkSize: 3, parallelism: 1 },
+    // The test reads the decisions back from the memory-ops topic: keep its consumed records.
+    sqlite: { pruneConsumedMs: 0 },
     llm: { baseUrl, model: 'scripted', concurrency: 1 },
   },
   new HashingEmbedder(64),

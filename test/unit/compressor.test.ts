@@ -163,6 +163,14 @@ describe('compressTexts', () => {
     assert.deepEqual(result, { text: 'w1 w4', originalTokens: 7, keptTokens: 3 });
   });
 
+  it('keeps a text of at most minWords words whole, and compresses a longer one', async () => {
+    const scorer = fixedScorer(words([0.9, 0.1, 0.5, 0.7], [1, 3, 1, 2]));
+    const [short] = await compressTexts(['the original'], scorer, settings({ minWords: 4 }));
+    assert.deepEqual(short, { text: 'the original', originalTokens: 7, keptTokens: 7 });
+    const [long] = await compressTexts(['ignored'], scorer, settings({ minWords: 3 }));
+    assert.deepEqual(long, { text: 'w1 w4', originalTokens: 7, keptTokens: 3 });
+  });
+
   it('keeps the original when compression leaves nothing', async () => {
     const [result] = await compressTexts(['all the same'], fixedScorer(words([0.4, 0.4, 0.4])), settings());
     assert.deepEqual(result, { text: 'all the same', originalTokens: 3, keptTokens: 3 });

@@ -116,7 +116,7 @@ describe('per-tenant LLM budgets', () => {
       maxTokens: 256,
       temperature: 0.1,
       onMalformed: 'extractive',
-      fallback: new ExtractiveExtractor({ memorizeRoles: memorize, granularity: 'turn' }),
+      fallback: new ExtractiveExtractor({ memorizeRoles: memorize, granularity: 'turn', splitWords: 0 }),
       budget,
       overBudget,
     });

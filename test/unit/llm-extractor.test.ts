@@ -116,7 +116,7 @@ function extractor(
       maxTokens: 512,
       temperature: 0.1,
       onMalformed: options.onMalformed ?? 'extractive',
-      fallback: new ExtractiveExtractor({ memorizeRoles: memorize, granularity: 'turn' }),
+      fallback: new ExtractiveExtractor({ memorizeRoles: memorize, granularity: 'turn', splitWords: 0 }),
     },
   );
 }
@@ -379,7 +379,7 @@ describe('LlmExtractor against a scripted OpenAI-protocol server', () => {
         maxTokens: 512,
         temperature: 0.1,
         onMalformed: 'extractive',
-        fallback: new ExtractiveExtractor({ memorizeRoles: memorize, granularity: 'turn' }),
+        fallback: new ExtractiveExtractor({ memorizeRoles: memorize, granularity: 'turn', splitWords: 0 }),
       },
     );
     assert.notEqual(general.promptHash, a.promptHash);

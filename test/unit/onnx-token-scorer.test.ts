@@ -249,7 +249,8 @@ describe('the runtime and models.compressor', () => {
       env: { LIGHTMEM_MODELS_DIR: modelsDir, LIGHTMEM_EMBEDDER: 'none' },
       overrides: {
         dataDir: join(dir.path, `data-${compressor ?? 'none'}`),
-        compressor: { rate: 0.5 },
+        // minWords 0: the test's turns are short, and short turns are kept whole by default.
+        compressor: { rate: 0.5, minWords: 0 },
         ...(compressor === undefined ? {} : { models: { compressor } }),
       },
     });

@@ -92,7 +92,7 @@ function deps(
 ): SummarizerStageDeps {
   const { granularity = 'turn', memorize = ['user'], ...rest } = overrides;
   return {
-    extractor: new ExtractiveExtractor({ memorizeRoles: new Set(memorize), granularity }),
+    extractor: new ExtractiveExtractor({ memorizeRoles: new Set(memorize), granularity, splitWords: 0 }),
     thresholdTokens: 10,
     countedRoles: new Set<Role>(['user']),
     embedderId: 'test-embedder',

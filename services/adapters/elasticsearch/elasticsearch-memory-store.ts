@@ -67,11 +67,11 @@ import {
 import { checkOps } from './es-op-checks.js';
 import { deleteOps, ensureOpsIndex, opsTouching, readRecordedOpIds } from './es-ops.js';
 import {
-  LEXICAL,
+  CANDIDATE_FIELDS,
   PENDING,
-  SEMANTIC,
   SEMANTIC_BOOST,
   asOfFilter,
+  decodeCandidates,
   decodeMsearch,
   decodeSearch,
   knnClause,
@@ -79,8 +79,6 @@ import {
   liveFilter,
   memoryFilters,
   nearestClause,
-  numericField,
-  partScore,
   scopedQuery,
   type SearchResult,
 } from './es-query.js';
@@ -143,7 +141,11 @@ const USERS_PAGE = 1_000;
  * each hit reports each part's own score, so the two candidate lists are recovered from one response: the
  * BM25 score and (1 + cosine) / 2 of the kNN part. The boost makes every positive-cosine kNN candidate
  * rank above every word-only match, so asking for k + n hits returns all k kNN candidates and the n best
- * BM25 matches whole. The winners' documents are then loaded by id (like SQLite's row load).
+ * BM25 matches whole. The candidates come back without any stored field (their id and occurredAt from doc
+ * values, see CANDIDATE_FIELDS): reading each one's `_source`, vector included, cost more than the search.
+ * The winners' documents are then loaded by id in a second request (like SQLite's row load); fetching
+ * sources for the likely winners in the first request (an msearch of the top kNN and BM25 hits with
+ * `_source`) was slower, as a source read costs about as much as a round trip.
  *
  * Tenancy: every read goes to the tenant's filtered alias (the alias filter is applied by Elasticsearch to
  * any query, kNN included), and every query body gets its scope filters from scopeFilters() through
@@ -836,26 +838,21 @@ export class ElasticsearchMemoryStore implements MemoryStore {
       if (vector !== undefined) parts.push(knnClause(scope, filters, vector, plan.semanticCandidates));
       const n = terms.length > 0 ? plan.lexicalCandidates : 0;
       const k = vector !== undefined ? plan.semanticCandidates : 0;
-      const result = await this.searchScope(scope, filters, parts, {
+      const candidates = await this.searchScopeAs(decodeCandidates, scope, filters, parts, {
         size: n + k,
-        _source: false,
-        docvalue_fields: ['occurredAt'],
-        include_named_queries_score: true,
+        ...CANDIDATE_FIELDS,
       });
-      if (result === null) return [];
+      if (candidates === null) return [];
 
       const lexical: { key: number; id: string; occurredAt: number; item: string; bm25: number }[] = [];
       const semantic: { key: number; id: string; occurredAt: number; item: string; distance: number }[] = [];
-      result.hits.hits.forEach((hit, key) => {
-        const occurredAt = numericField(hit, 'occurredAt');
-        const bm25 = partScore(hit, LEXICAL);
-        const knn = partScore(hit, SEMANTIC);
+      candidates.forEach(({ id, occurredAt, lexical: bm25, semantic: knn }, key) => {
         // fuse() reads BM25 as FTS5 reports it (negative, lower is better).
-        if (bm25 !== null) lexical.push({ key, id: hit._id, occurredAt, item: hit._id, bm25: -bm25 });
+        if (bm25 !== null) lexical.push({ key, id, occurredAt, item: id, bm25: -bm25 });
         if (knn !== null) {
           // The cosine similarity's kNN score is (1 + cosine) / 2; the distance is 1 - cosine.
           const distance = 2 - (2 * knn) / SEMANTIC_BOOST;
-          semantic.push({ key, id: hit._id, occurredAt, item: hit._id, distance });
+          semantic.push({ key, id, occurredAt, item: id, distance });
         }
       });
       lexical.sort((a, b) => a.bm25 - b.bm25);
@@ -950,6 +947,17 @@ export class ElasticsearchMemoryStore implements MemoryStore {
     should: readonly Query[],
     request: Omit<estypes.SearchRequest, 'index' | 'query'>,
   ): Promise<SearchResult | null> {
+    return this.searchScopeAs(decodeSearch, scope, filter, should, request);
+  }
+
+  /** searchScope with the response read by `decode` (e.g. hits without `_id`, see CANDIDATE_FIELDS). */
+  private async searchScopeAs<T>(
+    decode: (response: unknown) => T,
+    scope: Scope,
+    filter: readonly Query[],
+    should: readonly Query[],
+    request: Omit<estypes.SearchRequest, 'index' | 'query'>,
+  ): Promise<T | null> {
     try {
       const response = await this.client.search({
         index: this.tenants.name(scope.tenantId),
@@ -958,7 +966,7 @@ export class ElasticsearchMemoryStore implements MemoryStore {
         allow_partial_search_results: false,
         ...request,
       });
-      return decodeSearch(response);
+      return decode(response);
     } catch (error) {
       if (isIndexNotFound(error)) return null;
       throw error;

@@ -6,12 +6,19 @@ import { ModelManifest, manifestFileName } from '../../models/model-manifest.js'
 import type { HfTokenizer } from './hf-tokenizer.js';
 import { l2Normalize, pool, type Pooling } from './pooling.js';
 import { createSession, positiveInteger, readModelFolder } from './model-folder.js';
+import { tokenBudgetBatches } from './batching.js';
 
 export interface OnnxEmbedderOptions {
   /** Intra-op threads of the session (default: the number of CPUs). Inter-op threads are always 1. */
   threads?: number;
-  /** Texts per session run (default 32). Texts are sorted by token length first, so padding stays small. */
+  /** Texts per session run at most (default 32). Texts are sorted by token length first. */
   batchSize?: number;
+  /**
+   * Padded tokens per session run at most (rows × the longest row; default 4096): texts sorted by length
+   * are cut into runs within this budget, so long texts run a few at a time and short ones many at a
+   * time. A text longer than the budget runs alone.
+   */
+  batchTokens?: number;
 }
 
 /** A text after tokenization and truncation. */
@@ -21,6 +28,7 @@ interface Encoded {
 }
 
 const defaultBatchSize = 32;
+const defaultBatchTokens = 4096;
 const warmUpText = 'Warm-up: the quick brown fox jumps over the lazy dog.';
 
 /**
@@ -38,6 +46,7 @@ export class OnnxEmbedder implements Embedder {
   readonly pooling: Pooling;
   readonly normalize: boolean;
   readonly batchSize: number;
+  readonly batchTokens: number;
   private readonly hasAttentionMask: boolean;
   private readonly hasTokenTypeIds: boolean;
   private readonly outputName: string;
@@ -51,6 +60,7 @@ export class OnnxEmbedder implements Embedder {
     private readonly suffixLength: number,
     private readonly padId: number,
     batchSize: number,
+    batchTokens: number,
   ) {
     this.id = `${manifest.name}@${modelSha256.slice(0, 12)}`;
     this.dims = manifest.dims;
@@ -58,6 +68,7 @@ export class OnnxEmbedder implements Embedder {
     this.pooling = manifest.pooling ?? 'mean';
     this.normalize = manifest.normalize;
     this.batchSize = batchSize;
+    this.batchTokens = batchTokens;
     this.hasAttentionMask = session.inputNames.includes('attention_mask');
     this.hasTokenTypeIds = session.inputNames.includes('token_type_ids');
     this.outputName = session.outputNames.includes('last_hidden_state')
@@ -67,12 +78,13 @@ export class OnnxEmbedder implements Embedder {
 
   static async load(folder: string, options: OnnxEmbedderOptions = {}): Promise<OnnxEmbedder> {
     const batchSize = positiveInteger(options.batchSize ?? defaultBatchSize, 'batchSize');
+    const batchTokens = positiveInteger(options.batchTokens ?? defaultBatchTokens, 'batchTokens');
     const threads = positiveInteger(options.threads ?? availableParallelism(), 'threads');
-    const { manifest, tokenizer, tokenizerText, modelPath, modelBytes, modelSha256 } = await readModelFolder(
+    const { manifest, tokenizer, tokenizerText, modelPath, modelSha256 } = await readModelFolder(
       folder,
       'embedder',
     );
-    const session = await createSession(modelBytes, modelPath, threads);
+    const session = await createSession(modelPath, modelPath, threads);
     if (!session.inputNames.includes('input_ids') || session.outputNames.length === 0) {
       await session.release();
       throw new LightmemError(
@@ -89,6 +101,7 @@ export class OnnxEmbedder implements Embedder {
       suffixLengthOf(tokenizer),
       padIdOf(tokenizer, tokenizerText),
       batchSize,
+      batchTokens,
     );
     if (embedder.maxLength <= embedder.suffixLength + 1) {
       await session.release();
@@ -120,7 +133,7 @@ export class OnnxEmbedder implements Embedder {
   /** The [rows, seq] of each session run `embed(texts)` makes, in order: padding included. */
   batchShapes(texts: readonly string[]): { rows: number; seq: number }[] {
     const lengths = this.tokenCounts(texts);
-    return batchesOf(lengths, this.batchSize).map((indexes) => ({
+    return this.batchesOf(lengths).map((indexes) => ({
       rows: indexes.length,
       seq: Math.max(...indexes.map((index) => lengths[index] ?? 0)),
     }));
@@ -130,10 +143,7 @@ export class OnnxEmbedder implements Embedder {
     if (texts.length === 0) return [];
     const encoded = texts.map((text) => this.encode(text));
     const out = new Array<Float32Array>(texts.length);
-    for (const indexes of batchesOf(
-      encoded.map((item) => item.ids.length),
-      this.batchSize,
-    )) {
+    for (const indexes of this.batchesOf(encoded.map((item) => item.ids.length))) {
       const vectors = await this.runBatch(indexes.map((index) => encoded[index] as Encoded));
       indexes.forEach((index, row) => (out[index] = vectors[row] as Float32Array));
     }
@@ -143,6 +153,10 @@ export class OnnxEmbedder implements Embedder {
   /** Releases the ONNX session. The embedder is unusable afterwards. */
   async close(): Promise<void> {
     await this.session.release();
+  }
+
+  private batchesOf(lengths: readonly number[]): number[][] {
+    return tokenBudgetBatches(lengths, { maxRows: this.batchSize, maxTokens: this.batchTokens });
   }
 
   private encode(text: string): Encoded {
@@ -208,18 +222,6 @@ export class OnnxEmbedder implements Embedder {
       for (const value of Object.values(results)) value.dispose();
     }
   }
-}
-
-/**
- * Indexes of the texts of each session run: sorted by token length (stable) so each batch pads to a
- * similar length, then cut into batches of `batchSize`. Results go back to input order.
- */
-function batchesOf(lengths: readonly number[], batchSize: number): number[][] {
-  const order = lengths.map((_, index) => index).sort((a, b) => (lengths[a] ?? 0) - (lengths[b] ?? 0));
-  const batches: number[][] = [];
-  for (let start = 0; start < order.length; start += batchSize)
-    batches.push(order.slice(start, start + batchSize));
-  return batches;
 }
 
 /**

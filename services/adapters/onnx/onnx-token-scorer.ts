@@ -12,17 +12,21 @@ import {
 } from '../../stages/compressor/subword-words.js';
 import type { HfTokenizer } from './hf-tokenizer.js';
 import { createSession, positiveInteger, readModelFolder } from './model-folder.js';
+import { tokenBudgetBatches } from './batching.js';
 
 export interface OnnxTokenScorerOptions {
   /** Intra-op threads of the session (default: the number of CPUs). Inter-op threads are always 1. */
   threads?: number;
-  /** Chunks per session run (default 50, LLMLingua-2's `max_batch_size`). Chunks are sorted by length first. */
+  /** Chunks per session run at most (default 50, LLMLingua-2's `max_batch_size`). Chunks are sorted by length first. */
   batchSize?: number;
+  /** Padded tokens per session run at most (rows × longest chunk; default 8192): see `tokenBudgetBatches`. */
+  batchTokens?: number;
 }
 
 /** LLMLingua-2 chunks texts at 512 − 2 subword tokens (the special tokens come on top). */
 export const maxChunkTokens = 510;
 const defaultBatchSize = 50;
+const defaultBatchTokens = 8192;
 const labels = 2;
 const warmUpText = 'Warm-up: the quick brown fox jumps over the lazy dog.';
 
@@ -59,6 +63,7 @@ export class OnnxTokenScorer implements TokenScorer {
   /** `<name>@<first 12 hex of sha256(model.onnx)>`: another export of the same model is another scorer. */
   readonly version: string;
   readonly batchSize: number;
+  readonly batchTokens: number;
   /** Subword tokens per chunk, special tokens excluded. */
   readonly chunkTokens: number;
   private readonly hasAttentionMask: boolean;
@@ -77,9 +82,11 @@ export class OnnxTokenScorer implements TokenScorer {
     private readonly suffix: readonly number[],
     private readonly padId: number,
     batchSize: number,
+    batchTokens: number,
   ) {
     this.version = `${manifest.name}@${modelSha256.slice(0, 12)}`;
     this.batchSize = batchSize;
+    this.batchTokens = batchTokens;
     this.chunkTokens = Math.min(maxChunkTokens, manifest.maxLength - prefix.length - suffix.length);
     this.hasAttentionMask = session.inputNames.includes('attention_mask');
     this.hasTokenTypeIds = session.inputNames.includes('token_type_ids');
@@ -93,24 +100,17 @@ export class OnnxTokenScorer implements TokenScorer {
    */
   static async load(folder: string, options: OnnxTokenScorerOptions = {}): Promise<OnnxTokenScorer> {
     const batchSize = positiveInteger(options.batchSize ?? defaultBatchSize, 'batchSize');
+    const batchTokens = positiveInteger(options.batchTokens ?? defaultBatchTokens, 'batchTokens');
     const threads = positiveInteger(options.threads ?? availableParallelism(), 'threads');
-    const {
-      manifest,
-      manifestPath,
-      tokenizer,
-      tokenizerText,
-      tokenizerPath,
-      modelPath,
-      modelBytes,
-      modelSha256,
-    } = await readModelFolder(folder, 'token-classifier', (m, path) => {
-      if (m.dims !== labels)
-        throw new LightmemError(
-          'config_invalid',
-          `${path}: an LLMLingua-2 token classifier has 2 labels (drop, keep); dims is ${m.dims}`,
-          { field: 'dims' },
-        );
-    });
+    const { manifest, manifestPath, tokenizer, tokenizerText, tokenizerPath, modelPath, modelSha256 } =
+      await readModelFolder(folder, 'token-classifier', (m, path) => {
+        if (m.dims !== labels)
+          throw new LightmemError(
+            'config_invalid',
+            `${path}: an LLMLingua-2 token classifier has 2 labels (drop, keep); dims is ${m.dims}`,
+            { field: 'dims' },
+          );
+      });
     const scheme = subwordSchemeOf(tokenizer, tokenizerText, tokenizerPath);
     const { prefix, suffix } = specialTokensOf(tokenizer);
     if (manifest.maxLength - prefix.length - suffix.length < 1)
@@ -122,7 +122,7 @@ export class OnnxTokenScorer implements TokenScorer {
         },
       );
 
-    const session = await createSession(modelBytes, modelPath, threads);
+    const session = await createSession(modelPath, modelPath, threads);
     const outputs = session.outputNames;
     if (!session.inputNames.includes('input_ids') || (!outputs.includes('logits') && outputs.length !== 1)) {
       await session.release();
@@ -142,6 +142,7 @@ export class OnnxTokenScorer implements TokenScorer {
       suffix,
       padIdOf(tokenizer, tokenizerText),
       batchSize,
+      batchTokens,
     );
     // Warm-up run, which also checks that the model really outputs [batch, seq, 2] logits.
     try {
@@ -169,10 +170,13 @@ export class OnnxTokenScorer implements TokenScorer {
         chunks.push({ text: index, start, end });
     });
     const probabilities = tokenized.map((text) => new Float64Array(text.ids.length));
-    // Sort by length (stable) so each batch pads to a similar length.
-    const order = [...chunks].sort((a, b) => a.end - a.start - (b.end - b.start));
-    for (let start = 0; start < order.length; start += this.batchSize) {
-      const batch = order.slice(start, start + this.batchSize);
+    // Sorted by length and cut within a padded-token budget (special tokens included), as the embedder does.
+    const extra = this.prefix.length + this.suffix.length;
+    for (const indexes of tokenBudgetBatches(
+      chunks.map((chunk) => chunk.end - chunk.start + extra),
+      { maxRows: this.batchSize, maxTokens: this.batchTokens },
+    )) {
+      const batch = indexes.map((index) => chunks[index] as Chunk);
       const rows = await this.runBatch(
         batch.map((chunk) => tokenized[chunk.text]?.ids.slice(chunk.start, chunk.end) ?? []),
       );

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { LightmemError } from '../../core/errors.js';
 import { MemoryKindValues, type MemoryEntry } from '../../core/model/generated.js';
 import { pipelineVersionSchema } from '../memory/entry-schema.js';
+import type { Migration, SqliteDatabase } from './database.js';
 
 /**
  * Schema of the SQLite memory store. Migrations are append-only: never edit a shipped entry, add one.
@@ -15,7 +16,7 @@ import { pipelineVersionSchema } from '../memory/entry-schema.js';
  * - `memory_vectors` (vec0) is not here: its dimension comes from the first embedding written, so it is
  *   created then (see vectorTableSql).
  */
-export const MEMORY_MIGRATIONS: readonly string[] = [
+export const MEMORY_MIGRATIONS: readonly Migration[] = [
   `
   CREATE TABLE memories (
     rid INTEGER PRIMARY KEY,
@@ -122,12 +123,45 @@ export const MEMORY_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (tenant_id, user_id)
   ) STRICT, WITHOUT ROWID;
   `,
+  // 6: user_id becomes a second partition key of memory_vectors (a user's KNN reads only that user's
+  // chunks, not the whole tenant's) with small chunks. The vectors are copied with their rowids (the rids).
+  (db) => {
+    rebuildVectorTable(db);
+  },
 ];
 
+/** Rows of a vec0 chunk. vec0 allocates whole chunks per partition: small, as there is one per user. */
+export const VECTOR_CHUNK_SIZE = 64;
+
 /**
- * The vector table. Partitioned by tenant (a KNN query must name one partition, so it never reads another
- * tenant's vectors) with the other scope fields, the event time and a superseded flag as metadata columns
- * so KNN filters on them while scanning instead of after the top k was cut.
+ * Rebuilds memory_vectors in the layout of vectorTableSql, keeping every row and its rowid; nothing to do
+ * when the table does not exist yet (it is created with the first embedding). Runs inside the migration's
+ * transaction. The vectors pass through a temporary table: a vec0 table cannot be renamed or altered.
+ */
+function rebuildVectorTable(db: SqliteDatabase): void {
+  const exists = db
+    .prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'memory_vectors'`)
+    .get();
+  if (exists === undefined) return;
+  const dims = db.prepare(`SELECT value FROM meta WHERE key = 'embedder_dims'`).pluck().get();
+  if (typeof dims !== 'string') throw corrupt('embedder_dims of the vector table', dims);
+  const columns =
+    'tenant_id, user_id, agent_id, conversation_id, session_id, occurred_at, superseded, embedding';
+  db.exec(`
+    CREATE TEMP TABLE memory_vectors_copy AS SELECT rowid AS rid, ${columns} FROM memory_vectors;
+    DROP TABLE memory_vectors;
+    ${vectorTableSql(Number(dims))};
+    INSERT INTO memory_vectors (rowid, ${columns}) SELECT rid, ${columns} FROM memory_vectors_copy ORDER BY rid;
+    DROP TABLE memory_vectors_copy;
+  `);
+}
+
+/**
+ * The vector table. Partitioned by tenant and user: a KNN query names the tenant (so it never reads another
+ * tenant's vectors) and, when it has one, the user, so it reads only that user's chunks (a user's search
+ * costs what the user holds, not what the tenant holds). Without a user it reads every user partition of
+ * the tenant. The other scope fields, the event time and a superseded flag are metadata columns so KNN
+ * filters on them while scanning instead of after the top k was cut.
  */
 export function vectorTableSql(dims: number): string {
   if (!Number.isSafeInteger(dims) || dims <= 0 || dims > 8192) {
@@ -137,13 +171,14 @@ export function vectorTableSql(dims: number): string {
   }
   return `CREATE VIRTUAL TABLE memory_vectors USING vec0(
     tenant_id TEXT PARTITION KEY,
-    user_id TEXT,
+    user_id TEXT PARTITION KEY,
     agent_id TEXT,
     conversation_id TEXT,
     session_id TEXT,
     occurred_at INTEGER,
     superseded INTEGER,
-    embedding float[${dims}] distance_metric=cosine
+    embedding float[${dims}] distance_metric=cosine,
+    chunk_size = ${VECTOR_CHUNK_SIZE}
   )`;
 }
 

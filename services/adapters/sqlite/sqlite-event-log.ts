@@ -113,6 +113,11 @@ function rewriteEventKeys(db: SqliteDatabase): void {
   }
 }
 
+/** Bytes the -wal file is cut back to after a checkpoint. */
+const walSizeLimit = 16 * 1024 * 1024;
+/** A file made before auto_vacuum is converted (VACUUM, once) when at least this many pages are free. */
+const vacuumMinPages = 1_024;
+
 /** How much of a topic the log keeps: records past either bound are deleted, oldest first. */
 export interface RetentionPolicy {
   /** Bytes of record values. */
@@ -236,6 +241,11 @@ export class SqliteEventLog implements EventLog {
         'SELECT offset, length(value) AS size, appended_at FROM records WHERE topic = ? ORDER BY offset LIMIT ?',
       ),
       deleteRecord: db.prepare<[string, number]>('DELETE FROM records WHERE topic = ? AND offset = ?'),
+      consumedRange: db.prepare<[string, number, number], { records: number; bytes: number; last: number }>(
+        `SELECT COUNT(*) AS records, COALESCE(SUM(length(value)), 0) AS bytes, MAX(offset) AS last
+         FROM (SELECT offset, value FROM records WHERE topic = ? AND offset < ? ORDER BY offset LIMIT ?)`,
+      ),
+      deleteRange: db.prepare<[string, number]>('DELETE FROM records WHERE topic = ? AND offset <= ?'),
     };
     this.codec = new AvroCodec((fingerprint) => this.statements.schema.get(fingerprint)?.schema);
     this.erasure = new SqliteLogErasure(db);
@@ -263,6 +273,16 @@ export class SqliteEventLog implements EventLog {
     try {
       // Erasure must not leave deleted records readable in free pages of the file.
       db.pragma('secure_delete = ON');
+      // Pages freed by pruning consumed records go back to the file system (pruneConsumed): a new file is
+      // made incremental; an existing one is converted by one VACUUM when pruning first frees much of it.
+      const tables = db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM sqlite_schema').get();
+      if (tables?.n === 0 && Number(db.pragma('auto_vacuum', { simple: true })) === 0) {
+        // Under WAL the setting takes effect by a VACUUM only (instant on an empty file).
+        db.pragma('auto_vacuum = INCREMENTAL');
+        db.exec('VACUUM');
+      }
+      // The -wal file is cut back to this after a checkpoint instead of keeping its largest size.
+      db.pragma(`journal_size_limit = ${walSizeLimit}`);
       migrate(db, migrations);
       return new SqliteEventLog(db, options);
     } catch (error) {
@@ -314,6 +334,50 @@ export class SqliteEventLog implements EventLog {
     writeTransaction(this.db, 'applying retention', () => {
       for (const topic of this.retention.keys()) this.applyRetention(topic, this.options.clock.now());
     });
+  }
+
+  /**
+   * Deletes the records of intermediate topics that every consumer group reading them has committed
+   * past (a group with no committed offset holds its whole topic), then lets the file shrink. The raw
+   * topic is never pruned (replays derive everything again from it), nor are dead letters (they have
+   * their own retention). Offsets stay: topic ends and committed offsets do not move, so appends keep
+   * counting up and a consumer reads on from where it was. Runs in short write transactions of at most
+   * `batchRecords` records, yielding between them, so the stages writing meanwhile wait little.
+   */
+  async pruneConsumed(
+    consumers: readonly { readonly group: string; readonly topic: TopicName }[],
+    options: { readonly batchRecords?: number; readonly signal?: AbortSignal } = {},
+  ): Promise<{ deleted: number; bytes: number }> {
+    const batchRecords = options.batchRecords ?? 2_000;
+    const groups = new Map<TopicName, string[]>();
+    for (const { group, topic } of consumers) {
+      if (topic === Topics.raw || topic === Topics.deadLetters || this.retention.has(topic)) continue;
+      groups.set(topic, [...(groups.get(topic) ?? []), group]);
+    }
+    let deleted = 0;
+    let bytes = 0;
+    for (const [topic, readers] of groups) {
+      for (;;) {
+        if (options.signal?.aborted === true) break;
+        const done = writeTransaction(this.db, `pruning consumed records of ${topic}`, () => {
+          // Re-read in the transaction: a consumer's offset only grows, but a new reader may start at 0.
+          const below = Math.min(
+            ...readers.map((group) => this.statements.committed.get(group, topic)?.offset ?? 0),
+          );
+          const range = this.statements.consumedRange.get(topic, below, batchRecords);
+          if (range === undefined || range.records === 0) return null;
+          this.statements.deleteRange.run(topic, range.last);
+          this.statements.addUsage.run(topic, -range.records, -range.bytes, range.records);
+          return range;
+        });
+        if (done === null) break;
+        deleted += done.records;
+        bytes += done.bytes;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+    if (deleted > 0) this.shrink();
+    return { deleted, bytes };
   }
 
   stateOf(group: string): StateReader {
@@ -453,6 +517,29 @@ export class SqliteEventLog implements EventLog {
     this.appended.removeAllListeners();
     this.db.close();
     return Promise.resolve();
+  }
+
+  /**
+   * Gives the pages pruning freed back to the file system: an incremental vacuum (a file made before
+   * auto_vacuum was set is converted by one VACUUM, once most of it is free), then a checkpoint that does not wait
+   * (the file shrinks under WAL when it is checkpointed). Best effort: another process holding the lock only delays it.
+   */
+  private shrink(): void {
+    try {
+      const free = Number(this.db.pragma('freelist_count', { simple: true }));
+      if (free === 0) return;
+      if (Number(this.db.pragma('auto_vacuum', { simple: true })) === 0) {
+        const pages = Number(this.db.pragma('page_count', { simple: true }));
+        if (free < vacuumMinPages || free * 2 < pages) return;
+        this.db.pragma('auto_vacuum = INCREMENTAL');
+        this.db.exec('VACUUM');
+      } else {
+        this.db.pragma('incremental_vacuum');
+      }
+      checkpointAfterErasure(this.db);
+    } catch (error) {
+      if (!isTransientSqliteError(error)) throw error;
+    }
   }
 
   private readSync<T extends TopicName>(topic: T, fromOffset: number, limit: number): LogRecord<T>[] {

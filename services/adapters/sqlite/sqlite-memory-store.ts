@@ -86,6 +86,18 @@ const lexicalCandidate = z.object({
   occurred_at: z.number().int(),
   bm: z.number(),
 });
+const rankedSchema = z.object({ rid: z.number().int(), bm: z.number() });
+interface LexicalCandidate {
+  readonly key: number;
+  readonly id: string;
+  readonly occurredAt: number;
+  readonly item: number;
+  readonly bm25: number;
+}
+/** Past this many ranked FTS matches, the lexical side ranks every match of the filter in one join. */
+const MAX_RANKED_FIRST = 20_000;
+/** How much of the store file search reads through a memory map (see OpenOptions.mmapBytes). */
+const MMAP_BYTES = 1 << 30;
 const semanticCandidate = z.object({
   rid: z.number().int(),
   id: z.string(),
@@ -113,8 +125,14 @@ const metaSchema = z.object({ key: z.string(), value: z.string() });
  * so a second process waits on busy_timeout instead of failing half-way, then gets a retryable error).
  *
  * Tenancy: every statement filters on tenant_id (and on each other scope field the caller gives). The FTS
- * MATCH also carries the scope as hashed tokens and the vector KNN runs inside the tenant's partition, so
- * another tenant's rows are never even ranked; the SQL filter on the joined row re-checks all of it.
+ * MATCH also carries the scope as hashed tokens and the vector KNN runs inside the tenant's partition (and
+ * the user's, when the scope names one), so another tenant's rows are never even ranked; the SQL filter on
+ * the joined row re-checks all of it.
+ *
+ * Cost: a search reads what its scope holds, not what the tenant holds. FTS ranks inside the scope before
+ * any `memories` row is read, KNN scans the user's vec0 partition, and the ~30 winners' rows are loaded by
+ * rowid. Both sides are exact: a scope of N memories costs O(N) (BM25 over the matches, KNN over the
+ * vectors).
  */
 export class SqliteMemoryStore implements MemoryStore {
   private readonly statements = new Map<string, Statement>();
@@ -149,6 +167,7 @@ export class SqliteMemoryStore implements MemoryStore {
   static open(file: string, options: SqliteMemoryStoreOptions = {}): SqliteMemoryStore {
     const db = openDatabase(file, {
       vectors: true,
+      mmapBytes: MMAP_BYTES,
       ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
     });
     try {
@@ -382,22 +401,8 @@ export class SqliteMemoryStore implements MemoryStore {
 
     // Candidates carry only keys and scores (every match passes through the ORDER BY sorter, so no text);
     // full rows are loaded for the hits that are returned.
-    const lexical: { key: number; id: string; occurredAt: number; item: number; bm25: number }[] = [];
     const match = buildMatchExpression(request.text, scope);
-    if (match !== null) {
-      // CROSS JOIN pins the join order: FTS first, then a rowid lookup per hit. With a plain JOIN the
-      // planner may walk the user's rows in the scope index and re-run the MATCH for each (~50x slower).
-      const statement = this.stmt(
-        `lexical:${filter.key}`,
-        () =>
-          `SELECT m.rid, m.id, m.occurred_at, ${BM25} AS bm FROM memories_fts CROSS JOIN memories m ON m.rid = memories_fts.rowid
-           WHERE memories_fts MATCH ? AND ${filter.sql} ORDER BY bm LIMIT ?`,
-      );
-      for (const row of statement.all(match, ...filter.params, plan.lexicalCandidates)) {
-        const c = lexicalCandidate.parse(row);
-        lexical.push({ key: c.rid, id: c.id, occurredAt: c.occurred_at, item: c.rid, bm25: c.bm });
-      }
-    }
+    const lexical = match === null ? [] : this.lexicalCandidates(match, filter, plan.lexicalCandidates);
 
     const semantic: { key: number; id: string; occurredAt: number; item: number; distance: number }[] = [];
     if (queryVector !== undefined) {
@@ -431,13 +436,67 @@ export class SqliteMemoryStore implements MemoryStore {
     });
   }
 
-  /** Full rows by rid, still confined to the tenant. */
+  /**
+   * The `wanted` best BM25 matches that pass `filter`, best first: what one query ranking every match of
+   * the filter would return. FTS ranks first (its MATCH already holds the scope tokens), then only the best
+   * `fetch` matches are looked up in `memories` and filtered (time range, validity), instead of joining
+   * every match of the scope. When the filter drops so many that fewer than `wanted` are left while FTS
+   * had more, the next `fetch` is larger; past MAX_RANKED_FIRST the plain join ranks them all.
+   */
+  private lexicalCandidates(match: string, filter: Filter, wanted: number): LexicalCandidate[] {
+    const rank = this.stmt(
+      'lexical-rank',
+      () =>
+        `SELECT rowid AS rid, ${BM25} AS bm FROM memories_fts WHERE memories_fts MATCH ? ORDER BY bm LIMIT ?`,
+    );
+    const keep = this.stmt(
+      `lexical-keep:${filter.key}`,
+      () =>
+        `SELECT m.rid, m.id, m.occurred_at, 0 AS bm FROM json_each(?) AS j CROSS JOIN memories m ON m.rid = j.value
+         WHERE ${filter.sql}`,
+    );
+    for (let fetch = wanted * 2; fetch <= MAX_RANKED_FIRST; fetch *= 4) {
+      const ranked = rank.all(match, fetch).map((row) => rankedSchema.parse(row));
+      const kept = new Map<number, z.infer<typeof lexicalCandidate>>();
+      for (const row of keep.all(JSON.stringify(ranked.map((r) => r.rid)), ...filter.params)) {
+        const c = lexicalCandidate.parse(row);
+        kept.set(c.rid, c);
+      }
+      if (kept.size < wanted && ranked.length === fetch) continue;
+      const out: LexicalCandidate[] = [];
+      for (const { rid, bm } of ranked) {
+        const c = kept.get(rid);
+        if (c === undefined) continue;
+        out.push({ key: rid, id: c.id, occurredAt: c.occurred_at, item: rid, bm25: bm });
+        if (out.length === wanted) break;
+      }
+      return out;
+    }
+    // CROSS JOIN pins the join order: FTS first, then a rowid lookup per hit. With a plain JOIN the
+    // planner may walk the user's rows in the scope index and re-run the MATCH for each (~50x slower).
+    const statement = this.stmt(
+      `lexical:${filter.key}`,
+      () =>
+        `SELECT m.rid, m.id, m.occurred_at, ${BM25} AS bm FROM memories_fts CROSS JOIN memories m ON m.rid = memories_fts.rowid
+         WHERE memories_fts MATCH ? AND ${filter.sql} ORDER BY bm LIMIT ?`,
+    );
+    return statement.all(match, ...filter.params, wanted).map((row) => {
+      const c = lexicalCandidate.parse(row);
+      return { key: c.rid, id: c.id, occurredAt: c.occurred_at, item: c.rid, bm25: c.bm };
+    });
+  }
+
+  /**
+   * Full rows by rid, still confined to the tenant. Looked up by rowid (CROSS JOIN pins it): the planner
+   * would otherwise walk the tenant's index for the tenant_id term.
+   */
   private loadRows(tenantId: string, rids: readonly number[]): Map<number, MemoryRow> {
     const rows = new Map<number, MemoryRow>();
     if (rids.length === 0) return rows;
     const statement = this.stmt(
       'load-rows',
-      () => 'SELECT m.* FROM memories m WHERE m.rid IN (SELECT value FROM json_each(?)) AND m.tenant_id = ?',
+      () =>
+        'SELECT m.* FROM json_each(?) AS j CROSS JOIN memories m ON m.rid = j.value WHERE m.tenant_id = ?',
     );
     for (const raw of statement.all(JSON.stringify(rids), tenantId)) {
       const row = parseMemoryRow(raw);

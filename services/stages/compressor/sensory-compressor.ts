@@ -7,6 +7,11 @@ export interface CompressionSettings {
   /** A compressed text still over this many tokens is compressed again (at `recompressRate`). */
   readonly maxTokens: number;
   readonly recompressRate: number;
+  /**
+   * A text of at most this many words is kept whole: compressing a short turn saves a few tokens and can
+   * leave a bare value ("My parcel number is ZX-41." → "ZX-41.") that no longer says what it is. Default 0.
+   */
+  readonly minWords?: number | undefined;
 }
 
 export interface Compressed {
@@ -33,7 +38,9 @@ export async function compressTexts(
   return texts.map((text, index) => {
     const words = scored[index] ?? [];
     const originalTokens = tokensOf(words);
-    if (settings.rate >= 1) return { text, originalTokens, keptTokens: originalTokens };
+    if (settings.rate >= 1 || words.length <= (settings.minWords ?? 0)) {
+      return { text, originalTokens, keptTokens: originalTokens };
+    }
     let kept = selectWords(words, settings.rate);
     // Re-compression reuses the first pass's probabilities (a model would give the same ones for the same words).
     for (let round = 0; round < 8 && tokensOf(kept) > settings.maxTokens; round++) {

@@ -1,5 +1,6 @@
 import type { ExtractedMemory, ExtractionResult, Extractor } from '../../core/ports/extractor.js';
 import type { Role, SegmentTurn, TopicSegment } from '../../core/model/generated.js';
+import { turnChunks } from './sentence-chunks.js';
 
 export type ExtractiveGranularity = 'turn' | 'segment' | 'both';
 
@@ -8,6 +9,8 @@ export interface ExtractiveSettings {
   readonly memorizeRoles: ReadonlySet<Role>;
   /** turn: one memory per turn; segment: one per topic segment; both. */
   readonly granularity: ExtractiveGranularity;
+  /** A turn longer than this many words becomes one memory per chunk of sentences (0: one per turn). */
+  readonly splitWords: number;
 }
 
 /**
@@ -19,7 +22,8 @@ export class ExtractiveExtractor implements Extractor {
   readonly promptHash = null;
 
   constructor(private readonly settings: ExtractiveSettings) {
-    this.version = `extractive-v1(${settings.granularity};${[...settings.memorizeRoles].sort().join(',')})`;
+    const split = settings.splitWords > 0 ? `;split${settings.splitWords}` : '';
+    this.version = `extractive-v1(${settings.granularity};${[...settings.memorizeRoles].sort().join(',')}${split})`;
   }
 
   extract(batch: readonly TopicSegment[]): Promise<ExtractionResult> {
@@ -30,7 +34,7 @@ export class ExtractiveExtractor implements Extractor {
       );
       if (turns.length === 0) continue;
       if (this.settings.granularity !== 'segment') {
-        for (const turn of turns) memories.push(turnMemory(segment, turn));
+        for (const turn of turns) memories.push(...turnMemories(segment, turn, this.settings.splitWords));
       }
       if (this.settings.granularity !== 'turn') memories.push(segmentMemory(segment, turns));
     }
@@ -38,17 +42,18 @@ export class ExtractiveExtractor implements Extractor {
   }
 }
 
-function turnMemory(segment: TopicSegment, turn: SegmentTurn): ExtractedMemory {
-  return {
-    text: turn.text,
+/** The memories of one turn: the turn itself, or one per chunk of sentences when it is long. */
+function turnMemories(segment: TopicSegment, turn: SegmentTurn, splitWords: number): ExtractedMemory[] {
+  return turnChunks(turn.text, turn.sourceText, splitWords).map((chunk) => ({
+    text: chunk.text,
     kind: 'fact',
     topicId: segment.segmentId,
     speaker: turn.speaker,
     sourceTurnIds: [turn.turnId],
     occurredAt: turn.occurredAt,
     zoneOffset: turn.zoneOffset,
-    sourceText: turn.sourceText,
-  };
+    sourceText: chunk.sourceText,
+  }));
 }
 
 function segmentMemory(segment: TopicSegment, turns: readonly SegmentTurn[]): ExtractedMemory {
