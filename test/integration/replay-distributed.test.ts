@@ -98,7 +98,8 @@ describe('replay in distributed mode of LoCoMo into a version with summarizer.gr
   const dir = tempDir('replay-distributed');
   // Both files name the same servers and prefixes; the replay's differs in the one setting.
   const config = distributedConfig('replay', {
-    summarizer: { extractor: 'extractive' },
+    // One memory per turn (no sentence chunks): the known answer needs the turns themselves as memories.
+    summarizer: { extractor: 'extractive', splitWords: 0 },
     // A rate limit the search load below cannot reach (a 429 is not what is tested).
     server: { rateLimit: { requestsPerSecond: 100_000, burst: 100_000 } },
   });

@@ -125,13 +125,18 @@ describe('replay of LoCoMo into a version with summarizer.granularity=both', () 
       join(dataDir, 'config.json'),
       JSON.stringify({
         consolidation: { enabled: false },
+        // The known answer needs one memory per turn: long turns are not split into sentence chunks.
+        summarizer: { splitWords: 0 },
         server: { rateLimit: { requestsPerSecond: 100_000, burst: 100_000 } },
       }),
     );
     // The replaying process's configuration, which the new version keeps: the same, one setting changed.
     writeFileSync(
       replayConfig,
-      JSON.stringify({ consolidation: { enabled: false }, summarizer: { granularity: 'both' } }),
+      JSON.stringify({
+        consolidation: { enabled: false },
+        summarizer: { granularity: 'both', splitWords: 0 },
+      }),
     );
   });
 
