@@ -3,7 +3,8 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { formatScaleReport, runScaleBench } from '../../services/bench/scale-bench.js';
+import type { MemoryStore } from '../../services/core/ports/memory-store.js';
+import { formatScaleReport, runScaleBench, type ScaleStoreKind } from '../../services/bench/scale-bench.js';
 import { Vocabulary, seededRandom, turnText, unitVector } from '../../services/bench/scale-corpus.js';
 import { scaleBench, sqliteKind } from '../../services/cli/bench-scale-command.js';
 
@@ -54,22 +55,40 @@ describe('bench scale', () => {
 
   it('scores an approximate store against the exact one', async () => {
     const exact = sqliteKind(dir);
-    // A second SQLite store stands in for an approximate one: same data, so full agreement.
+    // An "approximate" store that misses the nearest vector of every kNN search: 9 of the exact 10.
+    const lossy: ScaleStoreKind = {
+      name: 'lossy',
+      exact: false,
+      async open(label) {
+        const opened = await exact.open(`lossy-${label}`);
+        const store = opened.store;
+        const search: MemoryStore['search'] = async (request) => {
+          const hits = await store.search(request);
+          return request.text === '' ? hits.slice(1) : hits;
+        };
+        return {
+          close: () => opened.close(),
+          store: Object.assign(Object.create(store) as MemoryStore, { search }),
+        };
+      },
+    };
     const report = await runScaleBench({
       sizes: [30],
       layouts: ['user'],
       queries: 4,
       dims: 8,
       warmUp: 1,
-      stores: [{ ...sqliteKind(dir), name: 'other', exact: false }, exact],
+      stores: [lossy, { ...sqliteKind(dir), name: 'other', exact: false }, exact],
     });
     assert.deepEqual(
-      report.cases.map((c) => [c.store, c.recallAt10]),
+      report.cases.map((c) => [c.store, c.recallAt10, c.hybridAgreement]),
       [
-        ['sqlite', 1],
-        ['other', 1],
+        ['sqlite', 1, 1],
+        ['lossy', 0.9, 1],
+        ['other', 1, 1],
       ],
     );
+    for (const c of report.cases) assert.equal(c.semantic.count, 4);
   });
 
   it('runs from the command line and prints one JSON report', async () => {
