@@ -98,7 +98,10 @@ export class MemorySearch {
     if (!Number.isInteger(query.limit) || query.limit < 1 || query.limit > maxSearchLimit) {
       throw new InvalidInputError(`limit must be an integer from 1 to ${maxSearchLimit}`, 'limit');
     }
-    const [vector] = this.embedder === null ? [] : await this.embedder.embed([query.query]);
+    const [vector] =
+      this.embedder === null
+        ? []
+        : await this.embedder.embed([`${this.embedder.queryPrefix ?? ''}${query.query}`]);
     const hits: SearchHit[] = await this.store.search({
       scope: query.scope,
       text: query.query,

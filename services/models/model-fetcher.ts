@@ -84,6 +84,7 @@ export async function fetchModel(options: FetchModelOptions): Promise<FetchModel
       normalize: spec.normalize,
       dims: spec.dims,
       maxLength: spec.maxLength,
+      ...(spec.queryPrefix === undefined ? {} : { queryPrefix: spec.queryPrefix }),
       files: got.files,
       fetchedAt: new Date().toISOString(),
     };

@@ -24,6 +24,11 @@ export const ModelManifest = z.object({
   dims: z.number().int().positive(),
   /** Longest input in subword tokens, special tokens included. */
   maxLength: z.number().int().positive(),
+  /**
+   * Embedders: put before search queries when they are embedded (the model's query instruction). Absent
+   * in manifests written before it existed: loaders then take the registry's entry of the same name.
+   */
+  queryPrefix: z.string().optional(),
   /** sha256 (hex) of every file in the folder but this one. */
   files: z.record(z.string(), z.string().regex(/^[0-9a-f]{64}$/)),
   fetchedAt: z.string(),

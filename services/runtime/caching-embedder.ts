@@ -11,6 +11,7 @@ import type { Embedder } from '../core/ports/embedder.js';
 export class CachingEmbedder implements Embedder {
   readonly id: string;
   readonly dims: number;
+  readonly queryPrefix: string | undefined;
   private readonly vectors = new Map<string, Float32Array>();
   hits = 0;
   misses = 0;
@@ -21,6 +22,7 @@ export class CachingEmbedder implements Embedder {
   ) {
     this.id = inner.id;
     this.dims = inner.dims;
+    this.queryPrefix = inner.queryPrefix;
   }
 
   async embed(texts: readonly string[]): Promise<Float32Array[]> {

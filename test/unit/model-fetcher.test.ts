@@ -176,6 +176,7 @@ describe('model fetcher', () => {
     assert.equal(manifest.pooling, 'mean');
     assert.equal(manifest.dims, 384);
     assert.equal(manifest.maxLength, 256);
+    assert.equal(manifest.queryPrefix, undefined, 'MiniLM embeds queries as they are');
     assert.match(
       manifest.origin,
       new RegExp(`${m.artifactId}-${m.version}\\.jar!${m.onnxEntry.replaceAll('.', '\\.')}`),

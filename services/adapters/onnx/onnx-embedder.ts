@@ -3,6 +3,7 @@ import * as ort from 'onnxruntime-node';
 import { LightmemError } from '../../core/errors.js';
 import type { Embedder } from '../../core/ports/embedder.js';
 import { ModelManifest, manifestFileName } from '../../models/model-manifest.js';
+import { findModelSpec } from '../../models/model-registry.js';
 import type { HfTokenizer } from './hf-tokenizer.js';
 import { l2Normalize, pool, type Pooling } from './pooling.js';
 import { createSession, positiveInteger, readModelFolder } from './model-folder.js';
@@ -45,6 +46,7 @@ export class OnnxEmbedder implements Embedder {
   readonly maxLength: number;
   readonly pooling: Pooling;
   readonly normalize: boolean;
+  readonly queryPrefix: string | undefined;
   readonly batchSize: number;
   readonly batchTokens: number;
   private readonly hasAttentionMask: boolean;
@@ -67,6 +69,8 @@ export class OnnxEmbedder implements Embedder {
     this.maxLength = manifest.maxLength;
     this.pooling = manifest.pooling ?? 'mean';
     this.normalize = manifest.normalize;
+    // Folders fetched before manifests carried it: the registry's entry of the same model.
+    this.queryPrefix = manifest.queryPrefix ?? findModelSpec(manifest.name)?.queryPrefix;
     this.batchSize = batchSize;
     this.batchTokens = batchTokens;
     this.hasAttentionMask = session.inputNames.includes('attention_mask');
