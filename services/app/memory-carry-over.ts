@@ -2,6 +2,7 @@ import type { MemoryEntry } from '../core/model/generated.js';
 import type { Embedder } from '../core/ports/embedder.js';
 import type { MemoryStore, MemoryWrite } from '../core/ports/memory-store.js';
 import { embeddingText } from '../core/text/embedding-text.js';
+import { storedOrEmbedded } from './stored-vectors.js';
 
 export interface CarryOverInput {
   /** The store serving each tenant's reads now (what is carried from). */
@@ -35,7 +36,7 @@ export async function carryOverMemories(input: CarryOverInput): Promise<number> 
       const page = await from.list({ scope: { tenantId }, limit: pageSize, cursor, includeSuperseded: true });
       const kept = page.items.filter(input.keep);
       if (kept.length > 0) {
-        await input.to.upsert(await withVectors(kept, from, tenantId, sameModel, input.embedder));
+        await input.to.upsert(await withVectors(kept, from, sameModel, input.embedder));
         copied += kept.length;
       }
       cursor = page.nextCursor ?? undefined;
@@ -47,22 +48,12 @@ export async function carryOverMemories(input: CarryOverInput): Promise<number> 
 async function withVectors(
   entries: readonly MemoryEntry[],
   from: MemoryStore,
-  tenantId: string,
   sameModel: boolean,
   embedder: Embedder | null,
 ): Promise<MemoryWrite[]> {
   if (embedder === null) return entries.map((entry) => ({ entry }));
   if (sameModel) {
-    const vectors = await from.embeddings(
-      { tenantId },
-      entries.map((e) => e.id),
-    );
-    const missing = entries.filter((e) => !vectors.has(e.id));
-    const computed = missing.length === 0 ? [] : await embedder.embed(missing.map(embeddingText));
-    missing.forEach((entry, i) => {
-      const vector = computed[i];
-      if (vector !== undefined) vectors.set(entry.id, vector);
-    });
+    const vectors = await storedOrEmbedded(from, entries, embedder);
     return entries.map((entry) => ({ entry, embedding: vectors.get(entry.id) }));
   }
   const vectors = await embedder.embed(entries.map(embeddingText));

@@ -3,14 +3,13 @@
  * memory per turn with its full text, no compression, segmentation or extraction. What a plain RAG over
  * the raw history retrieves, searched through the same search path as the pipeline's memories.
  */
-import { LightmemError } from '../core/errors.js';
+import { storedOrEmbedded } from '../app/stored-vectors.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { Embedder } from '../core/ports/embedder.js';
 import type { MemoryStore, MemoryWrite } from '../core/ports/memory-store.js';
 import type { MemoryEntry } from '../core/model/generated.js';
 import { stableId } from '../core/model/ids.js';
 import { approxTokenCount } from '../core/text/token-count.js';
-import { embeddingText } from '../core/text/embedding-text.js';
 import type { InputItem, TurnInput } from '../ingest/index.js';
 
 export const rawBaselines = ['bm25-raw', 'dense-raw', 'hybrid-raw'] as const;
@@ -94,8 +93,12 @@ export async function ingestRawTurns(
   let batch: MemoryEntry[] = [];
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
-    const vectors = deps.embedder === null ? [] : await vectorsOf(batch, deps.store, deps.embedder);
-    const writes: MemoryWrite[] = batch.map((entry, i) => ({ entry, embedding: vectors[i] }));
+    // A data dir asked again (`--data-dir`) holds its turns' vectors already: only new turns are embedded.
+    const vectors =
+      deps.embedder === null
+        ? new Map<string, Float32Array>()
+        : await storedOrEmbedded(deps.store, batch, deps.embedder);
+    const writes: MemoryWrite[] = batch.map((entry) => ({ entry, embedding: vectors.get(entry.id) }));
     await deps.store.upsert(writes);
     batch = [];
   };
@@ -114,43 +117,4 @@ export async function ingestRawTurns(
   }
   await flush();
   return { accepted, rejected, turns, tokens };
-}
-
-/**
- * The vector of each entry: the stored one when the store has it (a data dir asked again with
- * `--data-dir`: its turns are not embedded a second time), else embedded now, in one call.
- */
-async function vectorsOf(
-  entries: readonly MemoryEntry[],
-  store: MemoryStore,
-  embedder: Embedder,
-): Promise<Float32Array[]> {
-  const byUser = new Map<string, MemoryEntry[]>();
-  for (const entry of entries) {
-    const key = `${entry.tenantId}\u0000${entry.userId}`;
-    byUser.set(key, [...(byUser.get(key) ?? []), entry]);
-  }
-  const stored = new Map<string, Float32Array>();
-  for (const group of byUser.values()) {
-    const first = group[0];
-    if (first === undefined) continue;
-    const scope = { tenantId: first.tenantId, userId: first.userId };
-    for (const [id, vector] of await store.embeddings(
-      scope,
-      group.map((entry) => entry.id),
-    ))
-      stored.set(id, vector);
-  }
-  const missing = entries.filter((entry) => !stored.has(entry.id));
-  const fresh = missing.length === 0 ? [] : await embedder.embed(missing.map(embeddingText));
-  missing.forEach((entry, i) => {
-    const vector = fresh[i];
-    if (vector !== undefined) stored.set(entry.id, vector);
-  });
-  return entries.map((entry) => {
-    const vector = stored.get(entry.id);
-    if (vector === undefined)
-      throw new LightmemError('internal', `${embedder.id} returned no vector for ${entry.id}`);
-    return vector;
-  });
 }

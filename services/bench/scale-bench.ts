@@ -99,7 +99,7 @@ export async function runScaleBench(options: ScaleBenchOptions): Promise<ScaleBe
       const perUser = Math.floor(size / users);
       if (perUser < 1) continue;
       const spec = { layout, users, perUser, dims, seed, queries: options.queries, warmUp };
-      let reference: { semantic: string[][]; hybrid: string[][] } | undefined;
+      let reference: Tops | undefined;
       // The exact stores first, so the others can be scored against them.
       const kinds = [...options.stores].sort((a, b) => Number(b.exact) - Number(a.exact));
       for (const kind of kinds) {
@@ -113,10 +113,10 @@ export async function runScaleBench(options: ScaleBenchOptions): Promise<ScaleBe
           const buildSeconds = Math.round((performance.now() - started) / 100) / 10;
           options.onProgress?.(`${kind.name} ${label}: searching`);
           const timed = await timeSearches(store, queries, limit, warmUp);
-          if (kind.exact && reference === undefined) {
-            reference = { semantic: timed.semanticTops, hybrid: timed.hybridTops };
-          }
-          const scored = kind.exact || reference === undefined ? undefined : reference;
+          if (kind.exact) reference ??= timed;
+          // 1 for an exact store; against the exact one for the others (null when there is none).
+          const versus = (tops: (t: Tops) => string[][]): number | null =>
+            kind.exact ? 1 : reference === undefined ? null : agreement(tops(reference), tops(timed));
           cases.push({
             store: kind.name,
             layout,
@@ -127,16 +127,8 @@ export async function runScaleBench(options: ScaleBenchOptions): Promise<ScaleBe
             lexical: summarizeLatencies(timed.lexical),
             semantic: summarizeLatencies(timed.semantic),
             hybrid: summarizeLatencies(timed.hybrid),
-            recallAt10: kind.exact
-              ? 1
-              : scored === undefined
-                ? null
-                : agreement(scored.semantic, timed.semanticTops),
-            hybridAgreement: kind.exact
-              ? 1
-              : scored === undefined
-                ? null
-                : agreement(scored.hybrid, timed.hybridTops),
+            recallAt10: versus((t) => t.semanticTops),
+            hybridAgreement: versus((t) => t.hybridTops),
           });
         } finally {
           await opened.close();
@@ -201,18 +193,24 @@ async function buildStore(
   return queries.filter((query): query is Query => query !== undefined);
 }
 
+/** Each query's top-10 ids, kNN only and hybrid. */
+interface Tops {
+  readonly semanticTops: string[][];
+  readonly hybridTops: string[][];
+}
+
+interface Timed extends Tops {
+  readonly lexical: number[];
+  readonly semantic: number[];
+  readonly hybrid: number[];
+}
+
 async function timeSearches(
   store: MemoryStore,
   queries: readonly Query[],
   limit: number,
   warmUp: number,
-): Promise<{
-  lexical: number[];
-  semantic: number[];
-  hybrid: number[];
-  semanticTops: string[][];
-  hybridTops: string[][];
-}> {
+): Promise<Timed> {
   const lexical: number[] = [];
   const semantic: number[] = [];
   const hybrid: number[] = [];
