@@ -106,6 +106,11 @@ export const LightmemConfig = z
         /** Use the embedder's attention for topic boundaries (the attention half of the segmenter). */
         attention: z.boolean().default(true),
         threads: z.number().int().positive().optional(),
+        /**
+         * Padded tokens per embedder session run (rows × longest row, at most 32 rows): long texts run a
+         * few at a time, short ones many. A very large value gives fixed 32-row batches.
+         */
+        embedBatchTokens: z.number().int().positive().default(4096),
         /** Texts whose vectors are kept in memory (segmenter tails, indexer, repeated queries); 0 = off. */
         embeddingCache: z.number().int().nonnegative().default(4096),
         /**

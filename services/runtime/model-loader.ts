@@ -135,10 +135,10 @@ async function loadEncoder(
   }
   let embedder: OnnxEmbedder;
   try {
-    embedder = await OnnxEmbedder.load(
-      folder,
-      config.models.threads === undefined ? {} : { threads: config.models.threads },
-    );
+    embedder = await OnnxEmbedder.load(folder, {
+      batchTokens: config.models.embedBatchTokens,
+      ...(config.models.threads === undefined ? {} : { threads: config.models.threads }),
+    });
   } catch (error) {
     return {
       embedder: null,

@@ -230,6 +230,19 @@ export function positiveInteger(value: number, field: string): number {
   return value;
 }
 
+/** The session options every model runs with: `threads` intra-op threads, graph optimization `level`. */
+export function sessionOptions(
+  threads: number,
+  level: ort.InferenceSession.SessionOptions['graphOptimizationLevel'] = 'all',
+): ort.InferenceSession.SessionOptions {
+  return {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: level,
+  };
+}
+
 /** An onnxruntime session on `threads` intra-op threads; a model it cannot load is a config error. */
 export async function createSession(
   /** The model's bytes, or its path (onnxruntime then reads the file itself). */
@@ -237,14 +250,9 @@ export async function createSession(
   modelPath: string,
   threads: number,
   failure = 'not a loadable ONNX model',
+  options: ort.InferenceSession.SessionOptions = sessionOptions(threads),
 ): Promise<ort.InferenceSession> {
   try {
-    const options: ort.InferenceSession.SessionOptions = {
-      intraOpNumThreads: threads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-    };
     return typeof model === 'string'
       ? await ort.InferenceSession.create(model, options)
       : await ort.InferenceSession.create(model, options);

@@ -6,7 +6,8 @@ import { ModelManifest, manifestFileName } from '../../models/model-manifest.js'
 import { findModelSpec } from '../../models/model-registry.js';
 import type { HfTokenizer } from './hf-tokenizer.js';
 import { l2Normalize, pool, type Pooling } from './pooling.js';
-import { createSession, positiveInteger, readModelFolder } from './model-folder.js';
+import { positiveInteger, readModelFolder } from './model-folder.js';
+import { createOptimizedSession } from './optimized-model.js';
 import { tokenBudgetBatches } from './batching.js';
 
 export interface OnnxEmbedderOptions {
@@ -88,7 +89,7 @@ export class OnnxEmbedder implements Embedder {
       folder,
       'embedder',
     );
-    const session = await createSession(modelPath, modelPath, threads);
+    const session = await createOptimizedSession(modelPath, modelSha256, threads);
     if (!session.inputNames.includes('input_ids') || session.outputNames.length === 0) {
       await session.release();
       throw new LightmemError(

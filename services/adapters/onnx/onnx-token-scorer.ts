@@ -11,7 +11,8 @@ import {
   type SubwordScheme,
 } from '../../stages/compressor/subword-words.js';
 import type { HfTokenizer } from './hf-tokenizer.js';
-import { createSession, positiveInteger, readModelFolder } from './model-folder.js';
+import { positiveInteger, readModelFolder } from './model-folder.js';
+import { createOptimizedSession } from './optimized-model.js';
 import { tokenBudgetBatches } from './batching.js';
 
 export interface OnnxTokenScorerOptions {
@@ -122,7 +123,7 @@ export class OnnxTokenScorer implements TokenScorer {
         },
       );
 
-    const session = await createSession(modelPath, modelPath, threads);
+    const session = await createOptimizedSession(modelPath, modelSha256, threads);
     const outputs = session.outputNames;
     if (!session.inputNames.includes('input_ids') || (!outputs.includes('logits') && outputs.length !== 1)) {
       await session.release();

@@ -5,7 +5,7 @@
  * (UnavailableError), refusals (400, 401, 403, 404, 422…) are not. Messages name the status, the model and
  * the endpoint, never the api key.
  */
-import OpenAI from 'openai';
+import type OpenAI from 'openai';
 import { LightmemError, UnavailableError } from '../../core/errors.js';
 import type {
   ChatCompletion,
@@ -47,7 +47,9 @@ export class OpenAiChat implements ChatModel {
   readonly model: string;
   /** `<base URL>/chat/completions` without credentials, for messages. */
   readonly endpoint: string;
-  readonly #client: OpenAI;
+  /** The SDK and its client, loaded on the first request: a process that never calls the model skips it. */
+  #client: Promise<{ readonly sdk: typeof OpenAI; readonly client: OpenAI }> | undefined;
+  readonly #baseUrl: string;
   readonly #apiKey: string;
   readonly #timeoutMs: number;
   readonly #maxRetries: number;
@@ -72,14 +74,22 @@ export class OpenAiChat implements ChatModel {
     this.model = options.model;
     this.#apiKey = options.apiKey;
     this.endpoint = `${publicUrl(url)}/chat/completions`;
-    this.#client = new OpenAI({
-      baseURL: url.href.replace(/\/+$/, ''),
-      apiKey: options.apiKey,
-      organization: null,
-      project: null,
-      timeout: this.#timeoutMs,
-      maxRetries: this.#maxRetries,
-    });
+    this.#baseUrl = url.href.replace(/\/+$/, '');
+  }
+
+  #connect(): Promise<{ readonly sdk: typeof OpenAI; readonly client: OpenAI }> {
+    this.#client ??= import('openai').then(({ default: sdk }) => ({
+      sdk,
+      client: new sdk({
+        baseURL: this.#baseUrl,
+        apiKey: this.#apiKey,
+        organization: null,
+        project: null,
+        timeout: this.#timeoutMs,
+        maxRetries: this.#maxRetries,
+      }),
+    }));
+    return this.#client;
   }
 
   /** The structured-output format in use (after any step down). */
@@ -108,6 +118,7 @@ export class OpenAiChat implements ChatModel {
   }
 
   async #send(request: ChatRequest): Promise<ChatCompletion> {
+    const { sdk, client } = await this.#connect();
     let response: OpenAI.Chat.Completions.ChatCompletion;
     try {
       const body: OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming = {
@@ -121,9 +132,9 @@ export class OpenAiChat implements ChatModel {
         ...(request.maxTokens === undefined ? {} : { max_tokens: request.maxTokens }),
         ...this.#responseFormat(request),
       };
-      response = await this.#client.chat.completions.create(body);
+      response = await client.chat.completions.create(body);
     } catch (error) {
-      throw this.#failure(error);
+      throw this.#failure(sdk, error);
     }
     const choice = response.choices[0];
     const text = choice?.message.content;
@@ -167,20 +178,20 @@ export class OpenAiChat implements ChatModel {
   }
 
   /** The LightmemError for what the client threw after its retries. */
-  #failure(error: unknown): LightmemError {
+  #failure(sdk: typeof OpenAI, error: unknown): LightmemError {
     const where = `chat model ${this.model} at ${this.endpoint}`;
     const attempts = `${this.#maxRetries + 1} attempt${this.#maxRetries === 0 ? '' : 's'}`;
-    if (error instanceof OpenAI.APIConnectionTimeoutError) {
+    if (error instanceof sdk.APIConnectionTimeoutError) {
       return new UnavailableError(`${where}: timed out after ${this.#timeoutMs} ms (${attempts})`, error);
     }
-    if (error instanceof OpenAI.APIUserAbortError) {
+    if (error instanceof sdk.APIUserAbortError) {
       return new LightmemError('internal', `${where}: request aborted`, { retryable: false, cause: error });
     }
-    if (error instanceof OpenAI.APIConnectionError) {
+    if (error instanceof sdk.APIConnectionError) {
       const reason = this.#redact(rootCause(error));
       return new UnavailableError(`${where}: connection failed (${attempts}): ${reason}`, error);
     }
-    if (error instanceof OpenAI.APIError && typeof error.status === 'number') {
+    if (error instanceof sdk.APIError && typeof error.status === 'number') {
       const status = error.status;
       const detail = this.#redact(error.message.replace(/^\d{3}\s*/, '')).slice(0, detailChars);
       const requestId = typeof error.requestID === 'string' ? `, request id ${error.requestID}` : '';
