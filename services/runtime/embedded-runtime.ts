@@ -3,7 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { LightmemConfig } from '../core/config.js';
 import type { EventLog } from '../core/ports/event-log.js';
 import type { MemoryStore } from '../core/ports/memory-store.js';
-import { LightmemError, isRetryable } from '../core/errors.js';
+import { LightmemError } from '../core/errors.js';
+import { pruneConsumedRecords } from './log-pruning.js';
 import { Topics } from '../core/model/topics.js';
 import { SqliteEventLog } from '../adapters/sqlite/sqlite-event-log.js';
 import { SqliteMemoryStore } from '../adapters/sqlite/sqlite-memory-store.js';
@@ -190,6 +191,7 @@ export class EmbeddedRuntime implements Runtime {
       idleMs: config.pipeline.idleFlushMs,
       intervalMs: config.pipeline.idleCheckMs,
       consolidationMs: options.serving === true ? config.consolidation.checkMs : null,
+      pruneMs: config.sqlite.pruneConsumedMs > 0 ? config.sqlite.pruneConsumedMs : null,
     })) {
       this.scheduler.register(job);
     }
@@ -346,21 +348,9 @@ export class EmbeddedRuntime implements Runtime {
     if (owned && this.config.sqlite.pruneConsumedMs > 0) await this.pruneConsumed();
   }
 
-  /**
-   * Deletes the intermediate records (compressed turns, segments, memories, memory ops) of the first
-   * version's log that every stage reading them has committed past; the raw topic stays whole. Best
-   * effort: contention with another process is left for the next run.
-   */
-  private async pruneConsumed(signal?: AbortSignal): Promise<void> {
-    try {
-      const pruned = await this.log.pruneConsumed(
-        this.stages.map((stage) => ({ group: stage.name, topic: stage.input })),
-        signal === undefined ? {} : { signal },
-      );
-      if (pruned.deleted > 0) this.options.logger.debug('pruned consumed log records', { ...pruned });
-    } catch (error) {
-      if (!isRetryable(error)) throw error;
-    }
+  /** The first version's consumed intermediate records (see pruneConsumedRecords). */
+  private pruneConsumed(signal?: AbortSignal): Promise<void> {
+    return pruneConsumedRecords(this.log, this.stages, this.options.logger, signal);
   }
 
   health(): Promise<PipelineHealth> {

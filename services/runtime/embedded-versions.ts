@@ -6,6 +6,7 @@ import { errorMessage } from '../core/errors.js';
 import type { SqliteEventLog } from '../adapters/sqlite/sqlite-event-log.js';
 import type { SqlitePipelineVersions } from '../adapters/sqlite/sqlite-pipeline-versions.js';
 import { copyRawLog } from '../app/raw-log-copy.js';
+import { pruneConsumedRecords } from './log-pruning.js';
 import { idleFlushJob } from '../../workflows/idle-flush.js';
 import { summarizerNudgeJob } from '../../workflows/summarizer-nudges.js';
 import type { InProcessConsolidation } from './in-process-consolidation.js';
@@ -76,8 +77,14 @@ export class EmbeddedVersions extends VersionSet<EmbeddedVersionParts> {
     );
   }
 
-  /** The owner's scheduled work for the later versions it runs: idle flushes, summarizer nudges, consolidation. */
-  jobs(options: { idleMs: number; intervalMs: number; consolidationMs: number | null }): ScheduledJob[] {
+  /** The owner's scheduled work for the later versions it runs: idle flushes, summarizer nudges, log pruning, consolidation. */
+  jobs(options: {
+    idleMs: number;
+    intervalMs: number;
+    consolidationMs: number | null;
+    /** How often their logs drop consumed intermediate records (`sqlite.pruneConsumedMs`); null: never. */
+    pruneMs: number | null;
+  }): ScheduledJob[] {
     const each =
       (work: (parts: EmbeddedVersionParts) => ScheduledJob | null): ScheduledJob['run'] =>
       async (context) => {
@@ -113,6 +120,18 @@ export class EmbeddedVersions extends VersionSet<EmbeddedVersionParts> {
         ),
       },
     ];
+    const pruneMs = options.pruneMs;
+    if (pruneMs !== null) {
+      // Every later version, also one built and not serving yet: its stages have consumed what it holds.
+      jobs.push({
+        name: 'versions-log-pruning',
+        intervalMs: pruneMs,
+        run: async ({ signal }) => {
+          for (const parts of await this.later())
+            await pruneConsumedRecords(parts.log, parts.stages, this.embedded.logger, signal);
+        },
+      });
+    }
     const consolidationMs = options.consolidationMs;
     if (consolidationMs !== null) {
       jobs.push({

@@ -138,6 +138,34 @@ describe('replay into a new pipeline version (embedded)', () => {
     );
   });
 
+  it("a built version's log drops the intermediate records its stages consumed and keeps its raw copy", async () => {
+    const v2 = (await live.versions.later()).find((parts) => parts.version.name === 'v2');
+    assert.ok(v2 !== undefined);
+    const raw = await v2.log.usage(Topics.raw);
+    const held = async (): Promise<number> => {
+      let records = 0;
+      for (const topic of [Topics.compressed, Topics.segments, Topics.memories])
+        records += (await v2.log.usage(topic)).records;
+      return records;
+    };
+    const before = await held();
+    assert.ok(before > 0, 'v2 derived records not pruned yet');
+    const job = live.versions
+      .jobs({ idleMs: 60_000, intervalMs: 60_000, consolidationMs: null, pruneMs: 60_000 })
+      .find((candidate) => candidate.name === 'versions-log-pruning');
+    assert.ok(job !== undefined);
+    await job.run({ now: Date.now(), signal: new AbortController().signal });
+    assert.ok((await held()) < before, `${await held()} of ${before} intermediate records left`);
+    assert.deepEqual(await v2.log.usage(Topics.raw), raw, 'the raw copy stays whole');
+    // Pruning is off with sqlite.pruneConsumedMs 0: no job.
+    assert.equal(
+      live.versions
+        .jobs({ idleMs: 60_000, intervalMs: 60_000, consolidationMs: null, pruneMs: null })
+        .some((candidate) => candidate.name === 'versions-log-pruning'),
+      false,
+    );
+  });
+
   it('switches reads atomically: no search fails during the switch, and reads come from v2 after it', async () => {
     const alice = await api.client('acme', ['read']);
     // Each searching loop has a key of its own, and keeps under the per-key rate limit (50/s).
