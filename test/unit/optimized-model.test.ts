@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { OnnxEmbedder } from '../../services/adapters/onnx/onnx-embedder.js';
@@ -49,6 +49,23 @@ describe('optimized graph saved beside the model', () => {
       'the second load read the saved graph, it did not rewrite it',
     );
     assert.equal(after.ino, written.ino);
+  });
+
+  it('still loads when the optimized graph cannot be saved (its place is taken), leaving no temporary file', async () => {
+    const folder = await writeTinyEmbedderFolder();
+    folders.push(folder);
+    const saved = optimizedModelPath(
+      join(folder, modelFileName),
+      await fileSha256(join(folder, modelFileName)),
+    );
+    await mkdir(join(saved, 'occupied'), { recursive: true });
+    const vectors = await embedOnce(folder, texts);
+    assert.equal(vectors.length, 2);
+    assert.ok((await stat(saved)).isDirectory());
+    assert.deepEqual(
+      (await readdir(folder)).filter((name) => name.endsWith('.tmp')),
+      [],
+    );
   });
 
   it('replaces a saved graph that does not load, and removes those of other model versions', async () => {

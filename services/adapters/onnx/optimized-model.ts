@@ -41,10 +41,18 @@ export async function createOptimizedSession(
     // optimize again below and replace it.
   }
   const temporary = `${saved}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const session = await createSession(modelPath, modelPath, threads, undefined, {
-    ...sessionOptions(threads, 'extended'),
-    optimizedModelFilePath: temporary,
-  });
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(modelPath, {
+      ...sessionOptions(threads, 'extended'),
+      optimizedModelFilePath: temporary,
+    });
+  } catch {
+    // Saving failed (a read-only or full models folder), or the model does not load: a plain session,
+    // which also gives the typed error of a model that does not load.
+    await rm(temporary, { force: true }).catch(() => undefined);
+    return createSession(modelPath, modelPath, threads);
+  }
   try {
     await rename(temporary, saved);
     await removeStale(modelPath, saved);
