@@ -6,7 +6,7 @@
  * the endpoint, never the api key.
  */
 import type OpenAI from 'openai';
-import { LightmemError, UnavailableError } from '../../core/errors.js';
+import { LightmemError, UnavailableError, errorMessage } from '../../core/errors.js';
 import type {
   ChatCompletion,
   ChatModel,
@@ -118,7 +118,14 @@ export class OpenAiChat implements ChatModel {
   }
 
   async #send(request: ChatRequest): Promise<ChatCompletion> {
-    const { sdk, client } = await this.#connect();
+    const { sdk, client } = await this.#connect().catch((error: unknown) => {
+      // The SDK did not load or refused the options: nothing a retry changes.
+      throw new LightmemError(
+        'config_invalid',
+        `chat model ${this.model} at ${this.endpoint}: cannot create the client: ${this.#redact(errorMessage(error))}`,
+        { retryable: false },
+      );
+    });
     let response: OpenAI.Chat.Completions.ChatCompletion;
     try {
       const body: OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming = {
