@@ -8,9 +8,7 @@ import { segmentBench, segmentBenchUsage } from './bench-segment-command.js';
 import { locomoBenchUsage, longMemEvalBenchUsage, recallBenchCommand } from './bench-recall-command.js';
 import { embedBench, embedBenchUsage } from './bench-embed-command.js';
 import { ProgressBar } from './progress.js';
-import { distributedBench, distributedBenchUsage } from './bench-distributed-command.js';
-import { loadBench, loadBenchUsage } from './bench-load-command.js';
-import { scaleBench, scaleBenchUsage } from './bench-scale-command.js';
+import { distributedBenchUsage, loadBenchUsage, scaleBenchUsage } from './bench-usage.js';
 
 export const benchUsage = `${locomoBenchUsage}
 ${longMemEvalBenchUsage}
@@ -32,9 +30,10 @@ export async function benchCommand(argv: readonly string[]): Promise<number> {
   if (kind === 'segment') return segmentBench(rest);
   if (kind === 'locomo' || kind === 'longmemeval') return recallBenchCommand(kind, rest);
   if (kind === 'embed') return embedBench(rest);
-  if (kind === 'distributed') return distributedBench(rest);
-  if (kind === 'load') return loadBench(rest);
-  if (kind === 'scale') return scaleBench(rest);
+  // Imported when run: they load the distributed-mode clients and the HTTP server.
+  if (kind === 'distributed') return (await import('./bench-distributed-command.js')).distributedBench(rest);
+  if (kind === 'load') return (await import('./bench-load-command.js')).loadBench(rest);
+  if (kind === 'scale') return (await import('./bench-scale-command.js')).scaleBench(rest);
   if (kind !== 'search') throw new InvalidInputError(`unknown benchmark ${kind}\n${benchUsage}`, 'benchmark');
   const { values } = parse(rest, {
     ...commonOptions,

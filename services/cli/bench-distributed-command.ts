@@ -13,12 +13,7 @@ import { runDistributedBench } from '../bench/distributed-bench.js';
 import { commonOptions, parse, stringOption } from './args.js';
 import { commandConfig, commandLogger } from './context.js';
 import { ProgressBar } from './progress.js';
-
-export const distributedBenchUsage = `lightmem bench distributed --data <locomo.json> [--config F] [--json]
-  Embedded vs distributed on the same file, models and configuration, in one run: ingest turns/s of each
-  and their ratio (the distributed side runs the four stages as \`lightmem service\` processes), whether both
-  made the same memory ids, top-10 overlap and gold-turn agreement of every question's search, and search
-  latency on SQLite vs Elasticsearch at the same corpus size. Needs the servers (npm run infra:up).`;
+import { distributedBenchUsage } from './bench-usage.js';
 
 export async function distributedBench(argv: readonly string[]): Promise<number> {
   const { values } = parse(argv, { ...commonOptions, data: { type: 'string' }, json: { type: 'boolean' } });

@@ -12,17 +12,10 @@ import { commandConfig } from './context.js';
 import { ProgressBar } from './progress.js';
 import { systemClock } from '../core/ports/clock.js';
 import { openTenantDirectory } from '../runtime/tenant-directory-setup.js';
+import { loadBenchUsage } from './bench-usage.js';
 
 /** The per-key rate limit of the benchmark's server: high enough never to answer 429. */
 const benchRateLimit = 100_000;
-
-export const loadBenchUsage = `lightmem bench load --data <locomo.json> [--idle-queries 300] [--query-interval-ms 50] [--limit 10] [--clients 4] [--throughput-seconds 10] [--json]
-  Search under load, with authentication on: starts \`lightmem serve\` on a fresh data dir (same models and
-  configuration) with two tenants and an API key each, posts the file as tenant bench-a (one batch per
-  session, ending it) and waits until it is processed, measures search and /healthz latency idle and the
-  searches/s of --clients clients searching as fast as answers come, then posts the file again as tenant
-  bench-b and searches bench-a every --query-interval-ms while that backlog drains. Prints events/s
-  accepted and processed, p50/p95/p99 idle vs under load, searches/s, and the error rate.`;
 
 export async function loadBench(argv: readonly string[]): Promise<number> {
   const { values } = parse(argv, {

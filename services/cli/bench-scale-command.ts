@@ -14,16 +14,7 @@ import {
 } from '../bench/scale-bench.js';
 import { commonOptions, intOption, parse, stringOption } from './args.js';
 import { commandConfig } from './context.js';
-
-export const scaleBenchUsage = `lightmem bench scale [--sizes 1000,10000,100000] [--queries 200] [--limit 10] [--users 100]
-    [--layouts user,tenant] [--dims 384] [--seed 42] [--dir D] [--elasticsearch] [--elasticsearch-url URL] [--json]
-  Search latency as the store grows, with synthetic memories (seeded, no model): for each size a store with
-  one user holding all of them (user) and one with them spread over --users users of a tenant (tenant);
-  p50/p95 of user-scoped lexical, kNN-only and hybrid searches. SQLite always (files in --dir, else a
-  temporary folder, removed after each case); Elasticsearch too with --elasticsearch (the configured
-  cluster) or --elasticsearch-url, with its kNN recall@10 against SQLite's exact kNN (HNSW's own error)
-  and its hybrid top-10 agreement (which BM25 differences between the stores also move). With --json the
-  last line is one JSON object.`;
+import { scaleBenchUsage } from './bench-usage.js';
 
 export async function scaleBench(argv: readonly string[]): Promise<number> {
   const { values } = parse(argv, {

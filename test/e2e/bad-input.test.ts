@@ -2,7 +2,8 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runCli, tempDir } from '../support/cli.js';
+import { tempDir } from '../support/cli.js';
+import { runCliInProcess } from '../support/in-process-cli.js';
 
 const good = (i: number, text: string): string =>
   JSON.stringify({
@@ -71,7 +72,7 @@ describe('bad input', () => {
     'names the line and field of every bad item, processes the rest, and lists dead letters',
     { timeout: 60_000 },
     async () => {
-      const result = await runCli(['ingest', file, '--format', 'jsonl', '--data-dir', dir.path]);
+      const result = await runCliInProcess(['ingest', file, '--format', 'jsonl', '--data-dir', dir.path]);
       assert.equal(result.code, 2, 'exit code 2 when items were rejected');
       const expected: [number, RegExp][] = [
         [2, /\(line\)|json/i],
@@ -88,7 +89,7 @@ describe('bad input', () => {
       assert.match(result.stderr, /turns\.jsonl:5: text: .*(2097152|2 MiB|MiB|bytes)/);
       assert.match(result.stdout, /2 events appended|events appended/);
 
-      const search = await runCli([
+      const search = await runCliInProcess([
         'search',
         'router warranty',
         '--user',
@@ -103,7 +104,7 @@ describe('bad input', () => {
       const rows = JSON.parse(search.stdout) as { sourceTurnIds: string[] }[];
       assert.deepEqual(rows.flatMap((r) => r.sourceTurnIds).sort(), ['t0', 't1']);
 
-      const stats = await runCli(['stats', '--json', '--data-dir', dir.path]);
+      const stats = await runCliInProcess(['stats', '--json', '--data-dir', dir.path]);
       const parsed = JSON.parse(stats.stdout) as {
         deadLetters: {
           count: number;
@@ -118,13 +119,15 @@ describe('bad input', () => {
       for (const letter of parsed.deadLetters.recent)
         assert.ok(letter.field !== null && letter.reason.length > 0);
 
-      const text = await runCli(['stats', '--data-dir', dir.path]);
+      const text = await runCliInProcess(['stats', '--data-dir', dir.path]);
       assert.match(text.stdout, /dead letters 5/);
       assert.match(text.stdout, /turns\.jsonl:6: role/);
 
       // Ingesting the same bad file again neither duplicates the good turns nor the dead letters.
-      await runCli(['ingest', file, '--format', 'jsonl', '--data-dir', dir.path]);
-      const again = JSON.parse((await runCli(['stats', '--json', '--data-dir', dir.path])).stdout) as {
+      await runCliInProcess(['ingest', file, '--format', 'jsonl', '--data-dir', dir.path]);
+      const again = JSON.parse(
+        (await runCliInProcess(['stats', '--json', '--data-dir', dir.path])).stdout,
+      ) as {
         deadLetters: { count: number };
       };
       assert.equal(again.deadLetters.count, 5);
@@ -132,7 +135,7 @@ describe('bad input', () => {
   );
 
   it('a missing file or format is a clear error', async () => {
-    const missing = await runCli([
+    const missing = await runCliInProcess([
       'ingest',
       join(dir.path, 'nope.jsonl'),
       '--format',
@@ -142,7 +145,7 @@ describe('bad input', () => {
     ]);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /file: no such file/);
-    const format = await runCli(['ingest', file, '--format', 'csv', '--data-dir', dir.path]);
+    const format = await runCliInProcess(['ingest', file, '--format', 'csv', '--data-dir', dir.path]);
     assert.match(format.stderr, /format: --format must be one of/);
   });
 });

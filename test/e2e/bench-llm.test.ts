@@ -2,7 +2,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { locomoFile, runCli, tempDir, lastJsonLine } from '../support/cli.js';
+import { locomoFile, tempDir, lastJsonLine } from '../support/cli.js';
+import { runCliInProcess } from '../support/in-process-cli.js';
 import { factPerLine, startFakeOpenAiServer, type FakeOpenAiServer } from '../support/fake-openai-server.js';
 import { SqliteLlmLedger } from '../../services/adapters/sqlite/sqlite-llm-ledger.js';
 
@@ -31,7 +32,7 @@ describe('lightmem bench locomo --llm', () => {
     });
     const bench = async (name: string, extra: string[], env: Record<string, string> = {}): Promise<Summary> =>
       lastJsonLine(
-        await runCli(
+        await runCliInProcess(
           [
             'bench',
             'locomo',
@@ -41,6 +42,9 @@ describe('lightmem bench locomo --llm', () => {
             join(dir.path, name),
             '--limit',
             '1',
+            // Only how memories are made is checked here, not recall: the fewest memories per question.
+            '--search-limit',
+            '50',
             '--json',
             ...extra,
           ],

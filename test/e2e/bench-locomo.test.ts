@@ -2,7 +2,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { locomoFile, runCli, tempDir, type CliResult, lastJsonLine } from '../support/cli.js';
+import { locomoFile, tempDir, type CliResult, lastJsonLine } from '../support/cli.js';
+import { runCliInProcess } from '../support/in-process-cli.js';
 
 interface Summary {
   benchmark: string;
@@ -30,7 +31,17 @@ describe('lightmem bench locomo --limit 1 (lexical only)', () => {
 
   before(async () => {
     summary = lastJson(
-      await runCli(['bench', 'locomo', '--data', locomoFile, '--out', out, '--limit', '1', '--json']),
+      await runCliInProcess([
+        'bench',
+        'locomo',
+        '--data',
+        locomoFile,
+        '--out',
+        out,
+        '--limit',
+        '1',
+        '--json',
+      ]),
     );
   });
   after(() => dir.remove());
@@ -116,7 +127,16 @@ describe('lightmem bench locomo --limit 1 (lexical only)', () => {
   });
 
   it('a second run into the same --out ingests into a new data dir and prints the table', async () => {
-    const result = await runCli(['bench', 'locomo', '--data', locomoFile, '--out', out, '--limit', '1']);
+    const result = await runCliInProcess([
+      'bench',
+      'locomo',
+      '--data',
+      locomoFile,
+      '--out',
+      out,
+      '--limit',
+      '1',
+    ]);
     const again = lastJson(result);
     assert.deepEqual(again.overall, summary.overall, 'deterministic');
     assert.match(result.stdout, /^overall +150 /m);

@@ -2,7 +2,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { locomoFile, runCli, sharedData, tempDir, type CliResult, lastJsonLine } from '../support/cli.js';
+import { locomoFile, sharedData, tempDir, type CliResult, lastJsonLine } from '../support/cli.js';
+import { runCliInProcess } from '../support/in-process-cli.js';
 
 interface Summary {
   benchmark: string;
@@ -29,7 +30,17 @@ describe('lightmem bench longmemeval --limit 6 (oracle, lexical only)', () => {
 
   before(async () => {
     summary = lastJson(
-      await runCli(['bench', 'longmemeval', '--data', oracle, '--out', out, '--limit', '6', '--json']),
+      await runCliInProcess([
+        'bench',
+        'longmemeval',
+        '--data',
+        oracle,
+        '--out',
+        out,
+        '--limit',
+        '6',
+        '--json',
+      ]),
     );
   });
   after(() => dir.remove());
@@ -89,7 +100,7 @@ describe('lightmem bench locomo --baseline bm25-raw', () => {
   it('writes every raw turn as one memory, uncompressed, and scores it', async () => {
     const out = join(dir.path, 'bm25');
     const summary = lastJson(
-      await runCli([
+      await runCliInProcess([
         'bench',
         'locomo',
         '--data',
@@ -114,7 +125,7 @@ describe('lightmem bench locomo --baseline bm25-raw', () => {
   });
 
   it('refuses an unknown baseline, and dense baselines without an embedder', async () => {
-    const bad = await runCli([
+    const bad = await runCliInProcess([
       'bench',
       'locomo',
       '--data',
@@ -126,7 +137,7 @@ describe('lightmem bench locomo --baseline bm25-raw', () => {
     ]);
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /--baseline must be one of bm25-raw, dense-raw, hybrid-raw/);
-    const dense = await runCli([
+    const dense = await runCliInProcess([
       'bench',
       'locomo',
       '--data',

@@ -2,7 +2,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runCli, sharedData, tempDir } from '../support/cli.js';
+import { sharedData, tempDir } from '../support/cli.js';
+import { runCliInProcess } from '../support/in-process-cli.js';
 import { startFakeOpenAiServer, type FakeOpenAiServer } from '../support/fake-openai-server.js';
 
 const oracle = join(sharedData, 'longmemeval-oracle-dev.json');
@@ -48,7 +49,7 @@ describe('lightmem bench longmemeval --qa against a local OpenAI-compatible serv
 
   it('answers every question from its memories, grades it, and reports accuracy beside recall', async () => {
     const out = join(dir.path, 'out');
-    const result = await runCli(
+    const result = await runCliInProcess(
       [
         'bench',
         'longmemeval',
@@ -92,7 +93,7 @@ describe('lightmem bench longmemeval --qa against a local OpenAI-compatible serv
 
   it('--dry-run counts the calls and sends nothing; --qa without an endpoint fails before ingesting', async () => {
     const before = server.chatRequests().length;
-    const dry = await runCli([
+    const dry = await runCliInProcess([
       'bench',
       'longmemeval',
       '--data',
@@ -110,7 +111,7 @@ describe('lightmem bench longmemeval --qa against a local OpenAI-compatible serv
     assert.deepEqual([qa.dryRun, qa.calls, qa.plannedCalls], [true, 0, 4]);
     assert.equal(server.chatRequests().length, before);
 
-    const missing = await runCli(
+    const missing = await runCliInProcess(
       ['bench', 'longmemeval', '--data', oracle, '--out', join(dir.path, 'none'), '--limit', '1', '--qa'],
       { LIGHTMEM_LLM_BASE_URL: '', OPENAI_BASE_URL: '' },
     );

@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { lastJsonLine, runCli, startServer, tempDir } from '../support/cli.js';
+import { lastJsonLine, startServer, tempDir } from '../support/cli.js';
+import { runCliInProcess } from '../support/in-process-cli.js';
 import { apiClient } from '../support/api-client.js';
 import { factPerLine, startFakeOpenAiServer, type FakeOpenAiServer } from '../support/fake-openai-server.js';
 
@@ -51,7 +52,9 @@ describe('lightmem serve with an LLM endpoint (scripted)', () => {
     ];
     const keyOf = async (tenant: string) =>
       (
-        lastJsonLine(await runCli(['tenant', 'create', tenant, '--json', '--data-dir', dir.path], env)) as {
+        lastJsonLine(
+          await runCliInProcess(['tenant', 'create', tenant, '--json', '--data-dir', dir.path], env),
+        ) as {
           apiKey: string;
         }
       ).apiKey;
@@ -88,7 +91,7 @@ describe('lightmem serve with an LLM endpoint (scripted)', () => {
   });
 
   it('lightmem stats names the extractor and the calls per tenant, and never prints the key', async () => {
-    const stats = await runCli(['stats', '--data-dir', dir.path], env);
+    const stats = await runCliInProcess(['stats', '--data-dir', dir.path], env);
     assert.equal(stats.code, 0, stats.stderr);
     assert.match(stats.stdout, /extractor\s+llm-v1\(scripted;general;/);
     assert.match(stats.stdout, /llm\s+brand-a scripted: \d+ calls \(0 failed/);

@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { runCli, startServer, tempDir, lastJsonLine } from '../support/cli.js';
+import { startServer, tempDir, lastJsonLine } from '../support/cli.js';
+import { runCliInProcess } from '../support/in-process-cli.js';
 import { apiClient, type ApiClient } from '../support/api-client.js';
 
 describe('lightmem serve (HTTP API)', () => {
@@ -99,7 +100,7 @@ describe('lightmem serve (HTTP API)', () => {
     assert.equal(forged.status, 401);
 
     const created = lastJsonLine(
-      await runCli(['tenant', 'create', 'brand-b', '--json', '--data-dir', dir.path]),
+      await runCliInProcess(['tenant', 'create', 'brand-b', '--json', '--data-dir', dir.path]),
     ) as {
       tenantId: string;
       apiKey: string;
@@ -119,7 +120,7 @@ describe('lightmem serve (HTTP API)', () => {
     assert.equal(event.status, 403);
 
     const readOnly = lastJsonLine(
-      await runCli([
+      await runCliInProcess([
         'key',
         'create',
         '--tenant',
@@ -139,7 +140,7 @@ describe('lightmem serve (HTTP API)', () => {
       'read cannot write',
     );
     assert.equal((await reader.delete('/v1/users/u1')).status, 403, 'read cannot erase');
-    const revoked = await runCli(['key', 'revoke', readOnly.keyId, '--data-dir', dir.path]);
+    const revoked = await runCliInProcess(['key', 'revoke', readOnly.keyId, '--data-dir', dir.path]);
     assert.equal(revoked.code, 0, revoked.stderr);
     assert.equal(
       (await reader.post('/v1/search', { userId: 'u1', query: 'x' })).status,

@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { locomoFile, runCli, tempDir } from '../support/cli.js';
+import { locomoFile, tempDir } from '../support/cli.js';
+import { runCliInProcess } from '../support/in-process-cli.js';
 import { memoryIds } from '../support/store-snapshot.js';
 
 interface SearchRow {
@@ -18,7 +19,7 @@ describe('lightmem ingest + search on LoCoMo (embedded default)', () => {
   let firstIds: string[] = [];
 
   before(async () => {
-    const result = await runCli([
+    const result = await runCliInProcess([
       'ingest',
       locomoFile,
       '--format',
@@ -39,7 +40,7 @@ describe('lightmem ingest + search on LoCoMo (embedded default)', () => {
   after(() => dir.remove());
 
   it('finds the gold turn D1:3 for "When did Caroline go to the LGBTQ support group?"', async () => {
-    const result = await runCli([
+    const result = await runCliInProcess([
       'search',
       'When did Caroline go to the LGBTQ support group?',
       '--user',
@@ -61,7 +62,7 @@ describe('lightmem ingest + search on LoCoMo (embedded default)', () => {
   });
 
   it('prints ranked memories with score, time, speaker, text and sources', async () => {
-    const result = await runCli([
+    const result = await runCliInProcess([
       'search',
       'LGBTQ support group',
       '--user',
@@ -77,7 +78,7 @@ describe('lightmem ingest + search on LoCoMo (embedded default)', () => {
   });
 
   it('is idempotent: ingesting the same file again changes nothing', async () => {
-    const again = await runCli([
+    const again = await runCliInProcess([
       'ingest',
       locomoFile,
       '--format',
@@ -97,7 +98,7 @@ describe('lightmem ingest + search on LoCoMo (embedded default)', () => {
   });
 
   it('stats reports events, memories and nothing pending', async () => {
-    const result = await runCli(['stats', '--json', '--data-dir', dir.path]);
+    const result = await runCliInProcess(['stats', '--json', '--data-dir', dir.path]);
     assert.equal(result.code, 0, result.stderr);
     const stats = JSON.parse(result.stdout) as {
       events: { appended: number };

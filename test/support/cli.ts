@@ -16,7 +16,11 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Starts the CLI from source in a child process (as a user would run `lightmem …`). */
+/**
+ * Starts the CLI from source in a child process (as a user would run `lightmem …`). For tests that need a
+ * real process (kill -9, two processes on one data dir, a server's lifecycle); a test that only runs a
+ * command and reads its output uses runCliInProcess (in-process-cli.ts), without the start-up cost.
+ */
 export function spawnCli(args: readonly string[], env: Record<string, string> = {}): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'scripts/dev-cli.ts'), ...args], {
     cwd: repoRoot,

@@ -16,7 +16,8 @@ import {
 } from '../../services/bench/embed-bench.js';
 import { cpuPeakFromCpuinfo, describePeak, peakOnCores } from '../../services/bench/cpu-peak.js';
 import { tinyEmbedderModel, writeTinyEmbedderFolder } from '../support/tiny-onnx.js';
-import { runCli, tempDir } from '../support/cli.js';
+import { tempDir } from '../support/cli.js';
+import { runCliInProcess } from '../support/in-process-cli.js';
 
 const { onnx } = onnxProto;
 const { FLOAT, INT8 } = onnx.TensorProto.DataType;
@@ -269,7 +270,7 @@ describe('lightmem bench embed', () => {
     const modelsDir = join(dir.path, 'models');
     await mkdir(modelsDir, { recursive: true });
     await rename(await writeTinyEmbedderFolder(), join(modelsDir, 'tiny'));
-    const result = await runCli(
+    const result = await runCliInProcess(
       [
         'bench',
         'embed',
@@ -309,13 +310,13 @@ describe('lightmem bench embed', () => {
   });
 
   it('without an installed embedder: fails and says how to fetch one', async () => {
-    const missing = await runCli(['bench', 'embed', '--texts', '4', '--data-dir', dir.path], {
+    const missing = await runCliInProcess(['bench', 'embed', '--texts', '4', '--data-dir', dir.path], {
       LIGHTMEM_MODELS_DIR: join(dir.path, 'empty'),
       LIGHTMEM_EMBEDDER: 'bge-small-en-v1.5-q',
     });
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /embedder bge-small-en-v1\.5-q is not installed .*lightmem models fetch/);
-    const none = await runCli(['bench', 'embed', '--data-dir', dir.path]);
+    const none = await runCliInProcess(['bench', 'embed', '--data-dir', dir.path]);
     assert.equal(none.code, 2);
     assert.match(none.stderr, /needs an embedder.*lightmem models fetch/);
   });
