@@ -11,7 +11,13 @@ import type { Logger } from '../core/ports/logger.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { DeadLetter } from '../core/model/generated.js';
 import { Topics, type TopicName } from '../core/model/topics.js';
-import { LightmemError, RetriesExhaustedError, causeOf, errorMessage, isRetryable } from '../core/errors.js';
+import {
+  LightmemError,
+  RetriesExhaustedError,
+  errorMessage,
+  isRetryable,
+  errorFields,
+} from '../core/errors.js';
 import { backoffMs } from '../core/backoff.js';
 import { payloadExcerpt } from '../core/model/dead-letter.js';
 
@@ -142,8 +148,7 @@ export async function runBatch<T extends TopicName>(
     topic: only?.topic,
     offset: only?.offset,
     records: records.length,
-    error: errorMessage(whole.error),
-    cause: causeOf(whole.error),
+    ...errorFields(whole.error),
   });
   const pending = new Map<string, string | null>();
   const view = overlayState(state, pending);
@@ -192,8 +197,7 @@ async function attempt<T extends TopicName>(
         ...where,
         attempt: attempts,
         delayMs: delay,
-        error: errorMessage(error),
-        cause: causeOf(error),
+        ...errorFields(error),
       });
       await waitWithHeartbeat(delay, options);
     }
@@ -249,8 +253,7 @@ function deadLettered(
     group: options.group,
     topic: record.topic,
     offset: record.offset,
-    error: errorMessage(error),
-    cause: causeOf(error),
+    ...errorFields(error),
   });
   return { records: [deadLetterFor(options.group, record, error, attempts, options.clock.now())], state: [] };
 }

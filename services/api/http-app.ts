@@ -1,12 +1,12 @@
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { LightmemConfig } from '../core/config.js';
 import type { Logger } from '../core/ports/logger.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { Principal } from '../core/ports/tenant-directory.js';
-import { parseApiKey } from '../core/api-keys.js';
-import { LightmemError, RateLimitedError, causeOf, errorMessage } from '../core/errors.js';
+import { parseApiKey, scopeAllows, type ApiKeyScope } from '../core/api-keys.js';
+import { LightmemError, RateLimitedError, errorFields } from '../core/errors.js';
 import { tenantOf, type Caller } from '../app/caller.js';
 import { errorBody, retryAfterSeconds, statusFor } from './http-errors.js';
 import type { ApiRoute, HttpMethod } from './api-route.js';
@@ -22,7 +22,20 @@ export interface HttpAppDeps {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly version: string;
+  /** MCP over streamable HTTP at /mcp, with the same API keys (absent: no /mcp). */
+  readonly mcp?: McpMount | undefined;
 }
+
+/** What the HTTP API needs of the MCP server: the scope each tool needs, and the handling of a request. */
+export interface McpMount {
+  /** The scope a tool needs (undefined: no such tool, which the MCP server itself answers). */
+  scopeOf(tool: string): ApiKeyScope | undefined;
+  handle(caller: Caller, request: IncomingMessage, response: ServerResponse, body: unknown): Promise<void>;
+}
+
+/** Where MCP is served, and its protected-resource metadata document (RFC 9728, as the MCP spec asks). */
+export const mcpPath = '/mcp';
+const mcpMetadataPath = '/.well-known/oauth-protected-resource/mcp';
 
 /** A public route's caller: no tenant, no scope (public handlers use none). */
 const anonymous: Caller = { tenantId: '', keyId: null, scopes: [] };
@@ -103,7 +116,7 @@ export function createHttpApp(deps: HttpAppDeps): FastifyInstance {
     // read (it answers 400 to a QUERY request without Content-Type, RFC 10008, before any 404 handler).
     if (request.is404) refuseUnrouted(request, reply);
     const route = scopes.get(`${request.method} ${request.routeOptions.url ?? ''}`);
-    if (route?.scope != null) {
+    if (route?.scope != null || (deps.mcp !== undefined && request.routeOptions.url === mcpPath)) {
       const principal = await authenticated(request, deps.authenticate);
       const wait = rateLimiter.take(principal.keyId ?? principal.tenantId);
       if (wait > 0) throw new RateLimitedError('too many requests for this API key', wait);
@@ -131,6 +144,7 @@ export function createHttpApp(deps: HttpAppDeps): FastifyInstance {
       },
     });
   }
+  if (deps.mcp !== undefined) mountMcp(app, deps.mcp, logger);
   const document = openApiDocument(deps.routes, { version: deps.version });
   app.get('/openapi.json', async (_request, reply) => reply.send(document));
 
@@ -159,7 +173,7 @@ export function createHttpApp(deps: HttpAppDeps): FastifyInstance {
   app.setErrorHandler(async (error, request, reply) => {
     // The client went away (a read request stream is destroyed once consumed: look at the socket).
     if (reply.raw.destroyed || request.raw.socket.destroyed) {
-      logger.debug('client went away', { url: request.url, error: errorMessage(error) });
+      logger.debug('client went away', { url: request.url, ...errorFields(error) });
       return;
     }
     const typed = typedError(error);
@@ -168,18 +182,96 @@ export function createHttpApp(deps: HttpAppDeps): FastifyInstance {
       logger.error('request failed', {
         method: request.method,
         url: request.routeOptions.url ?? request.url.split('?')[0],
-        code: typed instanceof LightmemError ? typed.code : 'internal',
-        error: errorMessage(error),
-        cause: causeOf(error),
+        ...errorFields(typed),
       });
     }
     const retryAfter = retryAfterSeconds(typed);
     if (retryAfter !== null) void reply.header('retry-after', String(retryAfter));
-    if (status === 401) void reply.header('www-authenticate', 'Bearer');
+    if (status === 401 && !reply.hasHeader('www-authenticate')) {
+      // On /mcp the challenge points to the resource metadata, where an MCP client learns how to authorize.
+      const mcp = deps.mcp !== undefined && request.routeOptions.url === mcpPath;
+      void reply.header(
+        'www-authenticate',
+        mcp ? `Bearer resource_metadata="${metadataUrl(request)}"` : 'Bearer',
+      );
+    }
     if (status === 413 || status === 503) void reply.header('connection', 'close');
     return reply.code(status).send(errorBody(typed));
   });
   return app;
+}
+
+/**
+ * POST /mcp for the MCP server, with the key checked here as the MCP authorization spec says: 401 with the
+ * metadata's address when it is missing or wrong (the hook), 403 `insufficient_scope` naming the scope when
+ * a tool call needs one the key lacks. GET (a server-sent event stream) and DELETE (a session) are 405: the
+ * server is stateless and answers JSON.
+ */
+function mountMcp(app: FastifyInstance, mount: McpMount, logger: Logger): void {
+  app.post(mcpPath, async (request, reply) => {
+    const lacking = lackingScope(request.caller, request.body, mount);
+    if (lacking !== undefined) {
+      void reply.header(
+        'www-authenticate',
+        `Bearer error="insufficient_scope", scope="${lacking}", resource_metadata="${metadataUrl(request)}"`,
+      );
+      throw new LightmemError('forbidden', `this API key lacks the ${lacking} scope`);
+    }
+    reply.hijack();
+    try {
+      await mount.handle(request.caller, request.raw, reply.raw, request.body);
+    } catch (error) {
+      logger.error('MCP request failed', errorFields(error));
+      if (!reply.raw.headersSent) {
+        reply.raw.writeHead(500, { 'content-type': 'application/json; charset=utf-8' });
+        reply.raw.end(JSON.stringify(errorBody(error)));
+      } else reply.raw.destroy();
+    }
+  });
+  for (const method of ['GET', 'DELETE'] as const) {
+    app.route({
+      method,
+      url: mcpPath,
+      handler: async (_request, reply) => {
+        void reply.header('allow', 'POST');
+        throw new LightmemError('method_not_allowed', `${method} is not served on ${mcpPath}; use POST`);
+      },
+    });
+  }
+  // RFC 9728 protected-resource metadata, at the path-suffixed address and at the root one.
+  for (const url of [mcpMetadataPath, '/.well-known/oauth-protected-resource']) {
+    app.get(url, async (request, reply) =>
+      reply.send({
+        resource: `${baseUrl(request)}${mcpPath}`,
+        resource_name: 'lightmem-stream memory (MCP)',
+        bearer_methods_supported: ['header'],
+        scopes_supported: ['read', 'write', 'admin'],
+        // No authorization server: keys are issued by the deployment (`lightmem key create`).
+        authorization_servers: [],
+      }),
+    );
+  }
+}
+
+/** The scope the first tool call of a JSON-RPC message (or batch) needs and the caller lacks. */
+function lackingScope(caller: Caller, body: unknown, mount: McpMount): ApiKeyScope | undefined {
+  for (const message of Array.isArray(body) ? body : [body]) {
+    if (typeof message !== 'object' || message === null) continue;
+    const { method, params } = message as { method?: unknown; params?: unknown };
+    if (method !== 'tools/call' || typeof params !== 'object' || params === null) continue;
+    const name = (params as { name?: unknown }).name;
+    const scope = typeof name === 'string' ? mount.scopeOf(name) : undefined;
+    if (scope !== undefined && !scopeAllows(caller.scopes, scope)) return scope;
+  }
+  return undefined;
+}
+
+function baseUrl(request: FastifyRequest): string {
+  return `${request.protocol}://${request.host}`;
+}
+
+function metadataUrl(request: FastifyRequest): string {
+  return `${baseUrl(request)}${mcpMetadataPath}`;
 }
 
 /** `Authorization: Bearer <key>` → the key's principal, or 401. */

@@ -4,7 +4,8 @@ import type { ApiRoute } from './api-route.js';
 
 type JsonSchema = Record<string, unknown>;
 
-function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
+/** A zod schema as a JSON Schema (draft 2020-12), without its `$schema` line. */
+export function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
   const generated = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as JsonSchema;
   delete generated['$schema'];
   return generated;

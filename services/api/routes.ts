@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import type { MemoryService } from '../app/memory-service.js';
 import {
+  ConsolidateRequest,
+  ConsolidationSummarySchema,
   ErasureReceiptSchema,
   ErrorResponse,
   EventsQuery,
@@ -120,6 +122,23 @@ export function apiRoutes(service: MemoryService): ApiRoute[] {
       params: UserPath,
       responses: { 200: { description: 'The receipt', schema: ErasureReceiptSchema } },
       handle: async ({ caller, params }) => ({ status: 200, body: await service.eraseUser(caller, params) }),
+    }),
+    route({
+      method: 'POST',
+      url: '/v1/users/:userId/consolidate',
+      operationId: 'consolidateUser',
+      summary: "Consolidate a user's new memories now",
+      description:
+        'Runs sleep-time consolidation of the user now instead of at its scheduled time: each new memory is checked against the similar older ones, and updates, supersessions and merges become new versions (the old ones stay in the history). With `dryRun` the decisions are made and reported but nothing changes. Needs the write scope.',
+      tag: 'users',
+      scope: 'write',
+      params: UserPath,
+      body: ConsolidateRequest.default({ dryRun: false }),
+      responses: { 200: { description: 'The decisions', schema: ConsolidationSummarySchema } },
+      handle: async ({ caller, params, body, signal }) => ({
+        status: 200,
+        body: await service.consolidate(caller, { userId: params.userId, dryRun: body.dryRun, signal }),
+      }),
     }),
     ...replayRoutes(service),
     route({

@@ -6,6 +6,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import { memoryServiceOf } from '../runtime/memory-service-setup.js';
 import { createHttpApp } from './http-app.js';
 import { apiRoutes } from './routes.js';
+import { toolScope } from '../mcp/mcp-tools.js';
 
 /** The HTTP API over a runtime (either mode) and the deployment's tenant directory: what `lightmem serve` runs. */
 export function createRuntimeHttpApi(
@@ -13,8 +14,18 @@ export function createRuntimeHttpApi(
   directory: TenantDirectory,
   options: { logger: Logger; clock: Clock; version: string },
 ): FastifyInstance {
+  const service = memoryServiceOf(runtime, options.clock);
   return createHttpApp({
-    routes: apiRoutes(memoryServiceOf(runtime, options.clock)),
+    routes: apiRoutes(service),
+    mcp: {
+      scopeOf: toolScope,
+      // The MCP SDK is loaded with the first MCP request, not with the API.
+      handle: async (caller, request, response, body) => {
+        const { handleMcpRequest } = await import('../mcp/mcp-http.js');
+        const mcpOptions = { caller, version: options.version, logger: options.logger };
+        await handleMcpRequest(service, mcpOptions, request, response, body);
+      },
+    },
     authenticate: (apiKey) => directory.authenticate(apiKey),
     server: runtime.config.server,
     logger: options.logger,

@@ -15,6 +15,10 @@ import type { EventsRequest, IngestResponse, SearchRequest, UsageResponse } from
 import type { ErasureReceipt } from './user-erasure.js';
 import type { Replays, ReplayStatus } from './replays.js';
 import type { VersionDiff } from './version-diff.js';
+import type {
+  ConsolidationScope,
+  ConsolidationSummary,
+} from '../../workflows/consolidation/activity-types.js';
 
 export interface MemoryServiceDeps {
   readonly log: EventLog;
@@ -40,6 +44,11 @@ export interface MemoryServiceDeps {
   readonly embedderFor?: ((tenantId: string) => Promise<Embedder | null>) | undefined;
   /** Replay into new pipeline versions. */
   readonly replays: Replays;
+  /** Sleep-time consolidation of one user now (embedded: in this process; distributed: a workflow). */
+  readonly consolidate: (
+    scope: ConsolidationScope,
+    options: { dryRun: boolean; signal?: AbortSignal | undefined },
+  ) => Promise<ConsolidationSummary>;
   /** `ready: false`: the pipeline does not run, or a stage failed (with the reasons). */
   readonly health: () => Promise<{ ready: boolean } & Record<string, unknown>>;
 }
@@ -172,6 +181,21 @@ export class MemoryService {
     );
     if (history === undefined) throw notFound(request.id);
     return historyView(request.id, history);
+  }
+
+  /**
+   * Consolidates one user's new memories now (write): updates, supersedes and merges as new versions, the
+   * old ones kept for history; with `dryRun` it decides and reports but changes nothing.
+   */
+  async consolidate(
+    caller: Caller,
+    request: { userId: string; dryRun?: boolean | undefined; signal?: AbortSignal | undefined },
+  ): Promise<ConsolidationSummary> {
+    requireScope(caller, 'write');
+    return this.deps.consolidate(
+      { tenantId: caller.tenantId, userId: request.userId },
+      { dryRun: request.dryRun === true, signal: request.signal },
+    );
   }
 
   /** Erases a user everywhere (admin): memories, log records, stage state, pending work; a receipt. */

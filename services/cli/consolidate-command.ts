@@ -1,4 +1,7 @@
 import { InvalidInputError } from '../core/errors.js';
+import { operatorOf } from '../app/caller.js';
+import { systemClock } from '../core/ports/clock.js';
+import { memoryServiceOf } from '../runtime/memory-service-setup.js';
 import type { ConsolidationSummary, DecisionSummary } from '../../workflows/consolidation/activity-types.js';
 import { commonOptions, parse, stringOption } from './args.js';
 import { openContext } from './context.js';
@@ -50,10 +53,11 @@ export async function consolidateCommand(argv: readonly string[]): Promise<numbe
   if (user === undefined) throw new InvalidInputError(`--user is required\n${consolidateUsage}`, 'user');
   const { config, runtime } = await openContext(values, { logLevel: 'warn' });
   try {
-    const summary = await runtime.consolidate(
-      { tenantId: stringOption(values, 'tenant') ?? config.defaultTenant, userId: user },
-      { dryRun: values['dry-run'] === true },
-    );
+    const caller = operatorOf(stringOption(values, 'tenant') ?? config.defaultTenant);
+    const summary = await memoryServiceOf(runtime, systemClock).consolidate(caller, {
+      userId: user,
+      dryRun: values['dry-run'] === true,
+    });
     if (values['json'] === true) console.log(JSON.stringify(summary));
     else printSummary(summary);
     return 0;

@@ -59,6 +59,10 @@ const commands: Record<string, () => Promise<Command>> = {
     const m = await import('./models-command.js');
     return { run: m.modelsCommand, usage: m.modelsUsage };
   },
+  mcp: async () => {
+    const m = await import('./mcp-command.js');
+    return { run: m.mcpCommand, usage: m.mcpUsage };
+  },
   service: async () => {
     const m = await import('./service-command.js');
     return { run: m.serviceCommand, usage: m.serviceUsage };

@@ -1,10 +1,10 @@
 import { once } from 'node:events';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LightmemConfig } from '../core/config.js';
 import type { Logger } from '../core/ports/logger.js';
 import { systemClock } from '../core/ports/clock.js';
-import { LightmemError, errorMessage } from '../core/errors.js';
+import { LightmemError, errorFields } from '../core/errors.js';
 import { operatorOf } from '../app/caller.js';
 import { memoryServiceOf } from '../runtime/memory-service-setup.js';
 import type { Runtime } from '../runtime/runtime.js';
@@ -12,6 +12,7 @@ import type { TenantDirectory } from '../core/ports/tenant-directory.js';
 import { createRuntimeHttpApi } from '../api/runtime-http-api.js';
 import { openTenantDirectory } from '../runtime/tenant-directory-setup.js';
 import { commonOptions, intOption, parse, stringOption } from './args.js';
+import { packageVersion } from './package-version.js';
 import { openContext } from './context.js';
 
 export const serveUsage = `lightmem serve [--port 8787] [--host 127.0.0.1] [--data-dir D] [--mode embedded|distributed]
@@ -54,13 +55,6 @@ async function bootstrapTenant(
     id: issued.key.keyId,
     writtenTo: file,
   });
-}
-
-function packageVersion(): string {
-  const file = new URL('../../package.json', import.meta.url);
-  if (!existsSync(file)) return '0.0.0';
-  const parsed = JSON.parse(readFileSync(file, 'utf8')) as { version?: unknown };
-  return typeof parsed.version === 'string' ? parsed.version : '0.0.0';
 }
 
 export async function serveCommand(argv: readonly string[]): Promise<number> {
@@ -144,7 +138,7 @@ async function resumeErasures(runtime: Runtime, logger: Logger): Promise<void> {
     }
   } catch (error) {
     logger.error('finishing interrupted erasures failed; erase those users again', {
-      error: errorMessage(error),
+      ...errorFields(error),
     });
   }
 }

@@ -131,6 +131,32 @@ export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/**
+ * An error as log fields: its message, its code (`internal` for an error that is not ours, or a library's
+ * own code such as `ECONNREFUSED`), whether it is retryable, the field it names and the chain of causes
+ * under it. What every log line about an error carries, so an operator can tell a transient failure from a
+ * bug without the message alone.
+ */
+export function errorFields(error: unknown): {
+  error: string;
+  code: string;
+  retryable: boolean;
+  field?: string;
+  cause?: string;
+} {
+  const libraryCode =
+    error instanceof Error && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
+  const fields: ReturnType<typeof errorFields> = {
+    error: errorMessage(error),
+    code: error instanceof LightmemError ? error.code : (libraryCode ?? 'internal'),
+    retryable: isRetryable(error),
+  };
+  if (error instanceof LightmemError && error.field !== undefined) fields.field = error.field;
+  const cause = causeOf(error);
+  if (cause !== undefined) fields.cause = cause;
+  return fields;
+}
+
 /** The chain of causes under an error, for logs ("SqliteError SQLITE_BUSY: database is locked ← …"). */
 export function causeOf(error: unknown): string | undefined {
   const parts: string[] = [];

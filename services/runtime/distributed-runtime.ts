@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LightmemError, UnavailableError, errorMessage, isRetryable } from '../core/errors.js';
+import { LightmemError, UnavailableError, errorMessage, isRetryable, errorFields } from '../core/errors.js';
 import type { ConsolidationDeps } from '../../workflows/consolidation/activities.js';
 import type { FirstParts } from './version-set.js';
 import { withTimeout } from '../core/deadline.js';
@@ -187,7 +187,7 @@ export class DistributedRuntime implements Runtime {
           options.logger.warn('elasticsearch not ready; retrying', {
             attempt,
             delayMs,
-            error: errorMessage(error),
+            ...errorFields(error),
           }),
       };
       store = await retrying(
@@ -314,7 +314,7 @@ export class DistributedRuntime implements Runtime {
       } catch (error) {
         // A broker restart is not the end of the wait: keep polling until it is back.
         if (!isRetryable(error)) throw error;
-        this.options.logger.warn('cannot read the pipeline lag; retrying', { error: errorMessage(error) });
+        this.options.logger.warn('cannot read the pipeline lag; retrying', { ...errorFields(error) });
         await sleep(1_000);
         continue;
       }

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
-import { LightmemError, errorMessage, isRetryable } from '../core/errors.js';
+import { LightmemError, isRetryable, errorFields } from '../core/errors.js';
 import { Topics } from '../core/model/topics.js';
 import { versionName } from '../core/ports/pipeline-versions.js';
 import type { LightmemConfig } from '../core/config.js';
@@ -102,7 +102,7 @@ export class DistributedVersions extends VersionSet<DistributedVersionParts> {
         } catch (error) {
           // The registry unreachable, or a version's topics not ready yet: look again shortly.
           if (!isRetryable(error)) throw error;
-          logger.warn('cannot open the pipeline versions; retrying', { error: errorMessage(error) });
+          logger.warn('cannot open the pipeline versions; retrying', { ...errorFields(error) });
           await sleep(2_000, undefined, { signal }).catch(() => undefined);
           continue;
         }
@@ -119,7 +119,7 @@ export class DistributedVersions extends VersionSet<DistributedVersionParts> {
           if (!both.aborted) return;
           logger.warn('a pipeline version run failed while stopping', {
             stage: name,
-            error: errorMessage(error),
+            ...errorFields(error),
           });
         });
         try {
@@ -203,7 +203,7 @@ export class DistributedVersions extends VersionSet<DistributedVersionParts> {
       } catch (error) {
         // The registry unreachable for a moment: the stages go on with what they run.
         this.distributed.logger.warn('cannot read the pipeline versions; retrying', {
-          error: errorMessage(error),
+          ...errorFields(error),
         });
       }
     }

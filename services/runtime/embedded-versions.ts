@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ScheduledJob } from '../core/ports/scheduler.js';
 import { versionName } from '../core/ports/pipeline-versions.js';
-import { errorMessage } from '../core/errors.js';
+import { errorFields } from '../core/errors.js';
 import type { SqliteEventLog } from '../adapters/sqlite/sqlite-event-log.js';
 import type { SqlitePipelineVersions } from '../adapters/sqlite/sqlite-pipeline-versions.js';
 import { copyRawLog } from '../app/raw-log-copy.js';
@@ -165,7 +165,7 @@ export class EmbeddedVersions extends VersionSet<EmbeddedVersionParts> {
         (error: unknown) =>
           this.embedded.logger.warn('deleting a dropped version failed; retrying later', {
             version: version.name,
-            error: errorMessage(error),
+            ...errorFields(error),
           }),
       );
     }

@@ -7,7 +7,7 @@ import type { Logger } from '../core/ports/logger.js';
 import type { ScheduledJob } from '../core/ports/scheduler.js';
 import { backoffMs } from '../core/backoff.js';
 import { ConcurrencyLimit } from '../core/concurrency-limit.js';
-import { causeOf, errorMessage, isRetryable } from '../core/errors.js';
+import { isRetryable, errorFields } from '../core/errors.js';
 import { compositeKey } from '../core/model/keys.js';
 import {
   createActivities,
@@ -166,8 +166,7 @@ export class InProcessConsolidation {
                 this.options.logger.error('consolidation failed', {
                   tenantId: scope.tenantId,
                   userId: scope.userId,
-                  error: errorMessage(error),
-                  cause: causeOf(error),
+                  ...errorFields(error),
                 });
               }
             }),
@@ -198,7 +197,7 @@ export class InProcessConsolidation {
           activity: name,
           attempt,
           delayMs,
-          error: errorMessage(error),
+          ...errorFields(error),
         });
         await sleep(delayMs, undefined, { signal });
       }

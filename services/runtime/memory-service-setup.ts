@@ -37,6 +37,11 @@ export function memoryServiceOf(runtime: Runtime, clock: Clock): MemoryService {
     resumeErasures: () => erasure.resumeIncomplete(),
     embedderFor: runtime.embedderFor,
     replays: new Replays({ ...replay, configJson: versionConfigJson(config), clock }),
+    consolidate: (scope, options) =>
+      runtime.consolidate(scope, {
+        dryRun: options.dryRun,
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+      }),
     health: async () => {
       const [health, lags] = await Promise.all([runtime.health(), runtime.lag()]);
       return {

@@ -1,6 +1,6 @@
 import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
-import { causeOf, errorMessage } from '../core/errors.js';
+import { errorMessage, errorFields } from '../core/errors.js';
 import type { OwnerLock } from '../adapters/sqlite/owner-lock.js';
 import type { StageName, StageStatus } from './pipeline.js';
 import { PipelineStatus, type PipelineHealth } from './pipeline-health.js';
@@ -137,7 +137,7 @@ export class PipelineOwnership {
       acquired = this.lock.tryAcquire(now, PipelineStatus.encode({ stages: {} }));
     } catch (error) {
       // Contention on the lock itself: the next check tries again.
-      this.options.logger.debug('pipeline lock busy', { error: errorMessage(error) });
+      this.options.logger.debug('pipeline lock busy', { ...errorFields(error) });
       return;
     }
     if (!acquired) return;
@@ -160,7 +160,7 @@ export class PipelineOwnership {
     } catch (error) {
       // Another process holds the write lock right now; renewing again within the stale time is enough.
       this.options.logger.warn('renewing the pipeline lock failed; trying again', {
-        error: errorMessage(error),
+        ...errorFields(error),
       });
       return;
     }
@@ -174,8 +174,7 @@ export class PipelineOwnership {
     this.running = null;
     this.failure = { error: errorMessage(error), at: this.options.clock.now() };
     this.options.logger.error('pipeline stopped; giving it up so that a process can take it over', {
-      error: errorMessage(error),
-      cause: causeOf(error),
+      ...errorFields(error),
       retryInMs: this.options.failureCooldownMs,
     });
     this.releaseLock();
@@ -197,7 +196,7 @@ export class PipelineOwnership {
       this.lock.release();
     } catch (error) {
       // The lock goes stale on its own; a live process takes it over then.
-      this.options.logger.warn('releasing the pipeline lock failed', { error: errorMessage(error) });
+      this.options.logger.warn('releasing the pipeline lock failed', { ...errorFields(error) });
     }
   }
 }

@@ -10,7 +10,7 @@ import type { ConsolidationTrigger } from '../core/ports/consolidation-trigger.j
 import type { Clock } from '../core/ports/clock.js';
 import type { LightmemConfig } from '../core/config.js';
 import { Topics, type TopicName } from '../core/model/topics.js';
-import { causeOf, errorMessage, isRetryable } from '../core/errors.js';
+import { errorMessage, isRetryable, errorFields } from '../core/errors.js';
 import { compressorStage } from '../stages/compressor/compressor-stage.js';
 import { segmenterStage } from '../stages/segmenter/segmenter-stage.js';
 import { summarizerStage } from '../stages/summarizer/summarizer-stage.js';
@@ -138,14 +138,13 @@ export async function superviseStage(
       return;
     } catch (error) {
       if (options.signal.aborted) {
-        options.logger.warn('stage failed while stopping', { stage: stage.name, error: errorMessage(error) });
+        options.logger.warn('stage failed while stopping', { stage: stage.name, ...errorFields(error) });
         return;
       }
       if (!isRetryable(error)) {
         options.logger.error('stage stopped', {
           stage: stage.name,
-          error: errorMessage(error),
-          cause: causeOf(error),
+          ...errorFields(error),
         });
         options.onStatus?.(stage.name, { state: 'failed', error: errorMessage(error) });
         throw error;
@@ -157,7 +156,7 @@ export async function superviseStage(
         stage: stage.name,
         attempt: failures,
         delayMs,
-        error: errorMessage(error),
+        ...errorFields(error),
       });
       await sleep(delayMs, undefined, { signal: options.signal }).catch(() => undefined);
     }

@@ -12,7 +12,7 @@ import {
   type PipelineVersions,
   type ReadRoutes,
 } from '../core/ports/pipeline-versions.js';
-import { errorMessage } from '../core/errors.js';
+import { errorFields } from '../core/errors.js';
 import type { VersionProgress } from '../app/replays.js';
 import { carryOverMemories } from '../app/memory-carry-over.js';
 import type { MemoryEntry } from '../core/model/generated.js';
@@ -271,13 +271,13 @@ export class VersionSet<P extends VersionParts> {
         if (now === undefined || now.droppedAt !== null) {
           logger.info('pipeline version dropped; its run ended', {
             version: version.name,
-            error: errorMessage(error),
+            ...errorFields(error),
           });
           return;
         }
         logger.error('pipeline version stopped; restarting it', {
           version: version.name,
-          error: errorMessage(error),
+          ...errorFields(error),
         });
         await sleep(restartPauseMs, undefined, { signal }).catch(() => undefined);
       }
@@ -303,7 +303,7 @@ export class VersionSet<P extends VersionParts> {
         } catch (error) {
           this.deps.logger.warn('closing a dropped version failed', {
             version: version.name,
-            error: errorMessage(error),
+            ...errorFields(error),
           });
         }
       })();

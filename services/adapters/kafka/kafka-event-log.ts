@@ -27,7 +27,13 @@ import type {
 import type { Logger } from '../../core/ports/logger.js';
 import type { Clock } from '../../core/ports/clock.js';
 import { topicSchemas, type TopicName } from '../../core/model/topics.js';
-import { LightmemError, UnavailableError, errorMessage, isRetryable } from '../../core/errors.js';
+import {
+  LightmemError,
+  UnavailableError,
+  errorMessage,
+  isRetryable,
+  errorFields,
+} from '../../core/errors.js';
 import {
   batchPolicyOf,
   encodeOnce,
@@ -428,7 +434,7 @@ export class KafkaEventLog implements EventLog {
       this.options.logger.warn('a stage state value does not open; the key reads as absent', {
         group,
         key,
-        error: errorMessage(error),
+        ...errorFields(error),
       });
       return null;
     }
@@ -717,14 +723,14 @@ export class KafkaEventLog implements EventLog {
             logger.warn('commit failed, retrying', {
               attempt,
               delayMs: delay,
-              error: errorMessage(error),
+              ...errorFields(error),
             });
             await disconnectQuietly(producer);
             await waitWithHeartbeat(delay, { signal, heartbeat, policy: this.policy });
             if (signal.aborted) return;
             producer = await this.transactionalProducer(group).catch((reconnectError: unknown) => {
               logger.warn('transactional producer reconnect failed', {
-                error: errorMessage(reconnectError),
+                ...errorFields(reconnectError),
               });
               return producer;
             });
@@ -794,7 +800,7 @@ export class KafkaEventLog implements EventLog {
         logger.warn('stage start-up failed, retrying', {
           attempt,
           delayMs: delay,
-          error: errorMessage(error),
+          ...errorFields(error),
         });
         await waitWithHeartbeat(delay, { signal, policy: this.policy });
       }

@@ -3,7 +3,7 @@ import type { Admin, Consumer, ITopicConfig, Kafka, KafkaMessage, Producer } fro
 import { z } from 'zod';
 import type { ErasureTombstone } from '../../core/ports/event-log.js';
 import type { Logger } from '../../core/ports/logger.js';
-import { LightmemError, UnavailableError, errorMessage } from '../../core/errors.js';
+import { LightmemError, UnavailableError, errorMessage, errorFields } from '../../core/errors.js';
 import { withTimeout } from '../../core/deadline.js';
 import { deleteGroupQuietly, disconnectQuietly } from './disconnect.js';
 import { ensureTopics } from './kafka-topics.js';
@@ -321,7 +321,7 @@ export class UserKeyring {
   private abandonReader(reason: unknown): void {
     if (this.follower !== null && this.follower.failure === undefined) this.follower.failure = reason;
     this.starting = null;
-    this.options.logger.warn('keyring reader replaced', { error: errorMessage(reason) });
+    this.options.logger.warn('keyring reader replaced', { ...errorFields(reason) });
   }
 
   /**
@@ -337,7 +337,7 @@ export class UserKeyring {
       if (now - this.lastFreshenWarning > 60_000) {
         this.lastFreshenWarning = now;
         this.options.logger.warn('keyring not read up to its end before an append; going on', {
-          error: errorMessage(error),
+          ...errorFields(error),
         });
       }
     }
@@ -494,7 +494,7 @@ export class UserKeyring {
       this.starting = (async () => {
         await ensureTopics(admin, [this.options.topic]);
         if (current !== null) {
-          logger.warn('keyring reader stopped; starting a new one', { error: errorMessage(current.failure) });
+          logger.warn('keyring reader stopped; starting a new one', { ...errorFields(current.failure) });
           await current.stop();
         }
         const next = await KeyringFollower.start(

@@ -1,7 +1,7 @@
 import type { ScheduledJob, Scheduler } from '../../core/ports/scheduler.js';
 import type { Clock } from '../../core/ports/clock.js';
 import type { Logger } from '../../core/ports/logger.js';
-import { errorMessage } from '../../core/errors.js';
+import { errorFields } from '../../core/errors.js';
 
 /**
  * Runs registered jobs on timers inside this process. Runs of one job never overlap; a failing run is
@@ -34,7 +34,7 @@ export class InProcessScheduler implements Scheduler {
     const run = slot.job
       .run({ signal: this.controller.signal, now: this.clock.now() })
       .catch((error: unknown) =>
-        this.logger.error('scheduled job failed', { job: name, error: errorMessage(error) }),
+        this.logger.error('scheduled job failed', { job: name, ...errorFields(error) }),
       )
       .finally(() => {
         slot.running = null;

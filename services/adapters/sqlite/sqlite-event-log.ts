@@ -17,13 +17,7 @@ import type {
 import type { Logger } from '../../core/ports/logger.js';
 import type { Clock } from '../../core/ports/clock.js';
 import type { TopicName } from '../../core/model/topics.js';
-import {
-  LightmemError,
-  RetriesExhaustedError,
-  causeOf,
-  errorMessage,
-  isRetryable,
-} from '../../core/errors.js';
+import { LightmemError, RetriesExhaustedError, isRetryable, errorFields } from '../../core/errors.js';
 import { AvroCodec } from './avro-codec.js';
 import { batchPolicyOf, encodeOnce, runBatch, type BatchPolicy } from '../batch-policy.js';
 import {
@@ -505,8 +499,7 @@ export class SqliteEventLog implements EventLog {
           offset,
           attempt: commitFailures,
           delayMs: delay,
-          error: errorMessage(error),
-          cause: causeOf(error),
+          ...errorFields(error),
         });
         await sleep(delay, undefined, { signal }).catch(() => undefined);
       }
