@@ -16,6 +16,8 @@ const adapterImports = {
         '@elastic/*',
         '@temporalio/*',
         'onnxruntime-node',
+        'prom-client',
+        '@modelcontextprotocol/*',
         'node:http',
       ],
       message: 'Infrastructure libraries belong in adapters.',

@@ -20,6 +20,7 @@ import {
 } from '../core/errors.js';
 import { backoffMs } from '../core/backoff.js';
 import { payloadExcerpt } from '../core/model/dead-letter.js';
+import { codeOf, deadLetters, stageBatchSeconds, stageErrors, stageRecords } from '../telemetry/metrics.js';
 
 /** The dead-letter record of an input a stage could not process: the original plus why. */
 export function deadLetterFor(
@@ -138,6 +139,22 @@ export async function runBatch<T extends TopicName>(
   state: StateReader,
   options: BatchRunOptions,
 ): Promise<StageOutput | null> {
+  const stop = stageBatchSeconds.startTimer({ stage: options.group });
+  const output = await runBatchOnce(records, handler, state, options);
+  // A batch that is given up (aborted, or retries exhausted: it throws) is not counted: it runs again.
+  if (output !== null) {
+    stop();
+    stageRecords.inc({ stage: options.group }, records.length);
+  }
+  return output;
+}
+
+async function runBatchOnce<T extends TopicName>(
+  records: readonly LogRecord<T>[],
+  handler: BatchHandler<T>,
+  state: StateReader,
+  options: BatchRunOptions,
+): Promise<StageOutput | null> {
   const whole = await attempt(records, handler, state, options);
   if (whole === null || whole.ok) return whole === null ? null : whole.output;
   const [only] = records;
@@ -183,7 +200,9 @@ async function attempt<T extends TopicName>(
       return { ok: true, output };
     } catch (error) {
       if (options.signal.aborted) return null;
-      if (!retryable(error)) return { ok: false, error, attempts };
+      const retried = retryable(error);
+      stageErrors.inc({ stage: options.group, code: codeOf(error), retryable: String(retried) });
+      if (!retried) return { ok: false, error, attempts };
       const where = { group: options.group, topic: records[0]?.topic, offset: records[0]?.offset };
       if (attempts >= policy.maxAttempts) {
         throw new RetriesExhaustedError(
@@ -249,6 +268,7 @@ function deadLettered(
   attempts: number,
   options: BatchRunOptions,
 ): StageOutput {
+  deadLetters.inc({ stage: options.group, code: codeOf(error) });
   options.logger.error('record dead-lettered', {
     group: options.group,
     topic: record.topic,

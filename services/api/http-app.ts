@@ -22,6 +22,8 @@ export interface HttpAppDeps {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly version: string;
+  /** `GET /metrics`: the Prometheus text and its content type (absent: no /metrics). No key, as health. */
+  readonly metrics?: { text(): Promise<string>; contentType: string } | undefined;
   /** MCP over streamable HTTP at /mcp, with the same API keys (absent: no /mcp). */
   readonly mcp?: McpMount | undefined;
 }
@@ -145,6 +147,12 @@ export function createHttpApp(deps: HttpAppDeps): FastifyInstance {
     });
   }
   if (deps.mcp !== undefined) mountMcp(app, deps.mcp, logger);
+  const metrics = deps.metrics;
+  if (metrics !== undefined) {
+    app.get('/metrics', async (_request, reply) =>
+      reply.header('content-type', metrics.contentType).send(await metrics.text()),
+    );
+  }
   const document = openApiDocument(deps.routes, { version: deps.version });
   app.get('/openapi.json', async (_request, reply) => reply.send(document));
 

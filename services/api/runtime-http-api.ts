@@ -7,6 +7,7 @@ import { memoryServiceOf } from '../runtime/memory-service-setup.js';
 import { createHttpApp } from './http-app.js';
 import { apiRoutes } from './routes.js';
 import { toolScope } from '../mcp/mcp-tools.js';
+import { metricsContentType, metricsText } from '../telemetry/metrics.js';
 
 /** The HTTP API over a runtime (either mode) and the deployment's tenant directory: what `lightmem serve` runs. */
 export function createRuntimeHttpApi(
@@ -17,6 +18,9 @@ export function createRuntimeHttpApi(
   const service = memoryServiceOf(runtime, options.clock);
   return createHttpApp({
     routes: apiRoutes(service),
+    metrics: runtime.config.telemetry.metrics
+      ? { text: () => metricsText({ lag: () => runtime.lag() }), contentType: metricsContentType }
+      : undefined,
     mcp: {
       scopeOf: toolScope,
       // The MCP SDK is loaded with the first MCP request, not with the API.

@@ -9,6 +9,7 @@ import { Ingestion } from './ingestion.js';
 import { MemorySearch, memoryView, type MemoryView, type SearchResult } from './memory-search.js';
 import { historyView, type HistoryView } from './memory-history.js';
 import { bufferedTurns } from './buffered-turns.js';
+import { erasures, replays as replayCount, searchSeconds, timed } from '../telemetry/metrics.js';
 import { defaultCueWeights, type CueWeights } from './query-cues.js';
 import { requireScope, tenantOf, type Caller } from './caller.js';
 import type { EventsRequest, IngestResponse, SearchRequest, UsageResponse } from './api-schemas.js';
@@ -114,24 +115,26 @@ export class MemoryService {
   async search(caller: Caller, request: SearchRequest): Promise<SearchResult[]> {
     requireScope(caller, 'read');
     const tenantId = tenantOf(caller, request.tenantId);
-    const searcher =
-      this.deps.embedderFor === undefined
-        ? this.searcher
-        : new MemorySearch(this.deps.store, await this.deps.embedderFor(tenantId), this.deps.cues);
-    return searcher.search({
-      scope: {
-        tenantId,
-        userId: request.userId,
-        agentId: request.agentId,
-        conversationId: request.conversationId,
-        sessionId: request.sessionId,
-      },
-      query: request.query,
-      limit: request.limit,
-      from: request.from,
-      to: request.to,
-      includeSuperseded: request.includeSuperseded,
-      asOf: request.asOf,
+    return timed(searchSeconds, async () => {
+      const searcher =
+        this.deps.embedderFor === undefined
+          ? this.searcher
+          : new MemorySearch(this.deps.store, await this.deps.embedderFor(tenantId), this.deps.cues);
+      return searcher.search({
+        scope: {
+          tenantId,
+          userId: request.userId,
+          agentId: request.agentId,
+          conversationId: request.conversationId,
+          sessionId: request.sessionId,
+        },
+        query: request.query,
+        limit: request.limit,
+        from: request.from,
+        to: request.to,
+        includeSuperseded: request.includeSuperseded,
+        asOf: request.asOf,
+      });
     });
   }
 
@@ -201,7 +204,9 @@ export class MemoryService {
   /** Erases a user everywhere (admin): memories, log records, stage state, pending work; a receipt. */
   async eraseUser(caller: Caller, request: { userId: string }): Promise<ErasureReceipt> {
     requireScope(caller, 'admin');
-    return this.deps.eraseUser(caller.tenantId, request.userId);
+    const receipt = await this.deps.eraseUser(caller.tenantId, request.userId);
+    erasures.inc();
+    return receipt;
   }
 
   /**
@@ -252,7 +257,12 @@ export class MemoryService {
     caller: Caller,
     request: { tenants?: readonly string[] | null; since?: number | null | undefined },
   ): Promise<ReplayStatus> {
-    return this.replaysFor(caller).start(this.replayTenants(caller, request.tenants), request.since ?? null);
+    const status = await this.replaysFor(caller).start(
+      this.replayTenants(caller, request.tenants),
+      request.since ?? null,
+    );
+    replayCount.inc({ action: 'start' });
+    return status;
   }
 
   /** The pipeline versions the caller's tenant can see, with their progress and the reads they serve. */
@@ -283,7 +293,12 @@ export class MemoryService {
     caller: Caller,
     request: { version: string; tenants?: readonly string[] | null },
   ): Promise<ReplayStatus> {
-    return this.replaysFor(caller).switchTo(request.version, this.replayTenants(caller, request.tenants));
+    const status = await this.replaysFor(caller).switchTo(
+      request.version,
+      this.replayTenants(caller, request.tenants),
+    );
+    replayCount.inc({ action: 'switch' });
+    return status;
   }
 
   /**
@@ -301,7 +316,9 @@ export class MemoryService {
         );
       }
     }
-    return replays.drop(request.version);
+    const dropped = await replays.drop(request.version);
+    replayCount.inc({ action: 'drop' });
+    return dropped;
   }
 
   private replaysOf(): Replays {

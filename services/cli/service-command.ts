@@ -4,12 +4,37 @@ import { DistributedRuntime, stageNames } from '../runtime/distributed-runtime.j
 import type { StageName } from '../runtime/pipeline.js';
 import { commonOptions, parse } from './args.js';
 import { commandConfig, commandLogger } from './context.js';
+import type { LightmemConfig } from '../core/config.js';
+import type { Logger } from '../core/ports/logger.js';
+import { startOpsServer, type OpsServer } from '../telemetry/ops-server.js';
+import type { MetricsSources } from '../telemetry/metrics.js';
+
+/** The service's /metrics, /livez, /readyz (telemetry.opsHost / opsPort): ready while `working()`. */
+function opsEndpoints(
+  config: LightmemConfig,
+  logger: Logger,
+  working: () => boolean,
+  sources: MetricsSources = {},
+): Promise<OpsServer> {
+  return startOpsServer({
+    ...sources,
+    host: config.telemetry.opsHost,
+    port: config.telemetry.opsPort,
+    logger,
+    readiness: async () =>
+      working()
+        ? { ready: true, reasons: [] }
+        : { ready: false, reasons: ['not running (starting or stopping)'] },
+  });
+}
 
 export const serviceUsage = `lightmem service compressor|segmenter|summarizer|indexer|applier|consolidator [--config F]
   Runs one pipeline stage of distributed mode (Kafka + schema registry + Elasticsearch) until SIGTERM or
   SIGINT: the batch in hand is finished and committed, then the consumer leaves its group. Run as many
   replicas of a stage as it has partitions; give each a stable LIGHTMEM_INSTANCE_ID. \`consolidator\` runs a
-  Temporal worker of sleep-time consolidation (temporal.address, temporal.taskQueue): run one or more.`;
+  Temporal worker of sleep-time consolidation (temporal.address, temporal.taskQueue): run one or more.
+  Each answers GET /metrics (Prometheus), /livez and /readyz on telemetry.opsHost:opsPort (127.0.0.1:9464;
+  LIGHTMEM_OPS_HOST, LIGHTMEM_OPS_PORT; port 0: any free one, logged).`;
 
 export async function serviceCommand(argv: readonly string[]): Promise<number> {
   const { values, positionals } = parse(argv, commonOptions);
@@ -29,6 +54,16 @@ export async function serviceCommand(argv: readonly string[]): Promise<number> {
   const logger = commandLogger(values, config, { logLevel: 'info' }).child({ stage });
   const runtime = await DistributedRuntime.open(config, { logger, clock: systemClock });
   const stop = new AbortController();
+  let ops: OpsServer;
+  try {
+    ops = await opsEndpoints(config, logger, () => !stop.signal.aborted, {
+      // This stage's lag only (its group's committed offsets against its input's end).
+      lag: async () => (await runtime.lag()).filter((lag) => lag.stage === stage),
+    });
+  } catch (error) {
+    await runtime.close();
+    throw error;
+  }
   const graceMs = config.pipeline.shutdownGraceMs;
   let grace: NodeJS.Timeout | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -49,6 +84,8 @@ export async function serviceCommand(argv: readonly string[]): Promise<number> {
   try {
     await runtime.runStage(stage as StageName, stop.signal);
   } finally {
+    stop.abort();
+    await ops.close();
     await runtime.close();
     clearTimeout(grace);
     // Everything is closed and committed. A handle still open now is a client library's leftover (a retry
@@ -70,6 +107,13 @@ async function consolidatorService(values: Record<string, string | boolean | und
   const logger = commandLogger(values, config, { logLevel: 'info' }).child({ service: 'consolidator' });
   const runtime = await DistributedRuntime.open(config, { logger, clock: systemClock });
   const stop = new AbortController();
+  let ops: OpsServer;
+  try {
+    ops = await opsEndpoints(config, logger, () => !stop.signal.aborted);
+  } catch (error) {
+    await runtime.close();
+    throw error;
+  }
   const onSignal = (signal: NodeJS.Signals): void => {
     logger.info('stopping', { signal });
     stop.abort();
@@ -85,6 +129,8 @@ async function consolidatorService(values: Record<string, string | boolean | und
     await runtime.runConsolidator(stop.signal, process.env);
     return 0;
   } finally {
+    stop.abort();
+    await ops.close();
     await runtime.close();
   }
 }

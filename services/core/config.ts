@@ -372,6 +372,21 @@ export const LightmemConfig = z
         retentionDays: z.number().positive().default(30),
       })
       .prefault({}),
+    telemetry: z
+      .object({
+        /**
+         * `GET /metrics` (Prometheus text) on the API, without a key like the health checks. It carries ids
+         * (stage, tenant, model, error code) and counts, never text or secrets: scrape it on a private network.
+         */
+        metrics: z.boolean().default(true),
+        /**
+         * `lightmem service`: where its `/metrics`, `/livez` and `/readyz` answer (Kubernetes probes and
+         * Prometheus scrapes). Port 0: any free port (logged).
+         */
+        opsHost: z.string().default('127.0.0.1'),
+        opsPort: z.number().int().min(0).max(65_535).default(9464),
+      })
+      .prefault({}),
     server: z
       .object({
         /** Loopback by default: serving other machines is a choice (`--host 0.0.0.0`). */

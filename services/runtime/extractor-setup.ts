@@ -17,6 +17,7 @@ import {
   extractionPrompts,
   type ExtractionPromptName,
 } from '../stages/summarizer/llm/prompts.generated.js';
+import { meteredLedger } from '../telemetry/metered-ledger.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -121,7 +122,7 @@ export function configuredExtractor(
   const extractor = new LlmExtractor(
     new LedgeredChat({
       chat: model,
-      ledger,
+      ledger: meteredLedger(ledger),
       stage: 'summarizer',
       concurrency: config.llm.concurrency,
       clock,

@@ -21,6 +21,7 @@ import type {
   RunLimits,
 } from '../../workflows/consolidation/activity-types.js';
 import { consolidate } from '../../workflows/consolidation/orchestration.js';
+import { countDecisions } from '../telemetry/metrics.js';
 
 const neverAborted = new AbortController().signal;
 
@@ -94,7 +95,11 @@ export class InProcessConsolidation {
     this.activities = {
       planConsolidation: (input) =>
         this.attempt('planConsolidation', () => activities.planConsolidation(input)),
-      decideTasks: (input) => this.attempt('decideTasks', () => activities.decideTasks(input)),
+      decideTasks: async (input) => {
+        const result = await this.attempt('decideTasks', () => activities.decideTasks(input));
+        countDecisions(input, result);
+        return result;
+      },
       finishConsolidation: (input) =>
         this.attempt('finishConsolidation', () => activities.finishConsolidation(input)),
     };

@@ -13,6 +13,10 @@ import { stderrLogger } from './stderr-logger.js';
 import { EmbeddedRuntime } from './embedded-runtime.js';
 import { StopMessage, type WorkerMessage } from './worker-pipeline-runner.js';
 import { retrying } from '../core/backoff.js';
+import { threadMetricsSnapshot } from '../telemetry/metrics.js';
+
+/** How often the thread's metrics are posted to the thread that serves /metrics. */
+const metricsEveryMs = 2_000;
 
 const port = parentPort;
 if (port === null) throw new Error('pipeline-worker.ts runs as a worker thread');
@@ -39,12 +43,18 @@ const runtime = await retrying(
   post(failure(error));
   process.exit(1);
 });
+// The stages' metrics live in this thread's registry: the thread that serves /metrics gets a copy.
+const postMetrics = async (): Promise<void> =>
+  post({ type: 'metrics', snapshot: await threadMetricsSnapshot() });
+const metricsTimer = setInterval(() => void postMetrics().catch(() => undefined), metricsEveryMs);
 try {
   await runtime.runPipelines(controller.signal, (stage, status) => post({ type: 'status', stage, status }));
 } catch (error) {
   post(failure(error));
   process.exitCode = 1;
 } finally {
+  clearInterval(metricsTimer);
+  await postMetrics().catch(() => undefined);
   await runtime.close();
   port.close();
 }

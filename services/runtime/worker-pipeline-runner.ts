@@ -6,6 +6,7 @@ import { LightmemError, errorMessage } from '../core/errors.js';
 import type { PipelineRunner } from './pipeline-ownership.js';
 import type { StageName, StageStatus } from './pipeline.js';
 import { StageStatusSchema } from './pipeline-health.js';
+import { setThreadMetrics } from '../telemetry/metrics.js';
 
 /** What the pipeline thread tells the thread that started it. */
 export const WorkerMessage = z.discriminatedUnion('type', [
@@ -15,6 +16,8 @@ export const WorkerMessage = z.discriminatedUnion('type', [
     status: StageStatusSchema,
   }),
   z.object({ type: z.literal('failed'), code: z.string(), message: z.string(), retryable: z.boolean() }),
+  /** The thread's metrics registry (getMetricsAsJSON), every few seconds: /metrics adds them up. */
+  z.object({ type: z.literal('metrics'), snapshot: z.array(z.unknown()) }),
 ]);
 export type WorkerMessage = z.infer<typeof WorkerMessage>;
 
@@ -83,6 +86,7 @@ export class WorkerPipelineRunner implements PipelineRunner {
         }
         const message = parsed.data;
         if (message.type === 'status') onStatus(message.stage, message.status);
+        else if (message.type === 'metrics') setThreadMetrics('pipeline', message.snapshot);
         else failure = new LightmemError('internal', message.message, { retryable: message.retryable });
       });
       worker.once('error', (error) => {

@@ -13,6 +13,7 @@ import type { LogRecord, StateReader } from '../../services/core/ports/event-log
 import { Topics } from '../../services/core/model/topics.js';
 import type { DeadLetter } from '../../services/core/model/generated.js';
 import { memoryLogger } from '../support/memory-logger.js';
+import { metricTotal } from '../support/metric-total.js';
 
 const clock = { now: () => 1_700_000_000_000 };
 const emptyState: StateReader = { get: () => Promise.resolve(undefined), keys: () => Promise.resolve([]) };
@@ -152,5 +153,49 @@ describe('the batch policy (both event logs)', () => {
     const policy = batchPolicyOf({ maxAttempts: 2, retryBaseMs: undefined as unknown as number });
     assert.equal(policy.maxAttempts, 2);
     assert.equal(policy.retryBaseMs, 200);
+  });
+});
+
+describe('the batch policy counts what it does (metrics)', () => {
+  it('records per stage, retried and final failures by code, and dead letters by code', async () => {
+    const group = 'metered-stage';
+    const at = (name: string, labels: Record<string, string> = {}) =>
+      metricTotal(name, { stage: group, ...labels });
+    const before = {
+      records: await at('lightmem_stage_records_total'),
+      retried: await at('lightmem_stage_errors_total', { code: 'storage_unavailable', retryable: 'true' }),
+      final: await at('lightmem_stage_errors_total', { code: 'invalid_input', retryable: 'false' }),
+      dead: await at('lightmem_dead_letters_total', { code: 'invalid_input' }),
+      batches: await at('lightmem_stage_batch_duration_seconds_count'),
+    };
+    let first = true;
+    const output = await runBatch(
+      records(3),
+      (batch) => {
+        if (first) {
+          first = false;
+          return Promise.reject(new UnavailableError('busy once'));
+        }
+        if (batch.some((r) => r.offset === 1))
+          return Promise.reject(new InvalidInputError('bad turn', 'text'));
+        return Promise.resolve({ records: [], state: [] });
+      },
+      emptyState,
+      { ...options(fast), group },
+    );
+    assert.equal(output?.records.length, 1);
+    assert.equal((await at('lightmem_stage_records_total')) - before.records, 3);
+    assert.equal((await at('lightmem_stage_batch_duration_seconds_count')) - before.batches, 1);
+    assert.equal(
+      (await at('lightmem_stage_errors_total', { code: 'storage_unavailable', retryable: 'true' })) -
+        before.retried,
+      1,
+    );
+    // The whole batch failed once, then the isolated record: two final failures, one dead letter.
+    assert.equal(
+      (await at('lightmem_stage_errors_total', { code: 'invalid_input', retryable: 'false' })) - before.final,
+      2,
+    );
+    assert.equal((await at('lightmem_dead_letters_total', { code: 'invalid_input' })) - before.dead, 1);
   });
 });

@@ -11,6 +11,7 @@ import type {
 import { LightmemError } from '../../core/errors.js';
 import { isLaterVersion } from './consolidation-entity.js';
 import { activityFailure } from './temporal-errors.js';
+import { countDecisions } from '../../telemetry/metrics.js';
 
 /** The dependencies of a later pipeline version's consolidation (its store, log, embedder, decider). */
 export type VersionDeps = (version: string) => Promise<Omit<ConsolidationDeps, 'context'>>;
@@ -97,7 +98,11 @@ export function temporalActivities(
 
   return {
     planConsolidation: wrap(async (input) => (await activitiesOf(input)).planConsolidation(input)),
-    decideTasks: wrap(async (input) => (await activitiesOf(input)).decideTasks(input)),
+    decideTasks: wrap(async (input) => {
+      const result = await (await activitiesOf(input)).decideTasks(input);
+      countDecisions(input, result);
+      return result;
+    }),
     finishConsolidation: wrap(async (input) => (await activitiesOf(input)).finishConsolidation(input)),
   };
 }

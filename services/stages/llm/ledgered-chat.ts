@@ -24,7 +24,8 @@ export interface Judged<R> {
 
 export interface LedgeredChatOptions {
   readonly chat: ChatModel;
-  readonly ledger: LlmLedger;
+  /** Where calls are recorded and earlier answers found (the cost ledger, or a view of it). */
+  readonly ledger: Pick<LlmLedger, 'answerOf' | 'record'>;
   /** The stage the calls are made for (recorded). */
   readonly stage: string;
   /** Calls in flight at once in this process. */

@@ -72,10 +72,11 @@ export class StageProcess {
   ) {}
 
   start(): void {
-    const child = spawnCli(
-      ['service', this.stage, '--config', this.configFile, '--log-level', 'warn'],
-      this.env,
-    );
+    // Several services on one machine: each one's ops endpoints on a free port of its own.
+    const child = spawnCli(['service', this.stage, '--config', this.configFile, '--log-level', 'warn'], {
+      LIGHTMEM_OPS_PORT: '0',
+      ...this.env,
+    });
     const logFile = join(stageLogDir, `${basename(this.configFile, '.json')}-${this.stage}.log`);
     mkdirSync(stageLogDir, { recursive: true });
     child.stderr?.on('data', (chunk: Buffer) => {
