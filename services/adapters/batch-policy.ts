@@ -20,7 +20,8 @@ import {
 } from '../core/errors.js';
 import { backoffMs } from '../core/backoff.js';
 import { payloadExcerpt } from '../core/model/dead-letter.js';
-import { codeOf, deadLetters, stageBatchSeconds, stageErrors, stageRecords } from '../telemetry/metrics.js';
+import { codeOf, count, startTimer } from '../telemetry/meters.js';
+import { inStageSpans } from '../telemetry/trace-context.js';
 
 /** The dead-letter record of an input a stage could not process: the original plus why. */
 export function deadLetterFor(
@@ -139,14 +140,22 @@ export async function runBatch<T extends TopicName>(
   state: StateReader,
   options: BatchRunOptions,
 ): Promise<StageOutput | null> {
-  const stop = stageBatchSeconds.startTimer({ stage: options.group });
-  const output = await runBatchOnce(records, handler, state, options);
+  const stop = startTimer('lightmem_stage_batch_duration_seconds', { stage: options.group });
+  const traced = await inStageSpans(records, options.group, () =>
+    runBatchOnce(records, handler, state, options),
+  );
   // A batch that is given up (aborted, or retries exhausted: it throws) is not counted: it runs again.
-  if (output !== null) {
-    stop();
-    stageRecords.inc({ stage: options.group }, records.length);
-  }
-  return output;
+  if (traced === null) return null;
+  stop();
+  count('lightmem_stage_records_total', { stage: options.group }, records.length);
+  const { output, traceContextOf } = traced;
+  return {
+    records: output.records.map((record) => {
+      const traceContext = traceContextOf(record.key);
+      return traceContext === undefined ? record : { ...record, traceContext };
+    }),
+    state: output.state,
+  };
 }
 
 async function runBatchOnce<T extends TopicName>(
@@ -201,7 +210,11 @@ async function attempt<T extends TopicName>(
     } catch (error) {
       if (options.signal.aborted) return null;
       const retried = retryable(error);
-      stageErrors.inc({ stage: options.group, code: codeOf(error), retryable: String(retried) });
+      count('lightmem_stage_errors_total', {
+        stage: options.group,
+        code: codeOf(error),
+        retryable: String(retried),
+      });
       if (!retried) return { ok: false, error, attempts };
       const where = { group: options.group, topic: records[0]?.topic, offset: records[0]?.offset };
       if (attempts >= policy.maxAttempts) {
@@ -268,7 +281,7 @@ function deadLettered(
   attempts: number,
   options: BatchRunOptions,
 ): StageOutput {
-  deadLetters.inc({ stage: options.group, code: codeOf(error) });
+  count('lightmem_dead_letters_total', { stage: options.group, code: codeOf(error) });
   options.logger.error('record dead-lettered', {
     group: options.group,
     topic: record.topic,

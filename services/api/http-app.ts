@@ -13,6 +13,7 @@ import type { ApiRoute, HttpMethod } from './api-route.js';
 import { openApiDocument } from './openapi.js';
 import { Admission, originAllowed, parseJsonBody } from './request-guards.js';
 import { RateLimiter } from './rate-limiter.js';
+import { inServerSpan } from '../telemetry/trace-context.js';
 
 export interface HttpAppDeps {
   readonly routes: readonly ApiRoute[];
@@ -135,15 +136,24 @@ export function createHttpApp(deps: HttpAppDeps): FastifyInstance {
     app.route({
       method: route.method,
       url: route.url,
-      handler: async (request, reply) => {
-        const answer = await route.invoke(request.caller, {
-          params: request.params,
-          query: request.query,
-          body: request.body,
-          signal: abortSignalOf(reply),
-        });
-        return reply.code(answer.status).send(answer.body);
-      },
+      // One server span per request, a child of the caller's `traceparent` when it sends one; turns it
+      // appends carry its context into the pipeline.
+      handler: async (request, reply) =>
+        inServerSpan(
+          `${route.method} ${route.url}`,
+          request.headers,
+          { 'http.request.method': route.method, 'http.route': route.url },
+          async (span) => {
+            const answer = await route.invoke(request.caller, {
+              params: request.params,
+              query: request.query,
+              body: request.body,
+              signal: abortSignalOf(reply),
+            });
+            span.setAttribute('http.response.status_code', answer.status);
+            return reply.code(answer.status).send(answer.body);
+          },
+        ),
     });
   }
   if (deps.mcp !== undefined) mountMcp(app, deps.mcp, logger);

@@ -8,6 +8,7 @@ import { payloadExcerpt } from '../core/model/dead-letter.js';
 import { flushEvent } from '../core/model/flush-event.js';
 import { retrying } from '../core/backoff.js';
 import type { InputItem, TurnInput } from '../ingest/index.js';
+import { currentTraceContext } from '../telemetry/trace-context.js';
 
 export interface IngestError {
   readonly line: number | null;
@@ -76,12 +77,16 @@ export class Ingestion {
     const append = <T extends typeof Topics.raw | typeof Topics.deadLetters>(
       topic: T,
       records: readonly AppendRecord<T>[],
-    ) =>
-      retrying(() => this.log.append(topic, records), {
+    ) => {
+      // The records continue the trace of the request that appends them (when tracing is on).
+      const traceContext = currentTraceContext();
+      const traced = traceContext === undefined ? records : records.map((r) => ({ ...r, traceContext }));
+      return retrying(() => this.log.append(topic, traced), {
         attempts: options.appendAttempts ?? 1,
         baseMs: 200,
         maxMs: 5_000,
       });
+    };
     const flush = async (): Promise<void> => {
       if (letters.length > 0) await append(Topics.deadLetters, letters);
       if (events.length > 0) {

@@ -9,7 +9,7 @@ import { Ingestion } from './ingestion.js';
 import { MemorySearch, memoryView, type MemoryView, type SearchResult } from './memory-search.js';
 import { historyView, type HistoryView } from './memory-history.js';
 import { bufferedTurns } from './buffered-turns.js';
-import { erasures, replays as replayCount, searchSeconds, timed } from '../telemetry/metrics.js';
+import { count, timed } from '../telemetry/meters.js';
 import { defaultCueWeights, type CueWeights } from './query-cues.js';
 import { requireScope, tenantOf, type Caller } from './caller.js';
 import type { EventsRequest, IngestResponse, SearchRequest, UsageResponse } from './api-schemas.js';
@@ -115,7 +115,7 @@ export class MemoryService {
   async search(caller: Caller, request: SearchRequest): Promise<SearchResult[]> {
     requireScope(caller, 'read');
     const tenantId = tenantOf(caller, request.tenantId);
-    return timed(searchSeconds, async () => {
+    return timed('lightmem_search_duration_seconds', async () => {
       const searcher =
         this.deps.embedderFor === undefined
           ? this.searcher
@@ -205,7 +205,7 @@ export class MemoryService {
   async eraseUser(caller: Caller, request: { userId: string }): Promise<ErasureReceipt> {
     requireScope(caller, 'admin');
     const receipt = await this.deps.eraseUser(caller.tenantId, request.userId);
-    erasures.inc();
+    count('lightmem_erasures_total');
     return receipt;
   }
 
@@ -261,7 +261,7 @@ export class MemoryService {
       this.replayTenants(caller, request.tenants),
       request.since ?? null,
     );
-    replayCount.inc({ action: 'start' });
+    count('lightmem_replays_total', { action: 'start' });
     return status;
   }
 
@@ -297,7 +297,7 @@ export class MemoryService {
       request.version,
       this.replayTenants(caller, request.tenants),
     );
-    replayCount.inc({ action: 'switch' });
+    count('lightmem_replays_total', { action: 'switch' });
     return status;
   }
 
@@ -317,7 +317,7 @@ export class MemoryService {
       }
     }
     const dropped = await replays.drop(request.version);
-    replayCount.inc({ action: 'drop' });
+    count('lightmem_replays_total', { action: 'drop' });
     return dropped;
   }
 

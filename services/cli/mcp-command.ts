@@ -11,6 +11,7 @@ import { createMcpServer } from '../mcp/mcp-server.js';
 import { commonOptions, parse, stringOption } from './args.js';
 import { openContext } from './context.js';
 import { packageVersion } from './package-version.js';
+import { startTracing } from '../telemetry/tracing-setup.js';
 
 export const mcpUsage = `lightmem mcp [--tenant T] [--data-dir D]
   An MCP server on stdin/stdout (for Claude Desktop, Cursor, agents): tools add_turns, search_memory,
@@ -61,6 +62,7 @@ export async function mcpCommand(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const { config, logger, runtime } = await openContext(values, { logLevel: 'warn' }, {}, { serving: true });
+  const tracing = await startTracing(config, 'mcp', logger);
   try {
     const caller = await callerOf(config, stringOption(values, 'tenant'));
     if (!runtime.startPipeline()) {
@@ -88,5 +90,6 @@ export async function mcpCommand(argv: readonly string[]): Promise<number> {
     return 0;
   } finally {
     await runtime.close();
+    await tracing?.shutdown();
   }
 }

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LightmemConfig } from '../core/config.js';
 import type { Logger } from '../core/ports/logger.js';
@@ -13,6 +13,7 @@ import { createRuntimeHttpApi } from '../api/runtime-http-api.js';
 import { openTenantDirectory } from '../runtime/tenant-directory-setup.js';
 import { commonOptions, intOption, parse, stringOption } from './args.js';
 import { packageVersion } from './package-version.js';
+import { startTracing } from '../telemetry/tracing-setup.js';
 import { openContext } from './context.js';
 
 export const serveUsage = `lightmem serve [--port 8787] [--host 127.0.0.1] [--data-dir D] [--mode embedded|distributed]
@@ -49,6 +50,8 @@ async function bootstrapTenant(
     name: 'first start',
   });
   const file = apiKeyFile(config);
+  // Distributed mode keeps nothing else in the data dir: it may not exist yet.
+  mkdirSync(config.dataDir, { recursive: true });
   writeFileSync(file, `${issued.apiKey}\n`, { mode: 0o600 });
   logger.info('created the first tenant and its admin API key', {
     tenantId: config.defaultTenant,
@@ -79,6 +82,7 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
     },
     { serving: true },
   );
+  const tracing = await startTracing(config, 'api', logger);
   let directory: TenantDirectory;
   try {
     directory = await openTenantDirectory(config, systemClock, { serving: true });
@@ -120,6 +124,7 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
   await app.close();
   await directory.close();
   await runtime.close();
+  await tracing?.shutdown();
   return 0;
 }
 

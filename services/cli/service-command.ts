@@ -7,6 +7,7 @@ import { commandConfig, commandLogger } from './context.js';
 import type { LightmemConfig } from '../core/config.js';
 import type { Logger } from '../core/ports/logger.js';
 import { startOpsServer, type OpsServer } from '../telemetry/ops-server.js';
+import { startTracing } from '../telemetry/tracing-setup.js';
 import type { MetricsSources } from '../telemetry/metrics.js';
 
 /** The service's /metrics, /livez, /readyz (telemetry.opsHost / opsPort): ready while `working()`. */
@@ -52,6 +53,7 @@ export async function serviceCommand(argv: readonly string[]): Promise<number> {
   }
   const config = commandConfig(values, { mode: 'distributed' });
   const logger = commandLogger(values, config, { logLevel: 'info' }).child({ stage });
+  const tracing = await startTracing(config, stage, logger);
   const runtime = await DistributedRuntime.open(config, { logger, clock: systemClock });
   const stop = new AbortController();
   let ops: OpsServer;
@@ -87,6 +89,7 @@ export async function serviceCommand(argv: readonly string[]): Promise<number> {
     stop.abort();
     await ops.close();
     await runtime.close();
+    await tracing?.shutdown();
     clearTimeout(grace);
     // Everything is closed and committed. A handle still open now is a client library's leftover (a retry
     // timer, a socket): name it, and do not let it keep the process (and its replacement's start) waiting.
@@ -105,6 +108,7 @@ export async function serviceCommand(argv: readonly string[]): Promise<number> {
 async function consolidatorService(values: Record<string, string | boolean | undefined>): Promise<number> {
   const config = commandConfig(values, { mode: 'distributed' });
   const logger = commandLogger(values, config, { logLevel: 'info' }).child({ service: 'consolidator' });
+  const tracing = await startTracing(config, 'consolidator', logger);
   const runtime = await DistributedRuntime.open(config, { logger, clock: systemClock });
   const stop = new AbortController();
   let ops: OpsServer;
@@ -132,5 +136,6 @@ async function consolidatorService(values: Record<string, string | boolean | und
     stop.abort();
     await ops.close();
     await runtime.close();
+    await tracing?.shutdown();
   }
 }

@@ -385,6 +385,13 @@ export const LightmemConfig = z
          */
         opsHost: z.string().default('127.0.0.1'),
         opsPort: z.number().int().min(0).max(65_535).default(9464),
+        /**
+         * Traces: the OTLP/HTTP endpoint spans are sent to (`http://collector:4318/v1/traces`; also
+         * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces). null: no tracing.
+         */
+        tracesEndpoint: z.url().nullable().default(null),
+        /** Share of new traces recorded (a trace continued from a caller keeps the caller's decision). */
+        traceSampleRatio: z.number().min(0).max(1).default(1),
       })
       .prefault({}),
     server: z

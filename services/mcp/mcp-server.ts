@@ -11,6 +11,7 @@ import type { MemoryService } from '../app/memory-service.js';
 import { errorBody } from '../api/http-errors.js';
 import { jsonSchema } from '../api/openapi.js';
 import { mcpTools } from './mcp-tools.js';
+import { inSpan } from '../telemetry/trace-context.js';
 
 export interface McpServerOptions {
   /** Who calls every tool of this server: the API key's tenant and scopes (or the local operator). */
@@ -55,7 +56,11 @@ export function createMcpServer(service: MemoryService, options: McpServerOption
           },
         );
       }
-      const answer = await tool.call(service, options.caller, args, extra.signal);
+      const answer = await inSpan(
+        `mcp tools/call ${tool.name}`,
+        { kind: 'server', attributes: { 'mcp.tool.name': tool.name } },
+        () => tool.call(service, options.caller, args, extra.signal),
+      );
       return { content: [{ type: 'text', text: answer.text }], structuredContent: answer.structured };
     } catch (error) {
       return toolError(error, name, options.logger);

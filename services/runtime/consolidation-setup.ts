@@ -20,6 +20,7 @@ import type { ConsolidationDeps, ConsolidationSettings } from '../../workflows/c
 import type { RunLimits } from '../../workflows/consolidation/activity-types.js';
 import { configuredChatModel, wantsLlmExtractor, type Env } from './extractor-setup.js';
 import { meteredLedger } from '../telemetry/metered-ledger.js';
+import { tracedChat } from '../telemetry/traced-chat.js';
 
 /** Who decides: the LLM when asked for (or `auto` with the LLM extractor on), else the LLM-free policy. */
 export function consolidationPolicy(config: LightmemConfig): 'llm' | 'near-duplicate' {
@@ -64,7 +65,7 @@ export function configuredDecider(
   const prompt = updatePrompt(config.consolidation.prompt);
   return new LlmUpdateDecider(
     new LedgeredChat({
-      chat: chat ?? configuredChatModel(config, env),
+      chat: tracedChat(chat ?? configuredChatModel(config, env)),
       ledger: meteredLedger(ledger),
       stage: 'consolidator',
       concurrency: config.llm.concurrency,

@@ -18,6 +18,7 @@ import {
   type ExtractionPromptName,
 } from '../stages/summarizer/llm/prompts.generated.js';
 import { meteredLedger } from '../telemetry/metered-ledger.js';
+import { tracedChat } from '../telemetry/traced-chat.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -121,7 +122,7 @@ export function configuredExtractor(
     Object.values(budget.tenants).some((t) => t.tokensPerMinute != null || t.tokensPerDay != null);
   const extractor = new LlmExtractor(
     new LedgeredChat({
-      chat: model,
+      chat: tracedChat(model),
       ledger: meteredLedger(ledger),
       stage: 'summarizer',
       concurrency: config.llm.concurrency,

@@ -21,7 +21,8 @@ import type {
   RunLimits,
 } from '../../workflows/consolidation/activity-types.js';
 import { consolidate } from '../../workflows/consolidation/orchestration.js';
-import { countDecisions } from '../telemetry/metrics.js';
+import { countDecisions } from '../telemetry/meters.js';
+import { inSpan } from '../telemetry/trace-context.js';
 
 const neverAborted = new AbortController().signal;
 
@@ -182,7 +183,11 @@ export class InProcessConsolidation {
   }
 
   /** Runs an activity with Temporal's retry semantics; the retry gets the last heartbeat's details. */
-  private async attempt<T>(name: string, work: () => Promise<T>): Promise<T> {
+  private attempt<T>(name: string, work: () => Promise<T>): Promise<T> {
+    return inSpan(`consolidation ${name}`, { kind: 'internal' }, () => this.attemptUntraced(name, work));
+  }
+
+  private async attemptUntraced<T>(name: string, work: () => Promise<T>): Promise<T> {
     const signal = this.runSignals.getStore() ?? neverAborted;
     let details: unknown;
     for (let attempt = 1; ; attempt++) {

@@ -14,7 +14,7 @@ export interface ConfigSources {
 
 /**
  * Configuration precedence: defaults < config file (LIGHTMEM_CONFIG, --config, or <dataDir>/config.json)
- * < environment (LIGHTMEM_DATA_DIR, LIGHTMEM_PORT, LIGHTMEM_HOST, LIGHTMEM_OPS_PORT, LIGHTMEM_OPS_HOST, LIGHTMEM_LOG_LEVEL, LIGHTMEM_MODELS_DIR,
+ * < environment (LIGHTMEM_DATA_DIR, LIGHTMEM_PORT, LIGHTMEM_HOST, LIGHTMEM_OPS_PORT, LIGHTMEM_OPS_HOST, LIGHTMEM_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, LIGHTMEM_LOG_LEVEL, LIGHTMEM_MODELS_DIR,
  * LIGHTMEM_EMBEDDER, LIGHTMEM_COMPRESSOR, LIGHTMEM_AUTO_FETCH, LIGHTMEM_LLM_BASE_URL or OPENAI_BASE_URL,
  * LIGHTMEM_LLM_MODEL, LIGHTMEM_MODE, LIGHTMEM_KAFKA_BROKERS (comma-separated), LIGHTMEM_KAFKA_TOPIC_PREFIX,
  * LIGHTMEM_INSTANCE_ID, LIGHTMEM_REGISTRY_URL, LIGHTMEM_ES_URL, LIGHTMEM_ES_INDEX_PREFIX, LIGHTMEM_TEMPORAL_ADDRESS,
@@ -37,6 +37,12 @@ export function loadConfig(sources: ConfigSources): LightmemConfig {
   if (nonEmpty(env['LIGHTMEM_OPS_PORT']) !== undefined)
     telemetry['opsPort'] = Number(env['LIGHTMEM_OPS_PORT']);
   if (nonEmpty(env['LIGHTMEM_OPS_HOST']) !== undefined) telemetry['opsHost'] = env['LIGHTMEM_OPS_HOST'];
+  const otlpBase = nonEmpty(env['OTEL_EXPORTER_OTLP_ENDPOINT']);
+  const traces =
+    nonEmpty(env['LIGHTMEM_TRACES_ENDPOINT']) ??
+    nonEmpty(env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']) ??
+    (otlpBase === undefined ? undefined : `${otlpBase.replace(/\/+$/, '')}/v1/traces`);
+  if (traces !== undefined) telemetry['tracesEndpoint'] = traces;
   if (Object.keys(telemetry).length > 0) fromEnv['telemetry'] = telemetry;
   // Requests per second per API key; the burst allowed is twice that.
   const rate = nonEmpty(env['LIGHTMEM_RATE_LIMIT']);

@@ -14,6 +14,7 @@ import { EmbeddedRuntime } from './embedded-runtime.js';
 import { StopMessage, type WorkerMessage } from './worker-pipeline-runner.js';
 import { retrying } from '../core/backoff.js';
 import { threadMetricsSnapshot } from '../telemetry/metrics.js';
+import { startTracing } from '../telemetry/tracing-setup.js';
 
 /** How often the thread's metrics are posted to the thread that serves /metrics. */
 const metricsEveryMs = 2_000;
@@ -26,6 +27,8 @@ const logger = stderrLogger(config.logLevel, { thread: 'pipeline' });
 const post = (message: WorkerMessage): void => port.postMessage(message);
 
 lowerThreadPriority(config.pipeline.priority);
+// The thread's own tracer provider (OpenTelemetry's API is per thread), when tracing is on.
+const tracing = await startTracing(config, 'pipeline', logger);
 const controller = new AbortController();
 port.on('message', (message: unknown) => {
   if (StopMessage.safeParse(message).success) controller.abort();
@@ -56,6 +59,7 @@ try {
   clearInterval(metricsTimer);
   await postMetrics().catch(() => undefined);
   await runtime.close();
+  await tracing?.shutdown();
   port.close();
 }
 

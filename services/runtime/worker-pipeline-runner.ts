@@ -6,7 +6,7 @@ import { LightmemError, errorMessage } from '../core/errors.js';
 import type { PipelineRunner } from './pipeline-ownership.js';
 import type { StageName, StageStatus } from './pipeline.js';
 import { StageStatusSchema } from './pipeline-health.js';
-import { setThreadMetrics } from '../telemetry/metrics.js';
+import { setThreadMetrics } from '../telemetry/meters.js';
 
 /** What the pipeline thread tells the thread that started it. */
 export const WorkerMessage = z.discriminatedUnion('type', [

@@ -1,5 +1,5 @@
 import type { LlmCall, LlmLedger } from '../core/ports/llm-ledger.js';
-import { llmCalls, llmSeconds, llmTokens } from './metrics.js';
+import { count, observe } from './meters.js';
 
 /** What a LedgeredChat uses of the ledger. */
 export type CallLedger = Pick<LlmLedger, 'answerOf' | 'record'>;
@@ -16,11 +16,18 @@ export function meteredLedger(ledger: LlmLedger): CallLedger {
     record: async (call: LlmCall) => {
       await ledger.record(call);
       const labels = { tenant: call.tenantId, stage: call.stage, model: call.model };
-      llmCalls.inc({ ...labels, outcome: call.outcome });
-      if (call.promptTokens > 0) llmTokens.inc({ ...labels, kind: 'prompt' }, call.promptTokens);
-      if (call.completionTokens > 0) llmTokens.inc({ ...labels, kind: 'completion' }, call.completionTokens);
+      count('lightmem_llm_calls_total', { ...labels, outcome: call.outcome });
+      if (call.promptTokens > 0)
+        count('lightmem_llm_tokens_total', { ...labels, kind: 'prompt' }, call.promptTokens);
+      if (call.completionTokens > 0) {
+        count('lightmem_llm_tokens_total', { ...labels, kind: 'completion' }, call.completionTokens);
+      }
       if (call.outcome !== 'reused') {
-        llmSeconds.observe({ stage: call.stage, model: call.model }, call.latencyMs / 1000);
+        observe(
+          'lightmem_llm_call_duration_seconds',
+          { stage: call.stage, model: call.model },
+          call.latencyMs / 1000,
+        );
       }
     },
   };

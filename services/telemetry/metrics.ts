@@ -9,11 +9,12 @@ import {
   type MetricValue,
 } from 'prom-client';
 import { isMainThread } from 'node:worker_threads';
-import { LightmemError } from '../core/errors.js';
+import { installMetricsBackend, otherThreadMetrics, type MetricName } from './meters.js';
 
 /**
- * The process's Prometheus metrics (prom-client): one registry per thread, these metric objects in it, and
- * `metricsText`, the text format that `/metrics` answers (the API's and every `lightmem service`'s). The
+ * The process's Prometheus metrics (prom-client): one registry per thread, these metric objects in it (the
+ * backend of meters.ts, installed when this module is loaded), and `metricsText`, the text format that
+ * `/metrics` answers (the API's and every `lightmem service`'s). The
  * pipeline thread of `lightmem serve` has a registry of its own and posts its content to the thread that
  * started it every few seconds (worker-pipeline-runner.ts); `metricsText` adds them up.
  *
@@ -23,14 +24,14 @@ export const registry = new Registry();
 
 const seconds = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
-export const stageRecords = new Counter({
+const stageRecords = new Counter({
   name: 'lightmem_stage_records_total',
   help: 'Records a stage processed (committed batches; dead-lettered records included)',
   labelNames: ['stage'] as const,
   registers: [registry],
 });
 
-export const stageBatchSeconds = new Histogram({
+const stageBatchSeconds = new Histogram({
   name: 'lightmem_stage_batch_duration_seconds',
   help: 'Time a stage took over a batch, retries and isolation of a failing record included',
   labelNames: ['stage'] as const,
@@ -38,14 +39,14 @@ export const stageBatchSeconds = new Histogram({
   registers: [registry],
 });
 
-export const stageErrors = new Counter({
+const stageErrors = new Counter({
   name: 'lightmem_stage_errors_total',
   help: 'Failed attempts of a stage batch, by error code and whether it is retried',
   labelNames: ['stage', 'code', 'retryable'] as const,
   registers: [registry],
 });
 
-export const deadLetters = new Counter({
+const deadLetters = new Counter({
   name: 'lightmem_dead_letters_total',
   help: 'Records a stage could not process and dead-lettered, by error code',
   labelNames: ['stage', 'code'] as const,
@@ -59,21 +60,21 @@ export const stagePending = new Gauge({
   registers: [registry],
 });
 
-export const llmCalls = new Counter({
+const llmCalls = new Counter({
   name: 'lightmem_llm_calls_total',
   help: 'LLM calls by tenant, stage, model and outcome (ok, repaired, rejected, failed, reused from the ledger)',
   labelNames: ['tenant', 'stage', 'model', 'outcome'] as const,
   registers: [registry],
 });
 
-export const llmTokens = new Counter({
+const llmTokens = new Counter({
   name: 'lightmem_llm_tokens_total',
   help: 'LLM tokens by tenant, stage, model and kind (prompt, completion)',
   labelNames: ['tenant', 'stage', 'model', 'kind'] as const,
   registers: [registry],
 });
 
-export const llmSeconds = new Histogram({
+const llmSeconds = new Histogram({
   name: 'lightmem_llm_call_duration_seconds',
   help: 'Latency of LLM calls that were sent (not those answered from the ledger)',
   labelNames: ['stage', 'model'] as const,
@@ -81,14 +82,14 @@ export const llmSeconds = new Histogram({
   registers: [registry],
 });
 
-export const consolidationDecisions = new Counter({
+const consolidationDecisions = new Counter({
   name: 'lightmem_consolidation_decisions_total',
   help: 'Sleep-time consolidation decisions by type (update, supersede, merge, ignore)',
   labelNames: ['type'] as const,
   registers: [registry],
 });
 
-export const searchSeconds = new Histogram({
+const searchSeconds = new Histogram({
   name: 'lightmem_search_duration_seconds',
   help: 'Time to answer a memory search (embedding the query included), by outcome (ok, error)',
   labelNames: ['outcome'] as const,
@@ -96,51 +97,45 @@ export const searchSeconds = new Histogram({
   registers: [registry],
 });
 
-export const erasures = new Counter({
+const erasures = new Counter({
   name: 'lightmem_erasures_total',
   help: 'Users erased (each erasure request that completed)',
   registers: [registry],
 });
 
-export const replays = new Counter({
+const replays = new Counter({
   name: 'lightmem_replays_total',
   help: 'Replay actions: start, switch, drop',
   labelNames: ['action'] as const,
   registers: [registry],
 });
 
+const counters: Partial<Record<MetricName, Counter>> = {
+  lightmem_stage_records_total: stageRecords,
+  lightmem_stage_errors_total: stageErrors,
+  lightmem_dead_letters_total: deadLetters,
+  lightmem_llm_calls_total: llmCalls,
+  lightmem_llm_tokens_total: llmTokens,
+  lightmem_consolidation_decisions_total: consolidationDecisions,
+  lightmem_erasures_total: erasures,
+  lightmem_replays_total: replays,
+};
+const histograms: Partial<Record<MetricName, Histogram>> = {
+  lightmem_stage_batch_duration_seconds: stageBatchSeconds,
+  lightmem_llm_call_duration_seconds: llmSeconds,
+  lightmem_search_duration_seconds: searchSeconds,
+};
+
+// From now on the counts and timings of this thread (meters.ts) land in this registry.
+installMetricsBackend({
+  inc: (name, labels, value) => counters[name]?.inc(labels, value),
+  observe: (name, labels, value) => histograms[name]?.observe(labels, value),
+});
+
 // CPU, memory, event-loop lag and handles of the process, once (the main thread's registry).
 if (isMainThread) collectDefaultMetrics({ register: registry, prefix: 'lightmem_' });
 
-/** An error's code for a label: ours, else `internal`. */
-export function codeOf(error: unknown): string {
-  return error instanceof LightmemError ? error.code : 'internal';
-}
-
-/** Times `work` into a histogram with an `outcome` label (ok or error). */
-export async function timed<R>(histogram: Histogram<'outcome'>, work: () => Promise<R>): Promise<R> {
-  const stop = histogram.startTimer();
-  try {
-    const result = await work();
-    stop({ outcome: 'ok' });
-    return result;
-  } catch (error) {
-    stop({ outcome: 'error' });
-    throw error;
-  }
-}
-
-type MetricsSnapshot = MetricObjectWithValues<MetricValue<string>>[];
-
-/** The last content each other thread posted (the pipeline thread of `lightmem serve`). */
-const otherThreads = new Map<string, MetricsSnapshot>();
-
-/** Keeps a thread's latest metrics (from its registry's getMetricsAsJSON), replacing the previous. */
-export function setThreadMetrics(thread: string, snapshot: unknown): void {
-  if (Array.isArray(snapshot)) otherThreads.set(thread, snapshot as MetricsSnapshot);
-}
-
-export function threadMetricsSnapshot(): Promise<MetricsSnapshot> {
+export function threadMetricsSnapshot(): Promise<MetricObjectWithValues<MetricValue<string>>[]> {
   return registry.getMetricsAsJSON();
 }
 
@@ -157,20 +152,10 @@ export async function metricsText(sources: MetricsSources = {}): Promise<string>
       stagePending.set({ stage: lag.stage }, Math.max(0, lag.end - lag.committed));
     }
   }
-  if (otherThreads.size === 0) return registry.metrics();
-  const merged = AggregatorRegistry.aggregate([await registry.getMetricsAsJSON(), ...otherThreads.values()]);
+  const others = otherThreadMetrics() as MetricObjectWithValues<MetricValue<string>>[][];
+  if (others.length === 0) return registry.metrics();
+  const merged = AggregatorRegistry.aggregate([await registry.getMetricsAsJSON(), ...others]);
   return merged.metrics();
 }
 
 export const metricsContentType = registry.contentType;
-
-/** Counts the decisions of a consolidation activity that changes memories (a dry run changes nothing). */
-export function countDecisions(
-  input: { readonly dryRun: boolean },
-  result: { readonly decisions: readonly { readonly op: string; readonly merge: boolean }[] },
-): void {
-  if (input.dryRun) return;
-  for (const decision of result.decisions) {
-    consolidationDecisions.inc({ type: decision.merge ? 'merge' : decision.op });
-  }
-}

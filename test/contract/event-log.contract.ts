@@ -84,6 +84,40 @@ export function eventLogContract(
     }
 
     describe('append and read', () => {
+      it('keeps the trace context of each record, appended and committed by a stage', async () => {
+        const traced = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+        const events = [0, 1].map((i) => turn(i, { conversationId: `trace-${i}` }));
+        await log.append(Topics.raw, [
+          { ...toAppend(events[0] as ConversationEvent), traceContext: traced },
+          toAppend(events[1] as ConversationEvent),
+        ]);
+        const read = await log.read(Topics.raw, 0, 10);
+        assert.deepEqual(
+          read.map((r) => r.traceContext),
+          [traced, undefined],
+        );
+        // A stage's outputs carry the context they are given (the batch policy gives its span's).
+        const stageContext = '00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01';
+        const g = group('trace');
+        await consumeUntil(
+          { group: g, topic: Topics.raw },
+          async (records) => ({
+            records: records.map((r) => ({
+              topic: Topics.compressed,
+              key: r.key,
+              value: compressedOf(plain(r.value)),
+              ...(r.traceContext === undefined ? {} : { traceContext: stageContext }),
+            })),
+            state: [],
+          }),
+          committedAt(g, Topics.raw, 2),
+        );
+        const outputs = await log.read(Topics.compressed, 0, 100);
+        const contextOf = new Map(outputs.map((r) => [r.value.event.conversationId, r.traceContext]));
+        assert.equal(contextOf.get('trace-0'), stageContext);
+        assert.equal(contextOf.get('trace-1'), undefined);
+      });
+
       it('a new log is empty', async () => {
         assert.equal(await log.endOffset(Topics.raw), 0);
         assert.deepEqual(await log.read(Topics.raw, 0, 10), []);

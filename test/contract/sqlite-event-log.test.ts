@@ -604,7 +604,12 @@ describe('SqliteEventLog', () => {
       );
       const db = new Database(file, { readonly: true });
       try {
-        assert.equal(db.pragma('user_version', { simple: true }), 4);
+        assert.equal(db.pragma('user_version', { simple: true }), 5);
+        // Migration 5 added the trace context: the records of before carry none.
+        assert.equal(
+          db.prepare('SELECT COUNT(*) FROM records WHERE trace_context IS NOT NULL').pluck().get(),
+          0,
+        );
         // Migration 4 filled in the owner of every record written before it (erasure finds them by it).
         const owners = db
           .prepare(`SELECT tenant_id, user_id, COUNT(*) AS n FROM records WHERE topic = ? GROUP BY 1, 2`)

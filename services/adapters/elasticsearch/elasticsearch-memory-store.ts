@@ -82,6 +82,7 @@ import {
   scopedQuery,
   type SearchResult,
 } from './es-query.js';
+import { inSpan, storeWriteSpan } from '../../telemetry/trace-context.js';
 
 type Query = estypes.QueryDslQueryContainer;
 
@@ -230,27 +231,31 @@ export class ElasticsearchMemoryStore implements MemoryStore {
       checkIdSize(write.entry.id, `writes[${index}].entry.id`);
     });
     if (writes.length === 0) return { inserted: 0, updated: 0, unchanged: 0 };
-    return this.call('upsert', async () => {
-      const counts = { inserted: 0, updated: 0, unchanged: 0 };
-      const erasedAt = await this.erasedUsersOf(writes.map((write) => write.entry));
-      const kept = writes.flatMap((write, index) => {
-        if (!isFenced(erasedAt, write.entry)) return [{ write, index }];
-        // Extracted before its user was erased (an indexer batch in flight then): it stays erased.
-        counts.unchanged++;
-        return [];
-      });
-      if (kept.length === 0) return counts;
-      const keptWrites = kept.map(({ write }) => write);
-      const stored = await this.embedder.current();
-      checkBatchEmbedder(stored, keptWrites);
-      const beforeWrite = embedderClaim(this.embedder, stored, keptWrites);
-      for (const tenantId of new Set(keptWrites.map((write) => write.entry.tenantId))) {
-        await this.tenants.ensure(tenantId);
-      }
-      for (const round of distinctIdRounds(kept)) await this.upsertRound(round, counts, beforeWrite);
-      await this.undoWritesOfErased(keptWrites.map((write) => write.entry));
-      return counts;
+    const span = storeWriteSpan('elasticsearch', writes.length);
+    return this.call('upsert', () => inSpan('memory store upsert', span, () => this.upsertAll(writes)));
+  }
+
+  /** The writes of one upsert call (see upsert). */
+  private async upsertAll(writes: readonly MemoryWrite[]): Promise<UpsertResult> {
+    const counts = { inserted: 0, updated: 0, unchanged: 0 };
+    const erasedAt = await this.erasedUsersOf(writes.map((write) => write.entry));
+    const kept = writes.flatMap((write, index) => {
+      if (!isFenced(erasedAt, write.entry)) return [{ write, index }];
+      // Extracted before its user was erased (an indexer batch in flight then): it stays erased.
+      counts.unchanged++;
+      return [];
     });
+    if (kept.length === 0) return counts;
+    const keptWrites = kept.map(({ write }) => write);
+    const stored = await this.embedder.current();
+    checkBatchEmbedder(stored, keptWrites);
+    const beforeWrite = embedderClaim(this.embedder, stored, keptWrites);
+    for (const tenantId of new Set(keptWrites.map((write) => write.entry.tenantId))) {
+      await this.tenants.ensure(tenantId);
+    }
+    for (const round of distinctIdRounds(kept)) await this.upsertRound(round, counts, beforeWrite);
+    await this.undoWritesOfErased(keptWrites.map((write) => write.entry));
+    return counts;
   }
 
   /**

@@ -220,12 +220,14 @@ export class KafkaEventLog implements EventLog {
       key: record.key,
       value: this.codec.encode(topic, record.value),
       owner: ownerOf(recordOwner(topic, record.value)),
+      headers: traceHeaders(record.traceContext),
     }));
     // Read the keyring up to now first (briefly): a user erased a moment ago elsewhere gets a new key.
     if (encoded.some((record) => record.owner !== null)) await this.keyring.freshen();
-    const messages: { key: string; value: Buffer }[] = [];
+    const messages: { key: string; value: Buffer; headers?: Record<string, string> }[] = [];
     for (const record of encoded) {
-      messages.push({ key: record.key, value: await this.sealFor(record.owner, record.value, new Map()) });
+      const value = await this.sealFor(record.owner, record.value, new Map());
+      messages.push({ key: record.key, value, ...record.headers });
     }
     try {
       await this.producer.send({ topic: kafkaTopic(this.options.topics, topic), messages, acks: -1 });
@@ -410,6 +412,7 @@ export class KafkaEventLog implements EventLog {
       key: message.key?.toString('utf8') ?? '',
       value: await this.codec.decode(topic, plain),
       appendedAt: Number(message.timestamp),
+      ...traceContextOf(message),
     };
   }
 
@@ -860,6 +863,7 @@ export class KafkaEventLog implements EventLog {
         topic: record.topic,
         key: record.key,
         value: await this.sealFor(owner, encode(record), inputKeys),
+        traceContext: record.traceContext,
       });
     }
     const state: SealedOutput['state'] = [];
@@ -916,11 +920,11 @@ export class KafkaEventLog implements EventLog {
     /** State keys this batch writes whose old value is in another partition: deleted there. */
     moved: readonly { readonly key: string; readonly partition: number }[],
   ): Promise<void> {
-    const byTopic = new Map<string, { key: string; value: Buffer }[]>();
+    const byTopic = new Map<string, { key: string; value: Buffer; headers?: Record<string, string> }[]>();
     for (const record of output.records) {
       const name = kafkaTopic(this.options.topics, record.topic);
       const list = byTopic.get(name) ?? [];
-      list.push({ key: record.key, value: record.value });
+      list.push({ key: record.key, value: record.value, ...traceHeaders(record.traceContext) });
       byTopic.set(name, list);
     }
     const transaction = await producer.transaction();
@@ -971,7 +975,12 @@ class UnknownKeyReport {
 
 /** A batch's output records and state writes as committed: values sealed, each state write's key reference. */
 interface SealedOutput {
-  readonly records: { readonly topic: TopicName; readonly key: string; readonly value: Buffer }[];
+  readonly records: {
+    readonly topic: TopicName;
+    readonly key: string;
+    readonly value: Buffer;
+    readonly traceContext: string | undefined;
+  }[];
   readonly state: { readonly key: string; readonly value: Buffer | null }[];
   readonly stateRefs: (KeyRef | null)[];
 }
@@ -1050,4 +1059,18 @@ export function kafkaClientOptions(
         else log.debug(`kafka: ${entry.message}`, fields);
       },
   };
+}
+
+/** The W3C `traceparent` header of a record that continues a trace (none when tracing is off). */
+function traceHeaders(traceContext: string | undefined): { headers?: Record<string, string> } {
+  return traceContext === undefined ? {} : { headers: { traceparent: traceContext } };
+}
+
+/** The trace a consumed record continues: its `traceparent` header, when it has one. */
+function traceContextOf(message: KafkaMessage): { traceContext?: string } {
+  const header = message.headers?.['traceparent'];
+  const value = Array.isArray(header) ? header[0] : header;
+  if (value === undefined) return {};
+  const text = typeof value === 'string' ? value : value.toString('utf8');
+  return text === '' ? {} : { traceContext: text };
 }

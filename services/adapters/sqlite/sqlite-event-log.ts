@@ -69,6 +69,8 @@ const migrations: Migration[] = [
     SELECT topic, COUNT(*), COALESCE(SUM(length(value)), 0), 0 FROM records GROUP BY topic;
   `,
   addRecordOwners,
+  // 5: the trace context of each record (a W3C traceparent; null when tracing was off).
+  `ALTER TABLE records ADD COLUMN trace_context TEXT;`,
 ];
 
 /**
@@ -137,6 +139,7 @@ interface RecordRow {
   value: Buffer;
   schema_fp: string;
   appended_at: number;
+  trace_context: string | null;
 }
 
 interface EncodedOutput {
@@ -190,10 +193,21 @@ export class SqliteEventLog implements EventLog {
         'SELECT 1 AS one FROM records WHERE topic = ? AND dedup_key = ?',
       ),
       insert: db.prepare<
-        [string, number, string, Buffer, string, string | null, number, string | null, string | null]
+        [
+          string,
+          number,
+          string,
+          Buffer,
+          string,
+          string | null,
+          number,
+          string | null,
+          string | null,
+          string | null,
+        ]
       >(
-        `INSERT INTO records (topic, offset, key, value, schema_fp, dedup_key, appended_at, tenant_id, user_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO records (topic, offset, key, value, schema_fp, dedup_key, appended_at, tenant_id, user_id, trace_context)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       owner: db.prepare<[string, number], RecordOwner>(
         'SELECT tenant_id AS tenantId, user_id AS userId FROM records WHERE topic = ? AND offset = ?',
@@ -202,7 +216,7 @@ export class SqliteEventLog implements EventLog {
         'SELECT offset FROM records WHERE topic = ? AND offset >= ? ORDER BY offset LIMIT 1',
       ),
       read: db.prepare<[string, number, number], RecordRow>(
-        'SELECT offset, key, value, schema_fp, appended_at FROM records WHERE topic = ? AND offset >= ? ORDER BY offset LIMIT ?',
+        'SELECT offset, key, value, schema_fp, appended_at, trace_context FROM records WHERE topic = ? AND offset >= ? ORDER BY offset LIMIT ?',
       ),
       committed: db.prepare<[string, string], { offset: number }>(
         'SELECT offset FROM consumer_offsets WHERE grp = ? AND topic = ?',
@@ -542,6 +556,7 @@ export class SqliteEventLog implements EventLog {
       key: row.key,
       value: this.codec.decode(topic, row.value, row.schema_fp),
       appendedAt: row.appended_at,
+      ...(row.trace_context === null ? {} : { traceContext: row.trace_context }),
     }));
   }
 
@@ -605,6 +620,7 @@ export class SqliteEventLog implements EventLog {
         now,
         owner.tenantId,
         owner.userId,
+        record.traceContext ?? null,
       );
       next++;
       written++;

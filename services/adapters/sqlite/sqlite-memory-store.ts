@@ -57,6 +57,7 @@ import {
 } from './memory-schema.js';
 import { SqliteMemoryVersions } from './sqlite-memory-versions.js';
 import { ErasedUsers } from './erased-users.js';
+import { inSpan, storeWriteSpan } from '../../telemetry/trace-context.js';
 
 type Statement = Database.Statement;
 
@@ -187,7 +188,9 @@ export class SqliteMemoryStore implements MemoryStore {
     this.ensureOpen();
     writes.forEach((write, index) => validateWrite(write, index));
     if (writes.length === 0) return { inserted: 0, updated: 0, unchanged: 0 };
-    return writeTransaction(this.db, 'writing memories', () => this.upsertInTransaction(writes));
+    return inSpan('memory store upsert', storeWriteSpan('sqlite', writes.length), async () =>
+      writeTransaction(this.db, 'writing memories', () => this.upsertInTransaction(writes)),
+    );
   }
 
   /** `consolidatedAt`: what new rows get (null: pending consolidation; versions made by ops are not). */

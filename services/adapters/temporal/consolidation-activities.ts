@@ -11,7 +11,8 @@ import type {
 import { LightmemError } from '../../core/errors.js';
 import { isLaterVersion } from './consolidation-entity.js';
 import { activityFailure } from './temporal-errors.js';
-import { countDecisions } from '../../telemetry/metrics.js';
+import { countDecisions } from '../../telemetry/meters.js';
+import { inSpan } from '../../telemetry/trace-context.js';
 
 /** The dependencies of a later pipeline version's consolidation (its store, log, embedder, decider). */
 export type VersionDeps = (version: string) => Promise<Omit<ConsolidationDeps, 'context'>>;
@@ -75,25 +76,30 @@ export function temporalActivities(
   };
 
   function wrap<I, O>(run: (input: I) => Promise<O>): (input: I) => Promise<O> {
-    return async (input) => {
-      const current = Context.current();
-      const state: HeartbeatState = { details: current.info.heartbeatDetails };
-      states.set(current, state);
-      const every = keepAliveMs(current.info.heartbeatTimeoutMs);
-      const timer =
-        every === null
-          ? undefined
-          : setInterval(() => {
-              current.heartbeat(state.details);
-            }, every);
-      try {
-        return await run(input);
-      } catch (error) {
-        throw activityFailure(error);
-      } finally {
-        clearInterval(timer);
-      }
+    return (input) => {
+      const name = Context.current().info.activityType;
+      return inSpan(`consolidation ${name}`, { kind: 'internal' }, () => runActivity(run, input));
     };
+  }
+
+  async function runActivity<I, O>(run: (input: I) => Promise<O>, input: I): Promise<O> {
+    const current = Context.current();
+    const state: HeartbeatState = { details: current.info.heartbeatDetails };
+    states.set(current, state);
+    const every = keepAliveMs(current.info.heartbeatTimeoutMs);
+    const timer =
+      every === null
+        ? undefined
+        : setInterval(() => {
+            current.heartbeat(state.details);
+          }, every);
+    try {
+      return await run(input);
+    } catch (error) {
+      throw activityFailure(error);
+    } finally {
+      clearInterval(timer);
+    }
   }
 
   return {

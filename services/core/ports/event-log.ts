@@ -12,6 +12,8 @@ export interface LogRecord<T extends TopicName = TopicName> {
   readonly key: string;
   readonly value: TopicValues[T];
   readonly appendedAt: number;
+  /** The W3C `traceparent` of the work that appended it (absent when tracing is off). */
+  readonly traceContext?: string | undefined;
 }
 
 export interface AppendRecord<T extends TopicName = TopicName> {
@@ -22,6 +24,8 @@ export interface AppendRecord<T extends TopicName = TopicName> {
    * cannot check this cheaply (Kafka) leave it to the consuming stage, which dedups by the same key.
    */
   readonly dedupKey?: string | undefined;
+  /** The W3C `traceparent` of the work that appends it: the stage that reads it continues that trace. */
+  readonly traceContext?: string | undefined;
 }
 
 export type OutputRecord = { [T in TopicName]: { readonly topic: T } & AppendRecord<T> }[TopicName];
