@@ -281,37 +281,7 @@ export const ConsolidateRequest = z.strictObject({
 });
 
 /** What a consolidation did: counts by decision and each decision with its reason. */
-export const ConsolidationSummarySchema = z.object({
-  tenantId: z.string(),
-  userId: z.string(),
-  version: z.string().optional(),
-  dryRun: z.boolean(),
-  runs: z.number().int(),
-  policy: z.string().nullable(),
-  sources: z.number().int(),
-  targets: z.number().int(),
-  counts: z.object({
-    update: z.number().int(),
-    supersede: z.number().int(),
-    ignore: z.number().int(),
-    merge: z.number().int(),
-  }),
-  skipped: z.number().int(),
-  problems: z.number().int(),
-  decisions: z.array(
-    z.object({
-      opId: z.string(),
-      op: z.enum(['update', 'supersede', 'ignore']),
-      merge: z.boolean(),
-      targetIds: z.array(z.string()),
-      sourceIds: z.array(z.string()),
-      replacementIds: z.array(z.string()),
-      text: z.string().nullable(),
-      reason: z.string(),
-      problem: z.string().nullable(),
-    }),
-  ),
-});
+export { ConsolidationSummarySchema } from '../core/model/consolidation-summary.js';
 
 /** A pipeline version's name: `v` and its number. */
 export const VersionName = z

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { lastJsonLine, runCli, tempDir } from '../support/cli.js';
@@ -9,13 +11,24 @@ import { serve, type RunningServer } from './support/serve.js';
 import {
   distributedConfig,
   modelEnv,
-  startStages,
   stopStages,
   waitUntil,
   writeConfig,
   type Stage,
-  type StageProcess,
+  StageProcess,
 } from './support/distributed.js';
+import { parsePrometheusText, sampleSum } from '../support/prometheus-text.js';
+
+/** A TCP port free now on the loopback interface. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  server.close();
+  await once(server, 'close');
+  return port;
+}
 
 /**
  * One trace across processes on real Kafka: `lightmem serve` and the stage services each export spans
@@ -27,7 +40,8 @@ describe('traces across the stage processes (real Kafka, registry, Elasticsearch
   const dir = tempDir('distributed-tracing');
   let receiver: OtlpReceiver;
   let llm: FakeOpenAiServer;
-  let stages: Map<Stage, StageProcess> = new Map();
+  const stages = new Map<Stage, StageProcess>();
+  const opsPorts = new Map<Stage, number>();
   let server: RunningServer | null = null;
   let file = '';
   let apiKey = '';
@@ -56,7 +70,14 @@ describe('traces across the stage processes (real Kafka, registry, Elasticsearch
         apiKey: string;
       }
     ).apiKey;
-    stages = await startStages(file, env);
+    // Each stage's ops endpoints on a port the test knows (the other tests let them pick any).
+    for (const stage of ['compressor', 'segmenter', 'summarizer', 'indexer', 'applier'] as const) {
+      const port = await freePort();
+      opsPorts.set(stage, port);
+      const process = new StageProcess(stage, file, { ...env, LIGHTMEM_OPS_PORT: String(port) });
+      process.start();
+      stages.set(stage, process);
+    }
     server = await serve(join(dir.path, 'serve'), env, 120_000, 60_000, ['--config', file]);
   });
   after(async () => {
@@ -140,5 +161,23 @@ describe('traces across the stage processes (real Kafka, registry, Elasticsearch
     assert.equal(write.attributes['db.system.name'], 'elasticsearch');
     for (const span of spans)
       assert.doesNotMatch(JSON.stringify(span.attributes), /Kestrel|Porto|5521/, span.name);
+  });
+
+  it('every stage service answers /metrics with its own counts, /readyz and /livez', async () => {
+    for (const stage of ['compressor', 'segmenter', 'summarizer', 'indexer'] as const) {
+      const base = `http://127.0.0.1:${opsPorts.get(stage) ?? 0}`;
+      const metrics = parsePrometheusText(await (await fetch(`${base}/metrics`)).text());
+      assert.ok(sampleSum(metrics, 'lightmem_stage_records_total', { stage }) >= 1, stage);
+      assert.ok(sampleSum(metrics, 'lightmem_stage_batch_duration_seconds_count', { stage }) >= 1, stage);
+      // The lag of its own input: caught up.
+      assert.equal(sampleSum(metrics, 'lightmem_stage_pending_records', { stage }), 0, stage);
+      assert.equal((await fetch(`${base}/readyz`)).status, 200, stage);
+      assert.equal((await fetch(`${base}/livez`)).status, 200, stage);
+    }
+    const summarizer = parsePrometheusText(
+      await (await fetch(`http://127.0.0.1:${opsPorts.get('summarizer') ?? 0}/metrics`)).text(),
+    );
+    assert.ok(sampleSum(summarizer, 'lightmem_llm_calls_total', { tenant: 'acme', outcome: 'ok' }) >= 1);
+    assert.ok(sampleSum(summarizer, 'lightmem_llm_tokens_total', { tenant: 'acme', kind: 'prompt' }) > 0);
   });
 });

@@ -3,6 +3,7 @@ import { Client, Connection, TimeoutFailure, WorkflowFailedError } from '@tempor
 import { temporalConnectionOptions } from './temporal-connection.js';
 import { z } from 'zod';
 import { LightmemError } from '../../core/errors.js';
+import { ConsolidationSummarySchema } from '../../core/model/consolidation-summary.js';
 import type {
   ConsolidationRunInput,
   ConsolidationSummary,
@@ -10,35 +11,6 @@ import type {
 import { consolidateOnceWorkflow } from '../../../workflows/consolidation/consolidation.workflow.js';
 import { idPart, type TemporalEndpoint } from './consolidation-entity.js';
 import { temporalError, workflowError } from './temporal-errors.js';
-
-const count = z.number().int().nonnegative();
-
-/** The workflow's result, decoded (it crossed the server, maybe from a worker of another version). */
-const ConsolidationSummarySchema = z.object({
-  tenantId: z.string(),
-  userId: z.string(),
-  dryRun: z.boolean(),
-  runs: count,
-  policy: z.string().nullable(),
-  sources: count,
-  targets: count,
-  counts: z.object({ update: count, supersede: count, ignore: count, merge: count }),
-  skipped: count,
-  problems: count,
-  decisions: z.array(
-    z.object({
-      opId: z.string(),
-      op: z.enum(['update', 'supersede', 'ignore']),
-      merge: z.boolean(),
-      targetIds: z.array(z.string()),
-      sourceIds: z.array(z.string()),
-      replacementIds: z.array(z.string()),
-      text: z.string().nullable(),
-      reason: z.string(),
-      problem: z.string().nullable(),
-    }),
-  ),
-}) satisfies z.ZodType<ConsolidationSummary>;
 
 /** The id of a run-now workflow: `consolidate-now:<tenant>:<user>:<uuid>`. */
 export function runOnceWorkflowId(input: ConsolidationRunInput): string {
