@@ -141,8 +141,9 @@ export async function runBatch<T extends TopicName>(
   options: BatchRunOptions,
 ): Promise<StageOutput | null> {
   const stop = startTimer('lightmem_stage_batch_duration_seconds', { stage: options.group });
-  const traced = await inStageSpans(records, options.group, () =>
-    runBatchOnce(records, handler, state, options),
+  // The handler gets the records with the context of their stage span (what it hands to LLM calls and writes).
+  const traced = await inStageSpans(records, options.group, (inSpans) =>
+    runBatchOnce(inSpans, handler, state, options),
   );
   // A batch that is given up (aborted, or retries exhausted: it throws) is not counted: it runs again.
   if (traced === null) return null;

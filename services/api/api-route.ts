@@ -37,6 +37,8 @@ interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodTyp
     readonly query: z.output<Q>;
     readonly body: z.output<B>;
     readonly signal: AbortSignal;
+    /** The request's span (a W3C traceparent; undefined when tracing is off): work it starts continues it. */
+    readonly traceContext: string | undefined;
   }) => Promise<RouteAnswer>;
 }
 
@@ -56,7 +58,13 @@ export interface ApiRoute {
   /** Decodes the raw parts with the schemas (400 naming the field), then runs the handler. */
   invoke(
     caller: Caller,
-    raw: { params: unknown; query: unknown; body: unknown; signal: AbortSignal },
+    raw: {
+      params: unknown;
+      query: unknown;
+      body: unknown;
+      signal: AbortSignal;
+      traceContext?: string | undefined;
+    },
   ): Promise<RouteAnswer>;
 }
 
@@ -84,6 +92,7 @@ export function route<
         query: decodePart(spec.query, raw.query, '') as z.output<Q>,
         body: decodePart(spec.body, raw.body, '') as z.output<B>,
         signal: raw.signal,
+        traceContext: raw.traceContext,
       }),
   };
 }

@@ -149,6 +149,7 @@ export function createHttpApp(deps: HttpAppDeps): FastifyInstance {
               query: request.query,
               body: request.body,
               signal: abortSignalOf(reply),
+              traceContext: span.traceparent,
             });
             span.setAttribute('http.response.status_code', answer.status);
             return reply.code(answer.status).send(answer.body);

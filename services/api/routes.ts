@@ -62,9 +62,9 @@ export function apiRoutes(service: MemoryService): ApiRoute[] {
       query: EventsQuery,
       body: EventsRequest,
       responses: { 202: { description: 'Accepted', schema: IngestResponse } },
-      handle: async ({ caller, query, body }) => ({
+      handle: async ({ caller, query, body, traceContext }) => ({
         status: 202,
-        body: await service.ingest(caller, { ...body, wait: query.wait }),
+        body: await service.ingest(caller, { ...body, wait: query.wait, traceContext }),
       }),
     }),
     route({

@@ -8,7 +8,6 @@ import { payloadExcerpt } from '../core/model/dead-letter.js';
 import { flushEvent } from '../core/model/flush-event.js';
 import { retrying } from '../core/backoff.js';
 import type { InputItem, TurnInput } from '../ingest/index.js';
-import { currentTraceContext } from '../telemetry/trace-context.js';
 
 export interface IngestError {
   readonly line: number | null;
@@ -51,6 +50,8 @@ export interface IngestOptions {
    * caller's to retry (503 with Retry-After); a file ingest waits its turn.
    */
   readonly appendAttempts?: number;
+  /** The trace of the request that ingests (a W3C traceparent): the appended records continue it. */
+  readonly traceContext?: string | undefined;
 }
 
 const appendBatch = 500;
@@ -79,7 +80,7 @@ export class Ingestion {
       records: readonly AppendRecord<T>[],
     ) => {
       // The records continue the trace of the request that appends them (when tracing is on).
-      const traceContext = currentTraceContext();
+      const { traceContext } = options;
       const traced = traceContext === undefined ? records : records.map((r) => ({ ...r, traceContext }));
       return retrying(() => this.log.append(topic, traced), {
         attempts: options.appendAttempts ?? 1,

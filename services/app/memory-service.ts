@@ -77,7 +77,7 @@ export class MemoryService {
    */
   async ingest(
     caller: Caller,
-    request: EventsRequest & { wait?: boolean | undefined },
+    request: EventsRequest & { wait?: boolean | undefined; traceContext?: string | undefined },
   ): Promise<IngestResponse> {
     requireScope(caller, 'write');
     request.events.forEach((event, index) => tenantOf(caller, event['tenantId'], `events.${index}.tenantId`));
@@ -90,7 +90,11 @@ export class MemoryService {
         : { ok: false as const, error: { ...result.error, field: `events.${index}.${result.error.field}` } };
       return { line: null, label: `events[${index}]`, raw: text.slice(0, 64 * 1024), result: labelled };
     });
-    const report = await this.ingestion.ingest(items, { source: 'http', endSessions: request.endSession });
+    const report = await this.ingestion.ingest(items, {
+      source: 'http',
+      endSessions: request.endSession,
+      traceContext: request.traceContext,
+    });
     const answer: IngestResponse = {
       accepted: report.accepted,
       duplicates: report.duplicates,

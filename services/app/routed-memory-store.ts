@@ -1,5 +1,6 @@
 import type { Scope } from '../core/model/scope.js';
 import type {
+  WriteOptions,
   ApplyResult,
   ListRequest,
   MemoryHistory,
@@ -31,11 +32,11 @@ export class RoutedMemoryStore implements MemoryStore {
     private readonly everyTenant: () => Promise<MemoryStore>,
   ) {}
 
-  async upsert(writes: readonly MemoryWrite[]): Promise<UpsertResult> {
+  async upsert(writes: readonly MemoryWrite[], options?: WriteOptions): Promise<UpsertResult> {
     const results = await this.byTenant(
       writes,
       (write) => write.entry.tenantId,
-      (store, part) => store.upsert(part),
+      (store, part) => store.upsert(part, options),
     );
     return results.reduce(
       (sum, r) => ({

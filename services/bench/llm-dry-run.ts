@@ -1,6 +1,6 @@
 import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
 import type { ChatRequest } from '../core/ports/chat-model.js';
-import type { ExtractionResult, Extractor } from '../core/ports/extractor.js';
+import type { ExtractOptions, ExtractionResult, Extractor } from '../core/ports/extractor.js';
 import type { TopicSegment } from '../core/model/generated.js';
 
 /** Calls and tokens of one case (a LoCoMo conversation, a LongMemEval question: one user each). */
@@ -45,7 +45,7 @@ export class DryRunExtractor implements Extractor {
     this.promptHash = inner.promptHash;
   }
 
-  extract(batch: readonly TopicSegment[]): Promise<ExtractionResult> {
+  extract(batch: readonly TopicSegment[], options?: ExtractOptions): Promise<ExtractionResult> {
     const [first] = batch;
     const { request, turns } = this.render(batch);
     if (first !== undefined && turns.length > 0) {
@@ -56,7 +56,7 @@ export class DryRunExtractor implements Extractor {
       this.rendered.push({ userId: first.userId, promptTokens, request });
       this.costs.set(first.userId, cost);
     }
-    return this.inner.extract(batch);
+    return this.inner.extract(batch, options);
   }
 
   /** What each user's batches would have cost. */

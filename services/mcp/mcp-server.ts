@@ -59,7 +59,7 @@ export function createMcpServer(service: MemoryService, options: McpServerOption
       const answer = await inSpan(
         `mcp tools/call ${tool.name}`,
         { kind: 'server', attributes: { 'mcp.tool.name': tool.name } },
-        () => tool.call(service, options.caller, args, extra.signal),
+        (span) => tool.call(service, options.caller, args, extra.signal, span.traceparent),
       );
       return { content: [{ type: 'text', text: answer.text }], structuredContent: answer.structured };
     } catch (error) {

@@ -40,8 +40,17 @@ export interface McpTool {
     readonly idempotentHint: boolean;
     readonly openWorldHint: false;
   };
-  /** Decodes the arguments (InvalidInputError naming the field) and runs the operation for the caller. */
-  call(service: MemoryService, caller: Caller, args: unknown, signal: AbortSignal): Promise<ToolAnswer>;
+  /**
+   * Decodes the arguments (InvalidInputError naming the field) and runs the operation for the caller, in
+   * the trace of the call's span (a W3C traceparent; undefined when tracing is off).
+   */
+  call(
+    service: MemoryService,
+    caller: Caller,
+    args: unknown,
+    signal: AbortSignal,
+    traceContext?: string  ,
+  ): Promise<ToolAnswer>;
 }
 
 interface ToolSpec<S extends z.ZodType> extends Omit<McpTool, 'call' | 'input'> {
@@ -51,6 +60,7 @@ interface ToolSpec<S extends z.ZodType> extends Omit<McpTool, 'call' | 'input'> 
     caller: Caller,
     input: z.output<S>,
     signal: AbortSignal,
+    traceContext: string | undefined,
   ) => Promise<ToolAnswer>;
 }
 
@@ -58,8 +68,8 @@ function tool<S extends z.ZodType>(spec: ToolSpec<S>): McpTool {
   const { run, ...rest } = spec;
   return {
     ...rest,
-    call: (service, caller, args, signal) =>
-      run(service, caller, decodePart(spec.input, args ?? {}, '') as z.output<S>, signal),
+    call: (service, caller, args, signal, traceContext) =>
+      run(service, caller, decodePart(spec.input, args ?? {}, '') as z.output<S>, signal, traceContext),
   };
 }
 
@@ -105,9 +115,14 @@ export const mcpTools: readonly McpTool[] = [
     scope: 'write',
     input: AddTurnsInput,
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
-    run: async (service, caller, input) =>
+    run: async (service, caller, input, _signal, traceContext) =>
       json(
-        await service.ingest(caller, { events: input.turns, endSession: input.endSession, wait: input.wait }),
+        await service.ingest(caller, {
+          events: input.turns,
+          endSession: input.endSession,
+          wait: input.wait,
+          traceContext,
+        }),
       ),
   }),
   tool({

@@ -1,4 +1,4 @@
-import type { Attributes, AttributeValue, Context, SpanKind } from '@opentelemetry/api';
+import type { Attributes, AttributeValue, Context, Span, SpanKind } from '@opentelemetry/api';
 
 /**
  * Trace context as the event log carries it, and the spans of the code, through the OpenTelemetry API.
@@ -6,6 +6,10 @@ import type { Attributes, AttributeValue, Context, SpanKind } from '@opentelemet
  * SQLite log, a header of a Kafka record. The stage that reads a record starts its span as a child of it
  * and gives its own outputs the context of that span, so one trace runs from the request through every
  * stage to the store.
+ *
+ * The context is passed explicitly (in the records a stage handler gets, an extraction's options, a chat
+ * request, a store write's options), never through an async context manager: AsyncLocalStorage would slow
+ * every promise of the process once tracing is on.
  *
  * The API is loaded only when tracing is on (`enableTracingApi`, called by tracing-setup.ts once a tracer
  * provider is registered); until then every function here is a no-op and costs a command nothing at start.
@@ -23,17 +27,25 @@ export async function enableTracingApi(): Promise<void> {
 
 /** What code may do with the span it runs in. */
 export interface SpanHandle {
+  /** The span's own traceparent, to hand to the work it does (undefined when tracing is off). */
+  readonly traceparent: string | undefined;
   setAttribute(key: string, value: AttributeValue): void;
   setAttributes(attributes: Attributes): void;
 }
 
-const noSpan: SpanHandle = { setAttribute: () => undefined, setAttributes: () => undefined };
+const noSpan: SpanHandle = {
+  traceparent: undefined,
+  setAttribute: () => undefined,
+  setAttributes: () => undefined,
+};
 
 export type SpanKindName = 'server' | 'client' | 'consumer' | 'internal';
 
 export interface SpanOptions {
   readonly kind?: SpanKindName;
   readonly attributes?: Attributes;
+  /** The traceparent of the parent span; none: the root of a new trace. */
+  readonly parent?: string | undefined;
 }
 
 const traceparentPattern = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
@@ -51,15 +63,11 @@ function kindOf(api: OtelApi, kind: SpanKindName | undefined): SpanKind {
   }
 }
 
-function traceparentOf(api: OtelApi, active: Context): string | undefined {
-  const span = api.trace.getSpanContext(active);
-  if (span === undefined || !api.isSpanContextValid(span)) return undefined;
-  return `00-${span.traceId}-${span.spanId}-${(span.traceFlags & 0xff).toString(16).padStart(2, '0')}`;
-}
-
-/** The `traceparent` of the active span (undefined when there is none, or tracing is off). */
-export function currentTraceContext(): string | undefined {
-  return otel === null ? undefined : traceparentOf(otel, otel.context.active());
+/** The traceparent of a span (undefined when it is not recorded: sampled out). */
+function traceparentOf(api: OtelApi, span: Span): string | undefined {
+  const context = span.spanContext();
+  if (!api.isSpanContextValid(context)) return undefined;
+  return `00-${context.traceId}-${context.spanId}-${(context.traceFlags & 0xff).toString(16).padStart(2, '0')}`;
 }
 
 /** The context a `traceparent` names: a span started under it is its child (the root without one). */
@@ -74,45 +82,47 @@ function contextOfTrace(api: OtelApi, traceparent: string | undefined): Context 
   });
 }
 
-async function runIn<R>(
-  api: OtelApi,
-  name: string,
-  options: SpanOptions,
-  parent: Context,
-  work: (span: SpanHandle) => Promise<R>,
-): Promise<R> {
+function startSpan(api: OtelApi, name: string, options: SpanOptions): Span {
   return api.trace
     .getTracer('lightmem-stream')
-    .startActiveSpan(
+    .startSpan(
       name,
       { kind: kindOf(api, options.kind), attributes: options.attributes ?? {} },
-      parent,
-      async (span) => {
-        try {
-          return await work(span);
-        } catch (error) {
-          span.setStatus({ code: api.SpanStatusCode.ERROR });
-          span.setAttribute('error.type', errorType(error));
-          throw error;
-        } finally {
-          span.end();
-        }
-      },
+      contextOfTrace(api, options.parent),
     );
 }
 
+function failed(api: OtelApi, span: Span, error: unknown): void {
+  span.setStatus({ code: api.SpanStatusCode.ERROR });
+  span.setAttribute('error.type', errorType(error));
+}
+
 /**
- * Runs `work` in a new active span, a child of the active one; it ends when the work settles, with the
- * error's code (not its text) when it fails.
+ * Runs `work` in a new span, a child of `options.parent` (else the root of a new trace); it ends when the
+ * work settles, with the error's code (not its text) when it fails. `work` gets the span's traceparent to
+ * hand on.
  */
-export function inSpan<R>(
+export async function inSpan<R>(
   name: string,
   options: SpanOptions,
   work: (span: SpanHandle) => Promise<R>,
 ): Promise<R> {
   const api = otel;
   if (api === null) return work(noSpan);
-  return runIn(api, name, options, api.context.active(), work);
+  const span = startSpan(api, name, options);
+  const handle: SpanHandle = {
+    traceparent: traceparentOf(api, span),
+    setAttribute: (key, value) => span.setAttribute(key, value),
+    setAttributes: (attributes) => span.setAttributes(attributes),
+  };
+  try {
+    return await work(handle);
+  } catch (error) {
+    failed(api, span, error);
+    throw error;
+  } finally {
+    span.end();
+  }
 }
 
 /** A server span for an incoming request, a child of the caller's `traceparent` header when it sends one. */
@@ -122,11 +132,9 @@ export function inServerSpan<R>(
   attributes: Attributes,
   work: (span: SpanHandle) => Promise<R>,
 ): Promise<R> {
-  const api = otel;
-  if (api === null) return work(noSpan);
   const header = headers['traceparent'];
-  const parent = contextOfTrace(api, typeof header === 'string' ? header.trim().toLowerCase() : undefined);
-  return runIn(api, name, { kind: 'server', attributes }, parent, work);
+  const parent = typeof header === 'string' ? header.trim().toLowerCase() : undefined;
+  return inSpan(name, { kind: 'server', attributes, parent }, work);
 }
 
 /** The records of a stage batch, as far as tracing is concerned. */
@@ -138,61 +146,54 @@ interface TracedRecord {
 
 /**
  * Runs a stage batch in one span per trace its records belong to (`stage <group>`, a child of the context
- * each record carries: the request that appended a turn, or the stage that wrote it), with the first as the
- * active span (LLM calls and store writes of the batch are its children). `run`'s outputs get the context of
- * the span of the input with the same key (else the first), so the next stage continues the trace.
+ * each record carries: the request that appended a turn, or the stage that wrote it). `run` gets the
+ * records with the context of their span instead (what the handler hands to its LLM calls and store
+ * writes), and its outputs get the context of the span of the input with the same key (else the first),
+ * so the next stage continues the trace.
  */
-export async function inStageSpans<T extends { readonly records: readonly { readonly key: string }[] }>(
-  records: readonly TracedRecord[],
+export async function inStageSpans<R extends TracedRecord, T>(
+  records: readonly R[],
   group: string,
-  run: () => Promise<T | null>,
+  run: (records: readonly R[]) => Promise<T | null>,
 ): Promise<{ output: T; traceContextOf: (key: string) => string | undefined } | null> {
   const api = otel;
-  const untraced = async () => {
-    const output = await run();
+  if (api === null || records.length === 0) {
+    const output = await run(records);
     return output === null ? null : { output, traceContextOf: () => undefined };
-  };
-  if (api === null) return untraced();
-  const byTrace = new Map<string | undefined, TracedRecord[]>();
+  }
+  const byTrace = new Map<string | undefined, R[]>();
   for (const record of records) {
     const same = byTrace.get(record.traceContext);
     if (same === undefined) byTrace.set(record.traceContext, [record]);
     else same.push(record);
   }
-  const tracer = api.trace.getTracer('lightmem-stream');
-  const spans = [...byTrace].map(([traceContext, members]) => ({
-    members,
-    span: tracer.startSpan(
-      `stage ${group}`,
-      {
-        kind: api.SpanKind.CONSUMER,
-        attributes: {
-          'lightmem.stage': group,
-          'messaging.destination.name': members[0]?.topic ?? '',
-          'messaging.batch.message_count': members.length,
-        },
+  const spans = [...byTrace].map(([traceContext, members]) => {
+    const span = startSpan(api, `stage ${group}`, {
+      kind: 'consumer',
+      parent: traceContext,
+      attributes: {
+        'lightmem.stage': group,
+        'messaging.destination.name': members[0]?.topic ?? '',
+        'messaging.batch.message_count': members.length,
       },
-      contextOfTrace(api, traceContext),
-    ),
-  }));
-  const [first] = spans;
-  if (first === undefined) return untraced();
-  try {
-    const output = await api.context.with(api.trace.setSpan(api.context.active(), first.span), run);
-    if (output === null) return null;
-    const contextOfKey = new Map<string, string | undefined>();
-    for (const { members, span } of spans.slice().reverse()) {
-      const traceContext = traceparentOf(api, api.trace.setSpan(api.ROOT_CONTEXT, span));
-      for (const record of members) contextOfKey.set(record.key, traceContext);
+    });
+    return { members, span, traceparent: traceparentOf(api, span) };
+  });
+  const contextOf = new Map<R, string | undefined>();
+  const contextOfKey = new Map<string, string | undefined>();
+  for (const { members, traceparent } of spans.slice().reverse()) {
+    for (const record of members) {
+      contextOf.set(record, traceparent);
+      contextOfKey.set(record.key, traceparent);
     }
-    const firstContext = traceparentOf(api, api.trace.setSpan(api.ROOT_CONTEXT, first.span));
-    for (const { span } of spans) span.setAttribute('lightmem.outputs', output.records.length);
+  }
+  const firstContext = spans[0]?.traceparent;
+  try {
+    const output = await run(records.map((record) => ({ ...record, traceContext: contextOf.get(record) })));
+    if (output === null) return null;
     return { output, traceContextOf: (key) => contextOfKey.get(key) ?? firstContext };
   } catch (error) {
-    for (const { span } of spans) {
-      span.setStatus({ code: api.SpanStatusCode.ERROR });
-      span.setAttribute('error.type', errorType(error));
-    }
+    for (const { span } of spans) failed(api, span, error);
     throw error;
   } finally {
     for (const { span } of spans) span.end();
@@ -200,9 +201,14 @@ export async function inStageSpans<T extends { readonly records: readonly { read
 }
 
 /** The span of a memory store write (`memory store upsert`): which store and how many memories. */
-export function storeWriteSpan(system: 'sqlite' | 'elasticsearch', memories: number): SpanOptions {
+export function storeWriteSpan(
+  system: 'sqlite' | 'elasticsearch',
+  memories: number,
+  parent: string | undefined,
+): SpanOptions {
   return {
     kind: 'client',
+    parent,
     attributes: { 'db.system.name': system, 'db.operation.name': 'upsert', 'lightmem.memories': memories },
   };
 }

@@ -14,6 +14,7 @@ export function tracedChat(chat: ChatModel): ChatModel {
         `chat ${chat.model}`,
         {
           kind: 'client',
+          parent: request.traceContext,
           attributes: {
             'gen_ai.operation.name': 'chat',
             'gen_ai.request.model': chat.model,

@@ -42,7 +42,9 @@ export async function startTracing(
     }),
     spanProcessors: [new BatchSpanProcessor(new otlp.OTLPTraceExporter({ url: endpoint }))],
   });
-  provider.register();
+  // No async context manager (AsyncLocalStorage would slow every promise of the process) and no global
+  // propagator: the trace context is passed explicitly (trace-context.ts).
+  provider.register({ contextManager: null, propagator: null });
   await enableTracingApi();
   logger.info('tracing on', {
     endpoint,

@@ -32,7 +32,8 @@ describe('traces from a turn to its memory', () => {
   let api: InProcessApi;
 
   before(async () => {
-    provider.register();
+    // As tracing-setup.ts registers it: no context manager, the context is passed explicitly.
+    provider.register({ contextManager: null, propagator: null });
     await enableTracingApi();
     llm = await startFakeOpenAiServer({
       models: ['scripted'],

@@ -5,6 +5,7 @@ import type { MemoryEntry } from '../../core/model/generated.js';
 import { assertId, assertScope, type Scope } from '../../core/model/scope.js';
 import { systemClock, type Clock } from '../../core/ports/clock.js';
 import type {
+  WriteOptions,
   ApplyResult,
   ListRequest,
   MemoryHistory,
@@ -224,14 +225,14 @@ export class ElasticsearchMemoryStore implements MemoryStore {
 
   // ---------------------------------------------------------------- writes
 
-  async upsert(writes: readonly MemoryWrite[]): Promise<UpsertResult> {
+  async upsert(writes: readonly MemoryWrite[], options: WriteOptions = {}): Promise<UpsertResult> {
     this.ensureOpen();
     writes.forEach((write, index) => {
       validateWrite(write, index);
       checkIdSize(write.entry.id, `writes[${index}].entry.id`);
     });
     if (writes.length === 0) return { inserted: 0, updated: 0, unchanged: 0 };
-    const span = storeWriteSpan('elasticsearch', writes.length);
+    const span = storeWriteSpan('elasticsearch', writes.length, options.traceContext);
     return this.call('upsert', () => inSpan('memory store upsert', span, () => this.upsertAll(writes)));
   }
 

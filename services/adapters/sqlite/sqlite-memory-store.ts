@@ -6,6 +6,7 @@ import type { MemoryEntry } from '../../core/model/generated.js';
 import { assertId, assertScope, type Scope } from '../../core/model/scope.js';
 import { systemClock, type Clock } from '../../core/ports/clock.js';
 import type {
+  WriteOptions,
   ApplyResult,
   ListRequest,
   MemoryHistory,
@@ -184,11 +185,12 @@ export class SqliteMemoryStore implements MemoryStore {
 
   // ---------------------------------------------------------------- writes
 
-  async upsert(writes: readonly MemoryWrite[]): Promise<UpsertResult> {
+  async upsert(writes: readonly MemoryWrite[], options: WriteOptions = {}): Promise<UpsertResult> {
     this.ensureOpen();
     writes.forEach((write, index) => validateWrite(write, index));
     if (writes.length === 0) return { inserted: 0, updated: 0, unchanged: 0 };
-    return inSpan('memory store upsert', storeWriteSpan('sqlite', writes.length), async () =>
+    const span = storeWriteSpan('sqlite', writes.length, options.traceContext);
+    return inSpan('memory store upsert', span, async () =>
       writeTransaction(this.db, 'writing memories', () => this.upsertInTransaction(writes)),
     );
   }

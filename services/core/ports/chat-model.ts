@@ -21,6 +21,11 @@ export interface ChatRequest {
    * still decoded and checked by the caller: a weak model may ignore it.
    */
   readonly jsonSchema?: JsonSchemaFormat | undefined;
+  /**
+   * The trace the call belongs to (a W3C traceparent), for the span of the call; not sent, and not part of
+   * what decides the answer.
+   */
+  readonly traceContext?: string | undefined;
 }
 
 export interface JsonSchemaFormat {

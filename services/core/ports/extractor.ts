@@ -30,6 +30,12 @@ export interface ExtractionResult {
   readonly problems: readonly ExtractionProblem[];
 }
 
+/** What an extraction is part of. */
+export interface ExtractOptions {
+  /** The trace of the stage batch that asks (a W3C traceparent): its LLM calls are spans of it. */
+  readonly traceContext?: string | undefined;
+}
+
 export interface Extractor {
   /** Names the method and everything that changes its output (for an LLM: the model); in the pipeline version. */
   readonly version: string;
@@ -39,5 +45,5 @@ export interface Extractor {
    * Memories from one STM batch (several topic segments of one conversation). Throws a retryable error
    * when the batch should be tried again later (an endpoint down); never drops turns silently.
    */
-  extract(batch: readonly TopicSegment[]): Promise<ExtractionResult>;
+  extract(batch: readonly TopicSegment[], options?: ExtractOptions): Promise<ExtractionResult>;
 }

@@ -117,9 +117,15 @@ export interface PendingUser {
   readonly pending: number;
 }
 
+/** What a write is part of. */
+export interface WriteOptions {
+  /** The trace of the work that writes (a W3C traceparent): the write is a span of it. */
+  readonly traceContext?: string | undefined;
+}
+
 export interface MemoryStore {
   /** Idempotent by id: writing the same entry again changes nothing. */
-  upsert(writes: readonly MemoryWrite[]): Promise<UpsertResult>;
+  upsert(writes: readonly MemoryWrite[], options?: WriteOptions): Promise<UpsertResult>;
   search(request: SearchRequest): Promise<SearchHit[]>;
   get(scope: Scope, id: string): Promise<MemoryEntry | undefined>;
   list(request: ListRequest): Promise<{ items: MemoryEntry[]; nextCursor: string | null }>;

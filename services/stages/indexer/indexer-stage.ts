@@ -23,7 +23,8 @@ export function indexerStage(deps: IndexerStageDeps): BatchHandler<typeof Topics
     const entries = records.map((record) => record.value);
     const vectors = deps.embedder === null ? [] : await deps.embedder.embed(entries.map(embeddingText));
     const writes: MemoryWrite[] = entries.map((entry, index) => ({ entry, embedding: vectors[index] }));
-    await deps.store.upsert(writes);
+    // The write is a span of the batch's trace (its records carry the stage's span context).
+    await deps.store.upsert(writes, { traceContext: records.find((r) => r.traceContext)?.traceContext });
     if (deps.trigger != null && entries.length > 0)
       await deps.trigger.notify(
         countsPerUser(entries.map(({ tenantId, userId }) => ({ tenantId, userId, count: 1 }))),

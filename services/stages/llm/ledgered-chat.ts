@@ -12,6 +12,8 @@ export interface CallContext {
   /** What the call is for (`extract`, `repair`). */
   readonly purpose: string;
   readonly promptHash: string | null;
+  /** The trace the call belongs to (W3C traceparent): the call's span is its child. */
+  readonly traceContext?: string | undefined;
 }
 
 /** The caller's verdict on an answer, with what it made of it. */
@@ -99,7 +101,9 @@ export class LedgeredChat {
       const started = performance.now();
       let completion: ChatCompletion;
       try {
-        completion = await this.options.chat.complete(request);
+        completion = await this.options.chat.complete(
+          context.traceContext === undefined ? request : { ...request, traceContext: context.traceContext },
+        );
       } catch (error) {
         await ledger.record({
           ...base,

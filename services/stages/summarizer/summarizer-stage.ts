@@ -59,7 +59,8 @@ export function summarizerStage(deps: SummarizerStageDeps): BatchHandler<typeof 
 
   async function extract(due: DueBatch): Promise<Extracted> {
     try {
-      return { due, result: await deps.extractor.extract(due.batch) };
+      const traceContext = due.trigger.traceContext;
+      return { due, result: await deps.extractor.extract(due.batch, { traceContext }) };
     } catch (error) {
       if (error instanceof BudgetExceededError) return { due, retryAt: error.retryAt };
       throw error;

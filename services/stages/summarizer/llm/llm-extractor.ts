@@ -1,5 +1,6 @@
 import type { ChatMessage, ChatRequest } from '../../../core/ports/chat-model.js';
 import type {
+  ExtractOptions,
   ExtractedMemory,
   ExtractionProblem,
   ExtractionResult,
@@ -70,7 +71,7 @@ export class LlmExtractor implements Extractor {
     return extractionRequest(batch, this.settings);
   }
 
-  async extract(batch: readonly TopicSegment[]): Promise<ExtractionResult> {
+  async extract(batch: readonly TopicSegment[], options: ExtractOptions = {}): Promise<ExtractionResult> {
     const [first] = batch;
     if (first === undefined) return { memories: [], problems: [] };
     const { request, turns } = this.request(batch);
@@ -82,6 +83,7 @@ export class LlmExtractor implements Extractor {
       userId: first.userId,
       conversationId: first.conversationId,
       promptHash: this.promptHash,
+      traceContext: options.traceContext,
     };
     const answered = await this.ask(request, turns.length, 'extract', context);
     if (answered.parsed.ok)
