@@ -49,7 +49,7 @@ export interface McpTool {
     caller: Caller,
     args: unknown,
     signal: AbortSignal,
-    traceContext?: string  ,
+    traceContext?: string,
   ): Promise<ToolAnswer>;
 }
 
