@@ -17,10 +17,11 @@ import {
   errorMessage,
   isRetryable,
   errorFields,
+  errorCode,
 } from '../core/errors.js';
 import { backoffMs } from '../core/backoff.js';
 import { payloadExcerpt } from '../core/model/dead-letter.js';
-import { codeOf, count, startTimer } from '../telemetry/meters.js';
+import { count, startTimer } from '../telemetry/meters.js';
 import { inStageSpans } from '../telemetry/trace-context.js';
 
 /** The dead-letter record of an input a stage could not process: the original plus why. */
@@ -37,7 +38,7 @@ export function deadLetterFor(
     sourceOffset: record.offset,
     sourceLine: null,
     key: record.key,
-    errorCode: error instanceof LightmemError ? error.code : 'internal',
+    errorCode: errorCode(error),
     field: error instanceof LightmemError ? (error.field ?? null) : null,
     reason: errorMessage(error),
     attempt,
@@ -213,7 +214,7 @@ async function attempt<T extends TopicName>(
       const retried = retryable(error);
       count('lightmem_stage_errors_total', {
         stage: options.group,
-        code: codeOf(error),
+        code: errorCode(error),
         retryable: String(retried),
       });
       if (!retried) return { ok: false, error, attempts };
@@ -282,7 +283,7 @@ function deadLettered(
   attempts: number,
   options: BatchRunOptions,
 ): StageOutput {
-  count('lightmem_dead_letters_total', { stage: options.group, code: codeOf(error) });
+  count('lightmem_dead_letters_total', { stage: options.group, code: errorCode(error) });
   options.logger.error('record dead-lettered', {
     group: options.group,
     topic: record.topic,

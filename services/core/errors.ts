@@ -123,6 +123,11 @@ export class RateLimitedError extends LightmemError {
   }
 }
 
+/** An error's code: ours, else `internal` (what dead letters, metrics labels and worker reports carry). */
+export function errorCode(error: unknown): ErrorCode {
+  return error instanceof LightmemError ? error.code : 'internal';
+}
+
 export function isRetryable(error: unknown): boolean {
   return error instanceof LightmemError && error.retryable;
 }

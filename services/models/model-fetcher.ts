@@ -6,7 +6,14 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import yauzl from 'yauzl';
-import { LightmemError, UnavailableError, errorMessage, type ErrorCode } from '../core/errors.js';
+import {
+  LightmemError,
+  UnavailableError,
+  errorCode,
+  errorMessage,
+  isRetryable,
+  type ErrorCode,
+} from '../core/errors.js';
 import { ModelManifest, manifestFileName, modelFileName, tokenizerFileName } from './model-manifest.js';
 import { modelSpec, type ModelSource, type ModelSpec } from './model-registry.js';
 
@@ -152,8 +159,8 @@ export async function fetchFirstAvailable(
       lastError = error;
       failures.push({
         source,
-        code: error instanceof LightmemError ? error.code : 'internal',
-        retryable: error instanceof LightmemError ? error.retryable : false,
+        code: errorCode(error),
+        retryable: isRetryable(error),
         message: errorMessage(error),
       });
     }

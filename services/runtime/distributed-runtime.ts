@@ -314,7 +314,7 @@ export class DistributedRuntime implements Runtime {
       } catch (error) {
         // A broker restart is not the end of the wait: keep polling until it is back.
         if (!isRetryable(error)) throw error;
-        this.options.logger.warn('cannot read the pipeline lag; retrying', { ...errorFields(error) });
+        this.options.logger.warn('cannot read the pipeline lag; retrying', errorFields(error));
         await sleep(1_000);
         continue;
       }

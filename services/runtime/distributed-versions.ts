@@ -102,7 +102,7 @@ export class DistributedVersions extends VersionSet<DistributedVersionParts> {
         } catch (error) {
           // The registry unreachable, or a version's topics not ready yet: look again shortly.
           if (!isRetryable(error)) throw error;
-          logger.warn('cannot open the pipeline versions; retrying', { ...errorFields(error) });
+          logger.warn('cannot open the pipeline versions; retrying', errorFields(error));
           await sleep(2_000, undefined, { signal }).catch(() => undefined);
           continue;
         }

@@ -137,7 +137,7 @@ export class PipelineOwnership {
       acquired = this.lock.tryAcquire(now, PipelineStatus.encode({ stages: {} }));
     } catch (error) {
       // Contention on the lock itself: the next check tries again.
-      this.options.logger.debug('pipeline lock busy', { ...errorFields(error) });
+      this.options.logger.debug('pipeline lock busy', errorFields(error));
       return;
     }
     if (!acquired) return;
@@ -196,7 +196,7 @@ export class PipelineOwnership {
       this.lock.release();
     } catch (error) {
       // The lock goes stale on its own; a live process takes it over then.
-      this.options.logger.warn('releasing the pipeline lock failed', { ...errorFields(error) });
+      this.options.logger.warn('releasing the pipeline lock failed', errorFields(error));
     }
   }
 }

@@ -7,7 +7,7 @@ import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { LightmemConfig } from '../core/config.js';
-import { LightmemError, errorMessage, errorFields } from '../core/errors.js';
+import { errorCode, errorFields, errorMessage, isRetryable } from '../core/errors.js';
 import { systemClock } from '../core/ports/clock.js';
 import { stderrLogger } from './stderr-logger.js';
 import { EmbeddedRuntime } from './embedded-runtime.js';
@@ -66,9 +66,9 @@ try {
 function failure(error: unknown): WorkerMessage {
   return {
     type: 'failed',
-    code: error instanceof LightmemError ? error.code : 'internal',
+    code: errorCode(error),
     message: errorMessage(error),
-    retryable: error instanceof LightmemError && error.retryable,
+    retryable: isRetryable(error),
   };
 }
 
@@ -82,6 +82,6 @@ function lowerThreadPriority(niceness: number): void {
     const threadId = Number(readlinkSync('/proc/thread-self').split('/').at(-1));
     if (Number.isInteger(threadId)) setPriority(threadId, niceness);
   } catch (error) {
-    logger.debug('cannot lower the pipeline thread priority', { ...errorFields(error) });
+    logger.debug('cannot lower the pipeline thread priority', errorFields(error));
   }
 }

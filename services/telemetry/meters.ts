@@ -5,8 +5,6 @@
  * is no backend and every call is a no-op, so the command does not pay for prom-client at start.
  */
 
-import { LightmemError } from '../core/errors.js';
-
 export type MetricName =
   | 'lightmem_stage_records_total'
   | 'lightmem_stage_batch_duration_seconds'
@@ -61,11 +59,6 @@ export async function timed<R>(name: MetricName, work: () => Promise<R>): Promis
     stop({ outcome: 'error' });
     throw error;
   }
-}
-
-/** An error's code for a label: ours, else `internal`. */
-export function codeOf(error: unknown): string {
-  return error instanceof LightmemError ? error.code : 'internal';
 }
 
 /** Counts the decisions of a consolidation activity that changes memories (a dry run changes nothing). */

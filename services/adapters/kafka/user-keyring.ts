@@ -321,7 +321,7 @@ export class UserKeyring {
   private abandonReader(reason: unknown): void {
     if (this.follower !== null && this.follower.failure === undefined) this.follower.failure = reason;
     this.starting = null;
-    this.options.logger.warn('keyring reader replaced', { ...errorFields(reason) });
+    this.options.logger.warn('keyring reader replaced', errorFields(reason));
   }
 
   /**
@@ -494,7 +494,7 @@ export class UserKeyring {
       this.starting = (async () => {
         await ensureTopics(admin, [this.options.topic]);
         if (current !== null) {
-          logger.warn('keyring reader stopped; starting a new one', { ...errorFields(current.failure) });
+          logger.warn('keyring reader stopped; starting a new one', errorFields(current.failure));
           await current.stop();
         }
         const next = await KeyringFollower.start(
